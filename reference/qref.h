@@ -1,0 +1,256 @@
+/*
+ * qref — the logitcheck reference engine for the Qwen3.5 family.
+ *
+ * A C11 library that runs Qwen3.5 checkpoints (dense `qwen3_5`, MoE `qwen3_5_moe`) exactly as
+ * Hugging Face transformers defines them: hybrid Gated DeltaNet / gated full-attention
+ * decoder, interleaved multimodal RoPE, and the vision tower.
+ *
+ * Ownership: every struct is caller-owned and initialised in place by an init/load function;
+ * the matching free function releases what it holds, is safe on a zeroed struct and safe to
+ * call twice. No function here prints, exits or keeps global mutable state: a model is
+ * read-only after loading and may serve many caches; all per-sequence state lives in a
+ * qref_cache.
+ *
+ * Errors: functions return a qref_status and, on failure, fill the caller's qref_error with a
+ * one-line message naming the file / tensor and what was expected and found.
+ */
+#ifndef QREF_H
+#define QREF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---------------------------------------------------------------- scalar type */
+
+#if defined(QREF_PRECISION_F64)
+typedef double qref_real;
+#define QREF_PRECISION_NAME "f64"
+#else
+typedef float qref_real;
+#define QREF_PRECISION_NAME "f32"
+#endif
+
+/* ---------------------------------------------------------------- errors */
+
+#define QREF_STATUS_MAP(X)                                  \
+    X(OK, "ok")                                             \
+    X(EIO, "cannot read file")                              \
+    X(EFORMAT, "malformed input")                           \
+    X(ESHAPE, "shape mismatch")                             \
+    X(EMISSING, "missing tensor")                           \
+    X(EUNKNOWN, "unknown tensor")                           \
+    X(EUNSUPPORTED, "unsupported configuration")            \
+    X(EINVAL, "invalid argument")                           \
+    X(ENOMEM, "out of memory")
+
+typedef enum {
+#define QREF__STATUS_ENUM(name, text) QREF_##name,
+    QREF_STATUS_MAP(QREF__STATUS_ENUM)
+#undef QREF__STATUS_ENUM
+    QREF_STATUS_COUNT
+} qref_status;
+
+typedef struct {
+    qref_status code;
+    char msg[1024];
+} qref_error;
+
+/* Name ("EFORMAT") and short text of a status code; never NULL. */
+const char *qref_status_name(qref_status s);
+const char *qref_status_text(qref_status s);
+
+
+/* ---------------------------------------------------------------- configuration */
+
+#define QREF_MAX_LAYERS 512
+
+enum { QREF_LAYER_LINEAR = 0, QREF_LAYER_FULL = 1 };
+
+typedef struct {
+    int depth;                  /* number of vision blocks */
+    int hidden_size;            /* vision width */
+    int intermediate_size;      /* vision MLP width */
+    int num_heads;
+    int patch_size;             /* P */
+    int temporal_patch_size;    /* Tp */
+    int spatial_merge_size;     /* M (2) */
+    int in_channels;            /* 3 */
+    int out_hidden_size;        /* text width after the merger */
+    int num_position_embeddings;/* learned table, a square number */
+    double rope_theta;
+} qref_vision_config;
+
+typedef struct {
+    double image_mean[3];
+    double image_std[3];
+    long min_pixels;            /* smart_resize bounds (shortest_edge / longest_edge) */
+    long max_pixels;
+    int patch_size;
+    int temporal_patch_size;
+    int merge_size;
+} qref_preproc_config;
+
+typedef struct {
+    char model_type[64];        /* "qwen3_5" or "qwen3_5_moe" (the text part's type, base name) */
+    /* text decoder */
+    int vocab_size;
+    int hidden_size;            /* H */
+    int intermediate_size;      /* dense MLP width */
+    int num_layers;
+    int layer_types[QREF_MAX_LAYERS]; /* QREF_LAYER_LINEAR / QREF_LAYER_FULL */
+    int num_heads;              /* Hq */
+    int num_kv_heads;           /* Hkv */
+    int head_dim;               /* D */
+    int rotary_dim;             /* D * partial_rotary_factor (even) */
+    double rope_theta;
+    int mrope_section[3];       /* T, H, W frequency counts; sum == rotary_dim / 2 */
+    int mrope_interleaved;
+    double rms_norm_eps;
+    int tie_word_embeddings;
+    /* Gated DeltaNet */
+    int lin_num_k_heads;        /* Hk */
+    int lin_num_v_heads;        /* Hv */
+    int lin_k_head_dim;         /* Dk */
+    int lin_v_head_dim;         /* Dv */
+    int lin_conv_kernel;        /* K */
+    /* MoE (is_moe == 0 for dense) */
+    int is_moe;
+    int num_experts;            /* E */
+    int num_experts_per_tok;    /* top-k */
+    int moe_intermediate_size;  /* I */
+    int shared_expert_intermediate_size; /* Is */
+    /* multimodal */
+    int has_vision;
+    int image_token_id;
+    int video_token_id;
+    int vision_start_token_id;
+    int vision_end_token_id;
+    qref_vision_config vision;
+    qref_preproc_config preproc;
+} qref_config;
+
+/* Parses DIR/config.json (VLM layout with text_config/vision_config, or text-only) and, when
+ * present, DIR/preprocessor_config.json. Accepts both rope_parameters and the older
+ * rope_theta/rope_scaling form, layer_types or full_attention_interval. */
+qref_status qref_config_load(qref_config *cfg, const char *dir, qref_error *err);
+
+/* ---------------------------------------------------------------- weights */
+
+/* Shapes are outermost-first, as transformers stores them (Linear: [out, in]). */
+typedef struct {
+    int type;                   /* QREF_LAYER_LINEAR / QREF_LAYER_FULL */
+    const qref_real *input_norm;        /* (H) */
+    const qref_real *post_norm;         /* (H) */
+    /* Gated DeltaNet: C = 2*Hk*Dk + Hv*Dv conv channels (q | k | v) */
+    const qref_real *in_proj_qkv;       /* (C, H) */
+    const qref_real *in_proj_z;         /* (Hv*Dv, H) */
+    const qref_real *in_proj_b;         /* (Hv, H) */
+    const qref_real *in_proj_a;         /* (Hv, H) */
+    const qref_real *conv_w;            /* (C, K) (checkpoint: (C, 1, K)) */
+    const qref_real *dt_bias;           /* (Hv) */
+    const qref_real *A_log;             /* (Hv) */
+    const qref_real *gdn_norm;          /* (Dv) plain w, gated */
+    const qref_real *out_proj;          /* (H, Hv*Dv) */
+    /* gated full attention */
+    const qref_real *q_proj;            /* (Hq*2*D, H): per head D query then D gate rows */
+    const qref_real *k_proj;            /* (Hkv*D, H) */
+    const qref_real *v_proj;            /* (Hkv*D, H) */
+    const qref_real *o_proj;            /* (H, Hq*D) */
+    const qref_real *q_norm;            /* (D) (1+w) */
+    const qref_real *k_norm;            /* (D) (1+w) */
+    /* dense MLP */
+    const qref_real *gate_proj;         /* (F, H) */
+    const qref_real *up_proj;           /* (F, H) */
+    const qref_real *down_proj;         /* (H, F) */
+    /* MoE */
+    const qref_real *router;            /* (E, H) */
+    const qref_real *experts_gate_up;   /* (E, 2*I, H): rows [0,I) gate, [I,2I) up */
+    const qref_real *experts_down;      /* (E, H, I) */
+    const qref_real *shared_gate_proj;  /* (Is, H) */
+    const qref_real *shared_up_proj;    /* (Is, H) */
+    const qref_real *shared_down_proj;  /* (H, Is) */
+    const qref_real *shared_expert_gate;/* (1, H) */
+} qref_layer_weights;
+
+typedef struct {
+    const qref_real *norm1_w, *norm1_b;     /* (Vh) LayerNorm */
+    const qref_real *qkv_w, *qkv_b;         /* (3*Vh, Vh), (3*Vh) */
+    const qref_real *proj_w, *proj_b;       /* (Vh, Vh), (Vh) */
+    const qref_real *norm2_w, *norm2_b;     /* (Vh) */
+    const qref_real *fc1_w, *fc1_b;         /* (Vi, Vh), (Vi) */
+    const qref_real *fc2_w, *fc2_b;         /* (Vh, Vi), (Vh) */
+} qref_vision_block_weights;
+
+typedef struct {
+    const qref_real *patch_w;   /* (Vh, Cin*Tp*P*P) (checkpoint: (Vh, Cin, Tp, P, P)) */
+    const qref_real *patch_b;   /* (Vh) */
+    const qref_real *pos_embed; /* (Npos, Vh) */
+    qref_vision_block_weights *blocks; /* [depth] */
+    const qref_real *merger_norm_w, *merger_norm_b; /* (Vh) */
+    const qref_real *merger_fc1_w, *merger_fc1_b;   /* (4*Vh, 4*Vh), (4*Vh) */
+    const qref_real *merger_fc2_w, *merger_fc2_b;   /* (Ho, 4*Vh), (Ho) */
+} qref_vision_weights;
+
+/* A loaded model: configuration plus every weight converted to qref_real in one block. */
+typedef struct {
+    char dir[4096];
+    qref_config cfg;
+    qref_real *block;           /* the one allocation holding every weight */
+    size_t block_len;           /* in elements */
+    const qref_real *embed;     /* (V, H) */
+    const qref_real *final_norm;/* (H) */
+    const qref_real *lm_head;   /* (V, H); == embed when tied */
+    qref_layer_weights *layers; /* [num_layers] */
+    qref_vision_weights vision; /* valid when cfg.has_vision */
+} qref_model;
+
+/* Loads DIR (config.json + model.safetensors or model.safetensors.index.json). Every tensor is
+ * checked against the configuration: missing, unknown (other than mtp.*) or mis-shaped tensors
+ * are errors. The checkpoint is mapped, not read, and converted once into model->block. */
+qref_status qref_model_load(qref_model *m, const char *dir, qref_error *err);
+void qref_model_free(qref_model *m);
+
+/* ---------------------------------------------------------------- per-sequence state */
+
+typedef struct {
+    int len;                    /* tokens consumed so far */
+    int cap;                    /* KV capacity in tokens */
+    int64_t rope_delta;         /* MRoPE delta: decode position = len + rope_delta */
+    int num_layers;
+    int kv_row;                 /* Hkv*D */
+    int conv_channels;          /* C */
+    int conv_len;               /* K-1 */
+    int rec_size;               /* Hv*Dk*Dv */
+    qref_real **k;              /* per layer (full attention): [cap][Hkv][D], post-norm post-rope */
+    qref_real **v;              /* per layer (full attention): [cap][Hkv][D] */
+    qref_real **conv;           /* per layer (linear): [K-1][C], row 0 oldest */
+    qref_real **rec;            /* per layer (linear): [Hv][Dk][Dv] */
+} qref_cache;
+
+qref_status qref_cache_init(qref_cache *c, const qref_model *m, qref_error *err);
+void qref_cache_free(qref_cache *c);
+/* Deep copy: dst becomes an independent copy of src (dst is initialised by this call). */
+qref_status qref_cache_clone(qref_cache *dst, const qref_cache *src, qref_error *err);
+
+/* ---------------------------------------------------------------- forward */
+
+/* One forward call over n new tokens of one sequence, continuing from the cache.
+ *   ids       [n] token ids
+ *   pos       [3][n] T/H/W positions, or NULL for text positions c->len + rope_delta + i
+ *   embeds    [n_embeds][H] rows that replace the embeddings of image placeholder tokens
+ *             (ids == image_token_id), consumed in order; NULL when no placeholder is in ids
+ *   logits    [n][V] output, or NULL (then only the state advances)
+ * Prefill (n > 1) uses the chunked GDN algorithm (chunk 64) and GEMMs; n == 1 uses the
+ * recurrent form. The cache is advanced by n tokens on success and untouched on failure. */
+typedef struct {
+    const int32_t *ids;
+    int n;
+    const int64_t *pos;
+    const qref_real *embeds;
+    int n_embeds;
+} qref_tokens;
+
+qref_status qref_forward(const qref_model *m, qref_cache *c, const qref_tokens *in,
+                         qref_real *logits, qref_error *err);
+
+#endif /* QREF_H */

@@ -1,0 +1,147 @@
+/*
+ * Cross-file internals of the reference engine (qref__ prefix). Not installed, not stable.
+ *
+ * Shape legend used in comments: n = tokens in this call, H = hidden, Hq/Hkv = attention
+ * heads, D = head dim, R = rotary dims, Hk/Hv = GDN key/value heads, Dk/Dv = their dims,
+ * C = conv channels, K = conv kernel, E = experts.
+ */
+#ifndef QREF_INTERNAL_H
+#define QREF_INTERNAL_H
+
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qref.h"
+
+/* ---------------------------------------------------------------- errors */
+
+/* Fills err (when not NULL) with code and a printf-style one-line message; returns code. */
+qref_status qref__fail(qref_error *err, qref_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---------------------------------------------------------------- safetensors */
+
+typedef enum { QREF_DT_F32, QREF_DT_F16, QREF_DT_BF16, QREF_DT_F64 } qref_dtype;
+
+typedef struct {
+    char *name;
+    qref_dtype dtype;
+    int ndim;
+    int64_t shape[8];
+    const void *data;           /* points into the file mapping */
+    size_t nbytes;
+    int file;                   /* index into the archive's files */
+    int used;                   /* set by the loader when a parameter consumed it */
+} qref_st_tensor;
+
+typedef struct {
+    char *path;
+    void *map;
+    size_t size;
+} qref_st_file;
+
+typedef struct {
+    qref_st_file *files;
+    int nfiles;
+    qref_st_tensor *tensors;
+    int ntensors;
+} qref_st_archive;
+
+/* Opens DIR/model.safetensors, or every shard named by DIR/model.safetensors.index.json.
+ * Validates headers: header length within the file, JSON well formed, known dtypes, offsets
+ * inside the data section and consistent with dtype x shape, no duplicate names. */
+qref_status qref__st_open(qref_st_archive *a, const char *dir, qref_error *err);
+/* Opens exactly one .safetensors file (used by qref__st_open; exposed for tests). */
+qref_status qref__st_open_file(qref_st_archive *a, const char *path, qref_error *err);
+void qref__st_close(qref_st_archive *a);
+/* NULL when absent. */
+qref_st_tensor *qref__st_find(const qref_st_archive *a, const char *name);
+/* Converts the tensor's count elements into dst (qref_real). count must equal the tensor's. */
+void qref__st_convert(const qref_st_tensor *t, qref_real *dst, size_t count);
+const char *qref__dtype_name(qref_dtype dt);
+
+/* ---------------------------------------------------------------- small math */
+
+static inline double qref__sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+static inline double qref__silu(double x) { return x / (1.0 + exp(-x)); }
+/* torch.nn.functional.softplus with beta 1, threshold 20 */
+static inline double qref__softplus(double x) { return x > 20.0 ? x : log1p(exp(x)); }
+/* GELU, tanh approximation (gelu_pytorch_tanh) */
+static inline double qref__gelu_tanh(double x)
+{
+    return 0.5 * x * (1.0 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+}
+/* GELU, exact erf form (nn.GELU()) */
+static inline double qref__gelu_erf(double x) { return 0.5 * x * (1.0 + erf(x * 0.7071067811865476)); }
+
+/* ---------------------------------------------------------------- kernels (kernels.c)
+ * Output first; kernels never allocate; scratch is passed in. */
+
+/* y (n, out) = x (n, in) . W (out, in)^T [+ b (out)]; b may be NULL. BLAS-backed. */
+void qref__linear(qref_real *y, const qref_real *x, const qref_real *w, const qref_real *b,
+                  int n, int in, int out);
+
+/* Decoder RMSNorm, zero-centred weight: o = x / sqrt(mean(x^2) + eps) * (1 + w). o may == x. */
+void qref__rmsnorm(qref_real *o, const qref_real *x, const qref_real *w, int n, int dim, double eps);
+
+/* Gated RMSNorm of GDN: o = (x / sqrt(mean(x^2) + eps)) * w * silu(z). o may == x. */
+void qref__rmsnorm_gated(qref_real *o, const qref_real *x, const qref_real *z, const qref_real *w,
+                         int n, int dim, double eps);
+
+/* LayerNorm: o = (x - mean) / sqrt(var + eps) * w + b. o may == x. */
+void qref__layernorm(qref_real *o, const qref_real *x, const qref_real *w, const qref_real *b,
+                     int n, int dim, double eps);
+
+/* In-place per-row L2 normalisation: x *= 1 / sqrt(sum(x^2) + eps). x (n, dim). */
+void qref__l2norm(qref_real *x, int n, int dim, double eps);
+
+/* Multimodal rotary angles. pos (3, n) T/H/W positions (row-major, stride n); cos/sin (n, R/2).
+ * inv_freq[j] = theta^(-2j/R). Interleaved: frequency j uses the H position when j%3==1 and
+ * j < 3*section[1], the W position when j%3==2 and j < 3*section[2], else T. Non-interleaved
+ * (contiguous sections): j < s0 -> T, j < s0+s1 -> H, else W. Angles computed in double. */
+void qref__mrope_angles(qref_real *cos_t, qref_real *sin_t, const int64_t *pos, int n, int R,
+                        double theta, const int section[3], int interleaved);
+
+/* Rotate-half rotary on the first R dims of each head; dims [R, D) pass through.
+ * x (n, heads, D); cos/sin (n, R/2). Pairs (i, i + R/2). */
+void qref__rope_apply(qref_real *x, const qref_real *cos_t, const qref_real *sin_t, int n, int heads,
+                      int D, int R);
+
+/* Causal depthwise conv over time with carried state, followed by SiLU.
+ *   x (n, C) inputs, state (K-1, C) the previous K-1 inputs (row 0 oldest), w (C, K).
+ *   out[t][c] = silu(sum_j w[c][j] * in[t - (K-1) + j][c]) where in[<0] comes from state.
+ * The state is advanced to the last K-1 inputs. out must not alias x. */
+void qref__conv1d_causal_silu(qref_real *out, const qref_real *x, qref_real *state,
+                              const qref_real *w, int n, int C, int K);
+
+/* Gated delta rule, token by token. Per value head h (key head h / (Hv/Hk)):
+ *   S = S * exp(g_t); kv = S^T k_t; delta = beta_t (v_t - kv); S += k_t delta^T; o_t = S^T q_t
+ * q, k (n, Hk, Dk) already L2-normalised, q already scaled by 1/sqrt(Dk); v (n, Hv, Dv);
+ * g, beta (n, Hv); state (Hv, Dk, Dv) updated in place; out (n, Hv, Dv). */
+void qref__gdn_recurrent(qref_real *out, const qref_real *q, const qref_real *k, const qref_real *v,
+                         const qref_real *g, const qref_real *beta, qref_real *state, int n,
+                         int Hk, int Hv, int Dk, int Dv);
+
+/* Same contract, computed with the chunked (WY / UT-transform) algorithm in chunks of `chunk`
+ * tokens, as transformers' torch_chunk_gated_delta_rule. scratch holds
+ * qref__gdn_chunked_scratch(chunk, Dk, Dv) elements. */
+size_t qref__gdn_chunked_scratch(int chunk, int Dk, int Dv);
+void qref__gdn_chunked(qref_real *out, const qref_real *q, const qref_real *k, const qref_real *v,
+                       const qref_real *g, const qref_real *beta, qref_real *state, int n, int Hk,
+                       int Hv, int Dk, int Dv, int chunk, qref_real *scratch);
+
+/* Causal GQA attention of n new queries against a cache of Tk keys.
+ *   q (n, Hq, D); kc, vc (Tk, Hkv, D); query i sits at cache index q_off + i and sees keys
+ *   [0, q_off + i]; key j is skipped where kmask && !kmask[j]. out (n, Hq, D).
+ *   Softmax in double; scratch holds Tk elements. */
+void qref__attention(qref_real *out, const qref_real *q, const qref_real *kc, const qref_real *vc,
+                     const uint8_t *kmask, int n, int Tk, int q_off, int Hq, int Hkv, int D,
+                     double scale, qref_real *scratch);
+
+/* MoE routing: softmax over E logits (double), top-k (ties: lower index first), renormalise.
+ * logits (n, E); idx (n, k) chosen experts in descending weight; w (n, k). */
+void qref__moe_route(int *idx, qref_real *w, const qref_real *logits, int n, int E, int k);
+
+#endif /* QREF_INTERNAL_H */
