@@ -235,22 +235,135 @@ qref_status qref_cache_clone(qref_cache *dst, const qref_cache *src, qref_error 
 /* ---------------------------------------------------------------- forward */
 
 /* One forward call over n new tokens of one sequence, continuing from the cache.
- *   ids       [n] token ids
- *   pos       [3][n] T/H/W positions, or NULL for text positions c->len + rope_delta + i
- *   embeds    [n_embeds][H] rows that replace the embeddings of image placeholder tokens
+ *   ids       (n) token ids
+ *   pos       (3, n) T/H/W positions, or NULL for text positions c->len + rope_delta + i
+ *   embeds    (n_embeds, H) rows that replace the embeddings of image placeholder tokens
  *             (ids == image_token_id), consumed in order; NULL when no placeholder is in ids
- *   logits    [n][V] output, or NULL (then only the state advances)
- * Prefill (n > 1) uses the chunked GDN algorithm (chunk 64) and GEMMs; n == 1 uses the
- * recurrent form. The cache is advanced by n tokens on success and untouched on failure. */
+ *   gdn_mode  QREF_GDN_AUTO: the chunked algorithm for n > 1 (prefill), the recurrent form for
+ *             n == 1 (decode); QREF_GDN_CHUNKED / QREF_GDN_RECURRENT force one path
+ *   gdn_chunk chunk length of the chunked algorithm (0 = 64)
+ * Outputs (each NULL to skip):
+ *   logits    (n, V)
+ *   hidden    (L + 1, n, H): the embeddings, then the residual stream after each layer
+ *             (before the final norm)
+ * The cache is advanced by n tokens on success and untouched on failure. */
+enum { QREF_GDN_AUTO = 0, QREF_GDN_CHUNKED = 1, QREF_GDN_RECURRENT = 2 };
+
 typedef struct {
     const int32_t *ids;
     int n;
     const int64_t *pos;
     const qref_real *embeds;
     int n_embeds;
+    int gdn_mode;
+    int gdn_chunk;
 } qref_tokens;
 
+typedef struct {
+    qref_real *logits;
+    qref_real *hidden;
+} qref_outputs;
+
 qref_status qref_forward(const qref_model *m, qref_cache *c, const qref_tokens *in,
-                         qref_real *logits, qref_error *err);
+                         const qref_outputs *out, qref_error *err);
+
+/* Deliberate engine bugs, for proving that the suite catches them (sensitivity tests and
+ * `logitcheck run --inject`). All zero in normal use; never set by the engine itself. */
+typedef struct {
+    int pad_into_gdn;           /* pad tokens enter the GDN conv and recurrent state */
+    int pad_into_attention;     /* pad tokens are stored in the KV cache and attended */
+    int row0_delta;             /* every batch row uses row 0's MRoPE delta */
+    int rope_pairs_adjacent;    /* rotary pairs (2i, 2i+1) instead of rotate-half (i, i+R/2) */
+} qref_faults;
+
+/* One forward over B sequences, left-padded (or padded anywhere) to L tokens each:
+ *   ids       (B, L) token ids; pad ids are arbitrary
+ *   mask      (B, L) nonzero = real token, 0 = pad; NULL = every token real
+ *   pos       (B, 3, L) positions of every token (pads ignored), or NULL for text positions
+ *             continuing each row's cache: len + rope_delta + (index among the row's real tokens)
+ *   embeds    [B] per row, the image rows for its placeholders in order (NULL entries / NULL
+ *             array when none); n_embeds [B] their counts
+ *   caches    [B] one distinct cache per row
+ * Pads are excluded from attention, never enter the GDN conv or recurrent state, and leave
+ * every cache untouched; each row's cache advances by its real tokens only. Projections, MLP
+ * and lm_head run as stacked matrix products over all B*L rows.
+ * Outputs: logits (B, L, V) with NaN at pads; hidden (L_layers + 1, B, L, H). */
+typedef struct {
+    int B, L;
+    const int32_t *ids;
+    const uint8_t *mask;
+    const int64_t *pos;
+    const qref_real *const *embeds;
+    const int *n_embeds;
+    int gdn_mode;
+    int gdn_chunk;
+    const qref_faults *faults;
+} qref_batch;
+
+qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, const qref_batch *in,
+                               const qref_outputs *out, qref_error *err);
+
+/* ---------------------------------------------------------------- vision */
+
+/* An RGB image, 8 bits per channel, rows top to bottom: rgb (height, width, 3). */
+typedef struct { const uint8_t *rgb; int width; int height; } qref_image;
+
+/* Preprocesses one image as the Qwen3.5 (Qwen2-VL family) processor does: smart_resize to
+ * multiples of patch*merge within [min_pixels, max_pixels] (bicubic, only when needed), rescale
+ * 1/255, normalise with cfg->preproc mean/std, repeat over temporal_patch_size, cut into
+ * P x P patches in 2x2 merge-block order.
+ * On success *pixels is malloc'ed (caller frees) with shape (grid_t*grid_h*grid_w,
+ * Cin*Tp*P*P) and grid_thw = {grid_t, grid_h, grid_w} in patches. */
+qref_status qref_image_preprocess(const qref_config *cfg, const qref_image *img, qref_real **pixels,
+                                  int grid_thw[3], qref_error *err);
+
+/* Runs the vision tower over n_images images whose patches are concatenated in `pixels`
+ * ((sum of t*h*w), Cin*Tp*P*P)) and writes the merged embeddings out
+ * ((sum of t*h*w/M^2), out_hidden_size), image after image. Attention stays within each
+ * image (each frame). */
+qref_status qref_vision_forward(const qref_model *m, const qref_real *pixels, const int (*grid_thw)[3],
+                                int n_images, qref_real *out, qref_error *err);
+
+/* 3-axis MRoPE positions for a prompt, with transformers' get_rope_index semantics: text
+ * tokens advance T=H=W together; each run of image placeholder tokens (image_token_id) takes
+ * the next grid (merged: t, h/M, w/M) and gets (s + t_i, s + row, s + col); the next text
+ * token starts at s + max(h/M, w/M). pos is (3, n) row-major; *delta = max position + 1 - n.
+ * A run length that differs from the grid's merged token count, or a count of runs that
+ * differs from n_images, is QREF_EINVAL naming both counts. */
+qref_status qref_rope_index(const qref_config *cfg, const int32_t *ids, int n, const int (*grid_thw)[3],
+                            int n_images, int64_t *pos, int64_t *delta, qref_error *err);
+
+/* ---------------------------------------------------------------- prompts (prompt.c) */
+
+/* A prompt ready for the decoder: token ids (image placeholders already expanded), 3-axis
+ * positions and delta, and the merged image embeddings (vision tower already run). Built
+ * once, then prefilled on any chunk schedule. */
+typedef struct {
+    int32_t *ids;               /* (n) */
+    int n;
+    int64_t *pos;               /* (3, n) */
+    int64_t delta;
+    int n_images;
+    int (*grid)[3];             /* (n_images, 3) patch grids */
+    qref_real *embeds;          /* (n_embeds, H) merged image embeddings, image after image */
+    int n_embeds;
+} qref_prompt;
+
+/* Number of placeholder tokens an image of this patch grid expands to (t*h*w / M^2). */
+int qref_image_tokens(const qref_config *cfg, const int grid_thw[3]);
+
+/* ids must hold vision_start, the placeholder run and vision_end for each image (in order).
+ * Preprocesses the images, runs the vision tower, computes positions. The prompt owns copies
+ * of everything; free with qref_prompt_free (safe on a zeroed struct and twice). */
+qref_status qref_prompt_build(qref_prompt *p, const qref_model *m, const int32_t *ids, int n,
+                              const qref_image *images, int n_images, qref_error *err);
+void qref_prompt_free(qref_prompt *p);
+
+/* Prefills prompt tokens [from, to) into the cache, which must hold exactly the first `from`
+ * tokens of this prompt, in chunks of `chunk` tokens (0 = all at once), with the prompt's own
+ * positions and the embedding rows that belong to each chunk; sets the cache's rope delta.
+ * logits ((to - from), V) or NULL. */
+qref_status qref_prompt_prefill(const qref_model *m, qref_cache *c, const qref_prompt *p, int from, int to,
+                                int chunk, int gdn_mode, qref_real *logits, qref_error *err);
 
 #endif /* QREF_H */

@@ -144,4 +144,41 @@ void qref__attention(qref_real *out, const qref_real *q, const qref_real *kc, co
  * logits (n, E); idx (n, k) chosen experts in descending weight; w (n, k). */
 void qref__moe_route(int *idx, qref_real *w, const qref_real *logits, int n, int E, int k);
 
+/* ---------------------------------------------------------------- cache (cache.c) */
+
+/* Grows every attention layer's KV buffers to hold at least `need` tokens. */
+qref_status qref__cache_reserve(qref_cache *c, int need, qref_error *err);
+
+/* ---------------------------------------------------------------- vision (image.c, vision.c)
+ * Shape legend: h, w = patch rows and columns of one frame, M = spatial merge size,
+ * Vh = vision width, D = vision head dim. */
+
+/* The image processor's smart_resize: the (height, width) closest to the image's with both
+ * sides multiples of `factor` (round half to even), scaled down (floor) when above max_pixels
+ * or up (ceil) when below min_pixels. EINVAL when max/min side > 200 or a side would be 0. */
+qref_status qref__smart_resize(int height, int width, int factor, long min_pixels, long max_pixels,
+                               int *out_h, int *out_w, qref_error *err);
+
+/* Antialiased bicubic resize of RGB bytes, as torch resizes uint8 images (Keys a = -0.5, PIL's
+ * support and centring, int16 fixed-point weights, width pass then height pass, each rounded
+ * and clamped to bytes; a side whose size does not change is not resampled).
+ * dst (out_h, out_w, 3), src (h, w, 3). Allocates and frees its own scratch (ENOMEM). */
+qref_status qref__resize_bicubic_u8(uint8_t *dst, int out_h, int out_w, const uint8_t *src, int h,
+                                    int w, qref_error *err);
+
+/* Row and column of patch k (0 <= k < h*w) of a frame w patches wide, in M x M merge-block
+ * order: blocks row-major, patches row-major inside a block. */
+void qref__merge_block_rc(int k, int w, int M, int *row, int *col);
+
+/* The learned position table (side*side, Vh) resampled bilinearly with align_corners to an
+ * h x w patch grid (weights in double), rows in merge-block order: out (h*w, Vh). */
+void qref__vision_pos_embed(qref_real *out, const qref_real *table, int side, int Vh, int h, int w,
+                            int M);
+
+/* 2-D rotary tables of an h x w frame in merge-block order, angles in double:
+ * cos/sin (h*w, D/2) = row * inv_freq (D/4 values) then col * inv_freq (D/4 values),
+ * inv_freq[j] = theta^(-4j/D). Used with qref__rope_apply over the whole head (R = D). */
+void qref__vision_rope_angles(qref_real *cos_t, qref_real *sin_t, int h, int w, int M, int D,
+                              double theta);
+
 #endif /* QREF_INTERNAL_H */

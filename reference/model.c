@@ -1,0 +1,491 @@
+/*
+ * The text decoder forward pass: embeddings (with image rows merged in), the hybrid stack of
+ * Gated DeltaNet and gated full-attention layers, MLP or MoE, final norm, lm_head.
+ *
+ * Shape legend: n = tokens in this call, H = hidden, V = vocab, L = layers, Hq/Hkv/D =
+ * attention heads and head dim, R = rotary dims, Hk/Hv/Dk/Dv = GDN heads and dims,
+ * C = conv channels (q | k | v), K = conv kernel, E = experts, I = expert width.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "qref_internal.h"
+
+/* ---------------------------------------------------------------- scratch */
+
+/* Every buffer one forward call needs, sized for N = B*L stacked tokens (rows of the batch
+ * one after another) and one row of L tokens, allocated once per call. */
+typedef struct {
+    qref_real *x;       /* (N, H) residual stream */
+    qref_real *h;       /* (N, H) normed input of a block */
+    qref_real *o;       /* (N, H) block output */
+    qref_real *cos_t;   /* (N, R/2) */
+    qref_real *sin_t;   /* (N, R/2) */
+    qref_real *big;     /* per-block work area, see work_size() */
+    int64_t *pos;       /* (3, N) stacked positions */
+    int *idx;           /* (L) tokens of one row that take part in a sequence op */
+    uint8_t *active;    /* (N) real tokens (or every token, under fault injection) */
+    int *route_idx;     /* (N, k) */
+    qref_real *route_w; /* (N, k) */
+    int *rows;          /* (N) token rows routed to one expert */
+    qref_real *rows_w;  /* (N) their weights */
+    qref_real *score;   /* (Tk) one attention score row (unused by the current kernel) */
+} scratch;
+
+static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
+
+static size_t work_size(const qref_config *c, int N, int L, int chunk)
+{
+    size_t n = (size_t)N, l = (size_t)L;
+    size_t Hk = (size_t)c->lin_num_k_heads, Hv = (size_t)c->lin_num_v_heads;
+    size_t Dk = (size_t)c->lin_k_head_dim, Dv = (size_t)c->lin_v_head_dim;
+    size_t C = 2 * Hk * Dk + Hv * Dv;
+    /* stacked: qkv, z, b, a, core; per row: qkv, act, q, k, v, beta, g, core + chunk scratch */
+    size_t gdn = n * C + n * Hv * Dv * 2 + n * Hv * 2 + l * C * 2 + l * Hk * Dk * 2 + l * Hv * Dv * 2 +
+                 l * Hv * 2 + qref__gdn_chunked_scratch(chunk, (int)Dk, (int)Dv);
+    size_t Hq = (size_t)c->num_heads, Hkv = (size_t)c->num_kv_heads, D = (size_t)c->head_dim;
+    /* stacked: qg, q, gate, attn, k, v; per row: q, out */
+    size_t attn = n * Hq * 2 * D + n * Hq * D * 3 + n * Hkv * D * 2 + l * Hq * D * 2;
+    size_t F = (size_t)c->intermediate_size;
+    size_t mlp = n * F * 2;
+    size_t moe = 0;
+    if (c->is_moe) {
+        size_t I = (size_t)c->moe_intermediate_size, Is = (size_t)c->shared_expert_intermediate_size;
+        size_t E = (size_t)c->num_experts, Hd = (size_t)c->hidden_size;
+        moe = n * E + n * Hd * 3 + n * 2 * I * 2 + n * Is * 2 + n;
+    }
+    return max_sz(max_sz(gdn, attn), max_sz(mlp, moe));
+}
+
+static void scratch_free(scratch *s)
+{
+    free(s->x);
+    free(s->h);
+    free(s->o);
+    free(s->cos_t);
+    free(s->sin_t);
+    free(s->big);
+    free(s->pos);
+    free(s->idx);
+    free(s->active);
+    free(s->route_idx);
+    free(s->route_w);
+    free(s->rows);
+    free(s->rows_w);
+    free(s->score);
+    memset(s, 0, sizeof *s);
+}
+
+static int scratch_init(scratch *s, const qref_config *c, int N, int L, int tk, int chunk)
+{
+    size_t n = (size_t)N, Hd = (size_t)c->hidden_size, half = (size_t)c->rotary_dim / 2;
+    size_t k = c->is_moe ? (size_t)c->num_experts_per_tok : 1;
+    memset(s, 0, sizeof *s);
+    s->x = malloc(n * Hd * sizeof(qref_real));
+    s->h = malloc(n * Hd * sizeof(qref_real));
+    s->o = malloc(n * Hd * sizeof(qref_real));
+    s->cos_t = malloc((n * half + 1) * sizeof(qref_real));
+    s->sin_t = malloc((n * half + 1) * sizeof(qref_real));
+    s->big = malloc(work_size(c, N, L, chunk) * sizeof(qref_real));
+    s->pos = malloc(3 * n * sizeof(int64_t));
+    s->idx = malloc((size_t)L * sizeof(int));
+    s->active = malloc(n);
+    s->route_idx = malloc(n * k * sizeof(int));
+    s->route_w = malloc(n * k * sizeof(qref_real));
+    s->rows = malloc(n * sizeof(int));
+    s->rows_w = malloc(n * sizeof(qref_real));
+    s->score = malloc((size_t)tk * sizeof(qref_real));
+    return s->x && s->h && s->o && s->cos_t && s->sin_t && s->big && s->pos && s->idx && s->active &&
+           s->route_idx && s->route_w && s->rows && s->rows_w && s->score;
+}
+
+/* One forward's view of the batch: which tokens of each row take part in the sequence ops. */
+typedef struct {
+    int B, L;
+    const uint8_t *mask;        /* (B, L) or NULL */
+    int pad_into_gdn, pad_into_attention, rope_pairs_adjacent;
+} batch_view;
+
+/* Fills idx with the tokens of row b that enter a sequence op; returns their count. */
+static int row_tokens(const batch_view *v, int b, int include_pads, int *idx)
+{
+    int n = 0;
+    for (int t = 0; t < v->L; t++)
+        if (include_pads || !v->mask || v->mask[(size_t)b * v->L + t])
+            idx[n++] = t;
+    return n;
+}
+
+/* ---------------------------------------------------------------- Gated DeltaNet layer */
+
+/* h (N, H) -> out (N, H); advances each row's conv and recurrent state by its real tokens.
+ * Projections run over all N rows; the conv and the delta rule run per row over the gathered
+ * real tokens, so pads never shift the conv window nor touch the recurrent state. */
+static void gdn_layer(const qref_config *c, const qref_layer_weights *w, qref_cache *const *caches, int l,
+                      const batch_view *v, const qref_real *h, qref_real *out, int mode, int chunk,
+                      qref_real *work, int *idx)
+{
+    const int H = c->hidden_size, Hk = c->lin_num_k_heads, Hv = c->lin_num_v_heads;
+    const int Dk = c->lin_k_head_dim, Dv = c->lin_v_head_dim, K = c->lin_conv_kernel;
+    const int C = 2 * Hk * Dk + Hv * Dv, N = v->B * v->L, L = v->L;
+    qref_real *qkv = work;                        /* (N, C) projections */
+    qref_real *z = qkv + (size_t)N * C;           /* (N, Hv*Dv) */
+    qref_real *core = z + (size_t)N * Hv * Dv;    /* (N, Hv, Dv) delta-rule output, 0 at pads */
+    qref_real *b = core + (size_t)N * Hv * Dv;    /* (N, Hv) */
+    qref_real *a = b + (size_t)N * Hv;            /* (N, Hv) */
+    qref_real *rin = a + (size_t)N * Hv;          /* (L, C) one row's gathered projections */
+    qref_real *act = rin + (size_t)L * C;         /* (L, C) after conv + SiLU */
+    qref_real *q = act + (size_t)L * C;           /* (L, Hk, Dk) */
+    qref_real *k = q + (size_t)L * Hk * Dk;       /* (L, Hk, Dk) */
+    qref_real *vv = k + (size_t)L * Hk * Dk;      /* (L, Hv, Dv) */
+    qref_real *rout = vv + (size_t)L * Hv * Dv;   /* (L, Hv, Dv) */
+    qref_real *beta = rout + (size_t)L * Hv * Dv; /* (L, Hv) */
+    qref_real *g = beta + (size_t)L * Hv;         /* (L, Hv) */
+    qref_real *gdn_work = g + (size_t)L * Hv;
+
+    qref__linear(qkv, h, w->in_proj_qkv, NULL, N, H, C);
+    qref__linear(z, h, w->in_proj_z, NULL, N, H, Hv * Dv);
+    qref__linear(b, h, w->in_proj_b, NULL, N, H, Hv);
+    qref__linear(a, h, w->in_proj_a, NULL, N, H, Hv);
+    memset(core, 0, (size_t)N * Hv * Dv * sizeof *core);
+    const qref_real qscale = (qref_real)(1.0 / sqrt((double)Dk));
+
+    for (int r = 0; r < v->B; r++) {
+        int n = row_tokens(v, r, v->pad_into_gdn, idx);
+        if (!n)
+            continue;
+        const size_t base = (size_t)r * L;
+        for (int t = 0; t < n; t++)
+            memcpy(rin + (size_t)t * C, qkv + (base + idx[t]) * C, (size_t)C * sizeof *rin);
+        qref__conv1d_causal_silu(act, rin, caches[r]->conv[l], w->conv_w, n, C, K);
+        for (int t = 0; t < n; t++) {
+            const qref_real *row = act + (size_t)t * C;
+            const size_t src = base + idx[t];
+            memcpy(q + (size_t)t * Hk * Dk, row, (size_t)Hk * Dk * sizeof *q);
+            memcpy(k + (size_t)t * Hk * Dk, row + Hk * Dk, (size_t)Hk * Dk * sizeof *k);
+            memcpy(vv + (size_t)t * Hv * Dv, row + 2 * Hk * Dk, (size_t)Hv * Dv * sizeof *vv);
+            for (int j = 0; j < Hv; j++) {
+                beta[(size_t)t * Hv + j] = (qref_real)qref__sigmoid(b[src * Hv + j]);
+                g[(size_t)t * Hv + j] = (qref_real)(-exp((double)w->A_log[j]) *
+                                                    qref__softplus((double)a[src * Hv + j] + (double)w->dt_bias[j]));
+            }
+        }
+        qref__l2norm(q, n * Hk, Dk, 1e-6);
+        qref__l2norm(k, n * Hk, Dk, 1e-6);
+        for (size_t i = 0; i < (size_t)n * Hk * Dk; i++)
+            q[i] *= qscale;
+        int recurrent = mode == QREF_GDN_RECURRENT || (mode == QREF_GDN_AUTO && n == 1);
+        if (recurrent)
+            qref__gdn_recurrent(rout, q, k, vv, g, beta, caches[r]->rec[l], n, Hk, Hv, Dk, Dv);
+        else
+            qref__gdn_chunked(rout, q, k, vv, g, beta, caches[r]->rec[l], n, Hk, Hv, Dk, Dv, chunk, gdn_work);
+        for (int t = 0; t < n; t++)
+            memcpy(core + (base + idx[t]) * Hv * Dv, rout + (size_t)t * Hv * Dv, (size_t)Hv * Dv * sizeof *core);
+    }
+
+    qref__rmsnorm_gated(core, core, z, w->gdn_norm, N * Hv, Dv, c->rms_norm_eps);
+    qref__linear(out, core, w->out_proj, NULL, N, Hv * Dv, H);
+}
+
+/* ---------------------------------------------------------------- gated full attention layer */
+
+/* Rotary with adjacent pairs (2i, 2i+1): a planted bug, for sensitivity tests only. */
+static void rope_apply_adjacent(qref_real *x, const qref_real *cos_t, const qref_real *sin_t, int n, int heads,
+                                int D, int R)
+{
+    for (int t = 0; t < n; t++)
+        for (int hh = 0; hh < heads; hh++) {
+            qref_real *xh = x + ((size_t)t * heads + hh) * D;
+            for (int i = 0; i < R / 2; i++) {
+                double cs = cos_t[(size_t)t * (R / 2) + i], sn = sin_t[(size_t)t * (R / 2) + i];
+                double x0 = xh[2 * i], x1 = xh[2 * i + 1];
+                xh[2 * i] = (qref_real)(x0 * cs - x1 * sn);
+                xh[2 * i + 1] = (qref_real)(x1 * cs + x0 * sn);
+            }
+        }
+}
+
+/* h (N, H) -> out (N, H). Projections, norms and rotary run over all N rows; each row appends
+ * its real tokens' keys and values to its own cache and attends over that cache only. */
+static void attention_layer(const qref_config *c, const qref_layer_weights *w, qref_cache *const *caches, int l,
+                            const batch_view *v, const qref_real *h, qref_real *out, const qref_real *cos_t,
+                            const qref_real *sin_t, qref_real *work, qref_real *score, int *idx)
+{
+    const int H = c->hidden_size, Hq = c->num_heads, Hkv = c->num_kv_heads, D = c->head_dim;
+    const int N = v->B * v->L, L = v->L;
+    qref_real *qg = work;                        /* (N, Hq, 2D) query | gate per head */
+    qref_real *q = qg + (size_t)N * Hq * 2 * D;  /* (N, Hq, D) */
+    qref_real *gate = q + (size_t)N * Hq * D;    /* (N, Hq, D) */
+    qref_real *attn = gate + (size_t)N * Hq * D; /* (N, Hq, D), 0 at pads */
+    qref_real *k = attn + (size_t)N * Hq * D;    /* (N, Hkv, D) */
+    qref_real *vv = k + (size_t)N * Hkv * D;     /* (N, Hkv, D) */
+    qref_real *rq = vv + (size_t)N * Hkv * D;    /* (L, Hq, D) one row's gathered queries */
+    qref_real *ro = rq + (size_t)L * Hq * D;     /* (L, Hq, D) their outputs */
+
+    qref__linear(qg, h, w->q_proj, NULL, N, H, Hq * 2 * D);
+    qref__linear(k, h, w->k_proj, NULL, N, H, Hkv * D);
+    qref__linear(vv, h, w->v_proj, NULL, N, H, Hkv * D);
+    for (size_t r = 0; r < (size_t)N * Hq; r++) {
+        memcpy(q + r * D, qg + r * 2 * D, (size_t)D * sizeof *q);
+        memcpy(gate + r * D, qg + r * 2 * D + D, (size_t)D * sizeof *q);
+    }
+    qref__rmsnorm(q, q, w->q_norm, N * Hq, D, c->rms_norm_eps);
+    qref__rmsnorm(k, k, w->k_norm, N * Hkv, D, c->rms_norm_eps);
+    if (v->rope_pairs_adjacent) {
+        rope_apply_adjacent(q, cos_t, sin_t, N, Hq, D, c->rotary_dim);
+        rope_apply_adjacent(k, cos_t, sin_t, N, Hkv, D, c->rotary_dim);
+    } else {
+        qref__rope_apply(q, cos_t, sin_t, N, Hq, D, c->rotary_dim);
+        qref__rope_apply(k, cos_t, sin_t, N, Hkv, D, c->rotary_dim);
+    }
+    memset(attn, 0, (size_t)N * Hq * D * sizeof *attn);
+
+    for (int r = 0; r < v->B; r++) {
+        qref_cache *cache = caches[r];
+        int n = row_tokens(v, r, v->pad_into_attention, idx);
+        if (!n)
+            continue;
+        const size_t base = (size_t)r * L, row = (size_t)Hkv * D;
+        const int off = cache->len;
+        for (int t = 0; t < n; t++) {
+            memcpy(cache->k[l] + ((size_t)off + t) * row, k + (base + idx[t]) * row, row * sizeof *k);
+            memcpy(cache->v[l] + ((size_t)off + t) * row, vv + (base + idx[t]) * row, row * sizeof *vv);
+            memcpy(rq + (size_t)t * Hq * D, q + (base + idx[t]) * Hq * D, (size_t)Hq * D * sizeof *rq);
+        }
+        qref__attention(ro, rq, cache->k[l], cache->v[l], NULL, n, off + n, off, Hq, Hkv, D, 1.0 / sqrt((double)D),
+                        score);
+        for (int t = 0; t < n; t++)
+            memcpy(attn + (base + idx[t]) * Hq * D, ro + (size_t)t * Hq * D, (size_t)Hq * D * sizeof *attn);
+    }
+    for (size_t i = 0; i < (size_t)N * Hq * D; i++)
+        attn[i] = (qref_real)((double)attn[i] * qref__sigmoid((double)gate[i]));
+    qref__linear(out, attn, w->o_proj, NULL, N, Hq * D, H);
+}
+
+/* ---------------------------------------------------------------- MLP and MoE */
+
+/* out (n, H) = down(silu(gate(h)) * up(h)) with a fused (2F, H) or split gate/up pair. */
+static void swiglu(qref_real *out, const qref_real *h, const qref_real *wg, const qref_real *wu,
+                   const qref_real *wd, int n, int H, int F, qref_real *work)
+{
+    qref_real *gt = work, *up = work + (size_t)n * F;
+    qref__linear(gt, h, wg, NULL, n, H, F);
+    qref__linear(up, h, wu, NULL, n, H, F);
+    for (size_t i = 0; i < (size_t)n * F; i++)
+        gt[i] = (qref_real)(qref__silu((double)gt[i]) * (double)up[i]);
+    qref__linear(out, gt, wd, NULL, n, F, H);
+}
+
+/* out (N, H) for the active rows (0 elsewhere): routed experts in ascending expert order, each
+ * over the rows routed to it, plus the sigmoid-gated shared expert. */
+static void moe_layer(const qref_config *c, const qref_layer_weights *w, const qref_real *h, qref_real *out,
+                      int n, const uint8_t *active, scratch *s)
+{
+    const int H = c->hidden_size, E = c->num_experts, k = c->num_experts_per_tok;
+    const int I = c->moe_intermediate_size, Is = c->shared_expert_intermediate_size;
+    qref_real *logits = s->big;                  /* (n, E) */
+    qref_real *xin = logits + (size_t)n * E;     /* (n, H) rows routed to one expert */
+    qref_real *y = xin + (size_t)n * H;          /* (n, H) their outputs */
+    qref_real *gu = y + (size_t)n * H;           /* (n, 2I) */
+    qref_real *act = gu + (size_t)n * 2 * I;     /* (n, I) */
+    qref_real *shared = act + (size_t)n * 2 * I; /* (n, H) */
+    qref_real *swork = shared + (size_t)n * H;   /* (n, 2*Is) */
+    qref_real *sgate = swork + (size_t)n * Is * 2; /* (n) */
+
+    qref__linear(logits, h, w->router, NULL, n, H, E);
+    qref__moe_route(s->route_idx, s->route_w, logits, n, E, k);
+    memset(out, 0, (size_t)n * H * sizeof *out);
+
+    for (int e = 0; e < E; e++) {
+        int m = 0;
+        for (int t = 0; t < n; t++)
+            for (int j = 0; active[t] && j < k; j++)
+                if (s->route_idx[(size_t)t * k + j] == e) {
+                    s->rows[m] = t;
+                    s->rows_w[m] = s->route_w[(size_t)t * k + j];
+                    memcpy(xin + (size_t)m * H, h + (size_t)t * H, (size_t)H * sizeof *xin);
+                    m++;
+                }
+        if (!m)
+            continue;
+        const qref_real *wgu = w->experts_gate_up + (size_t)e * 2 * I * H;
+        qref__linear(gu, xin, wgu, NULL, m, H, 2 * I);
+        for (int r = 0; r < m; r++)
+            for (int i = 0; i < I; i++)
+                act[(size_t)r * I + i] = (qref_real)(qref__silu((double)gu[(size_t)r * 2 * I + i]) *
+                                                     (double)gu[(size_t)r * 2 * I + I + i]);
+        qref__linear(y, act, w->experts_down + (size_t)e * H * I, NULL, m, I, H);
+        for (int r = 0; r < m; r++)
+            for (int d = 0; d < H; d++)
+                out[(size_t)s->rows[r] * H + d] += s->rows_w[r] * y[(size_t)r * H + d];
+    }
+
+    swiglu(shared, h, w->shared_gate_proj, w->shared_up_proj, w->shared_down_proj, n, H, Is, swork);
+    qref__linear(sgate, h, w->shared_expert_gate, NULL, n, H, 1);
+    for (int t = 0; t < n; t++) {
+        if (!active[t])
+            continue;
+        double gsig = qref__sigmoid((double)sgate[t]);
+        for (int d = 0; d < H; d++)
+            out[(size_t)t * H + d] += (qref_real)(gsig * (double)shared[(size_t)t * H + d]);
+    }
+}
+
+/* ---------------------------------------------------------------- forward */
+
+static int row_placeholders(const qref_config *cfg, const qref_batch *in, int b, int *first_bad)
+{
+    int k = 0;
+    *first_bad = -1;
+    for (int t = 0; t < in->L; t++) {
+        size_t i = (size_t)b * in->L + t;
+        if (in->mask && !in->mask[i])
+            continue;
+        if ((in->ids[i] < 0 || in->ids[i] >= cfg->vocab_size) && *first_bad < 0)
+            *first_bad = t;
+        if (cfg->has_vision && in->ids[i] == cfg->image_token_id)
+            k++;
+    }
+    return k;
+}
+
+static qref_status check_batch(const qref_model *m, qref_cache *const *caches, const qref_batch *in, qref_error *err)
+{
+    const qref_config *cfg = &m->cfg;
+    if (!in || !in->ids || !caches || in->B < 1 || in->L < 1)
+        return qref__fail(err, QREF_EINVAL, "forward: expected at least one row of at least one token");
+    if (in->gdn_chunk < 0 || in->gdn_mode < QREF_GDN_AUTO || in->gdn_mode > QREF_GDN_RECURRENT)
+        return qref__fail(err, QREF_EINVAL, "forward: invalid GDN mode %d / chunk %d", in->gdn_mode, in->gdn_chunk);
+    for (int b = 0; b < in->B; b++) {
+        if (!caches[b] || caches[b]->num_layers != cfg->num_layers)
+            return qref__fail(err, QREF_EINVAL, "forward: row %d has no cache for the %d layers of %s", b,
+                              cfg->num_layers, m->dir);
+        for (int j = 0; j < b; j++)
+            if (caches[j] == caches[b])
+                return qref__fail(err, QREF_EINVAL, "forward: rows %d and %d share one cache", j, b);
+        int bad, k = row_placeholders(cfg, in, b, &bad);
+        if (bad >= 0)
+            return qref__fail(err, QREF_EINVAL, "forward: row %d: token %d at index %d is outside the vocabulary [0, %d)",
+                              b, in->ids[(size_t)b * in->L + bad], bad, cfg->vocab_size);
+        int given = in->n_embeds && in->embeds && in->embeds[b] ? in->n_embeds[b] : 0;
+        if (k != given)
+            return qref__fail(err, QREF_EINVAL,
+                              "forward: row %d: %d image placeholder tokens but %d image embedding rows were given", b,
+                              k, given);
+    }
+    return QREF_OK;
+}
+
+qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, const qref_batch *in,
+                               const qref_outputs *out, qref_error *err)
+{
+    const qref_config *cfg = &m->cfg;
+    qref_status st = check_batch(m, caches, in, err);
+    if (st != QREF_OK)
+        return st;
+    const int B = in->B, L = in->L, N = B * L, H = cfg->hidden_size, NL = cfg->num_layers, V = cfg->vocab_size;
+    const int chunk = in->gdn_chunk ? in->gdn_chunk : 64;
+    const qref_faults nofault = {0};
+    const qref_faults *f = in->faults ? in->faults : &nofault;
+    const batch_view view = {B, L, in->mask, f->pad_into_gdn, f->pad_into_attention, f->rope_pairs_adjacent};
+    int tk = 1;
+    for (int b = 0; b < B; b++)
+        tk = caches[b]->len + L > tk ? caches[b]->len + L : tk;
+
+    scratch s;
+    if (!scratch_init(&s, cfg, N, L, tk, chunk)) {
+        scratch_free(&s);
+        return qref__fail(err, QREF_ENOMEM, "forward: out of memory for %d x %d tokens", B, L);
+    }
+    for (int b = 0; b < B; b++)
+        if ((st = qref__cache_reserve(caches[b], caches[b]->len + L, err)) != QREF_OK) {
+            scratch_free(&s);
+            return st;
+        }
+
+    /* stacked positions (3, N) and the rows that take part in the MLP */
+    for (int b = 0; b < B; b++) {
+        int64_t delta = f->row0_delta ? caches[0]->rope_delta : caches[b]->rope_delta;
+        int64_t next = (int64_t)caches[b]->len + delta;
+        for (int t = 0; t < L; t++) {
+            size_t i = (size_t)b * L + t;
+            int real = !in->mask || in->mask[i];
+            s.active[i] = (uint8_t)(real || f->pad_into_gdn || f->pad_into_attention);
+            for (int a = 0; a < 3; a++)
+                s.pos[(size_t)a * N + i] = in->pos ? in->pos[((size_t)b * 3 + a) * L + t] : (real ? next : 0);
+            next += real;
+        }
+    }
+    qref__mrope_angles(s.cos_t, s.sin_t, s.pos, N, cfg->rotary_dim, cfg->rope_theta, cfg->mrope_section,
+                       cfg->mrope_interleaved);
+
+    /* embeddings, each row's image rows merged in order */
+    for (int b = 0; b < B; b++) {
+        int e = 0;
+        for (int t = 0; t < L; t++) {
+            size_t i = (size_t)b * L + t;
+            int32_t id = in->ids[i];
+            int real = !in->mask || in->mask[i];
+            const qref_real *src = m->embed + (size_t)(id >= 0 && id < V ? id : 0) * H;
+            if (real && cfg->has_vision && id == cfg->image_token_id)
+                src = in->embeds[b] + (size_t)e++ * H;
+            memcpy(s.x + i * H, src, (size_t)H * sizeof *s.x);
+        }
+    }
+    if (out && out->hidden)
+        memcpy(out->hidden, s.x, (size_t)N * H * sizeof *s.x);
+
+    for (int l = 0; l < NL; l++) {
+        const qref_layer_weights *w = &m->layers[l];
+        qref__rmsnorm(s.h, s.x, w->input_norm, N, H, cfg->rms_norm_eps);
+        if (w->type == QREF_LAYER_LINEAR)
+            gdn_layer(cfg, w, caches, l, &view, s.h, s.o, in->gdn_mode, chunk, s.big, s.idx);
+        else
+            attention_layer(cfg, w, caches, l, &view, s.h, s.o, s.cos_t, s.sin_t, s.big, s.score, s.idx);
+        for (size_t i = 0; i < (size_t)N * H; i++)
+            s.x[i] += s.o[i];
+
+        qref__rmsnorm(s.h, s.x, w->post_norm, N, H, cfg->rms_norm_eps);
+        if (cfg->is_moe)
+            moe_layer(cfg, w, s.h, s.o, N, s.active, &s);
+        else
+            swiglu(s.o, s.h, w->gate_proj, w->up_proj, w->down_proj, N, H, cfg->intermediate_size, s.big);
+        for (size_t i = 0; i < (size_t)N * H; i++)
+            s.x[i] += s.o[i];
+        if (out && out->hidden)
+            memcpy(out->hidden + (size_t)(l + 1) * N * H, s.x, (size_t)N * H * sizeof *s.x);
+    }
+
+    if (out && out->logits) {
+        qref__rmsnorm(s.h, s.x, m->final_norm, N, H, cfg->rms_norm_eps);
+        qref__linear(out->logits, s.h, m->lm_head, NULL, N, H, V);
+        for (size_t i = 0; in->mask && i < (size_t)N; i++)
+            if (!in->mask[i])
+                for (int j = 0; j < V; j++)
+                    out->logits[i * V + j] = (qref_real)NAN;
+    }
+    for (int b = 0; b < B; b++) {
+        caches[b]->len += row_tokens(&view, b, f->pad_into_attention, s.idx);
+    }
+    scratch_free(&s);
+    return QREF_OK;
+}
+
+qref_status qref_forward(const qref_model *m, qref_cache *c, const qref_tokens *in, const qref_outputs *out,
+                         qref_error *err)
+{
+    if (!in || !in->ids || in->n < 1)
+        return qref__fail(err, QREF_EINVAL, "forward: expected at least one token");
+    const qref_real *embeds[1] = {in->embeds};
+    const int n_embeds[1] = {in->embeds ? in->n_embeds : 0};
+    qref_batch b = {.B = 1,
+                    .L = in->n,
+                    .ids = in->ids,
+                    .pos = in->pos,
+                    .embeds = embeds,
+                    .n_embeds = n_embeds,
+                    .gdn_mode = in->gdn_mode,
+                    .gdn_chunk = in->gdn_chunk};
+    qref_cache *caches[1] = {c};
+    return qref_forward_batch(m, caches, &b, out, err);
+}
