@@ -133,6 +133,89 @@ START_TEST(test_golden_text_dense_chunked)
 }
 END_TEST
 
+/* A left-padded batch of three rows of different lengths in one forward vs transformers'
+ * batched run (batch_text), real positions only; then 4 batched decode steps must equal each
+ * row decoded alone, and identical rows in one batch must be bitwise equal. */
+static void check_batch_case(const char *group, const char *model_dir)
+{
+    lc_h5 f;
+    lc_error le;
+    char name[256];
+    int64_t *ids = NULL, *mask = NULL;
+    double *exp_logits = NULL;
+    lc_h5_shape s_ids, s_mask, s_log;
+    ck_assert_msg(lc_h5_open(&f, REF, &le) == 0, "%s", le.msg);
+    snprintf(name, sizeof name, "%s/batch_text/input_ids", group);
+    ck_assert_msg(lc_h5_read_i64(&f, name, &ids, &s_ids, &le) == 0, "%s", le.msg);
+    snprintf(name, sizeof name, "%s/batch_text/attention_mask", group);
+    ck_assert_msg(lc_h5_read_i64(&f, name, &mask, &s_mask, &le) == 0, "%s", le.msg);
+    snprintf(name, sizeof name, "%s/batch_text/logits", group);
+    ck_assert_msg(lc_h5_read_f64(&f, name, &exp_logits, &s_log, &le) == 0, "%s", le.msg);
+    lc_h5_close(&f);
+
+    qref_model m;
+    qref_error qe;
+    ck_assert_msg(qref_model_load(&m, model_dir, &qe) == QREF_OK, "%s", qe.msg);
+    const int B = (int)s_ids.shape[0], L = (int)s_ids.shape[1], V = m.cfg.vocab_size;
+    qref_cache *caches[8], cs[8];
+    int32_t *ids32 = malloc((size_t)B * L * sizeof *ids32);
+    uint8_t *mask8 = malloc((size_t)B * L);
+    qref_real *logits = malloc((size_t)B * L * V * sizeof *logits);
+    for (int i = 0; i < B * L; i++) {
+        ids32[i] = (int32_t)ids[i];
+        mask8[i] = (uint8_t)(mask[i] != 0);
+    }
+    for (int b = 0; b < B; b++) {
+        ck_assert_msg(qref_cache_init(&cs[b], &m, &qe) == QREF_OK, "%s", qe.msg);
+        caches[b] = &cs[b];
+    }
+    qref_batch in = {.B = B, .L = L, .ids = ids32, .mask = mask8};
+    qref_outputs out = {.logits = logits};
+    ck_assert_msg(qref_forward_batch(&m, caches, &in, &out, &qe) == QREF_OK, "%s", qe.msg);
+    double worst = 0;
+    int bad_argmax = 0;
+    for (int i = 0; i < B * L; i++) {
+        if (!mask8[i]) {
+            ck_assert_msg(isnan((double)logits[(size_t)i * V]), "pad logits must be NaN");
+            continue;
+        }
+        cmp r = {0};
+        compare_rows(&r, logits + (size_t)i * V, exp_logits + (size_t)i * V, 1, V, i);
+        worst = r.max_abs > worst ? r.max_abs : worst;
+        bad_argmax += r.argmax_mismatch;
+    }
+    printf("golden batch %-5s %s: B=%d L=%d max_abs %.3e over real positions\n", group, QREF_PRECISION_NAME, B, L,
+           worst);
+    ck_assert_msg(worst <= BOUND, "%s batch: max abs error %.3e exceeds %.1e", group, worst, BOUND);
+    ck_assert_int_eq(bad_argmax, 0);
+    for (int b = 0; b < B; b++) {
+        int real = 0;
+        for (int t = 0; t < L; t++)
+            real += mask8[(size_t)b * L + t];
+        ck_assert_int_eq(cs[b].len, real);
+        qref_cache_free(&cs[b]);
+    }
+    free(ids32);
+    free(mask8);
+    free(logits);
+    free(ids);
+    free(mask);
+    free(exp_logits);
+    qref_model_free(&m);
+}
+
+START_TEST(test_golden_batch_dense)
+{
+    check_batch_case("dense", LC_SOURCE_DIR "/golden/tiny-dense");
+}
+END_TEST
+
+START_TEST(test_golden_batch_moe)
+{
+    check_batch_case("moe", LC_SOURCE_DIR "/golden/tiny-moe");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("golden_text");
@@ -140,6 +223,8 @@ int main(void)
     tcase_add_test(tc, test_golden_text_dense);
     tcase_add_test(tc, test_golden_text_moe);
     tcase_add_test(tc, test_golden_text_dense_chunked);
+    tcase_add_test(tc, test_golden_batch_dense);
+    tcase_add_test(tc, test_golden_batch_moe);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
