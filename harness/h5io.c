@@ -181,10 +181,12 @@ int lc_h5_read_strings(const lc_h5 *f, const char *name, char ***out, int *n, lc
         free(tmp);
         H5Tclose(mt);
     } else if (ok) {
-        size_t sz = H5Tget_size(ft);
+        /* one more byte per string in memory: the file's strings may fill their size */
+        size_t sz = H5Tget_size(ft) + 1;
         char *raw = calloc(cnt * sz + 1, 1);
         hid_t mt = H5Tcopy(H5T_C_S1);
         H5Tset_size(mt, sz);
+        H5Tset_strpad(mt, H5T_STR_NULLTERM);
         ok = raw && (cnt == 0 || H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) >= 0);
         for (size_t i = 0; ok && i < cnt; i++) {
             res[i] = calloc(sz + 1, 1);

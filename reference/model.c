@@ -103,7 +103,7 @@ static int scratch_init(scratch *s, const qref_config *c, int N, int L, int tk, 
 typedef struct {
     int B, L;
     const uint8_t *mask;        /* (B, L) or NULL */
-    int pad_into_gdn, pad_into_attention, rope_pairs_adjacent;
+    int pad_into_conv, pad_into_gdn, pad_into_attention, rope_pairs_adjacent;
 } batch_view;
 
 /* Fills idx with the tokens of row b that enter a sequence op; returns their count. */
@@ -151,13 +151,25 @@ static void gdn_layer(const qref_config *c, const qref_layer_weights *w, qref_ca
     const qref_real qscale = (qref_real)(1.0 / sqrt((double)Dk));
 
     for (int r = 0; r < v->B; r++) {
-        int n = row_tokens(v, r, v->pad_into_gdn, idx);
+        int n = row_tokens(v, r, v->pad_into_gdn || v->pad_into_conv, idx);
         if (!n)
             continue;
         const size_t base = (size_t)r * L;
         for (int t = 0; t < n; t++)
             memcpy(rin + (size_t)t * C, qkv + (base + idx[t]) * C, (size_t)C * sizeof *rin);
         qref__conv1d_causal_silu(act, rin, caches[r]->conv[l], w->conv_w, n, C, K);
+        if (v->pad_into_conv && !v->pad_into_gdn && v->mask) {
+            /* planted bug: pads went through the conv window; only real tokens go on */
+            int kept = 0;
+            for (int t = 0; t < n; t++)
+                if (v->mask[base + idx[t]]) {
+                    memmove(act + (size_t)kept * C, act + (size_t)t * C, (size_t)C * sizeof *act);
+                    idx[kept++] = idx[t];
+                }
+            n = kept;
+            if (!n)
+                continue;
+        }
         for (int t = 0; t < n; t++) {
             const qref_real *row = act + (size_t)t * C;
             const size_t src = base + idx[t];
@@ -386,8 +398,9 @@ qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, c
     const int B = in->B, L = in->L, N = B * L, H = cfg->hidden_size, NL = cfg->num_layers, V = cfg->vocab_size;
     const int chunk = in->gdn_chunk ? in->gdn_chunk : 64;
     const qref_faults nofault = {0};
-    const qref_faults *f = in->faults ? in->faults : &nofault;
-    const batch_view view = {B, L, in->mask, f->pad_into_gdn, f->pad_into_attention, f->rope_pairs_adjacent};
+    const qref_faults *f = m->faults ? m->faults : &nofault;
+    const batch_view view = {B, L, in->mask, f->pad_into_conv, f->pad_into_gdn, f->pad_into_attention,
+                             f->rope_pairs_adjacent};
     int tk = 1;
     for (int b = 0; b < B; b++)
         tk = caches[b]->len + L > tk ? caches[b]->len + L : tk;
@@ -410,7 +423,7 @@ qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, c
         for (int t = 0; t < L; t++) {
             size_t i = (size_t)b * L + t;
             int real = !in->mask || in->mask[i];
-            s.active[i] = (uint8_t)(real || f->pad_into_gdn || f->pad_into_attention);
+            s.active[i] = (uint8_t)(real || f->pad_into_conv || f->pad_into_gdn || f->pad_into_attention);
             for (int a = 0; a < 3; a++)
                 s.pos[(size_t)a * N + i] = in->pos ? in->pos[((size_t)b * 3 + a) * L + t] : (real ? next : 0);
             next += real;

@@ -191,6 +191,16 @@ typedef struct {
     const qref_real *merger_fc2_w, *merger_fc2_b;   /* (Ho, 4*Vh), (Ho) */
 } qref_vision_weights;
 
+/* Deliberate engine bugs, for proving that the suite catches them (sensitivity tests and
+ * `logitcheck run --inject`). Reached through qref_model.faults, which the loader leaves NULL. */
+typedef struct {
+    int pad_into_conv;          /* pad tokens enter the GDN conv window (not the recurrent state) */
+    int pad_into_gdn;           /* pad tokens enter the GDN conv and recurrent state */
+    int pad_into_attention;     /* pad tokens are stored in the KV cache and attended */
+    int row0_delta;             /* every batch row uses row 0's MRoPE delta */
+    int rope_pairs_adjacent;    /* rotary pairs (2i, 2i+1) instead of rotate-half (i, i+R/2) */
+} qref_faults;
+
 /* A loaded model: configuration plus every weight converted to qref_real in one block. */
 typedef struct {
     char dir[4096];
@@ -202,6 +212,8 @@ typedef struct {
     const qref_real *lm_head;   /* (V, H); == embed when tied */
     qref_layer_weights *layers; /* [num_layers] */
     qref_vision_weights vision; /* valid when cfg.has_vision */
+    const qref_faults *faults;  /* NULL; a harness may point a shallow copy of the model at
+                                 * injected faults (never the loader) */
 } qref_model;
 
 /* Loads DIR (config.json + model.safetensors or model.safetensors.index.json). Every tensor is
@@ -267,14 +279,6 @@ typedef struct {
 qref_status qref_forward(const qref_model *m, qref_cache *c, const qref_tokens *in,
                          const qref_outputs *out, qref_error *err);
 
-/* Deliberate engine bugs, for proving that the suite catches them (sensitivity tests and
- * `logitcheck run --inject`). All zero in normal use; never set by the engine itself. */
-typedef struct {
-    int pad_into_gdn;           /* pad tokens enter the GDN conv and recurrent state */
-    int pad_into_attention;     /* pad tokens are stored in the KV cache and attended */
-    int row0_delta;             /* every batch row uses row 0's MRoPE delta */
-    int rope_pairs_adjacent;    /* rotary pairs (2i, 2i+1) instead of rotate-half (i, i+R/2) */
-} qref_faults;
 
 /* One forward over B sequences, left-padded (or padded anywhere) to L tokens each:
  *   ids       (B, L) token ids; pad ids are arbitrary
@@ -297,7 +301,6 @@ typedef struct {
     const int *n_embeds;
     int gdn_mode;
     int gdn_chunk;
-    const qref_faults *faults;
 } qref_batch;
 
 qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, const qref_batch *in,

@@ -1,0 +1,1232 @@
+/*
+ * Case catalog parser and validator (cases.h). Sections: names and tables, error context,
+ * JSON field readers, prompt / decode / bounds parsers, one case, one file, the directory,
+ * filtering and queries.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include "cases.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fnmatch.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cjson/cJSON.h>
+
+#include "metrics.h"
+
+#define NAME_MAX_LEN 128            /* case names and labels */
+#define FILE_MAX_BYTES (64L << 20)  /* a case file larger than this is certainly a mistake */
+#define DEFAULT_KERNEL_CHUNK 64
+
+/* ---------------------------------------------------------------- names and tables */
+
+static const char *const kind_names[] = {
+#define LC__KIND_NAME(id, name) name,
+    LC_KIND_MAP(LC__KIND_NAME)
+#undef LC__KIND_NAME
+};
+
+static const char *const kernel_names[] = {
+#define LC__KERNEL_NAME(id, name) name,
+    LC_KERNEL_MAP(LC__KERNEL_NAME)
+#undef LC__KERNEL_NAME
+};
+
+static const char *const precision_names[LC_PREC_COUNT] = {"f32", "f64"};
+
+const char *lc_kind_name(lc_kind k)
+{
+    return (k >= 0 && k < LC_KIND_COUNT) ? kind_names[k] : "unknown";
+}
+
+lc_kind lc_kind_from_name(const char *name)
+{
+    for (int k = 0; name && k < LC_KIND_COUNT; k++)
+        if (strcmp(name, kind_names[k]) == 0)
+            return (lc_kind)k;
+    return LC_KIND_UNKNOWN;
+}
+
+int lc_kind_needs_golden(lc_kind k)
+{
+    return k == LC_KIND_GOLDEN || k == LC_KIND_MULTI_IMAGE || k == LC_KIND_BATCH;
+}
+
+const char *lc_kernel_check_name(lc_kernel_check k)
+{
+    return (k >= 0 && k < LC_KERNEL_COUNT) ? kernel_names[k] : "unknown";
+}
+
+const char *lc_precision_name(lc_precision p)
+{
+    return (p >= 0 && p < LC_PREC_COUNT) ? precision_names[p] : "unknown";
+}
+
+#define KIND_BIT(k) (1u << (k))
+#define ALL_KINDS ((1u << LC_KIND_COUNT) - 1u)
+
+/* Keys a case may hold: which kinds accept the key and which require it. */
+typedef struct {
+    const char *key;
+    unsigned allowed;
+    unsigned required;
+} key_rule;
+
+static const key_rule key_rules[] = {
+    {"name", ALL_KINDS, ALL_KINDS},
+    {"kind", ALL_KINDS, ALL_KINDS},
+    {"checkpoint", ALL_KINDS, ALL_KINDS},
+    {"golden", ALL_KINDS,
+     KIND_BIT(LC_KIND_GOLDEN) | KIND_BIT(LC_KIND_MULTI_IMAGE) | KIND_BIT(LC_KIND_BATCH)},
+    {"labels", ALL_KINDS, 0},
+    {"description", ALL_KINDS, ALL_KINDS},
+    {"prompt", ALL_KINDS & ~KIND_BIT(LC_KIND_BATCH), ALL_KINDS & ~KIND_BIT(LC_KIND_BATCH)},
+    {"decode", ALL_KINDS, 0},
+    {"bounds", ALL_KINDS, ALL_KINDS},
+    {"lengths", KIND_BIT(LC_KIND_PREFILL_DECODE), KIND_BIT(LC_KIND_PREFILL_DECODE)},
+    {"chunks", KIND_BIT(LC_KIND_CHUNKED), KIND_BIT(LC_KIND_CHUNKED)},
+    {"rows", KIND_BIT(LC_KIND_BATCH), KIND_BIT(LC_KIND_BATCH)},
+    {"pad_id", KIND_BIT(LC_KIND_BATCH), KIND_BIT(LC_KIND_BATCH)},
+    {"other_prompt", KIND_BIT(LC_KIND_ISOLATION), KIND_BIT(LC_KIND_ISOLATION)},
+    {"steps", KIND_BIT(LC_KIND_CACHE), KIND_BIT(LC_KIND_CACHE)},
+    {"kernel", KIND_BIT(LC_KIND_KERNEL), KIND_BIT(LC_KIND_KERNEL)},
+    {"chunk", KIND_BIT(LC_KIND_KERNEL), 0},
+    {"split", KIND_BIT(LC_KIND_SNAPSHOT), KIND_BIT(LC_KIND_SNAPSHOT)},
+    {"after_segment", KIND_BIT(LC_KIND_IMAGE_CHECKPOINT), KIND_BIT(LC_KIND_IMAGE_CHECKPOINT)},
+};
+#define N_KEY_RULES ((int)(sizeof key_rules / sizeof key_rules[0]))
+
+/* ---------------------------------------------------------------- error context */
+
+/* Where a message points: the file and the case ("case 'x'" or "case #3"). */
+typedef struct {
+    const char *file;
+    char where[NAME_MAX_LEN + 32];
+    lc_error *err;
+} ctx;
+
+static int vfail(lc_error *err, int code, const char *fmt, va_list ap)
+{
+    if (err) {
+        err->code = code;
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    }
+    return code;
+}
+
+static int plain_fail(lc_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int plain_fail(lc_error *err, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(err, code, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* "FILE: CASE: FIELD: message" with status LC_EINPUT. */
+static int fail(const ctx *cx, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(const ctx *cx, const char *field, const char *fmt, ...)
+{
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    if (cx->where[0])
+        return plain_fail(cx->err, LC_EINPUT, "%s: %s: %s: %s", cx->file, cx->where, field, text);
+    return plain_fail(cx->err, LC_EINPUT, "%s: %s: %s", cx->file, field, text);
+}
+
+static int oom(const ctx *cx)
+{
+    return plain_fail(cx->err, LC_EINTERNAL, "%s: out of memory while reading the case file",
+                      cx->file);
+}
+
+/* ---------------------------------------------------------------- JSON field readers */
+
+static const char *type_name(const cJSON *j)
+{
+    if (cJSON_IsString(j)) return "string";
+    if (cJSON_IsNumber(j)) return "number";
+    if (cJSON_IsBool(j)) return "boolean";
+    if (cJSON_IsNull(j)) return "null";
+    if (cJSON_IsArray(j)) return "array";
+    if (cJSON_IsObject(j)) return "object";
+    return "invalid value";
+}
+
+static int expect(const ctx *cx, const char *field, const cJSON *j, int ok, const char *what)
+{
+    if (ok)
+        return LC_OK;
+    return fail(cx, field, "expected %s, found %s", what, type_name(j));
+}
+
+/* An integer in [lo, hi]: a JSON number with no fractional part. */
+static int read_int(const ctx *cx, const char *field, const cJSON *j, long lo, long hi, long *out)
+{
+    if (!cJSON_IsNumber(j))
+        return fail(cx, field, "expected an integer, found %s", type_name(j));
+    double v = j->valuedouble;
+    if (!isfinite(v) || v != floor(v))
+        return fail(cx, field, "expected an integer, found %g", v);
+    if (v < (double)lo || v > (double)hi)
+        return fail(cx, field, "expected an integer in [%ld, %ld], found %.0f", lo, hi, v);
+    *out = (long)v;
+    return LC_OK;
+}
+
+static int dup_string(const ctx *cx, const char *s, char **out)
+{
+    *out = strdup(s);
+    return *out ? LC_OK : oom(cx);
+}
+
+/* A non-empty string; copied into *out. */
+static int read_string(const ctx *cx, const char *field, const cJSON *j, char **out)
+{
+    int rc = expect(cx, field, j, cJSON_IsString(j), "a string");
+    if (rc)
+        return rc;
+    if (j->valuestring[0] == '\0')
+        return fail(cx, field, "expected a non-empty string");
+    return dup_string(cx, j->valuestring, out);
+}
+
+/* Names and labels: [a-z0-9_.-]+, at most NAME_MAX_LEN characters. */
+static int check_identifier(const ctx *cx, const char *field, const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > NAME_MAX_LEN)
+        return fail(cx, field, "expected 1 to %d characters, found %zu", NAME_MAX_LEN, n);
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' ||
+              ch == '-'))
+            return fail(cx, field, "'%s' has the character '%c' (allowed: a-z 0-9 _ . -)", s, ch);
+    }
+    return LC_OK;
+}
+
+/* A non-empty array of integers in [lo, hi]; *out malloc'ed. */
+static int read_int_array(const ctx *cx, const char *field, const cJSON *j, long lo, long hi,
+                          long **out, int *n)
+{
+    int rc = expect(cx, field, j, cJSON_IsArray(j), "an array of integers");
+    if (rc)
+        return rc;
+    int count = cJSON_GetArraySize(j);
+    if (count == 0)
+        return fail(cx, field, "expected a non-empty array");
+    long *v = malloc((size_t)count * sizeof *v);
+    if (!v)
+        return oom(cx);
+    int i = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, j) {
+        char sub[256];
+        snprintf(sub, sizeof sub, "%s[%d]", field, i);
+        rc = read_int(cx, sub, e, lo, hi, &v[i]);
+        if (rc) {
+            free(v);
+            return rc;
+        }
+        i++;
+    }
+    *out = v;
+    *n = count;
+    return LC_OK;
+}
+
+static int read_int32_array(const ctx *cx, const char *field, const cJSON *j, int32_t **out, int *n)
+{
+    long *v = NULL;
+    int count = 0;
+    int rc = read_int_array(cx, field, j, 0, INT32_MAX, &v, &count);
+    if (rc)
+        return rc;
+    int32_t *w = malloc((size_t)count * sizeof *w);
+    if (!w) {
+        free(v);
+        return oom(cx);
+    }
+    for (int i = 0; i < count; i++)
+        w[i] = (int32_t)v[i];
+    free(v);
+    *out = w;
+    *n = count;
+    return LC_OK;
+}
+
+static int read_plain_int_array(const ctx *cx, const char *field, const cJSON *j, long lo,
+                                int **out, int *n)
+{
+    long *v = NULL;
+    int count = 0;
+    int rc = read_int_array(cx, field, j, lo, INT32_MAX, &v, &count);
+    if (rc)
+        return rc;
+    int *w = malloc((size_t)count * sizeof *w);
+    if (!w) {
+        free(v);
+        return oom(cx);
+    }
+    for (int i = 0; i < count; i++)
+        w[i] = (int)v[i];
+    free(v);
+    *out = w;
+    *n = count;
+    return LC_OK;
+}
+
+/* A JSON object whose keys all appear once. */
+static int check_object_keys_unique(const ctx *cx, const char *field, const cJSON *obj)
+{
+    for (const cJSON *a = obj->child; a; a = a->next)
+        for (const cJSON *b = obj->child; b != a; b = b->next)
+            if (strcmp(a->string, b->string) == 0)
+                return fail(cx, field, "key '%s' appears twice", a->string);
+    return LC_OK;
+}
+
+/* ---------------------------------------------------------------- paths */
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* Relative, no "..", no empty components written as "//". */
+static int check_relative_path(const ctx *cx, const char *field, const char *p)
+{
+    if (p[0] == '/')
+        return fail(cx, field, "'%s' is absolute; expected a path relative to the repository root",
+                    p);
+    const char *s = p;
+    while (*s) {
+        const char *e = strchr(s, '/');
+        size_t len = e ? (size_t)(e - s) : strlen(s);
+        if (len == 2 && s[0] == '.' && s[1] == '.')
+            return fail(cx, field, "'%s' leaves the repository root ('..')", p);
+        if (len == 0)
+            return fail(cx, field, "'%s' has an empty path component", p);
+        s += len + (e ? 1 : 0);
+    }
+    return LC_OK;
+}
+
+static int join_path(char *buf, size_t cap, const char *root, const char *rel)
+{
+    int n = snprintf(buf, cap, "%s/%s", root, rel);
+    return n >= 0 && (size_t)n < cap;
+}
+
+static int is_regular_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static int is_directory(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Reads a whole file into a NUL-terminated buffer (caller frees). 0 ok, -1 cannot read,
+ * -2 too large, -3 out of memory. */
+static int slurp(const char *path, char **out, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    if (fseek(f, 0, SEEK_END) != 0) {
+        fclose(f);
+        return -1;
+    }
+    long size = ftell(f);
+    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return -1;
+    }
+    if (size > FILE_MAX_BYTES) {
+        fclose(f);
+        return -2;
+    }
+    char *buf = malloc((size_t)size + 1);
+    if (!buf) {
+        fclose(f);
+        return -3;
+    }
+    size_t got = fread(buf, 1, (size_t)size, f);
+    int bad = ferror(f) || got != (size_t)size;
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return -1;
+    }
+    buf[size] = '\0';
+    *out = buf;
+    *len = (size_t)size;
+    return 0;
+}
+
+/* The checkpoint directory must hold a config.json; its model_type tells dense from MoE. */
+static int check_checkpoint(const ctx *cx, const char *root, const char *rel, lc_family *family)
+{
+    char dir[4096], cfg_path[4200];
+    if (!join_path(dir, sizeof dir, root, rel) || !join_path(cfg_path, sizeof cfg_path, dir,
+                                                            "config.json"))
+        return fail(cx, "checkpoint", "path too long: '%s'", rel);
+    if (!is_directory(dir))
+        return fail(cx, "checkpoint", "directory not found: %s", dir);
+    char *text = NULL;
+    size_t len = 0;
+    int rc = slurp(cfg_path, &text, &len);
+    if (rc == -3)
+        return oom(cx);
+    if (rc != 0)
+        return fail(cx, "checkpoint", "cannot read %s", cfg_path);
+    cJSON *cfg = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!cJSON_IsObject(cfg)) {
+        cJSON_Delete(cfg);
+        return fail(cx, "checkpoint", "%s is not a JSON object", cfg_path);
+    }
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(cfg, "model_type");
+    const cJSON *tc = cJSON_GetObjectItemCaseSensitive(cfg, "text_config");
+    const cJSON *tmt = cJSON_IsObject(tc) ? cJSON_GetObjectItemCaseSensitive(tc, "model_type")
+                                          : NULL;
+    int moe = (cJSON_IsString(mt) && strstr(mt->valuestring, "moe")) ||
+              (cJSON_IsString(tmt) && strstr(tmt->valuestring, "moe"));
+    int known = cJSON_IsString(mt) || cJSON_IsString(tmt);
+    cJSON_Delete(cfg);
+    if (!known)
+        return fail(cx, "checkpoint", "%s has no model_type", cfg_path);
+    *family = moe ? LC_FAMILY_MOE : LC_FAMILY_DENSE;
+    return LC_OK;
+}
+
+/* ---------------------------------------------------------------- free helpers */
+
+static void prompt_free(lc_prompt *p)
+{
+    for (int i = 0; i < p->n_segs; i++) {
+        free(p->segs[i].ids);
+        free(p->segs[i].image);
+    }
+    free(p->segs);
+    p->segs = NULL;
+    p->n_segs = 0;
+}
+
+static void bounds_free(lc_bounds *b)
+{
+    for (int i = 0; i < b->n_items; i++)
+        free(b->items[i].name);
+    free(b->items);
+    memset(b, 0, sizeof *b);
+}
+
+static void case_free(lc_case *c)
+{
+    free(c->name);
+    free(c->checkpoint);
+    free(c->golden);
+    for (int i = 0; i < c->n_labels; i++)
+        free(c->labels[i]);
+    free(c->labels);
+    free(c->description);
+    free(c->file);
+    prompt_free(&c->prompt);
+    free(c->decode.ids);
+    free(c->lengths);
+    free(c->chunks);
+    for (int i = 0; i < c->n_rows; i++)
+        prompt_free(&c->rows[i]);
+    free(c->rows);
+    prompt_free(&c->other_prompt);
+    for (int p = 0; p < LC_PREC_COUNT; p++)
+        bounds_free(&c->bounds[p]);
+    memset(c, 0, sizeof *c);
+}
+
+/* ---------------------------------------------------------------- prompt */
+
+static int parse_segment(const ctx *cx, const char *field, const cJSON *j, const char *root,
+                         lc_segment *seg)
+{
+    int rc = expect(cx, field, j, cJSON_IsObject(j), "an object ({\"ids\": [...]} or {\"image\": \"...\"})");
+    if (rc)
+        return rc;
+    rc = check_object_keys_unique(cx, field, j);
+    if (rc)
+        return rc;
+    const cJSON *ids = NULL, *image = NULL;
+    for (const cJSON *k = j->child; k; k = k->next) {
+        if (strcmp(k->string, "ids") == 0)
+            ids = k;
+        else if (strcmp(k->string, "image") == 0)
+            image = k;
+        else
+            return fail(cx, field, "unknown key '%s' (a segment is {\"ids\": [...]} or "
+                        "{\"image\": \"path.png\"})", k->string);
+    }
+    if ((ids == NULL) == (image == NULL))
+        return fail(cx, field, "expected exactly one of 'ids' or 'image'");
+    char sub[256];
+    if (ids) {
+        seg->type = LC_SEG_IDS;
+        snprintf(sub, sizeof sub, "%s.ids", field);
+        return read_int32_array(cx, sub, ids, &seg->ids, &seg->n_ids);
+    }
+    seg->type = LC_SEG_IMAGE;
+    snprintf(sub, sizeof sub, "%s.image", field);
+    rc = read_string(cx, sub, image, &seg->image);
+    if (rc)
+        return rc;
+    rc = check_relative_path(cx, sub, seg->image);
+    if (rc)
+        return rc;
+    if (!ends_with(seg->image, ".png"))
+        return fail(cx, sub, "'%s' is not a .png file", seg->image);
+    if (root) {
+        char full[4096];
+        if (!join_path(full, sizeof full, root, seg->image))
+            return fail(cx, sub, "path too long: '%s'", seg->image);
+        if (!is_regular_file(full))
+            return fail(cx, sub, "image file not found: %s", full);
+    }
+    return LC_OK;
+}
+
+/* A non-empty array of segments. On failure *p holds what was parsed (caller frees). */
+static int parse_prompt(const ctx *cx, const char *field, const cJSON *j, const char *root,
+                        lc_prompt *p)
+{
+    int rc = expect(cx, field, j, cJSON_IsArray(j), "an array of segments");
+    if (rc)
+        return rc;
+    int n = cJSON_GetArraySize(j);
+    if (n == 0)
+        return fail(cx, field, "empty prompt (expected at least one segment)");
+    p->segs = calloc((size_t)n, sizeof *p->segs);
+    if (!p->segs)
+        return oom(cx);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, j) {
+        char sub[256];
+        snprintf(sub, sizeof sub, "%s[%d]", field, p->n_segs);
+        rc = parse_segment(cx, sub, e, root, &p->segs[p->n_segs]);
+        p->n_segs++; /* counted even on failure so prompt_free releases it */
+        if (rc)
+            return rc;
+    }
+    return LC_OK;
+}
+
+int lc_prompt_text_length(const lc_prompt *p)
+{
+    long n = 0;
+    for (int i = 0; i < p->n_segs; i++) {
+        if (p->segs[i].type == LC_SEG_IMAGE)
+            return -1;
+        n += p->segs[i].n_ids;
+    }
+    return n > INT32_MAX ? -1 : (int)n;
+}
+
+int lc_prompt_image_count(const lc_prompt *p)
+{
+    int n = 0;
+    for (int i = 0; i < p->n_segs; i++)
+        n += p->segs[i].type == LC_SEG_IMAGE;
+    return n;
+}
+
+/* ---------------------------------------------------------------- decode */
+
+static int parse_decode(const ctx *cx, const cJSON *j, lc_decode *d)
+{
+    int rc = expect(cx, "decode", j, cJSON_IsObject(j),
+                    "an object ({\"greedy\": N} or {\"ids\": [...]})");
+    if (rc)
+        return rc;
+    rc = check_object_keys_unique(cx, "decode", j);
+    if (rc)
+        return rc;
+    const cJSON *greedy = NULL, *ids = NULL;
+    for (const cJSON *k = j->child; k; k = k->next) {
+        if (strcmp(k->string, "greedy") == 0)
+            greedy = k;
+        else if (strcmp(k->string, "ids") == 0)
+            ids = k;
+        else
+            return fail(cx, "decode", "unknown key '%s' (expected 'greedy' or 'ids')", k->string);
+    }
+    if ((greedy == NULL) == (ids == NULL))
+        return fail(cx, "decode", "expected exactly one of 'greedy' or 'ids'");
+    if (greedy) {
+        long n = 0;
+        rc = read_int(cx, "decode.greedy", greedy, 1, 1 << 20, &n);
+        if (rc)
+            return rc;
+        d->mode = LC_DECODE_GREEDY;
+        d->greedy = (int)n;
+        return LC_OK;
+    }
+    d->mode = LC_DECODE_IDS;
+    return read_int32_array(cx, "decode.ids", ids, &d->ids, &d->n_ids);
+}
+
+/* ---------------------------------------------------------------- bounds */
+
+static int metric_is_count(lc_metric_id id)
+{
+    return id == LC_METRIC_NONFINITE || id == LC_METRIC_ALLCLOSE_FAIL || id == LC_METRIC_MAX_ULP;
+}
+
+static int metric_is_fraction(lc_metric_id id)
+{
+    return id == LC_METRIC_ALLCLOSE_FRAC || id == LC_METRIC_TOP1_AGREE ||
+           id == LC_METRIC_TOPK_OVERLAP_MEAN || id == LC_METRIC_TOPK_OVERLAP_MIN;
+}
+
+static int parse_precision_bounds(const ctx *cx, const char *field, const cJSON *j, lc_bounds *b)
+{
+    int rc = expect(cx, field, j, cJSON_IsObject(j), "an object of metric bounds");
+    if (rc)
+        return rc;
+    rc = check_object_keys_unique(cx, field, j);
+    if (rc)
+        return rc;
+    b->present = 1;
+    int n = cJSON_GetArraySize(j);
+    b->items = calloc((size_t)(n > 0 ? n : 1), sizeof *b->items);
+    if (!b->items)
+        return oom(cx);
+    int uses_allclose = 0, uses_topk = 0;
+    for (const cJSON *k = j->child; k; k = k->next) {
+        char sub[256];
+        snprintf(sub, sizeof sub, "%s.%s", field, k->string);
+        if (strcmp(k->string, "bitwise") == 0) {
+            rc = expect(cx, sub, k, cJSON_IsBool(k), "a boolean");
+            if (rc)
+                return rc;
+            b->bitwise = cJSON_IsTrue(k);
+            continue;
+        }
+        if (strcmp(k->string, "atol") == 0 || strcmp(k->string, "rtol") == 0) {
+            rc = expect(cx, sub, k, cJSON_IsNumber(k), "a number");
+            if (rc)
+                return rc;
+            if (!isfinite(k->valuedouble) || k->valuedouble < 0)
+                return fail(cx, sub, "expected a finite number >= 0, found %g", k->valuedouble);
+            if (k->string[0] == 'a') {
+                b->has_atol = 1;
+                b->atol = k->valuedouble;
+            } else {
+                b->has_rtol = 1;
+                b->rtol = k->valuedouble;
+            }
+            continue;
+        }
+        if (strcmp(k->string, "topk") == 0) {
+            long v = 0;
+            rc = read_int(cx, sub, k, 1, 1 << 20, &v);
+            if (rc)
+                return rc;
+            b->topk = (int)v;
+            continue;
+        }
+        lc_metric_id id = lc_metric_from_name(k->string);
+        if (id == LC_METRIC_UNKNOWN)
+            return fail(cx, sub, "unknown metric '%s'", k->string);
+        rc = expect(cx, sub, k, cJSON_IsNumber(k), "a number");
+        if (rc)
+            return rc;
+        double v = k->valuedouble;
+        if (!isfinite(v))
+            return fail(cx, sub, "expected a finite number, found %g", v);
+        if (metric_is_count(id) && (v < 0 || v != floor(v)))
+            return fail(cx, sub, "expected a count (an integer >= 0), found %g", v);
+        if (metric_is_fraction(id) && (v < 0 || v > 1))
+            return fail(cx, sub, "expected a fraction in [0, 1], found %g", v);
+        if (id == LC_METRIC_MIN_COSINE && (v < -1 || v > 1))
+            return fail(cx, sub, "expected a cosine in [-1, 1], found %g", v);
+        if (lc_metric_direction(id) == LC_BOUND_UPPER && v < 0)
+            return fail(cx, sub, "expected a bound >= 0, found %g", v);
+        uses_allclose |= id == LC_METRIC_ALLCLOSE_FAIL || id == LC_METRIC_ALLCLOSE_FRAC;
+        uses_topk |= id == LC_METRIC_TOPK_OVERLAP_MEAN || id == LC_METRIC_TOPK_OVERLAP_MIN;
+        rc = dup_string(cx, k->string, &b->items[b->n_items].name);
+        if (rc)
+            return rc;
+        b->items[b->n_items++].value = v;
+    }
+    if (uses_allclose && !(b->has_atol && b->has_rtol))
+        return fail(cx, field, "allclose bounds need both 'atol' and 'rtol' alongside");
+    if (!uses_allclose && (b->has_atol || b->has_rtol))
+        return fail(cx, field, "'%s' given without an allclose metric (allclose_frac or "
+                    "allclose_fail)", b->has_atol ? "atol" : "rtol");
+    if (uses_topk && b->topk == 0)
+        return fail(cx, field, "top-k bounds need 'topk' alongside");
+    if (!uses_topk && b->topk)
+        return fail(cx, field, "'topk' given without a top-k metric (topk_overlap_min or "
+                    "topk_overlap_mean)");
+    if (b->n_items == 0 && !b->bitwise)
+        return fail(cx, field, "no bound given (expected at least one metric or \"bitwise\": true)");
+    return LC_OK;
+}
+
+static int parse_bounds(const ctx *cx, const cJSON *j, lc_bounds bounds[LC_PREC_COUNT])
+{
+    int rc = expect(cx, "bounds", j, cJSON_IsObject(j), "an object with keys \"f32\" and \"f64\"");
+    if (rc)
+        return rc;
+    rc = check_object_keys_unique(cx, "bounds", j);
+    if (rc)
+        return rc;
+    for (const cJSON *k = j->child; k; k = k->next) {
+        int p = 0;
+        while (p < LC_PREC_COUNT && strcmp(k->string, precision_names[p]) != 0)
+            p++;
+        if (p == LC_PREC_COUNT)
+            return fail(cx, "bounds", "unknown precision '%s' (expected \"f32\" or \"f64\")",
+                        k->string);
+        char sub[64];
+        snprintf(sub, sizeof sub, "bounds.%s", precision_names[p]);
+        rc = parse_precision_bounds(cx, sub, k, &bounds[p]);
+        if (rc)
+            return rc;
+    }
+    for (int p = 0; p < LC_PREC_COUNT; p++)
+        if (!bounds[p].present)
+            return fail(cx, "bounds", "missing bounds for precision '%s'", precision_names[p]);
+    return LC_OK;
+}
+
+/* ---------------------------------------------------------------- one case */
+
+static int parse_labels(const ctx *cx, const cJSON *j, lc_case *c)
+{
+    int rc = expect(cx, "labels", j, cJSON_IsArray(j), "an array of strings");
+    if (rc)
+        return rc;
+    int n = cJSON_GetArraySize(j);
+    c->labels = calloc((size_t)(n > 0 ? n : 1), sizeof *c->labels);
+    if (!c->labels)
+        return oom(cx);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, j) {
+        char sub[64];
+        snprintf(sub, sizeof sub, "labels[%d]", c->n_labels);
+        rc = read_string(cx, sub, e, &c->labels[c->n_labels]);
+        if (rc)
+            return rc;
+        c->n_labels++;
+        rc = check_identifier(cx, sub, c->labels[c->n_labels - 1]);
+        if (rc)
+            return rc;
+        for (int i = 0; i < c->n_labels - 1; i++)
+            if (strcmp(c->labels[i], c->labels[c->n_labels - 1]) == 0)
+                return fail(cx, sub, "label '%s' appears twice", c->labels[i]);
+    }
+    return LC_OK;
+}
+
+/* Checks that involve several fields, once all of them are parsed. */
+static int check_case_consistency(const ctx *cx, const lc_case *c)
+{
+    int text_len = lc_prompt_text_length(&c->prompt);
+    char sub[64];
+    switch (c->kind) {
+    case LC_KIND_PREFILL_DECODE:
+        for (int i = 0; i < c->n_lengths; i++) {
+            snprintf(sub, sizeof sub, "lengths[%d]", i);
+            if (c->lengths[i] < 2)
+                return fail(cx, sub, "expected a length >= 2 (prefill N-1, then decode 1), found %d",
+                            c->lengths[i]);
+            if (text_len >= 0 && c->lengths[i] > text_len)
+                return fail(cx, sub, "length %d is longer than the prompt (%d tokens)",
+                            c->lengths[i], text_len);
+        }
+        break;
+    case LC_KIND_CACHE:
+        if (c->decode.mode == LC_DECODE_IDS && c->decode.n_ids < c->steps)
+            return fail(cx, "steps", "%d steps but decode.ids holds only %d tokens", c->steps,
+                        c->decode.n_ids);
+        if (c->decode.mode == LC_DECODE_GREEDY && c->decode.greedy < c->steps)
+            return fail(cx, "steps", "%d steps but decode.greedy is only %d", c->steps,
+                        c->decode.greedy);
+        break;
+    case LC_KIND_SNAPSHOT:
+        if (text_len >= 0 && c->split >= text_len)
+            return fail(cx, "split", "split %d must be shorter than the prompt (%d tokens)",
+                        c->split, text_len);
+        break;
+    case LC_KIND_IMAGE_CHECKPOINT:
+        if (c->after_segment >= c->prompt.n_segs)
+            return fail(cx, "after_segment", "segment %d does not exist (the prompt has %d)",
+                        c->after_segment, c->prompt.n_segs);
+        if (c->prompt.segs[c->after_segment].type != LC_SEG_IMAGE)
+            return fail(cx, "after_segment", "segment %d is not an image segment",
+                        c->after_segment);
+        break;
+    case LC_KIND_MULTI_IMAGE:
+        if (lc_prompt_image_count(&c->prompt) < 2)
+            return fail(cx, "prompt", "a multi_image case needs at least 2 image segments, found %d",
+                        lc_prompt_image_count(&c->prompt));
+        break;
+    default:
+        break;
+    }
+    return LC_OK;
+}
+
+/* Parses the value of one known key into c. */
+static int parse_field(const ctx *cx, const char *key, const cJSON *v, const char *root, lc_case *c)
+{
+    long n = 0;
+    int rc;
+    if (strcmp(key, "name") == 0 || strcmp(key, "kind") == 0)
+        return LC_OK; /* read first, by parse_case */
+    if (strcmp(key, "checkpoint") == 0) {
+        rc = read_string(cx, key, v, &c->checkpoint);
+        if (!rc)
+            rc = check_relative_path(cx, key, c->checkpoint);
+        if (!rc && root)
+            rc = check_checkpoint(cx, root, c->checkpoint, &c->family);
+        return rc;
+    }
+    if (strcmp(key, "golden") == 0) {
+        rc = read_string(cx, key, v, &c->golden);
+        if (!rc)
+            rc = check_relative_path(cx, key, c->golden);
+        if (!rc && !ends_with(c->golden, ".h5"))
+            rc = fail(cx, key, "'%s' is not an .h5 file", c->golden);
+        return rc;
+    }
+    if (strcmp(key, "labels") == 0)
+        return parse_labels(cx, v, c);
+    if (strcmp(key, "description") == 0)
+        return read_string(cx, key, v, &c->description);
+    if (strcmp(key, "prompt") == 0)
+        return parse_prompt(cx, key, v, root, &c->prompt);
+    if (strcmp(key, "other_prompt") == 0)
+        return parse_prompt(cx, key, v, root, &c->other_prompt);
+    if (strcmp(key, "decode") == 0)
+        return parse_decode(cx, v, &c->decode);
+    if (strcmp(key, "bounds") == 0)
+        return parse_bounds(cx, v, c->bounds);
+    if (strcmp(key, "lengths") == 0)
+        return read_plain_int_array(cx, key, v, 1, &c->lengths, &c->n_lengths);
+    if (strcmp(key, "chunks") == 0)
+        return read_plain_int_array(cx, key, v, 1, &c->chunks, &c->n_chunks);
+    if (strcmp(key, "rows") == 0) {
+        rc = expect(cx, key, v, cJSON_IsArray(v), "an array of prompts");
+        if (rc)
+            return rc;
+        int rows = cJSON_GetArraySize(v);
+        if (rows < 2)
+            return fail(cx, key, "a batch needs at least 2 rows, found %d", rows);
+        c->rows = calloc((size_t)rows, sizeof *c->rows);
+        if (!c->rows)
+            return oom(cx);
+        const cJSON *e;
+        cJSON_ArrayForEach(e, v) {
+            char sub[64];
+            snprintf(sub, sizeof sub, "rows[%d]", c->n_rows);
+            rc = parse_prompt(cx, sub, e, root, &c->rows[c->n_rows]);
+            c->n_rows++;
+            if (rc)
+                return rc;
+        }
+        return LC_OK;
+    }
+    if (strcmp(key, "pad_id") == 0) {
+        rc = read_int(cx, key, v, 0, INT32_MAX, &n);
+        c->pad_id = (int32_t)n;
+        return rc;
+    }
+    if (strcmp(key, "steps") == 0) {
+        rc = read_int(cx, key, v, 1, 1 << 20, &n);
+        c->steps = (int)n;
+        return rc;
+    }
+    if (strcmp(key, "kernel") == 0) {
+        rc = expect(cx, key, v, cJSON_IsString(v), "a string");
+        if (rc)
+            return rc;
+        for (int k = 0; k < LC_KERNEL_COUNT; k++)
+            if (strcmp(v->valuestring, kernel_names[k]) == 0) {
+                c->kernel = (lc_kernel_check)k;
+                return LC_OK;
+            }
+        return fail(cx, key, "unknown kernel check '%s' (expected %s or %s)", v->valuestring,
+                    kernel_names[0], kernel_names[1]);
+    }
+    if (strcmp(key, "chunk") == 0) {
+        rc = read_int(cx, key, v, 1, 1 << 20, &n);
+        c->chunk = (int)n;
+        return rc;
+    }
+    if (strcmp(key, "split") == 0) {
+        rc = read_int(cx, key, v, 1, INT32_MAX, &n);
+        c->split = (int)n;
+        return rc;
+    }
+    if (strcmp(key, "after_segment") == 0) {
+        rc = read_int(cx, key, v, 0, INT32_MAX, &n);
+        c->after_segment = (int)n;
+        return rc;
+    }
+    assert(!"a key of key_rules has no parser");
+    return fail(cx, key, "internal: no parser for this key");
+}
+
+/* Parses case object j (index idx in its file) into c. On failure c holds what was parsed
+ * (the caller frees it) and cx->err is set. */
+static int parse_case(ctx *cx, const cJSON *j, int idx, const char *root, lc_case *c)
+{
+    snprintf(cx->where, sizeof cx->where, "case #%d", idx + 1);
+    c->kernel = LC_KERNEL_NONE;
+    c->chunk = DEFAULT_KERNEL_CHUNK;
+    int rc = expect(cx, "case", j, cJSON_IsObject(j), "an object");
+    if (rc)
+        return rc;
+
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(j, "name");
+    if (!name)
+        return fail(cx, "name", "missing required field");
+    rc = read_string(cx, "name", name, &c->name);
+    if (rc)
+        return rc;
+    rc = check_identifier(cx, "name", c->name);
+    if (rc)
+        return rc;
+    snprintf(cx->where, sizeof cx->where, "case '%s'", c->name);
+    rc = check_object_keys_unique(cx, "case", j);
+    if (rc)
+        return rc;
+
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(j, "kind");
+    if (!kind)
+        return fail(cx, "kind", "missing required field");
+    rc = expect(cx, "kind", kind, cJSON_IsString(kind), "a string");
+    if (rc)
+        return rc;
+    c->kind = lc_kind_from_name(kind->valuestring);
+    if (c->kind == LC_KIND_UNKNOWN)
+        return fail(cx, "kind", "unknown kind '%s' (expected golden, prefill_decode, chunked, "
+                    "isolation, multi_image, cache, kernel, batch, snapshot or image_checkpoint)",
+                    kind->valuestring);
+
+    unsigned bit = KIND_BIT(c->kind);
+    for (const cJSON *k = j->child; k; k = k->next) {
+        int r = 0;
+        while (r < N_KEY_RULES && strcmp(k->string, key_rules[r].key) != 0)
+            r++;
+        if (r == N_KEY_RULES)
+            return fail(cx, k->string, "unknown key");
+        if (!(key_rules[r].allowed & bit))
+            return fail(cx, k->string, "does not apply to kind '%s'", lc_kind_name(c->kind));
+    }
+    for (int r = 0; r < N_KEY_RULES; r++)
+        if ((key_rules[r].required & bit) && !cJSON_GetObjectItemCaseSensitive(j, key_rules[r].key))
+            return fail(cx, key_rules[r].key, "missing required field (kind '%s')",
+                        lc_kind_name(c->kind));
+    for (const cJSON *k = j->child; k; k = k->next) {
+        rc = parse_field(cx, k->string, k, root, c);
+        if (rc)
+            return rc;
+    }
+    return check_case_consistency(cx, c);
+}
+
+/* ---------------------------------------------------------------- one file */
+
+void lc_catalog_init(lc_catalog *cat)
+{
+    memset(cat, 0, sizeof *cat);
+}
+
+static void catalog_truncate(lc_catalog *cat, int n)
+{
+    for (int i = n; i < cat->n; i++)
+        case_free(&cat->cases[i]);
+    if (cat->n > n)
+        cat->n = n;
+}
+
+void lc_catalog_free(lc_catalog *cat)
+{
+    if (!cat)
+        return;
+    catalog_truncate(cat, 0);
+    free(cat->cases);
+    memset(cat, 0, sizeof *cat);
+}
+
+const lc_case *lc_catalog_find(const lc_catalog *cat, const char *name)
+{
+    for (int i = 0; name && i < cat->n; i++)
+        if (strcmp(cat->cases[i].name, name) == 0)
+            return &cat->cases[i];
+    return NULL;
+}
+
+static int catalog_reserve(lc_catalog *cat, int extra)
+{
+    if (cat->n + extra <= cat->cap)
+        return 1;
+    int cap = cat->cap ? cat->cap : 16;
+    while (cap < cat->n + extra)
+        cap *= 2;
+    lc_case *cases = realloc(cat->cases, (size_t)cap * sizeof *cases);
+    if (!cases)
+        return 0;
+    cat->cases = cases;
+    cat->cap = cap;
+    return 1;
+}
+
+/* 1-based line and column of byte offset off in text. */
+static void line_col(const char *text, size_t off, int *line, int *col)
+{
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < off && text[i]; i++) {
+        if (text[i] == '\n') {
+            (*line)++;
+            *col = 1;
+        } else {
+            (*col)++;
+        }
+    }
+}
+
+int lc_catalog_load_file(lc_catalog *cat, const char *path, const char *root, lc_error *err)
+{
+    ctx cx = {.file = path, .where = "", .err = err};
+    char *text = NULL;
+    size_t len = 0;
+    errno = 0;
+    int rc = slurp(path, &text, &len);
+    if (rc == -1)
+        return plain_fail(err, LC_EINPUT, "%s: cannot read the case file (%s)", path,
+                          strerror(errno ? errno : EIO));
+    if (rc == -2)
+        return plain_fail(err, LC_EINPUT, "%s: larger than %ld bytes; not a case file", path,
+                          FILE_MAX_BYTES);
+    if (rc == -3)
+        return oom(&cx);
+
+    const char *end = NULL;
+    cJSON *doc = cJSON_ParseWithLengthOpts(text, len + 1, &end, 1); /* + the NUL */
+    if (!doc) {
+        int line = 0, col = 0;
+        size_t off = end && end >= text ? (size_t)(end - text) : 0;
+        line_col(text, off, &line, &col);
+        free(text);
+        return plain_fail(err, LC_EINPUT, "%s: line %d, column %d: malformed JSON", path, line,
+                          col);
+    }
+    free(text);
+
+    /* {"cases": [...]} or one case object */
+    const cJSON *list = NULL;
+    int single = 0;
+    if (cJSON_IsObject(doc) && cJSON_GetObjectItemCaseSensitive(doc, "cases")) {
+        if (cJSON_GetArraySize(doc) != 1) {
+            for (const cJSON *k = doc->child; k; k = k->next)
+                if (strcmp(k->string, "cases") != 0) {
+                    rc = fail(&cx, k->string, "unknown top-level key (expected only \"cases\")");
+                    cJSON_Delete(doc);
+                    return rc;
+                }
+        }
+        list = cJSON_GetObjectItemCaseSensitive(doc, "cases");
+        if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) == 0) {
+            rc = cJSON_IsArray(list) ? fail(&cx, "cases", "empty array (no case)")
+                                     : fail(&cx, "cases", "expected an array of cases, found %s",
+                                            type_name(list));
+            cJSON_Delete(doc);
+            return rc;
+        }
+    } else if (cJSON_IsObject(doc)) {
+        list = doc;
+        single = 1;
+    } else {
+        rc = plain_fail(err, LC_EINPUT, "%s: expected an object ({\"cases\": [...]} or one case), "
+                        "found %s", path, type_name(doc));
+        cJSON_Delete(doc);
+        return rc;
+    }
+
+    int count = single ? 1 : cJSON_GetArraySize(list);
+    int n_before = cat->n;
+    if (!catalog_reserve(cat, count)) {
+        cJSON_Delete(doc);
+        return oom(&cx);
+    }
+    rc = LC_OK;
+    const cJSON *item = single ? list : list->child;
+    for (int i = 0; i < count && rc == LC_OK; i++, item = item->next) {
+        lc_case *c = &cat->cases[cat->n];
+        memset(c, 0, sizeof *c);
+        cat->n++; /* owned by the catalog from here: truncated away on failure */
+        rc = parse_case(&cx, item, i, root, c);
+        if (rc == LC_OK && dup_string(&cx, path, &c->file) != LC_OK)
+            rc = LC_EINTERNAL;
+        if (rc == LC_OK) {
+            for (int k = 0; k < cat->n - 1; k++)
+                if (strcmp(cat->cases[k].name, c->name) == 0) {
+                    rc = fail(&cx, "name", "duplicate name: already defined in %s",
+                              cat->cases[k].file ? cat->cases[k].file : path);
+                    break;
+                }
+        }
+    }
+    cJSON_Delete(doc);
+    if (rc != LC_OK)
+        catalog_truncate(cat, n_before);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- the directory */
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int lc_catalog_load_dir(lc_catalog *cat, const char *dir, const char *root, lc_error *err)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return plain_fail(err, LC_EINPUT, "%s: cannot open the case directory (%s)", dir,
+                          strerror(errno));
+    char **names = NULL;
+    int n = 0, cap = 0, rc = LC_OK;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.' || !ends_with(de->d_name, ".json"))
+            continue;
+        char full[4096];
+        if (!join_path(full, sizeof full, dir, de->d_name) || !is_regular_file(full))
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            char **grown = realloc(names, (size_t)cap * sizeof *grown);
+            if (!grown) {
+                rc = LC_EINTERNAL;
+                break;
+            }
+            names = grown;
+        }
+        names[n] = strdup(de->d_name);
+        if (!names[n]) {
+            rc = LC_EINTERNAL;
+            break;
+        }
+        n++;
+    }
+    closedir(d);
+    if (rc == LC_OK && n == 0)
+        rc = plain_fail(err, LC_EINPUT, "%s: no case files (*.json) in the directory", dir);
+    else if (rc != LC_OK)
+        plain_fail(err, rc, "%s: out of memory while listing case files", dir);
+    if (rc == LC_OK) {
+        qsort(names, (size_t)n, sizeof *names, cmp_str);
+        int n_before = cat->n;
+        for (int i = 0; i < n && rc == LC_OK; i++) {
+            char full[4096];
+            join_path(full, sizeof full, dir, names[i]);
+            rc = lc_catalog_load_file(cat, full, root, err);
+        }
+        if (rc != LC_OK)
+            catalog_truncate(cat, n_before);
+    }
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- filtering and queries */
+
+static const char *family_label(lc_family f)
+{
+    return f == LC_FAMILY_DENSE ? "dense" : f == LC_FAMILY_MOE ? "moe" : NULL;
+}
+
+int lc_case_has_label(const lc_case *c, const char *label)
+{
+    if (!label)
+        return 0;
+    if (strcmp(label, lc_kind_name(c->kind)) == 0)
+        return 1;
+    const char *fam = family_label(c->family);
+    if (fam && strcmp(label, fam) == 0)
+        return 1;
+    for (int i = 0; i < c->n_labels; i++)
+        if (strcmp(label, c->labels[i]) == 0)
+            return 1;
+    return 0;
+}
+
+int lc_case_matches(const lc_case *c, const char *pattern)
+{
+    if (!pattern)
+        return 0;
+    if (strncmp(pattern, "label:", 6) != 0)
+        return fnmatch(pattern, c->name, 0) == 0;
+    const char *glob = pattern + 6;
+    if (fnmatch(glob, lc_kind_name(c->kind), 0) == 0)
+        return 1;
+    const char *fam = family_label(c->family);
+    if (fam && fnmatch(glob, fam, 0) == 0)
+        return 1;
+    for (int i = 0; i < c->n_labels; i++)
+        if (fnmatch(glob, c->labels[i], 0) == 0)
+            return 1;
+    return 0;
+}
+
+int lc_case_select(const lc_case *c, const char *const *patterns, int n_patterns,
+                   const char *const *labels, int n_labels)
+{
+    int any = n_patterns == 0;
+    for (int i = 0; i < n_patterns && !any; i++)
+        any = lc_case_matches(c, patterns[i]);
+    if (!any)
+        return 0;
+    for (int i = 0; i < n_labels; i++)
+        if (!lc_case_has_label(c, labels[i]))
+            return 0;
+    return 1;
+}
+
+const lc_bound *lc_case_bound(const lc_case *c, lc_precision p, const char *metric)
+{
+    if (p < 0 || p >= LC_PREC_COUNT || !metric)
+        return NULL;
+    const lc_bounds *b = &c->bounds[p];
+    for (int i = 0; i < b->n_items; i++)
+        if (strcmp(b->items[i].name, metric) == 0)
+            return &b->items[i];
+    return NULL;
+}

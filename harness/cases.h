@@ -1,0 +1,218 @@
+/*
+ * The case catalog: declarative JSON case files (cases/NAME.json) parsed into plain structs.
+ *
+ * A case names a checkpoint, a prompt (token id segments and images), an optional decode
+ * spec, kind-specific parameters and metric bounds per engine precision. The schema is
+ * documented for case authors in cases/README.md; this module is its one parser and
+ * validator. Everything is checked when a file loads: JSON syntax, the type of every field,
+ * unknown keys (a typo never passes silently), missing required fields, unknown kinds and
+ * metric names, duplicate case names across files, and that referenced checkpoints and images
+ * exist under the repository root. Errors are one line naming the file, the case and the field:
+ *
+ *   cases/x.json: case 'dense.golden.text': bounds.f32.max_abs: expected a number, found string
+ *
+ * Nothing here prints, exits or keeps global state. Paths are stored exactly as written in the
+ * case file (relative to the repository root); the caller joins them with the root it uses.
+ */
+#ifndef LC_CASES_H
+#define LC_CASES_H
+
+#include <stdint.h>
+
+#include "lc_error.h"
+
+/* ---------------------------------------------------------------- kinds */
+
+/* id, name in case files */
+#define LC_KIND_MAP(X)                          \
+    X(GOLDEN, "golden")                         \
+    X(PREFILL_DECODE, "prefill_decode")         \
+    X(CHUNKED, "chunked")                       \
+    X(ISOLATION, "isolation")                   \
+    X(MULTI_IMAGE, "multi_image")               \
+    X(CACHE, "cache")                           \
+    X(KERNEL, "kernel")                         \
+    X(BATCH, "batch")                           \
+    X(SNAPSHOT, "snapshot")                     \
+    X(IMAGE_CHECKPOINT, "image_checkpoint")
+
+typedef enum {
+    LC_KIND_UNKNOWN = -1,
+#define LC__KIND_ENUM(id, name) LC_KIND_##id,
+    LC_KIND_MAP(LC__KIND_ENUM)
+#undef LC__KIND_ENUM
+    LC_KIND_COUNT
+} lc_kind;
+
+/* Case-file name of a kind ("prefill_decode"); "unknown" out of range. Never NULL. */
+const char *lc_kind_name(lc_kind k);
+/* Exact lookup; LC_KIND_UNKNOWN when not a kind (or NULL). */
+lc_kind lc_kind_from_name(const char *name);
+/* Whether cases of this kind must name a golden file (they compare with transformers). */
+int lc_kind_needs_golden(lc_kind k);
+
+/* Which check a `kernel` case runs. */
+#define LC_KERNEL_MAP(X)                                            \
+    X(GDN_CHUNKED_RECURRENT, "gdn_chunked_vs_recurrent")            \
+    X(MROPE_TEXT_1D, "mrope_text_vs_1d")
+
+typedef enum {
+    LC_KERNEL_NONE = -1,
+#define LC__KERNEL_ENUM(id, name) LC_KERNEL_##id,
+    LC_KERNEL_MAP(LC__KERNEL_ENUM)
+#undef LC__KERNEL_ENUM
+    LC_KERNEL_COUNT
+} lc_kernel_check;
+
+const char *lc_kernel_check_name(lc_kernel_check k);
+
+/* Engine precisions that carry their own bounds. */
+typedef enum { LC_PREC_F32 = 0, LC_PREC_F64 = 1, LC_PREC_COUNT } lc_precision;
+
+/* "f32" / "f64"; "unknown" out of range. */
+const char *lc_precision_name(lc_precision p);
+
+/* ---------------------------------------------------------------- the case struct */
+
+typedef enum { LC_SEG_IDS = 0, LC_SEG_IMAGE = 1 } lc_segment_type;
+
+/* One prompt segment: explicit token ids, or an image. An image segment expands (in the
+ * runner and the exporter alike) to vision_start, N image placeholder tokens (N = merged grid
+ * t*h*w / M^2 of the preprocessed image), vision_end. */
+typedef struct {
+    lc_segment_type type;
+    int32_t *ids;               /* (n_ids) LC_SEG_IDS */
+    int n_ids;
+    char *image;                /* LC_SEG_IMAGE: PNG path relative to the repository root */
+} lc_segment;
+
+typedef struct {
+    lc_segment *segs;           /* (n_segs), never empty once loaded */
+    int n_segs;
+} lc_prompt;
+
+typedef enum { LC_DECODE_NONE = 0, LC_DECODE_GREEDY, LC_DECODE_IDS } lc_decode_mode;
+
+/* Decode spec. GREEDY: N tokens chosen greedily (by transformers and stored in the golden
+ * when the case has one, else by the engine itself). IDS: explicit teacher-forced tokens. */
+typedef struct {
+    lc_decode_mode mode;
+    int greedy;                 /* GREEDY: number of tokens */
+    int32_t *ids;               /* (n_ids) IDS */
+    int n_ids;
+} lc_decode;
+
+/* One metric bound: name as written ("max_abs"; a name of metrics.h) and its value. The
+ * direction (maximum or minimum) belongs to the metric, see lc_metric_direction. */
+typedef struct {
+    char *name;
+    double value;
+} lc_bound;
+
+/* Bounds for one engine precision. */
+typedef struct {
+    int present;                /* the case gives bounds for this precision */
+    int bitwise;                /* same-schedule comparison: must be bit-identical */
+    lc_bound *items;            /* (n_items) in file order */
+    int n_items;
+    int has_atol, has_rtol;     /* allclose parameters, when given */
+    double atol, rtol;
+    int topk;                   /* k of the top-k overlap; 0 when not given */
+} lc_bounds;
+
+typedef enum { LC_FAMILY_UNKNOWN = 0, LC_FAMILY_DENSE, LC_FAMILY_MOE } lc_family;
+
+typedef struct {
+    char *name;                 /* unique, [a-z0-9_.-]+ */
+    lc_kind kind;
+    char *checkpoint;           /* directory relative to the repository root */
+    char *golden;               /* HDF5 file relative to the root; NULL when not given */
+    char **labels;              /* (n_labels) as written; kind and family are implicit labels */
+    int n_labels;
+    char *description;          /* one sentence: the engine bug class the case catches */
+    char *file;                 /* the case file it was read from (as passed to the loader) */
+    lc_family family;           /* from the checkpoint's config.json; UNKNOWN without a root */
+
+    lc_prompt prompt;           /* every kind but batch (empty for batch) */
+    lc_decode decode;           /* mode NONE when not given */
+
+    /* kind parameters (zero / NULL when the kind has none) */
+    int *lengths;               /* (n_lengths) prefill_decode: prompt prefixes to check */
+    int n_lengths;
+    int *chunks;                /* (n_chunks) chunked: chunk sizes */
+    int n_chunks;
+    lc_prompt *rows;            /* (n_rows) batch: one prompt per row */
+    int n_rows;
+    int32_t pad_id;             /* batch: id written at left-padded positions */
+    lc_prompt other_prompt;     /* isolation: prompt B run between the two runs of A */
+    int steps;                  /* cache: decode steps */
+    lc_kernel_check kernel;     /* kernel: which check (LC_KERNEL_NONE for other kinds) */
+    int chunk;                  /* kernel: GDN chunk size (default 64) */
+    int split;                  /* snapshot: tokens before the snapshot */
+    int after_segment;          /* image_checkpoint: snapshot after this image segment */
+
+    lc_bounds bounds[LC_PREC_COUNT];
+} lc_case;
+
+/* A loaded catalog: cases in file order, files in the order they were loaded. */
+typedef struct {
+    lc_case *cases;             /* (n) */
+    int n;
+    int cap;
+} lc_catalog;
+
+/* ---------------------------------------------------------------- loading */
+
+/* Zeroes cat. A zeroed catalog is also valid: init is optional. */
+void lc_catalog_init(lc_catalog *cat);
+
+/* Releases everything cat holds and zeroes it. Safe on a zeroed catalog and twice. */
+void lc_catalog_free(lc_catalog *cat);
+
+/* Parses and validates one case file and appends its cases to cat (which may already hold
+ * cases from other files: names must stay unique across all of them).
+ *   path  the file, used as written in error messages and in lc_case.file
+ *   root  the repository root that checkpoint, golden and image paths are relative to;
+ *         checkpoints (their config.json) and images must exist there. NULL skips every
+ *         file-system check (and leaves family UNKNOWN).
+ * On failure cat is exactly as before the call, err names file / case / field, and the
+ * status is LC_EINPUT (bad file or content) or LC_EINTERNAL (out of memory).
+ * The catalog owns every string and array it holds; nothing points into the file. */
+int lc_catalog_load_file(lc_catalog *cat, const char *path, const char *root, lc_error *err);
+
+/* Loads every DIR/NAME.json (regular files, hidden files skipped) in sorted (strcmp) filename
+ * order with lc_catalog_load_file. A directory without case files is an error. On failure
+ * cat is as before the call. */
+int lc_catalog_load_dir(lc_catalog *cat, const char *dir, const char *root, lc_error *err);
+
+/* The case named name, or NULL. Borrowed: valid until the catalog changes. */
+const lc_case *lc_catalog_find(const lc_catalog *cat, const char *name);
+
+/* ---------------------------------------------------------------- filtering */
+
+/* Whether the case carries label: its explicit labels, its kind's name, and "dense" / "moe"
+ * when its family is known. Exact comparison. */
+int lc_case_has_label(const lc_case *c, const char *label);
+
+/* fnmatch-style glob match. A plain pattern matches the case name ("dense.golden.*");
+ * "label:GLOB" matches when any label (explicit or implicit) matches GLOB ("label:moe"). */
+int lc_case_matches(const lc_case *c, const char *pattern);
+
+/* Selection as the CLI applies it: the case passes when it matches at least one of the
+ * n_patterns patterns (or n_patterns == 0) and carries every one of the n_labels labels. */
+int lc_case_select(const lc_case *c, const char *const *patterns, int n_patterns,
+                   const char *const *labels, int n_labels);
+
+/* ---------------------------------------------------------------- queries */
+
+/* The bound named metric for precision p, or NULL. Borrowed. */
+const lc_bound *lc_case_bound(const lc_case *c, lc_precision p, const char *metric);
+
+/* Token ids of a text-only prompt (no image segment), concatenated; -1 when the prompt holds
+ * an image (its length is only known after preprocessing). */
+int lc_prompt_text_length(const lc_prompt *p);
+
+/* Number of image segments in the prompt. */
+int lc_prompt_image_count(const lc_prompt *p);
+
+#endif /* LC_CASES_H */

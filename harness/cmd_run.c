@@ -1,0 +1,378 @@
+/*
+ * logitcheck run | list | compare.
+ *
+ *   run [CASE|GLOB ...] [--label L ...] [--root DIR] [--cases DIR] [--report DIR]
+ *       [--results FILE.json] [--base FILE.json] [--inject FAULT ...] [--all]
+ *   list [CASE|GLOB ...] [--label L ...] [--root DIR] [--cases DIR]
+ *   compare A.h5 B.h5 [--atol X] [--rtol X]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "h5io.h"
+#include "reports.h"
+#include "runner.h"
+
+#ifndef LC_SOURCE_ROOT
+#define LC_SOURCE_ROOT "."
+#endif
+
+#define MAX_ARGS 256
+
+typedef struct {
+    const char *patterns[MAX_ARGS];
+    int n_patterns;
+    const char *labels[MAX_ARGS];
+    int n_labels;
+    const char *root, *cases, *report, *results, *base;
+    int all;
+    qref_faults faults;
+    lc_run_opts opts;
+} run_args;
+
+static int is_dir(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* mkdir -p: creates dir and its missing parents; 0 on success. */
+static int make_dirs(const char *dir)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (!is_dir(buf) && mkdir(buf, 0777) != 0)
+            return -1;
+        *p = '/';
+    }
+    return is_dir(buf) || mkdir(buf, 0777) == 0 ? 0 : -1;
+}
+
+static int inject(run_args *a, const char *what)
+{
+    if (!strcmp(what, "pad_into_conv"))
+        a->faults.pad_into_conv = 1;
+    else if (!strcmp(what, "pad_into_gdn"))
+        a->faults.pad_into_gdn = 1;
+    else if (!strcmp(what, "pad_into_attention"))
+        a->faults.pad_into_attention = 1;
+    else if (!strcmp(what, "row0_delta"))
+        a->faults.row0_delta = 1;
+    else if (!strcmp(what, "rope_pairs_adjacent"))
+        a->faults.rope_pairs_adjacent = 1;
+    else if (!strcmp(what, "stale_rope_delta"))
+        a->opts.stale_rope_delta = 1;
+    else if (!strcmp(what, "shallow_snapshot"))
+        a->opts.shallow_snapshot = 1;
+    else if (!strcmp(what, "refeed_last_token"))
+        a->opts.refeed_last_token = 1;
+    else if (!strncmp(what, "rms_eps=", 8) && atof(what + 8) > 0)
+        a->opts.rms_eps_override = atof(what + 8);
+    else
+        return -1;
+    return 0;
+}
+
+static void run_usage(FILE *to)
+{
+    fprintf(to,
+            "usage: logitcheck run [CASE|GLOB ...] [--label L ...] [--all] [--root DIR] [--cases DIR]\n"
+            "                      [--report DIR] [--results FILE.json] [--base FILE.json] [--inject FAULT ...]\n"
+            "  With no CASE and no --label: every case not labelled 'slow' (--all: every case).\n"
+            "  --report DIR   write report.md, report.html (+ plots), results.json, junit.xml (default:\n"
+            "                 logitcheck-report)\n"
+            "  --base FILE    a results.json of an earlier run: the reports show what moved\n"
+            "  --inject FAULT run a deliberately broken engine (proves the cases catch it): pad_into_conv,\n"
+            "                 pad_into_gdn,"
+            "                 pad_into_attention, row0_delta, rope_pairs_adjacent, stale_rope_delta,\n"
+            "                 shallow_snapshot, refeed_last_token, rms_eps=X\n"
+            "Exit codes: 0 every case passed, 1 a case failed its bounds, 2 bad usage or input, 3 internal.\n");
+}
+
+static int parse_run_args(int argc, char **argv, run_args *a, int for_list)
+{
+    memset(a, 0, sizeof *a);
+    for (int i = 1; i < argc; i++) {
+        const char *k = argv[i];
+        if (!strcmp(k, "-h") || !strcmp(k, "--help")) {
+            run_usage(stdout);
+            return 1;
+        }
+        if (!strcmp(k, "--all")) {
+            a->all = 1;
+            continue;
+        }
+        if (k[0] != '-') {
+            if (a->n_patterns == MAX_ARGS)
+                return fprintf(stderr, "logitcheck: too many case patterns\n"), 2;
+            a->patterns[a->n_patterns++] = k;
+            continue;
+        }
+        if (i + 1 >= argc)
+            return fprintf(stderr, "logitcheck: %s needs a value\n", k), 2;
+        const char *v = argv[++i];
+        if (!strcmp(k, "--label")) {
+            if (a->n_labels == MAX_ARGS)
+                return fprintf(stderr, "logitcheck: too many labels\n"), 2;
+            a->labels[a->n_labels++] = v;
+        } else if (!strcmp(k, "--root"))
+            a->root = v;
+        else if (!strcmp(k, "--cases"))
+            a->cases = v;
+        else if (!for_list && !strcmp(k, "--report"))
+            a->report = v;
+        else if (!for_list && !strcmp(k, "--results"))
+            a->results = v;
+        else if (!for_list && !strcmp(k, "--base"))
+            a->base = v;
+        else if (!for_list && !strcmp(k, "--inject")) {
+            if (inject(a, v))
+                return fprintf(stderr, "logitcheck run: unknown fault '%s' (see --help)\n", v), 2;
+        } else
+            return fprintf(stderr, "logitcheck: unknown option '%s'\n", k), 2;
+    }
+    if (!a->root)
+        a->root = is_dir("cases") && is_dir("golden") ? "." : LC_SOURCE_ROOT;
+    return 0;
+}
+
+static int load_catalog(const run_args *a, lc_catalog *cat)
+{
+    char dir[4096];
+    lc_error err = {0};
+    if (a->cases)
+        snprintf(dir, sizeof dir, "%s", a->cases);
+    else
+        snprintf(dir, sizeof dir, "%s/cases", a->root);
+    lc_catalog_init(cat);
+    if (lc_catalog_load_dir(cat, dir, a->root, &err)) {
+        fprintf(stderr, "logitcheck: %s\n", err.msg);
+        return 2;
+    }
+    return 0;
+}
+
+static int selected(const run_args *a, const lc_case *c)
+{
+    if (a->n_patterns == 0 && a->n_labels == 0)
+        return a->all || !lc_case_has_label(c, "slow");
+    return lc_case_select(c, a->patterns, a->n_patterns, a->labels, a->n_labels);
+}
+
+int lc_cmd_list(int argc, char **argv)
+{
+    run_args a;
+    lc_catalog cat;
+    int rc = parse_run_args(argc, argv, &a, 1);
+    if (rc)
+        return rc == 1 ? 0 : rc;
+    if ((rc = load_catalog(&a, &cat)))
+        return rc;
+    int n = 0;
+    for (int i = 0; i < cat.n; i++) {
+        const lc_case *c = &cat.cases[i];
+        if (a.n_patterns == 0 && a.n_labels == 0 ? 0 : !selected(&a, c))
+            continue;
+        printf("%-40s %-16s", c->name, lc_kind_name(c->kind));
+        printf(" %s", c->family == LC_FAMILY_MOE ? "moe" : c->family == LC_FAMILY_DENSE ? "dense" : "?");
+        for (int l = 0; l < c->n_labels; l++)
+            printf(",%s", c->labels[l]);
+        printf("\n    %s\n", c->description ? c->description : "");
+        n++;
+    }
+    printf("%d cases\n", n);
+    lc_catalog_free(&cat);
+    return 0;
+}
+
+static void iso_now(char *buf, size_t len)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int write_reports(const run_args *a, const lc_run_result *res)
+{
+    lc_error err = {0};
+    lc_run_result base = {0};
+    const char *dir = a->report ? a->report : "logitcheck-report";
+    char path[4200];
+    int rc = 0;
+    if (a->base && lc_report_json_read(&base, a->base, &err)) {
+        fprintf(stderr, "logitcheck run: --base: %s\n", err.msg);
+        return 2;
+    }
+    if (make_dirs(dir) != 0) {
+        fprintf(stderr, "logitcheck run: %s: cannot create the report directory\n", dir);
+        lc_run_result_free(&base);
+        return 2;
+    }
+    snprintf(path, sizeof path, "%s/results.json", dir);
+    if (lc_report_json_write(res, a->results ? a->results : path, &err))
+        rc = 2;
+    snprintf(path, sizeof path, "%s/report.md", dir);
+    if (!rc && lc_report_md_write(res, a->base ? &base : NULL, path, &err))
+        rc = 2;
+    snprintf(path, sizeof path, "%s/junit.xml", dir);
+    if (!rc && lc_report_junit_write(res, path, &err))
+        rc = 2;
+    if (!rc && lc_report_html_write(res, a->base ? &base : NULL, dir, &err))
+        rc = 2;
+    if (rc)
+        fprintf(stderr, "logitcheck run: %s\n", err.msg);
+    else
+        printf("report: %s/report.md, %s/report.html, %s/junit.xml, %s\n", dir, dir, dir,
+               a->results ? a->results : "results.json");
+    lc_run_result_free(&base);
+    return rc;
+}
+
+int lc_cmd_run(int argc, char **argv)
+{
+    run_args a;
+    lc_catalog cat;
+    int rc = parse_run_args(argc, argv, &a, 0);
+    if (rc)
+        return rc == 1 ? 0 : rc;
+    if ((rc = load_catalog(&a, &cat)))
+        return rc;
+    a.opts.root = a.root;
+    a.opts.faults = &a.faults;
+
+    lc_run_result res = {0};
+    lc_model_pool pool;
+    lc_model_pool_init(&pool);
+    snprintf(res.engine_precision, sizeof res.engine_precision, "%s", QREF_PRECISION_NAME);
+    snprintf(res.version, sizeof res.version, "%s", LC_VERSION);
+    iso_now(res.started, sizeof res.started);
+    gethostname(res.host, sizeof res.host - 1);
+    double t0 = now_s();
+    int matched = 0;
+    for (int i = 0; i < cat.n; i++) {
+        const lc_case *c = &cat.cases[i];
+        if (!selected(&a, c))
+            continue;
+        matched++;
+        lc_case_result *cr = lc_run_add_case(&res);
+        if (!cr) {
+            fprintf(stderr, "logitcheck run: out of memory\n");
+            rc = 3;
+            break;
+        }
+        double t = now_s();
+        lc_run_case(c, &a.opts, &pool, cr);
+        cr->seconds = now_s() - t;
+        lc_report_console_case(stdout, cr);
+        fflush(stdout);
+    }
+    res.seconds = now_s() - t0;
+    if (!matched) {
+        fprintf(stderr, "logitcheck run: no case matches the given names/labels (see 'logitcheck list')\n");
+        rc = 2;
+    }
+    if (!rc) {
+        lc_report_console_summary(stdout, &res);
+        int counts[4];
+        lc_run_counts(&res, counts);
+        rc = write_reports(&a, &res);
+        if (!rc)
+            rc = counts[LC_VERDICT_ERROR] ? 2 : counts[LC_VERDICT_FAIL] ? 1 : 0;
+    }
+    lc_run_result_free(&res);
+    lc_model_pool_free(&pool);
+    lc_catalog_free(&cat);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- compare */
+
+int lc_cmd_compare(int argc, char **argv)
+{
+    const char *paths[2] = {0};
+    int np = 0;
+    double atol = 1e-4, rtol = 1e-4;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: logitcheck compare ACTUAL.h5 EXPECTED.h5 [--atol X] [--rtol X]\n"
+                   "  Compares prefill_logits, decode_logits (and position_ids exactly) present in both files.\n");
+            return 0;
+        }
+        if ((!strcmp(argv[i], "--atol") || !strcmp(argv[i], "--rtol")) && i + 1 < argc) {
+            char *end;
+            double v = strtod(argv[i + 1], &end);
+            if (*end || v < 0)
+                return fprintf(stderr, "logitcheck compare: %s '%s': expected a non-negative number\n", argv[i],
+                               argv[i + 1]), 2;
+            *(!strcmp(argv[i], "--atol") ? &atol : &rtol) = v;
+            i++;
+        } else if (argv[i][0] != '-' && np < 2) {
+            paths[np++] = argv[i];
+        } else {
+            return fprintf(stderr, "logitcheck compare: unexpected argument '%s'\n", argv[i]), 2;
+        }
+    }
+    if (np != 2)
+        return fprintf(stderr, "usage: logitcheck compare ACTUAL.h5 EXPECTED.h5 [--atol X] [--rtol X]\n"), 2;
+    lc_h5 fa, fe;
+    lc_error err;
+    if (lc_h5_open(&fa, paths[0], &err))
+        return fprintf(stderr, "logitcheck compare: %s\n", err.msg), 2;
+    if (lc_h5_open(&fe, paths[1], &err)) {
+        lc_h5_close(&fa);
+        return fprintf(stderr, "logitcheck compare: %s\n", err.msg), 2;
+    }
+    static const char *const sets[] = {"prefill_logits", "decode_logits", "position_ids"};
+    int rc = 0, compared = 0;
+    for (int s = 0; s < 3 && rc != 2; s++) {
+        if (!lc_h5_exists(&fa, sets[s]) || !lc_h5_exists(&fe, sets[s]))
+            continue;
+        double *a = NULL, *e = NULL;
+        lc_h5_shape sa, se;
+        if (lc_h5_read_f64(&fa, sets[s], &a, &sa, &err) || lc_h5_read_f64(&fe, sets[s], &e, &se, &err) ||
+            lc_h5_expect_shape(&fa, sets[s], &sa, se.ndim, se.shape, &err)) {
+            fprintf(stderr, "logitcheck compare: %s\n", err.msg);
+            rc = 2;
+        } else {
+            size_t V = sa.ndim >= 1 ? (size_t)sa.shape[sa.ndim - 1] : 1, P = V ? sa.count / V : 0;
+            lc_compare_opts o = lc_compare_opts_default();
+            o.atol = atol;
+            o.rtol = rtol;
+            lc_metrics m;
+            lc_compare(&m, a, e, P, V, &o);
+            int exact = !strcmp(sets[s], "position_ids");
+            int pass = m.nonfinite == 0 && (exact ? m.max_abs == 0 : m.allclose_fail == 0);
+            printf("%-15s %s  max_abs %.3e (position %zu, index %zu)  allclose fails %zu/%zu  nmse %.3e  kl_max %.3e  "
+                   "top1 %.4f\n",
+                   sets[s], pass ? "PASS" : "FAIL", m.max_abs, m.max_abs_pos, m.max_abs_index, m.allclose_fail,
+                   m.n_values, m.nmse, m.kl_max, m.top1_frac);
+            if (!pass)
+                rc = 1;
+            compared++;
+        }
+        free(a);
+        free(e);
+    }
+    lc_h5_close(&fa);
+    lc_h5_close(&fe);
+    if (rc != 2 && !compared)
+        return fprintf(stderr, "logitcheck compare: %s and %s share no logits dataset\n", paths[0], paths[1]), 2;
+    return rc;
+}

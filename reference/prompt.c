@@ -1,0 +1,156 @@
+/*
+ * Prompts: images preprocessed and run through the vision tower once, positions computed from
+ * the whole prompt once, then prefilled on any chunk schedule. A chunk boundary may fall
+ * anywhere, also inside an image's placeholder run: each chunk gets its slice of the
+ * positions and of the embedding rows.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "qref_internal.h"
+
+int qref_image_tokens(const qref_config *cfg, const int grid_thw[3])
+{
+    int m = cfg->vision.spatial_merge_size > 0 ? cfg->vision.spatial_merge_size : 1;
+    return grid_thw[0] * grid_thw[1] * grid_thw[2] / (m * m);
+}
+
+void qref_prompt_free(qref_prompt *p)
+{
+    if (!p)
+        return;
+    free(p->ids);
+    free(p->pos);
+    free(p->grid);
+    free(p->embeds);
+    memset(p, 0, sizeof *p);
+}
+
+static int count_placeholders(const qref_config *cfg, const int32_t *ids, int n)
+{
+    int k = 0;
+    for (int i = 0; cfg->has_vision && i < n; i++)
+        k += ids[i] == cfg->image_token_id;
+    return k;
+}
+
+/* Preprocesses every image and runs the tower over all of them in one call. */
+static qref_status run_vision(qref_prompt *p, const qref_model *m, const qref_image *images, int n_images,
+                              qref_error *err)
+{
+    const qref_config *cfg = &m->cfg;
+    qref_real **pix = calloc((size_t)n_images, sizeof *pix);
+    qref_real *all = NULL;
+    qref_status st = QREF_OK;
+    size_t patches = 0;
+    const size_t dim = (size_t)cfg->vision.in_channels * cfg->vision.temporal_patch_size *
+                       cfg->vision.patch_size * cfg->vision.patch_size;
+    if (!pix)
+        return qref__fail(err, QREF_ENOMEM, "prompt: out of memory for %d images", n_images);
+    for (int i = 0; i < n_images && st == QREF_OK; i++) {
+        st = qref_image_preprocess(cfg, &images[i], &pix[i], p->grid[i], err);
+        if (st == QREF_OK) {
+            patches += (size_t)p->grid[i][0] * p->grid[i][1] * p->grid[i][2];
+            p->n_embeds += qref_image_tokens(cfg, p->grid[i]);
+        }
+    }
+    if (st == QREF_OK) {
+        all = malloc(patches * dim * sizeof *all);
+        p->embeds = malloc(((size_t)p->n_embeds * cfg->hidden_size + 1) * sizeof *p->embeds);
+        if (!all || !p->embeds)
+            st = qref__fail(err, QREF_ENOMEM, "prompt: out of memory for %zu image patches", patches);
+    }
+    if (st == QREF_OK) {
+        size_t off = 0;
+        for (int i = 0; i < n_images; i++) {
+            size_t np = (size_t)p->grid[i][0] * p->grid[i][1] * p->grid[i][2];
+            memcpy(all + off * dim, pix[i], np * dim * sizeof *all);
+            off += np;
+        }
+        st = qref_vision_forward(m, all, (const int(*)[3])p->grid, n_images, p->embeds, err);
+    }
+    for (int i = 0; i < n_images; i++)
+        free(pix[i]);
+    free(pix);
+    free(all);
+    return st;
+}
+
+qref_status qref_prompt_build(qref_prompt *p, const qref_model *m, const int32_t *ids, int n,
+                              const qref_image *images, int n_images, qref_error *err)
+{
+    const qref_config *cfg = &m->cfg;
+    qref_status st;
+    memset(p, 0, sizeof *p);
+    if (n < 1)
+        return qref__fail(err, QREF_EINVAL, "prompt: no tokens");
+    if (n_images > 0 && !cfg->has_vision)
+        return qref__fail(err, QREF_EINVAL, "prompt: %d images given but %s has no vision tower", n_images, m->dir);
+    p->n = n;
+    p->n_images = n_images;
+    p->ids = malloc((size_t)n * sizeof *p->ids);
+    p->pos = malloc(3 * (size_t)n * sizeof *p->pos);
+    p->grid = calloc((size_t)(n_images > 0 ? n_images : 1), sizeof *p->grid);
+    if (!p->ids || !p->pos || !p->grid) {
+        qref_prompt_free(p);
+        return qref__fail(err, QREF_ENOMEM, "prompt: out of memory for %d tokens", n);
+    }
+    memcpy(p->ids, ids, (size_t)n * sizeof *ids);
+
+    if (n_images > 0) {
+        if ((st = run_vision(p, m, images, n_images, err)) != QREF_OK)
+            goto fail;
+        int k = count_placeholders(cfg, ids, n);
+        if (k != p->n_embeds) {
+            st = qref__fail(err, QREF_EINVAL,
+                            "prompt: %d image placeholder tokens in the ids but the %d images give %d embeddings",
+                            k, n_images, p->n_embeds);
+            goto fail;
+        }
+    } else if (count_placeholders(cfg, ids, n) > 0) {
+        st = qref__fail(err, QREF_EINVAL, "prompt: %d image placeholder tokens in the ids but no image was given",
+                        count_placeholders(cfg, ids, n));
+        goto fail;
+    }
+    if ((st = qref_rope_index(cfg, ids, n, (const int(*)[3])p->grid, n_images, p->pos, &p->delta, err)) != QREF_OK)
+        goto fail;
+    return QREF_OK;
+fail:
+    qref_prompt_free(p);
+    return st;
+}
+
+qref_status qref_prompt_prefill(const qref_model *m, qref_cache *c, const qref_prompt *p, int from, int to,
+                                int chunk, int gdn_mode, qref_real *logits, qref_error *err)
+{
+    const qref_config *cfg = &m->cfg;
+    if (from < 0 || to > p->n || from >= to)
+        return qref__fail(err, QREF_EINVAL, "prefill: range [%d, %d) outside the prompt of %d tokens", from, to, p->n);
+    if (c->len != from)
+        return qref__fail(err, QREF_EINVAL, "prefill: the cache holds %d tokens, expected %d", c->len, from);
+    if (chunk <= 0)
+        chunk = to - from;
+    int64_t *pos = malloc(3 * (size_t)chunk * sizeof *pos);
+    if (!pos)
+        return qref__fail(err, QREF_ENOMEM, "prefill: out of memory");
+    c->rope_delta = p->delta;
+    int e = count_placeholders(cfg, p->ids, from);
+    qref_status st = QREF_OK;
+    for (int s = from; s < to && st == QREF_OK; s += chunk) {
+        int len = to - s < chunk ? to - s : chunk;
+        for (int a = 0; a < 3; a++)
+            memcpy(pos + (size_t)a * len, p->pos + (size_t)a * p->n + s, (size_t)len * sizeof *pos);
+        int k = count_placeholders(cfg, p->ids + s, len);
+        qref_tokens in = {.ids = p->ids + s,
+                          .n = len,
+                          .pos = pos,
+                          .embeds = k ? p->embeds + (size_t)e * cfg->hidden_size : NULL,
+                          .n_embeds = k,
+                          .gdn_mode = gdn_mode};
+        qref_outputs out = {.logits = logits ? logits + (size_t)(s - from) * cfg->vocab_size : NULL};
+        st = qref_forward(m, c, &in, &out, err);
+        e += k;
+    }
+    free(pos);
+    return st;
+}

@@ -1,0 +1,113 @@
+/*
+ * JUnit XML for CI test reporters (see reports.h). One testsuite per run, one testcase per
+ * case; the failure text lists every failing check with where it happened.
+ */
+#include <stdio.h>
+
+#include "report_util.h"
+#include "reports.h"
+
+static void attr(FILE *f, const char *name, const char *value)
+{
+    fprintf(f, " %s=\"", name);
+    lc__put_xml(f, value, 1);
+    fputc('"', f);
+}
+
+/* One line per failing check: "prefill vs golden: max_abs 1.2e-03 > 5e-04 at pos 7, token 3" */
+static void failing_checks(FILE *f, const lc_case_result *c)
+{
+    char v[LC__NUM_LEN], b[LC__NUM_LEN], m[LC__NUM_LEN], w[160], line[512];
+    for (int j = 0; j < c->n_cmps; j++) {
+        const lc_comparison *k = &c->cmps[j];
+        for (int i = 0; i < k->n_checks; i++) {
+            const lc_check *q = &k->checks[i];
+            if (q->pass)
+                continue;
+            lc__where(w, sizeof w, k, q->metric);
+            snprintf(line, sizeof line, "%s: %s %s, bound %s %s, margin %s%s%s\n", k->name,
+                     lc_metric_name(q->metric), lc__num(v, q->value), lc__relation(q->metric, 1),
+                     lc__num(b, q->bound), lc__num(m, q->margin), w[0] ? ", " : "", w);
+            lc__put_xml(f, line, 0);
+        }
+    }
+}
+
+static void testcase(FILE *f, const lc_case_result *c)
+{
+    char t[32];
+    fputs("    <testcase", f);
+    attr(f, "classname", c->kind);
+    attr(f, "name", c->name);
+    snprintf(t, sizeof t, "%.3f", c->seconds >= 0 ? c->seconds : 0.0);
+    attr(f, "time", t);
+    switch (c->verdict) {
+    case LC_VERDICT_PASS:
+        fputs("/>\n", f);
+        return;
+    case LC_VERDICT_FAIL: {
+        const lc_check *q = lc_case_tightest(c, NULL);
+        fputs(">\n      <failure", f);
+        attr(f, "message", c->reason);
+        attr(f, "type", q != NULL && !q->pass ? lc_metric_name(q->metric) : "fail");
+        fputs(">", f);
+        failing_checks(f, c);
+        fputs("</failure>\n", f);
+        break;
+    }
+    case LC_VERDICT_ERROR:
+        fputs(">\n      <error", f);
+        attr(f, "message", c->reason);
+        attr(f, "type", "error");
+        fputs("/>\n", f);
+        break;
+    case LC_VERDICT_SKIP:
+        fputs(">\n      <skipped", f);
+        attr(f, "message", c->reason);
+        fputs("/>\n", f);
+        break;
+    }
+    fputs("    </testcase>\n", f);
+}
+
+int lc_report_junit_write(const lc_run_result *r, const char *path, lc_error *err)
+{
+    lc__afile af;
+    int rc = lc__afile_open(&af, path, err);
+    if (rc)
+        return rc;
+    FILE *f = af.f;
+    int n[4];
+    char suite[64], num[32];
+    lc_run_counts(r, n);
+    snprintf(suite, sizeof suite, "logitcheck.%s", r->engine_precision[0] ? r->engine_precision : "run");
+    fputs("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n", f);
+    for (int level = 0; level < 2; level++) {
+        fputs(level ? "  <testsuite" : "<testsuites", f);
+        attr(f, "name", level ? suite : "logitcheck");
+        fprintf(f, " tests=\"%d\" failures=\"%d\" errors=\"%d\" skipped=\"%d\"", r->n_cases,
+                n[LC_VERDICT_FAIL], n[LC_VERDICT_ERROR], n[LC_VERDICT_SKIP]);
+        snprintf(num, sizeof num, "%.3f", r->seconds >= 0 ? r->seconds : 0.0);
+        attr(f, "time", num);
+        if (r->started[0])
+            attr(f, "timestamp", r->started);
+        if (level && r->host[0])
+            attr(f, "hostname", r->host);
+        fputs(">\n", f);
+    }
+    fputs("    <properties>\n", f);
+    const char *props[][2] = {{"engine_precision", r->engine_precision},
+                              {"logitcheck_version", r->version},
+                              {"git", r->git}};
+    for (int i = 0; i < 3; i++) {
+        fputs("      <property", f);
+        attr(f, "name", props[i][0]);
+        attr(f, "value", props[i][1]);
+        fputs("/>\n", f);
+    }
+    fputs("    </properties>\n", f);
+    for (int i = 0; i < r->n_cases; i++)
+        testcase(f, &r->cases[i]);
+    fputs("  </testsuite>\n</testsuites>\n", f);
+    return lc__afile_commit(&af, err);
+}
