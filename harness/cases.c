@@ -57,7 +57,7 @@ lc_kind lc_kind_from_name(const char *name)
 
 int lc_kind_needs_golden(lc_kind k)
 {
-    return k == LC_KIND_GOLDEN || k == LC_KIND_MULTI_IMAGE || k == LC_KIND_BATCH;
+    return k == LC_KIND_GOLDEN || k == LC_KIND_MULTI_IMAGE;
 }
 
 const char *lc_kernel_check_name(lc_kernel_check k)
@@ -84,15 +84,14 @@ static const key_rule key_rules[] = {
     {"name", ALL_KINDS, ALL_KINDS},
     {"kind", ALL_KINDS, ALL_KINDS},
     {"checkpoint", ALL_KINDS, ALL_KINDS},
-    {"golden", ALL_KINDS,
-     KIND_BIT(LC_KIND_GOLDEN) | KIND_BIT(LC_KIND_MULTI_IMAGE) | KIND_BIT(LC_KIND_BATCH)},
+    {"golden", ALL_KINDS, KIND_BIT(LC_KIND_GOLDEN) | KIND_BIT(LC_KIND_MULTI_IMAGE)},
     {"labels", ALL_KINDS, 0},
     {"description", ALL_KINDS, ALL_KINDS},
     {"prompt", ALL_KINDS & ~KIND_BIT(LC_KIND_BATCH), ALL_KINDS & ~KIND_BIT(LC_KIND_BATCH)},
     {"decode", ALL_KINDS, 0},
     {"bounds", ALL_KINDS, ALL_KINDS},
     {"lengths", KIND_BIT(LC_KIND_PREFILL_DECODE), KIND_BIT(LC_KIND_PREFILL_DECODE)},
-    {"chunks", KIND_BIT(LC_KIND_CHUNKED), KIND_BIT(LC_KIND_CHUNKED)},
+    {"chunks", KIND_BIT(LC_KIND_CHUNKED) | KIND_BIT(LC_KIND_BATCH), KIND_BIT(LC_KIND_CHUNKED)},
     {"rows", KIND_BIT(LC_KIND_BATCH), KIND_BIT(LC_KIND_BATCH)},
     {"pad_id", KIND_BIT(LC_KIND_BATCH), KIND_BIT(LC_KIND_BATCH)},
     {"other_prompt", KIND_BIT(LC_KIND_ISOLATION), KIND_BIT(LC_KIND_ISOLATION)},

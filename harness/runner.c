@@ -10,10 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "h5io.h"
 #include "images.h"
-#include "qref_internal.h"
-#include "runner.h"
+#include "runner_internal.h"
 
 /* ---------------------------------------------------------------- model pool */
 
@@ -76,18 +74,8 @@ lc_precision lc_engine_precision(void)
 
 /* ---------------------------------------------------------------- run context */
 
-typedef struct {
-    const lc_case *c;
-    const lc_run_opts *o;
-    lc_case_result *res;
-    qref_model m;               /* shallow copy of the pooled model (config may be overridden) */
-    const lc_bounds *bounds;
-    int V;
-} run;
 
-static void set_error(run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_error(run *r, const char *fmt, ...)
+void lc__set_error(lc__run *r, const char *fmt, ...)
 {
     if (r->res->verdict == LC_VERDICT_ERROR)
         return; /* keep the first reason */
@@ -98,7 +86,7 @@ static void set_error(run *r, const char *fmt, ...)
     va_end(ap);
 }
 
-static double *to_double(const qref_real *x, size_t n)
+double *lc__to_double(const qref_real *x, size_t n)
 {
     double *d = malloc((n ? n : 1) * sizeof *d);
     for (size_t i = 0; d && i < n; i++)
@@ -106,7 +94,7 @@ static double *to_double(const qref_real *x, size_t n)
     return d;
 }
 
-static void path_join(char *out, size_t len, const char *root, const char *rel)
+void lc__path_join(char *out, size_t len, const char *root, const char *rel)
 {
     if (rel[0] == '/' || !root || !root[0])
         snprintf(out, len, "%s", rel);
@@ -116,7 +104,6 @@ static void path_join(char *out, size_t len, const char *root, const char *rel)
 
 /* ---------------------------------------------------------------- comparisons */
 
-enum { CMP_LOGITS = 0, CMP_TENSOR = 1, CMP_EXACT = 2 };
 
 /* Metrics that make sense for a flat tensor (states, embeddings) or exact integers. */
 static int elementwise_metric(lc_metric_id id)
@@ -141,13 +128,13 @@ static void add_check(lc_comparison *cmp, lc_metric_id id, double bound)
 
 /* Compares a (P, W) with e (P, W) and checks the case's bounds. kind selects which bounds
  * apply: logits take all of them, tensors the elementwise ones, exact comparisons max_abs 0. */
-static lc_comparison *compare(run *r, int kind, const char *name, const char *actual, const char *expected,
+lc_comparison *lc__compare(lc__run *r, int kind, const char *name, const char *actual, const char *expected,
                               const double *a, const double *e, size_t P, size_t W, const uint8_t *include,
                               const uint8_t *kl_include)
 {
     lc_comparison *cmp = lc_case_add_cmp(r->res);
     if (!cmp) {
-        set_error(r, "out of memory recording comparison '%s'", name);
+        lc__set_error(r, "out of memory recording comparison '%s'", name);
         return NULL;
     }
     snprintf(cmp->name, sizeof cmp->name, "%s", name);
@@ -155,15 +142,15 @@ static lc_comparison *compare(run *r, int kind, const char *name, const char *ac
     snprintf(cmp->expected, sizeof cmp->expected, "%s", expected);
     lc_compare_opts opts = lc_compare_opts_default();
     opts.include = include;
-    opts.kl_include = kind == CMP_LOGITS ? kl_include : NULL;
+    opts.kl_include = kind == CMP_LOGITS || kind == CMP_BITWISE ? kl_include : NULL;
     opts.ulp = lc_engine_precision() == LC_PREC_F64 ? LC_ULP_F64 : LC_ULP_F32;
-    opts.topk = kind == CMP_LOGITS ? (r->bounds->topk ? r->bounds->topk : 5) : 0;
+    opts.topk = kind == CMP_LOGITS || kind == CMP_BITWISE ? (r->bounds->topk ? r->bounds->topk : 5) : 0;
     if (r->bounds->has_atol)
         opts.atol = r->bounds->atol;
     if (r->bounds->has_rtol)
         opts.rtol = r->bounds->rtol;
     if (lc_compare(&cmp->m, a, e, P, W, &opts) != 0) {
-        set_error(r, "comparison '%s': cannot compare (out of memory or bad shape)", name);
+        lc__set_error(r, "comparison '%s': cannot compare (out of memory or bad shape)", name);
         return cmp;
     }
     cmp->pass = 1;
@@ -181,7 +168,7 @@ static lc_comparison *compare(run *r, int kind, const char *name, const char *ac
         }
     }
     add_check(cmp, LC_METRIC_NONFINITE, 0);
-    if (kind == CMP_EXACT || r->bounds->bitwise) {
+    if (kind == CMP_EXACT || kind == CMP_BITWISE || r->bounds->bitwise) {
         add_check(cmp, LC_METRIC_MAX_ABS, 0);
         return cmp;
     }
@@ -196,20 +183,20 @@ static lc_comparison *compare(run *r, int kind, const char *name, const char *ac
     return cmp;
 }
 
-static void compare_real(run *r, int kind, const char *name, const char *actual, const char *expected,
+void lc__compare_real(lc__run *r, int kind, const char *name, const char *actual, const char *expected,
                          const qref_real *a, const qref_real *e, size_t P, size_t W, const uint8_t *kl_include)
 {
-    double *da = to_double(a, P * W), *de = to_double(e, P * W);
+    double *da = lc__to_double(a, P * W), *de = lc__to_double(e, P * W);
     if (!da || !de)
-        set_error(r, "out of memory comparing '%s'", name);
+        lc__set_error(r, "out of memory comparing '%s'", name);
     else
-        compare(r, kind, name, actual, expected, da, de, P, W, NULL, kl_include);
+        lc__compare(r, kind, name, actual, expected, da, de, P, W, NULL, kl_include);
     free(da);
     free(de);
 }
 
 /* Exact comparison of integer vectors (ids, positions), recorded as a comparison with bound 0. */
-static void compare_ints(run *r, const char *name, const char *actual, const char *expected, const int64_t *a,
+void lc__compare_ints(lc__run *r, const char *name, const char *actual, const char *expected, const int64_t *a,
                          const int64_t *e, size_t P, size_t W)
 {
     double *da = malloc((P * W + 1) * sizeof *da), *de = malloc((P * W + 1) * sizeof *de);
@@ -218,9 +205,9 @@ static void compare_ints(run *r, const char *name, const char *actual, const cha
         de[i] = (double)e[i];
     }
     if (!da || !de)
-        set_error(r, "out of memory comparing '%s'", name);
+        lc__set_error(r, "out of memory comparing '%s'", name);
     else
-        compare(r, CMP_EXACT, name, actual, expected, da, de, P, W, NULL, NULL);
+        lc__compare(r, CMP_EXACT, name, actual, expected, da, de, P, W, NULL, NULL);
     free(da);
     free(de);
 }
@@ -253,7 +240,7 @@ static qref_real *flatten_state(const qref_cache *c, size_t *n)
     return v;
 }
 
-static void compare_states(run *r, const char *name, const char *actual, const char *expected, const qref_cache *a,
+void lc__compare_states(lc__run *r, const char *name, const char *actual, const char *expected, const qref_cache *a,
                            const qref_cache *e)
 {
     size_t na, ne;
@@ -262,14 +249,14 @@ static void compare_states(run *r, const char *name, const char *actual, const c
         char what[160];
         int64_t la = a->len, le = e->len;
         snprintf(what, sizeof what, "%s: cached tokens", name);
-        compare_ints(r, what, actual, expected, &la, &le, 1, 1);
+        lc__compare_ints(r, what, actual, expected, &la, &le, 1, 1);
         return;
     }
     qref_real *fa = flatten_state(a, &na), *fe = flatten_state(e, &ne);
     if (!fa || !fe || na != ne)
-        set_error(r, "comparison '%s': cannot flatten the states", name);
+        lc__set_error(r, "comparison '%s': cannot flatten the states", name);
     else
-        compare_real(r, CMP_TENSOR, name, actual, expected, fa, fe, 1, na, NULL);
+        lc__compare_real(r, CMP_TENSOR, name, actual, expected, fa, fe, 1, na, NULL);
     free(fa);
     free(fe);
 }
@@ -278,7 +265,7 @@ static void compare_states(run *r, const char *name, const char *actual, const c
 
 /* Expands a case prompt (segments) into token ids with image placeholder runs and builds the
  * engine prompt (images decoded, preprocessed, vision tower run, positions computed). */
-static int build_prompt(run *r, const lc_prompt *lp, qref_prompt *out)
+int lc__build_prompt(lc__run *r, const lc_prompt *lp, qref_prompt *out)
 {
     const qref_config *cfg = &r->m.cfg;
     int n_img = 0, n_ids = 0;
@@ -292,30 +279,30 @@ static int build_prompt(run *r, const lc_prompt *lp, qref_prompt *out)
     int32_t *ids = NULL;
     int ok = 0;
     if (!paths || !buf) {
-        set_error(r, "out of memory building a prompt");
+        lc__set_error(r, "out of memory building a prompt");
         goto done;
     }
     for (int s = 0, k = 0; s < lp->n_segs; s++)
         if (lp->segs[s].type == LC_SEG_IMAGE) {
-            path_join(buf[k], sizeof buf[k], r->o->root, lp->segs[s].image);
+            lc__path_join(buf[k], sizeof buf[k], r->o->root, lp->segs[s].image);
             paths[k] = buf[k];
             k++;
         }
     if (lc_image_set_load(&imgs, paths, n_img, &le)) {
-        set_error(r, "%s", le.msg);
+        lc__set_error(r, "%s", le.msg);
         goto done;
     }
     /* count tokens: an image expands to vision_start, its placeholders, vision_end */
     int *tokens = calloc((size_t)n_img + 1, sizeof *tokens);
     if (!tokens) {
-        set_error(r, "out of memory building a prompt");
+        lc__set_error(r, "out of memory building a prompt");
         goto done;
     }
     for (int k = 0; k < n_img; k++) {
         qref_real *pix = NULL;
         int grid[3];
         if (qref_image_preprocess(cfg, &imgs.images[k], &pix, grid, &qe) != QREF_OK) {
-            set_error(r, "%s: %s", paths[k], qe.msg);
+            lc__set_error(r, "%s: %s", paths[k], qe.msg);
             free(tokens);
             goto done;
         }
@@ -327,7 +314,7 @@ static int build_prompt(run *r, const lc_prompt *lp, qref_prompt *out)
     ids = malloc((size_t)(n_ids ? n_ids : 1) * sizeof *ids);
     if (!ids) {
         free(tokens);
-        set_error(r, "out of memory building a prompt");
+        lc__set_error(r, "out of memory building a prompt");
         goto done;
     }
     for (int s = 0, k = 0, o = 0; s < lp->n_segs; s++) {
@@ -344,7 +331,7 @@ static int build_prompt(run *r, const lc_prompt *lp, qref_prompt *out)
     }
     free(tokens);
     if (qref_prompt_build(out, &r->m, ids, n_ids, imgs.images, imgs.n, &qe) != QREF_OK) {
-        set_error(r, "case '%s': %s", r->c->name, qe.msg);
+        lc__set_error(r, "case '%s': %s", r->c->name, qe.msg);
         goto done;
     }
     ok = 1;
@@ -357,12 +344,12 @@ done:
 }
 
 /* Prefills prompt tokens [0, to) in chunks into a fresh cache; logits (to, V) or NULL. */
-static int prefill(run *r, const qref_prompt *p, int to, int chunk, int gdn_mode, qref_cache *c, qref_real *logits)
+int lc__prefill(lc__run *r, const qref_prompt *p, int to, int chunk, int gdn_mode, qref_cache *c, qref_real *logits)
 {
     qref_error qe;
     if (qref_cache_init(c, &r->m, &qe) != QREF_OK ||
         qref_prompt_prefill(&r->m, c, p, 0, to, chunk, gdn_mode, logits, &qe) != QREF_OK) {
-        set_error(r, "case '%s': %s", r->c->name, qe.msg);
+        lc__set_error(r, "case '%s': %s", r->c->name, qe.msg);
         return 0;
     }
     if (r->o->stale_rope_delta)
@@ -371,32 +358,38 @@ static int prefill(run *r, const qref_prompt *p, int to, int chunk, int gdn_mode
 }
 
 /* Feeds tokens one at a time; logits (n, V) or NULL. */
-static int decode(run *r, qref_cache *c, const int32_t *toks, int n, qref_real *logits)
+int lc__decode(lc__run *r, qref_cache *c, const int32_t *toks, int n, qref_real *logits)
 {
     qref_error qe;
     for (int i = 0; i < n; i++) {
         qref_tokens in = {.ids = &toks[i], .n = 1};
         qref_outputs out = {.logits = logits ? logits + (size_t)i * r->V : NULL};
         if (qref_forward(&r->m, c, &in, &out, &qe) != QREF_OK) {
-            set_error(r, "case '%s': decode step %d: %s", r->c->name, i, qe.msg);
+            lc__set_error(r, "case '%s': decode step %d: %s", r->c->name, i, qe.msg);
             return 0;
         }
     }
     return 1;
 }
 
-static int argmax(const qref_real *x, int n)
+int lc__greedy(lc__run *r, const qref_real *x)
 {
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b])
+    /* never a vision start/end, image or video token: a decoded placeholder has no image */
+    const qref_config *c = &r->m.cfg;
+    int b = -1;
+    for (int i = 0; i < r->V; i++) {
+        if (c->has_vision && (i == c->image_token_id || i == c->video_token_id || i == c->vision_start_token_id ||
+                              i == c->vision_end_token_id))
+            continue;
+        if (b < 0 || x[i] > x[b])
             b = i;
+    }
     return b;
 }
 
 /* Decode tokens of a case that is not graded against a golden: explicit ids, or the engine's
  * own greedy choices continuing from `last` (the prompt's last logits row). *toks malloc'ed. */
-static int own_decode_tokens(run *r, const qref_real *last, int32_t **toks, int *n)
+int lc__own_decode_tokens(lc__run *r, const qref_real *last, int32_t **toks, int *n)
 {
     const lc_decode *d = &r->c->decode;
     *n = d->mode == LC_DECODE_IDS ? d->n_ids : d->mode == LC_DECODE_GREEDY ? d->greedy : 0;
@@ -404,18 +397,18 @@ static int own_decode_tokens(run *r, const qref_real *last, int32_t **toks, int 
         *n = r->c->steps;
     *toks = malloc((size_t)(*n ? *n : 1) * sizeof **toks);
     if (!*toks) {
-        set_error(r, "out of memory");
+        lc__set_error(r, "out of memory");
         return 0;
     }
     if (d->mode == LC_DECODE_IDS)
         memcpy(*toks, d->ids, (size_t)*n * sizeof **toks);
     else if (*n > 0)
-        (*toks)[0] = argmax(last, r->V); /* greedy ones after the first are filled by the caller */
+        (*toks)[0] = lc__greedy(r, last); /* greedy ones after the first are filled by the caller */
     return 1;
 }
 
 /* KL positions: every prompt position that is not an image placeholder. */
-static uint8_t *text_positions(run *r, const qref_prompt *p)
+uint8_t *lc__text_positions(lc__run *r, const qref_prompt *p)
 {
     uint8_t *m = malloc((size_t)p->n);
     for (int i = 0; m && i < p->n; i++)
@@ -423,4 +416,78 @@ static uint8_t *text_positions(run *r, const qref_prompt *p)
     return m;
 }
 
-#include "runner_kinds.c.inc"
+/* ---------------------------------------------------------------- entry point */
+
+lc_verdict lc_run_case(const lc_case *c, const lc_run_opts *o, lc_model_pool *pool, lc_case_result *res)
+{
+    lc__run r = {0};
+    qref_error qe;
+    char dir[4096];
+    r.c = c;
+    r.o = o;
+    r.res = res;
+    snprintf(res->name, sizeof res->name, "%s", c->name);
+    snprintf(res->kind, sizeof res->kind, "%s", lc_kind_name(c->kind));
+    snprintf(res->checkpoint, sizeof res->checkpoint, "%s", c->checkpoint);
+    snprintf(res->description, sizeof res->description, "%s", c->description ? c->description : "");
+    size_t off = 0;
+    res->labels[0] = '\0';
+    for (int i = 0; i < c->n_labels && off < sizeof res->labels; i++)
+        off += (size_t)snprintf(res->labels + off, sizeof res->labels - off, i ? ",%s" : "%s", c->labels[i]);
+    res->verdict = LC_VERDICT_PASS;
+
+    r.bounds = &c->bounds[lc_engine_precision()];
+    if (!r.bounds->present) {
+        res->verdict = LC_VERDICT_SKIP;
+        snprintf(res->reason, sizeof res->reason, "no bounds for the %s engine", QREF_PRECISION_NAME);
+        return res->verdict;
+    }
+    lc__path_join(dir, sizeof dir, o->root, c->checkpoint);
+    const qref_model *m = pool_get(pool, dir, &qe);
+    if (!m) {
+        lc__set_error(&r, "%s", qe.msg);
+        return res->verdict;
+    }
+    r.m = *m; /* shallow: shares the weights; the config and faults may be overridden below */
+    r.m.faults = o->faults;
+    if (o->rms_eps_override > 0)
+        r.m.cfg.rms_norm_eps = o->rms_eps_override;
+    r.V = r.m.cfg.vocab_size;
+
+    switch (c->kind) {
+    case LC_KIND_GOLDEN:
+    case LC_KIND_MULTI_IMAGE: lc__kind_golden(&r); break;
+    case LC_KIND_PREFILL_DECODE: lc__kind_prefill_decode(&r); break;
+    case LC_KIND_CHUNKED: lc__kind_chunked(&r); break;
+    case LC_KIND_CACHE: lc__kind_cache(&r); break;
+    case LC_KIND_ISOLATION: lc__kind_isolation(&r); break;
+    case LC_KIND_KERNEL: lc__kind_kernel(&r); break;
+    case LC_KIND_BATCH: lc__kind_batch(&r); break;
+    case LC_KIND_SNAPSHOT: lc__kind_snapshot(&r); break;
+    case LC_KIND_IMAGE_CHECKPOINT: lc__kind_image_checkpoint(&r); break;
+    default: lc__set_error(&r, "%s: case '%s': kind not implemented", c->file, c->name); break;
+    }
+
+    if (res->verdict == LC_VERDICT_ERROR)
+        return res->verdict;
+    if (res->n_cmps == 0) {
+        lc__set_error(&r, "case '%s': made no comparison", c->name);
+        return res->verdict;
+    }
+    /* the reason of a failure: the first failing check, with where it happened */
+    for (int i = 0; i < res->n_cmps && res->verdict == LC_VERDICT_PASS; i++) {
+        const lc_comparison *cmp = &res->cmps[i];
+        for (int k = 0; k < cmp->n_checks; k++) {
+            const lc_check *ck = &cmp->checks[k];
+            if (ck->pass)
+                continue;
+            res->verdict = LC_VERDICT_FAIL;
+            snprintf(res->reason, sizeof res->reason, "%s: %s = %.3g %s bound %.3g (at position %zu, index %zu)",
+                     cmp->name, lc_metric_name(ck->metric), ck->value,
+                     lc_metric_direction(ck->metric) == LC_BOUND_UPPER ? ">" : "<", ck->bound, cmp->m.max_abs_pos,
+                     cmp->m.max_abs_index);
+            break;
+        }
+    }
+    return res->verdict;
+}
