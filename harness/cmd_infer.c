@@ -1,12 +1,16 @@
 /*
- * logitcheck infer: one engine run on one prompt, logits written to HDF5.
+ * logitcheck infer: one engine run, logits written to HDF5.
  *
  *   logitcheck infer --model DIR --ids 1,2,3 [--image a.png ...] [--feed 7,8] [--chunk N]
  *                    --out FILE.h5
+ *   logitcheck infer --model DIR --ids ... --ids ... [--image ROW:b.png ...] ...   (a batch)
  *
- * Output layout (see README "infer output"): prefill_logits (T, V) and decode_logits (N, V)
- * in the engine's precision, position_ids int64 (3, T), rope_delta int64 scalar, input_ids
- * int64 (T); root attributes format, engine_precision, model.
+ * One --ids: prefill_logits (T, V), decode_logits (N, V), position_ids int64 (3, T),
+ * rope_delta int64 (), input_ids int64 (T). Several --ids: one left-padded batched run;
+ * prefill_logits (B, L, V) with NaN at pads, decode_logits (B, N, V) (every row fed the
+ * same --feed tokens), position_ids (B, 3, L), attention_mask int64 (B, L), input_ids (B, L)
+ * (0 at pads), rope_delta (B). Logits in the engine's precision. Root attributes: format,
+ * engine_precision, model.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -67,11 +71,13 @@ int lc_parse_ids(const char *s, int **out, int *n, char *msg, size_t msglen)
 
 static void infer_usage(FILE *to)
 {
-    fprintf(to, "usage: logitcheck infer --model DIR --ids 1,2,3 [--image a.png ...] [--feed 7,8]\n"
-                "                        [--chunk N] --out FILE.h5\n"
-                "  --ids     prompt token ids, image placeholders already expanded\n"
-                "  --image   a PNG for each placeholder run, in order of appearance\n"
-                "  --feed    tokens fed one at a time through the cache after the prompt\n"
+    fprintf(to, "usage: logitcheck infer --model DIR --ids 1,2,3 [--ids ...] [--image [ROW:]a.png ...]\n"
+                "                        [--feed 7,8] [--chunk N] --out FILE.h5\n"
+                "  --ids     prompt token ids, image placeholders already expanded; more than once: a\n"
+                "            left-padded batch, one row per --ids\n"
+                "  --image   a PNG for each placeholder run, in order of appearance; ROW:path binds it to\n"
+                "            batch row ROW (0-based); a bare path belongs to row 0\n"
+                "  --feed    tokens fed one at a time through the cache after the prompt (every row)\n"
                 "  --chunk   prefill in chunks of N tokens (default: one call)\n");
 }
 
@@ -85,9 +91,14 @@ static int write_real(lc_h5 *f, const char *name, const qref_real *data, int ndi
 #endif
 }
 
+#define MAX_ROWS 64
+
 typedef struct {
-    const char *model, *ids, *feed, *out;
+    const char *model, *feed, *out;
+    const char *ids[MAX_ROWS];
+    int n_rows;
     const char *images[MAX_IMAGES];
+    int image_row[MAX_IMAGES];
     int n_images;
     int chunk;
 } infer_args;
@@ -108,9 +119,13 @@ static int parse_args(int argc, char **argv, infer_args *a)
         const char *v = argv[++i];
         if (!strcmp(k, "--model"))
             a->model = v;
-        else if (!strcmp(k, "--ids"))
-            a->ids = v;
-        else if (!strcmp(k, "--feed"))
+        else if (!strcmp(k, "--ids")) {
+            if (a->n_rows == MAX_ROWS) {
+                fprintf(stderr, "logitcheck infer: more than %d --ids rows\n", MAX_ROWS);
+                return 2;
+            }
+            a->ids[a->n_rows++] = v;
+        } else if (!strcmp(k, "--feed"))
             a->feed = v;
         else if (!strcmp(k, "--out"))
             a->out = v;
@@ -119,6 +134,13 @@ static int parse_args(int argc, char **argv, infer_args *a)
                 fprintf(stderr, "logitcheck infer: more than %d images\n", MAX_IMAGES);
                 return 2;
             }
+            const char *colon = strchr(v, ':');
+            int row = 0;
+            if (colon && colon > v && strspn(v, "0123456789") == (size_t)(colon - v)) {
+                row = atoi(v);
+                v = colon + 1;
+            }
+            a->image_row[a->n_images] = row;
             a->images[a->n_images++] = v;
         } else if (!strcmp(k, "--chunk")) {
             char *end;
@@ -133,9 +155,178 @@ static int parse_args(int argc, char **argv, infer_args *a)
             return 2;
         }
     }
-    if (!a->model || !a->ids || !a->out) {
+    if (!a->model || !a->n_rows || !a->out) {
         fprintf(stderr, "logitcheck infer: --model, --ids and --out are required\n");
         infer_usage(stderr);
+        return 2;
+    }
+    for (int i = 0; i < a->n_images; i++)
+        if (a->image_row[i] >= a->n_rows) {
+            fprintf(stderr, "logitcheck infer: --image %d:%s: there are only %d --ids rows\n", a->image_row[i],
+                    a->images[i], a->n_rows);
+            return 2;
+        }
+    return 0;
+}
+
+/* Everything one run holds; freed in one place. */
+typedef struct {
+    qref_model m;
+    qref_prompt rows[MAX_ROWS];
+    qref_cache caches[MAX_ROWS];
+    qref_cache *cache_ptrs[MAX_ROWS];
+    qref_padded pad;
+    lc_image_set imgs[MAX_ROWS];
+    int B;
+    qref_real *prefill, *decode;
+    int *feed;
+    int nfeed;
+} infer_state;
+
+static void state_free(infer_state *s)
+{
+    for (int b = 0; b < MAX_ROWS; b++) {
+        qref_prompt_free(&s->rows[b]);
+        qref_cache_free(&s->caches[b]);
+        lc_image_set_free(&s->imgs[b]);
+    }
+    qref_padded_free(&s->pad);
+    qref_model_free(&s->m);
+    free(s->prefill);
+    free(s->decode);
+    free(s->feed);
+}
+
+/* Builds each row's prompt: its ids and the images bound to it. Returns an exit code. */
+static int build_rows(const infer_args *a, infer_state *s)
+{
+    char msg[512];
+    qref_error qe;
+    lc_error le;
+    for (int b = 0; b < a->n_rows; b++) {
+        int *ids = NULL, n = 0;
+        if (lc_parse_ids(a->ids[b], &ids, &n, msg, sizeof msg)) {
+            fprintf(stderr, "logitcheck infer: --ids: %s\n", msg);
+            return 2;
+        }
+        const char *paths[MAX_IMAGES];
+        int k = 0;
+        for (int i = 0; i < a->n_images; i++)
+            if (a->image_row[i] == b)
+                paths[k++] = a->images[i];
+        int32_t *ids32 = malloc((size_t)n * sizeof *ids32);
+        for (int i = 0; ids32 && i < n; i++)
+            ids32[i] = ids[i];
+        free(ids);
+        if (!ids32)
+            return 3;
+        int rc = 0;
+        if (lc_image_set_load(&s->imgs[b], paths, k, &le)) {
+            fprintf(stderr, "logitcheck infer: %s\n", le.msg);
+            rc = 2;
+        } else if (qref_prompt_build(&s->rows[b], &s->m, ids32, n, s->imgs[b].images, s->imgs[b].n, &qe) != QREF_OK) {
+            fprintf(stderr, "logitcheck infer: --ids row %d: %s\n", b, qe.msg);
+            rc = qe.code == QREF_ENOMEM ? 3 : 2;
+        } else if (qref_cache_init(&s->caches[b], &s->m, &qe) != QREF_OK) {
+            fprintf(stderr, "logitcheck infer: %s\n", qe.msg);
+            rc = 3;
+        }
+        free(ids32);
+        if (rc)
+            return rc;
+        s->cache_ptrs[b] = &s->caches[b];
+    }
+    return 0;
+}
+
+/* Prefill (chunked when asked) and decode of every row in one batch layout. */
+static int run_engine(const infer_args *a, infer_state *s)
+{
+    qref_error qe;
+    const int B = s->B, V = s->m.cfg.vocab_size;
+    if (qref_padded_build(&s->pad, s->rows, B, 0, &qe) != QREF_OK) {
+        fprintf(stderr, "logitcheck infer: %s\n", qe.msg);
+        return 3;
+    }
+    const int L = s->pad.L, chunk = a->chunk ? a->chunk : L;
+    s->prefill = malloc((size_t)B * L * V * sizeof *s->prefill);
+    s->decode = malloc(((size_t)B * s->nfeed * V + 1) * sizeof *s->decode);
+    qref_real *part = malloc((size_t)B * (chunk < L ? chunk : L) * V * sizeof *part);
+    qref_real *step = malloc((size_t)B * V * sizeof *step);
+    int32_t *toks = malloc((size_t)B * sizeof *toks);
+    int rc = 0;
+    if (!s->prefill || !s->decode || !part || !step || !toks) {
+        fprintf(stderr, "logitcheck infer: out of memory for %d x %d x %d logits\n", B, L, V);
+        rc = 3;
+        goto done;
+    }
+    for (int from = 0; from < L && !rc; from += chunk) {
+        int to = from + chunk < L ? from + chunk : L, w = to - from;
+        if (qref_padded_prefill(&s->m, s->cache_ptrs, &s->pad, from, to, part, &qe) != QREF_OK) {
+            fprintf(stderr, "logitcheck infer: %s\n", qe.msg);
+            rc = qe.code == QREF_ENOMEM ? 3 : 2;
+            break;
+        }
+        for (int b = 0; b < B; b++)
+            memcpy(s->prefill + ((size_t)b * L + from) * V, part + (size_t)b * w * V, (size_t)w * V * sizeof *part);
+    }
+    for (int i = 0; i < s->nfeed && !rc; i++) {
+        for (int b = 0; b < B; b++)
+            toks[b] = s->feed[i];
+        qref_batch in = {.B = B, .L = 1, .ids = toks};
+        qref_outputs out = {.logits = step};
+        if (qref_forward_batch(&s->m, s->cache_ptrs, &in, &out, &qe) != QREF_OK) {
+            fprintf(stderr, "logitcheck infer: --feed token %d: %s\n", i, qe.msg);
+            rc = 2;
+            break;
+        }
+        for (int b = 0; b < B; b++)
+            memcpy(s->decode + ((size_t)b * s->nfeed + i) * V, step + (size_t)b * V, (size_t)V * sizeof *step);
+    }
+done:
+    free(part);
+    free(step);
+    free(toks);
+    return rc;
+}
+
+static int write_output(const infer_args *a, const infer_state *s)
+{
+    const int B = s->B, L = s->pad.L, N = s->nfeed, V = s->m.cfg.vocab_size;
+    const int batched = B > 1;
+    lc_error le = {0};
+    lc_h5 f = {.id = -1};
+    int64_t *ids = malloc((size_t)B * L * sizeof *ids), *mask = malloc((size_t)B * L * sizeof *mask);
+    int64_t *delta = malloc((size_t)B * sizeof *delta);
+    if (!ids || !mask || !delta) {
+        free(ids);
+        free(mask);
+        free(delta);
+        return 3;
+    }
+    for (int i = 0; i < B * L; i++) {
+        ids[i] = s->pad.mask[i] ? s->pad.ids[i] : 0;
+        mask[i] = s->pad.mask[i];
+    }
+    for (int b = 0; b < B; b++)
+        delta[b] = s->rows[b].delta;
+    int64_t sh_pre[3] = {B, L, V}, sh_dec[3] = {B, N, V}, sh_pos[3] = {B, 3, L}, sh_ids[2] = {B, L}, sh_b[1] = {B};
+    const int o = batched ? 0 : 1; /* one sequence: drop the batch dimension */
+    int bad = lc_h5_create(&f, a->out, &le) || write_real(&f, "prefill_logits", s->prefill, 3 - o, sh_pre + o, &le) ||
+              write_real(&f, "decode_logits", s->decode, 3 - o, sh_dec + o, &le) ||
+              lc_h5_write_i64(&f, "position_ids", s->pad.pos, 3 - o, sh_pos + o, &le) ||
+              lc_h5_write_i64(&f, "input_ids", ids, 2 - o, sh_ids + o, &le) ||
+              lc_h5_write_i64(&f, "rope_delta", delta, 1 - o, sh_b, &le) ||
+              (batched && lc_h5_write_i64(&f, "attention_mask", mask, 2, sh_ids, &le)) ||
+              lc_h5_write_attr_str(&f, "/", "format", "logitcheck-infer", &le) ||
+              lc_h5_write_attr_str(&f, "/", "engine_precision", QREF_PRECISION_NAME, &le) ||
+              lc_h5_write_attr_str(&f, "/", "model", a->model, &le) || lc_h5_commit(&f, &le);
+    free(ids);
+    free(mask);
+    free(delta);
+    if (bad) {
+        lc_h5_abort(&f);
+        fprintf(stderr, "logitcheck infer: %s\n", le.msg);
         return 2;
     }
     return 0;
@@ -147,98 +338,22 @@ int lc_cmd_infer(int argc, char **argv)
     int rc = parse_args(argc, argv, &a);
     if (rc)
         return rc == 1 ? 0 : rc;
-
+    infer_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return 3;
     char msg[512];
-    int *ids = NULL, *feed = NULL, n = 0, nfeed = 0;
-    qref_model m = {0};
-    qref_cache c = {0};
-    qref_prompt p = {0};
-    lc_image_set imgs = {0};
-    qref_real *prefill = NULL, *decode = NULL;
-    qref_error qe = {0};
-    lc_error le = {0};
-    lc_h5 f = {.id = -1};
-    int32_t *ids32 = NULL;
-
-    rc = 2;
-    if (lc_parse_ids(a.ids, &ids, &n, msg, sizeof msg) || (a.feed && lc_parse_ids(a.feed, &feed, &nfeed, msg, sizeof msg))) {
-        fprintf(stderr, "logitcheck infer: %s\n", msg);
-        goto done;
-    }
-    if (lc_image_set_load(&imgs, a.images, a.n_images, &le)) {
-        fprintf(stderr, "logitcheck infer: %s\n", le.msg);
-        goto done;
-    }
-    if (qref_model_load(&m, a.model, &qe) != QREF_OK) {
+    qref_error qe;
+    s->B = a.n_rows;
+    if (a.feed && lc_parse_ids(a.feed, &s->feed, &s->nfeed, msg, sizeof msg)) {
+        fprintf(stderr, "logitcheck infer: --feed: %s\n", msg);
+        rc = 2;
+    } else if (qref_model_load(&s->m, a.model, &qe) != QREF_OK) {
         fprintf(stderr, "logitcheck infer: %s\n", qe.msg);
         rc = qe.code == QREF_ENOMEM ? 3 : 2;
-        goto done;
+    } else if (!(rc = build_rows(&a, s)) && !(rc = run_engine(&a, s))) {
+        rc = write_output(&a, s);
     }
-    ids32 = malloc((size_t)n * sizeof *ids32);
-    if (!ids32) {
-        rc = 3;
-        goto done;
-    }
-    for (int i = 0; i < n; i++)
-        ids32[i] = ids[i];
-    const int V = m.cfg.vocab_size;
-    prefill = malloc((size_t)n * V * sizeof *prefill);
-    decode = malloc(((size_t)nfeed * V + 1) * sizeof *decode);
-    if (!prefill || !decode) {
-        fprintf(stderr, "logitcheck infer: out of memory for %d x %d logits\n", n, V);
-        rc = 3;
-        goto done;
-    }
-    if (qref_prompt_build(&p, &m, ids32, n, imgs.images, imgs.n, &qe) != QREF_OK ||
-        qref_cache_init(&c, &m, &qe) != QREF_OK ||
-        qref_prompt_prefill(&m, &c, &p, 0, n, a.chunk, QREF_GDN_AUTO, prefill, &qe) != QREF_OK) {
-        fprintf(stderr, "logitcheck infer: %s\n", qe.msg);
-        rc = qe.code == QREF_ENOMEM ? 3 : 2;
-        goto done;
-    }
-    for (int i = 0; i < nfeed; i++) {
-        int32_t t = feed[i];
-        qref_tokens in = {.ids = &t, .n = 1};
-        qref_outputs out = {.logits = decode + (size_t)i * V};
-        if (qref_forward(&m, &c, &in, &out, &qe) != QREF_OK) {
-            fprintf(stderr, "logitcheck infer: --feed token %d: %s\n", i, qe.msg);
-            goto done;
-        }
-    }
-
-    int64_t *ids64 = malloc((size_t)n * sizeof *ids64);
-    if (!ids64) {
-        rc = 3;
-        goto done;
-    }
-    for (int i = 0; i < n; i++)
-        ids64[i] = ids[i];
-    int64_t sh_prefill[2] = {n, V}, sh_decode[2] = {nfeed, V}, sh_pos[2] = {3, n}, sh_ids[1] = {n};
-    int bad = lc_h5_create(&f, a.out, &le) || write_real(&f, "prefill_logits", prefill, 2, sh_prefill, &le) ||
-              write_real(&f, "decode_logits", decode, 2, sh_decode, &le) ||
-              lc_h5_write_i64(&f, "position_ids", p.pos, 2, sh_pos, &le) ||
-              lc_h5_write_i64(&f, "input_ids", ids64, 1, sh_ids, &le) ||
-              lc_h5_write_i64(&f, "rope_delta", &p.delta, 0, NULL, &le) ||
-              lc_h5_write_attr_str(&f, "/", "format", "logitcheck-infer", &le) ||
-              lc_h5_write_attr_str(&f, "/", "engine_precision", QREF_PRECISION_NAME, &le) ||
-              lc_h5_write_attr_str(&f, "/", "model", a.model, &le) || lc_h5_commit(&f, &le);
-    free(ids64);
-    if (bad) {
-        lc_h5_abort(&f);
-        fprintf(stderr, "logitcheck infer: %s\n", le.msg);
-        goto done;
-    }
-    rc = 0;
-
-done:
-    free(ids);
-    free(feed);
-    free(ids32);
-    free(prefill);
-    free(decode);
-    qref_prompt_free(&p);
-    qref_cache_free(&c);
-    qref_model_free(&m);
-    lc_image_set_free(&imgs);
+    state_free(s);
+    free(s);
     return rc;
 }

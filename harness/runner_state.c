@@ -11,61 +11,35 @@
 
 /* Rows of a batch case, each built, then left-padded into one (B, L) layout. */
 typedef struct {
-    int B, L;
     qref_prompt *rows;          /* (B) */
-    int32_t *ids;               /* (B, L) */
-    uint8_t *mask;              /* (B, L) */
-    int64_t *pos;               /* (B, 3, L) */
-    const qref_real **embeds;   /* (B) */
-    int *n_embeds;              /* (B) */
+    qref_padded pad;
 } padded;
 
 static void padded_free(padded *pb)
 {
-    for (int b = 0; pb->rows && b < pb->B; b++)
+    for (int b = 0; pb->rows && b < pb->pad.B; b++)
         qref_prompt_free(&pb->rows[b]);
     free(pb->rows);
-    free(pb->ids);
-    free(pb->mask);
-    free(pb->pos);
-    free(pb->embeds);
-    free(pb->n_embeds);
+    qref_padded_free(&pb->pad);
     memset(pb, 0, sizeof *pb);
 }
 
 static int padded_build(lc__run *r, padded *pb)
 {
     const lc_case *cs = r->c;
+    qref_error qe;
     memset(pb, 0, sizeof *pb);
-    pb->B = cs->n_rows;
-    pb->rows = calloc((size_t)pb->B, sizeof *pb->rows);
+    pb->rows = calloc((size_t)cs->n_rows, sizeof *pb->rows);
+    pb->pad.B = cs->n_rows; /* so a partial build frees its rows */
     if (!pb->rows)
         return 0;
-    for (int b = 0; b < pb->B; b++) {
+    for (int b = 0; b < cs->n_rows; b++)
         if (!lc__build_prompt(r, &cs->rows[b], &pb->rows[b]))
             return 0;
-        pb->L = pb->rows[b].n > pb->L ? pb->rows[b].n : pb->L;
-    }
-    const size_t BL = (size_t)pb->B * pb->L;
-    pb->ids = malloc(BL * sizeof *pb->ids);
-    pb->mask = calloc(BL, 1);
-    pb->pos = calloc(3 * BL, sizeof *pb->pos);
-    pb->embeds = calloc((size_t)pb->B, sizeof *pb->embeds);
-    pb->n_embeds = calloc((size_t)pb->B, sizeof *pb->n_embeds);
-    if (!pb->ids || !pb->mask || !pb->pos || !pb->embeds || !pb->n_embeds)
+    if (qref_padded_build(&pb->pad, pb->rows, cs->n_rows, cs->pad_id, &qe) != QREF_OK) {
+        pb->pad.B = cs->n_rows;
+        lc__set_error(r, "case '%s': %s", cs->name, qe.msg);
         return 0;
-    for (int b = 0; b < pb->B; b++) {
-        const qref_prompt *p = &pb->rows[b];
-        const int pad = pb->L - p->n;
-        for (int t = 0; t < pb->L; t++) {
-            size_t i = (size_t)b * pb->L + t;
-            pb->ids[i] = t < pad ? cs->pad_id : p->ids[t - pad];
-            pb->mask[i] = (uint8_t)(t >= pad);
-            for (int a = 0; a < 3; a++)
-                pb->pos[((size_t)b * 3 + a) * pb->L + t] = t < pad ? 0 : p->pos[(size_t)a * p->n + (t - pad)];
-        }
-        pb->embeds[b] = p->embeds;
-        pb->n_embeds[b] = p->n_embeds;
     }
     return 1;
 }
@@ -73,47 +47,14 @@ static int padded_build(lc__run *r, padded *pb)
 /* One batched forward over the columns [from, to) of the padded layout. */
 static int batch_forward(lc__run *r, const padded *pb, qref_cache **caches, int from, int to, qref_real *logits)
 {
-    const int B = pb->B, L = pb->L, W = to - from;
-    int32_t *ids = malloc((size_t)B * W * sizeof *ids);
-    uint8_t *mask = malloc((size_t)B * W);
-    int64_t *pos = malloc((size_t)B * 3 * W * sizeof *pos);
-    const qref_real **emb = calloc((size_t)B, sizeof *emb);
-    int *nemb = calloc((size_t)B, sizeof *nemb);
     qref_error qe;
-    int ok = ids && mask && pos && emb && nemb;
-    for (int b = 0; ok && b < B; b++) {
-        int before = 0;
-        for (int t = 0; t < to; t++) {
-            size_t i = (size_t)b * L + t;
-            int ph = pb->mask[i] && r->m.cfg.has_vision && pb->ids[i] == r->m.cfg.image_token_id;
-            if (t < from)
-                before += ph;
-            else
-                nemb[b] += ph;
-        }
-        memcpy(ids + (size_t)b * W, pb->ids + (size_t)b * L + from, (size_t)W * sizeof *ids);
-        memcpy(mask + (size_t)b * W, pb->mask + (size_t)b * L + from, (size_t)W);
-        for (int a = 0; a < 3; a++)
-            memcpy(pos + ((size_t)b * 3 + a) * W, pb->pos + ((size_t)b * 3 + a) * L + from, (size_t)W * sizeof *pos);
-        emb[b] = nemb[b] ? pb->embeds[b] + (size_t)before * r->m.cfg.hidden_size : NULL;
-        caches[b]->rope_delta = r->o->stale_rope_delta ? 0 : pb->rows[b].delta;
+    if (qref_padded_prefill(&r->m, caches, &pb->pad, from, to, logits, &qe) != QREF_OK) {
+        lc__set_error(r, "case '%s': batched forward: %s", r->c->name, qe.msg);
+        return 0;
     }
-    if (ok) {
-        qref_batch in = {.B = B, .L = W, .ids = ids, .mask = mask, .pos = pos, .embeds = emb, .n_embeds = nemb};
-        qref_outputs out = {.logits = logits};
-        if (qref_forward_batch(&r->m, caches, &in, &out, &qe) != QREF_OK) {
-            lc__set_error(r, "case '%s': batched forward: %s", r->c->name, qe.msg);
-            ok = 0;
-        }
-    } else {
-        lc__set_error(r, "out of memory");
-    }
-    free(ids);
-    free(mask);
-    free(pos);
-    free(emb);
-    free(nemb);
-    return ok;
+    for (int b = 0; r->o->stale_rope_delta && b < pb->pad.B; b++)
+        caches[b]->rope_delta = 0;
+    return 1;
 }
 
 void lc__kind_batch(lc__run *r)
@@ -134,7 +75,7 @@ void lc__kind_batch(lc__run *r)
 
     if (!padded_build(r, &pb))
         goto done;
-    const int B = pb.B, L = pb.L;
+    const int B = pb.pad.B, L = pb.pad.L;
     const size_t BLV = (size_t)B * L * V;
     cs_single = calloc((size_t)B, sizeof *cs_single);
     cs_batch = calloc((size_t)B, sizeof *cs_batch);
@@ -194,10 +135,10 @@ void lc__kind_batch(lc__run *r)
     double *a = lc__to_double(batched, BLV), *e = lc__to_double(single, BLV);
     if (a && e) {
         lc__compare(r, CMP_LOGITS, "prefill logits: one left-padded batch vs each row alone (real positions)",
-                "batched forward", "B=1 runs", a, e, (size_t)B * L, (size_t)V, pb.mask, NULL);
+                "batched forward", "B=1 runs", a, e, (size_t)B * L, (size_t)V, pb.pad.mask, NULL);
         if (e_logits)
             lc__compare(r, CMP_LOGITS, "prefill logits: batch vs transformers' batched run (real positions)",
-                    "batched forward", "transformers float64", a, e_logits, (size_t)B * L, (size_t)V, pb.mask, NULL);
+                    "batched forward", "transformers float64", a, e_logits, (size_t)B * L, (size_t)V, pb.pad.mask, NULL);
     }
     free(a);
     free(e);
@@ -236,7 +177,7 @@ void lc__kind_batch(lc__run *r)
         snprintf(name, sizeof name, "prefill logits: ragged chunked batch (chunk %d) vs one-shot batch", chunk);
         double *ca = lc__to_double(chunked, BLV), *cb = lc__to_double(batched, BLV);
         if (ca && cb)
-            lc__compare(r, CMP_LOGITS, name, "chunked batch", "one-shot batch", ca, cb, (size_t)B * L, (size_t)V, pb.mask,
+            lc__compare(r, CMP_LOGITS, name, "chunked batch", "one-shot batch", ca, cb, (size_t)B * L, (size_t)V, pb.pad.mask,
                     NULL);
         free(ca);
         free(cb);
@@ -299,7 +240,7 @@ void lc__kind_batch(lc__run *r)
     }
 done:
     lc__golden_close(&g);
-    for (int b = 0; b < pb.B; b++) {
+    for (int b = 0; b < pb.pad.B; b++) {
         if (cs_single)
             qref_cache_free(&cs_single[b]);
         if (cs_batch)

@@ -154,3 +154,92 @@ qref_status qref_prompt_prefill(const qref_model *m, qref_cache *c, const qref_p
     free(pos);
     return st;
 }
+
+/* ---------------------------------------------------------------- padded batches */
+
+void qref_padded_free(qref_padded *pb)
+{
+    if (!pb)
+        return;
+    free(pb->ids);
+    free(pb->mask);
+    free(pb->pos);
+    memset(pb, 0, sizeof *pb);
+}
+
+qref_status qref_padded_build(qref_padded *pb, const qref_prompt *rows, int B, int32_t pad_id, qref_error *err)
+{
+    memset(pb, 0, sizeof *pb);
+    if (B < 1)
+        return qref__fail(err, QREF_EINVAL, "batch: no rows");
+    pb->B = B;
+    pb->rows = rows;
+    for (int b = 0; b < B; b++)
+        pb->L = rows[b].n > pb->L ? rows[b].n : pb->L;
+    const size_t BL = (size_t)B * pb->L;
+    pb->ids = malloc(BL * sizeof *pb->ids);
+    pb->mask = calloc(BL, 1);
+    pb->pos = calloc(3 * BL, sizeof *pb->pos);
+    if (!pb->ids || !pb->mask || !pb->pos) {
+        qref_padded_free(pb);
+        return qref__fail(err, QREF_ENOMEM, "batch: out of memory for %d x %d tokens", B, (int)(BL / B));
+    }
+    for (int b = 0; b < B; b++) {
+        const qref_prompt *p = &rows[b];
+        const int pad = pb->L - p->n;
+        for (int t = 0; t < pb->L; t++) {
+            size_t i = (size_t)b * pb->L + t;
+            pb->ids[i] = t < pad ? pad_id : p->ids[t - pad];
+            pb->mask[i] = (uint8_t)(t >= pad);
+            for (int a = 0; a < 3; a++)
+                pb->pos[((size_t)b * 3 + a) * pb->L + t] = t < pad ? 0 : p->pos[(size_t)a * p->n + (t - pad)];
+        }
+    }
+    return QREF_OK;
+}
+
+qref_status qref_padded_prefill(const qref_model *m, qref_cache *const *caches, const qref_padded *pb, int from,
+                                int to, qref_real *logits, qref_error *err)
+{
+    const qref_config *cfg = &m->cfg;
+    const int B = pb->B, L = pb->L, W = to - from;
+    if (from < 0 || to > L || W < 1)
+        return qref__fail(err, QREF_EINVAL, "batch prefill: columns [%d, %d) outside the batch of %d", from, to, L);
+    int32_t *ids = malloc((size_t)B * W * sizeof *ids);
+    uint8_t *mask = malloc((size_t)B * W);
+    int64_t *pos = malloc((size_t)B * 3 * W * sizeof *pos);
+    const qref_real **emb = calloc((size_t)B, sizeof *emb);
+    int *nemb = calloc((size_t)B, sizeof *nemb);
+    qref_status st = QREF_OK;
+    if (!ids || !mask || !pos || !emb || !nemb) {
+        st = qref__fail(err, QREF_ENOMEM, "batch prefill: out of memory");
+        goto done;
+    }
+    for (int b = 0; b < B; b++) {
+        int before = 0;
+        for (int t = 0; t < to; t++) {
+            size_t i = (size_t)b * L + t;
+            int ph = pb->mask[i] && cfg->has_vision && pb->ids[i] == cfg->image_token_id;
+            if (t < from)
+                before += ph;
+            else
+                nemb[b] += ph;
+        }
+        memcpy(ids + (size_t)b * W, pb->ids + (size_t)b * L + from, (size_t)W * sizeof *ids);
+        memcpy(mask + (size_t)b * W, pb->mask + (size_t)b * L + from, (size_t)W);
+        for (int a = 0; a < 3; a++)
+            memcpy(pos + ((size_t)b * 3 + a) * W, pb->pos + ((size_t)b * 3 + a) * L + from, (size_t)W * sizeof *pos);
+        emb[b] = nemb[b] ? pb->rows[b].embeds + (size_t)before * cfg->hidden_size : NULL;
+        caches[b]->rope_delta = pb->rows[b].delta;
+    }
+    qref_batch in = {.B = B, .L = W, .ids = ids, .mask = mask, .pos = pos, .embeds = emb, .n_embeds = nemb};
+    qref_outputs out = {.logits = logits};
+    st = qref_forward_batch(m, caches, &in, &out, err);
+done:
+    free(ids);
+    free(mask);
+    free(pos);
+    free(emb);
+    free(nemb);
+    return st;
+}

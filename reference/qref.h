@@ -369,4 +369,24 @@ void qref_prompt_free(qref_prompt *p);
 qref_status qref_prompt_prefill(const qref_model *m, qref_cache *c, const qref_prompt *p, int from, int to,
                                 int chunk, int gdn_mode, qref_real *logits, qref_error *err);
 
+/* Prompts of several sequences left-padded into one (B, L) batch layout. The rows are views
+ * of the caller's prompts, which must outlive the batch. Free with qref_padded_free (safe on
+ * a zeroed struct and twice). */
+typedef struct {
+    int B, L;
+    const qref_prompt *rows;    /* (B) */
+    int32_t *ids;               /* (B, L), pad_id at pads */
+    uint8_t *mask;              /* (B, L) 1 real, 0 pad */
+    int64_t *pos;               /* (B, 3, L), 0 at pads */
+} qref_padded;
+
+qref_status qref_padded_build(qref_padded *pb, const qref_prompt *rows, int B, int32_t pad_id, qref_error *err);
+void qref_padded_free(qref_padded *pb);
+
+/* One batched forward over the columns [from, to) of the padded layout (ragged chunked
+ * prefill: call it column chunk after column chunk; a chunk may hold only pads for a row).
+ * Sets each row's rope delta from its prompt. logits (B, to - from, V), NaN at pads, or NULL. */
+qref_status qref_padded_prefill(const qref_model *m, qref_cache *const *caches, const qref_padded *pb, int from,
+                                int to, qref_real *logits, qref_error *err);
+
 #endif /* QREF_H */
