@@ -112,22 +112,13 @@ typedef struct {
     lc_error *err;
 } ctx;
 
-static int vfail(lc_error *err, int code, const char *fmt, va_list ap)
-{
-    if (err) {
-        err->code = code;
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-    }
-    return code;
-}
-
 static int plain_fail(lc_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int plain_fail(lc_error *err, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vfail(err, code, fmt, ap);
+    lc_vfail(err, code, fmt, ap);
     va_end(ap);
     return code;
 }

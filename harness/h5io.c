@@ -8,18 +8,6 @@
 
 #include "h5io.h"
 
-int lc_fail(lc_error *err, int code, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        err->code = code;
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 static void quiet(void)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);

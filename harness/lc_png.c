@@ -28,20 +28,6 @@ typedef struct {
     char warning[256];          /* libpng's last warning (explains some errors) */
 } png_ctx;
 
-static int png_fail(lc_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int png_fail(lc_error *err, int code, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        err->code = code;
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 static void on_error(png_structp png, png_const_charp msg)
 {
     png_ctx *c = png_get_error_ptr(png);
@@ -115,12 +101,12 @@ int lc_png_read(const char *path, lc_image *out, lc_error *err)
     png_ctx c = {0};
     c.f = fopen(path, "rb");
     if (!c.f)
-        return png_fail(err, LC_EINPUT, "%s: cannot open PNG: %s", path, strerror(errno));
+        return lc_fail(err, LC_EINPUT, "%s: cannot open PNG: %s", path, strerror(errno));
     unsigned char sig[8];
     const size_t got = fread(sig, 1, sizeof sig, c.f);
     if (got != sizeof sig || png_sig_cmp(sig, 0, sizeof sig)) {
         fclose(c.f);
-        return png_fail(err, LC_EINPUT, "%s: not a PNG file (%s)", path,
+        return lc_fail(err, LC_EINPUT, "%s: not a PNG file (%s)", path,
                         got != sizeof sig ? "shorter than the 8-byte signature" : "bad signature");
     }
     c.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &c, on_error, on_warning);
@@ -138,16 +124,16 @@ int lc_png_read(const char *path, lc_image *out, lc_error *err)
     free(c.rgb);
     switch (rc) {
     case 1:
-        return png_fail(err, LC_EINPUT, "%s: corrupt or truncated PNG: %s%s%s%s", path, c.msg,
+        return lc_fail(err, LC_EINPUT, "%s: corrupt or truncated PNG: %s%s%s%s", path, c.msg,
                         c.warning[0] ? " (" : "", c.warning, c.warning[0] ? ")" : "");
     case 2:
         if (c.oversized)
-            return png_fail(err, LC_EINPUT, "%s: PNG of %lux%lu pixels exceeds the limit of %zu pixels", path,
+            return lc_fail(err, LC_EINPUT, "%s: PNG of %lux%lu pixels exceeds the limit of %zu pixels", path,
                             (unsigned long)c.width, (unsigned long)c.height, LC_PNG_MAX_PIXELS);
-        return png_fail(err, LC_EINTERNAL, "%s: unexpected decoded row size (width %lu)", path,
+        return lc_fail(err, LC_EINTERNAL, "%s: unexpected decoded row size (width %lu)", path,
                         (unsigned long)c.width);
     default:
-        return png_fail(err, LC_EINTERNAL, "%s: out of memory decoding a %lux%lu PNG", path,
+        return lc_fail(err, LC_EINTERNAL, "%s: out of memory decoding a %lux%lu PNG", path,
                         (unsigned long)c.width, (unsigned long)c.height);
     }
 }

@@ -319,12 +319,12 @@ int lc_plot_curve_png(const char *path, const double *y, int n, const double *ba
     lc_plot_info dummy;
     canvas cv = {LC_PLOT_WIDTH, LC_PLOT_HEIGHT, NULL};
     if (n < 0 || (n > 0 && y == NULL) || (base == NULL ? 0 : base_n < 0))
-        return lc__rfail(err, LC_EINTERNAL, "%s: invalid curve (n = %d)", path, n);
+        return lc_fail(err, LC_EINTERNAL, "%s: invalid curve (n = %d)", path, n);
     if (base == NULL)
         base_n = 0;
     cv.px = malloc((size_t)cv.w * (size_t)cv.h * 3);
     if (cv.px == NULL)
-        return lc__rfail(err, LC_EINTERNAL, "%s: out of memory drawing the plot", path);
+        return lc_fail(err, LC_EINTERNAL, "%s: out of memory drawing the plot", path);
     draw(&cv, y, n, base, base_n, bound, info ? info : &dummy);
 
     lc__afile af;
@@ -333,7 +333,7 @@ int lc_plot_curve_png(const char *path, const double *y, int n, const double *ba
         png_ctx ctx = {""};
         if (encode(&cv, af.f, &ctx) != 0) {
             lc__afile_abort(&af);
-            rc = lc__rfail(err, LC_EINPUT, "%s: PNG encoding failed: %s", path, ctx.msg);
+            rc = lc_fail(err, LC_EINPUT, "%s: PNG encoding failed: %s", path, ctx.msg);
         } else {
             rc = lc__afile_commit(&af, err);
         }

@@ -321,7 +321,7 @@ static int plot(FILE *f, const char *dir, int ci, int ki, const lc_case_result *
             bound = k->checks[q].bound;
     plot_name(name, sizeof name, ci, ki, c, k);
     if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path)
-        return lc__rfail(err, LC_EINPUT, "%s: output directory path too long", dir);
+        return lc_fail(err, LC_EINPUT, "%s: output directory path too long", dir);
     const int with_base = bk != NULL && bk->n_curve > 0;
     lc_plot_info info;
     int rc = lc_plot_curve_png(path, k->curve, k->n_curve, with_base ? bk->curve : NULL,
@@ -436,7 +436,7 @@ static int make_dir(const char *dir, lc_error *err)
     const int e = errno;
     if (e == EEXIST && stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
         return LC_OK;
-    return lc__rfail(err, LC_EINPUT, "%s: cannot create the report directory: %s", dir,
+    return lc_fail(err, LC_EINPUT, "%s: cannot create the report directory: %s", dir,
                      e == EEXIST ? "a file of that name exists" : strerror(e));
 }
 
@@ -445,16 +445,16 @@ int lc_report_html_write(const lc_run_result *r, const lc_run_result *base, cons
 {
     char path[4096];
     if (dir == NULL || dir[0] == '\0')
-        return lc__rfail(err, LC_EINPUT, "report: empty output directory");
+        return lc_fail(err, LC_EINPUT, "report: empty output directory");
     if ((size_t)snprintf(path, sizeof path, "%s/report.html", dir) >= sizeof path)
-        return lc__rfail(err, LC_EINPUT, "%.200s...: output directory path too long", dir);
+        return lc_fail(err, LC_EINPUT, "%.200s...: output directory path too long", dir);
     int rc = make_dir(dir, err);
     if (rc)
         return rc;
     lc__move *rows = NULL;
     size_t n_rows = 0;
     if (base != NULL && lc__moves_build(r, base, &rows, &n_rows))
-        return lc__rfail(err, LC_EINTERNAL, "%s: out of memory comparing with the base run",
+        return lc_fail(err, LC_EINTERNAL, "%s: out of memory comparing with the base run",
                          path);
     lc__afile af;
     rc = lc__afile_open(&af, path, err);

@@ -295,7 +295,7 @@ static int bad(const reader *d, const char *where, const char *key, const char *
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return lc__rfail(d->err, LC_EINPUT, "%s: %s%s%s: %s", d->file, where,
+    return lc_fail(d->err, LC_EINPUT, "%s: %s%s%s: %s", d->file, where,
                      where[0] && key[0] ? "." : "", key, msg);
 }
 
@@ -312,7 +312,7 @@ static void where_fmt(char *dst, size_t n, const char *fmt, ...)
 
 static int oom(const reader *d)
 {
-    return lc__rfail(d->err, LC_EINTERNAL, "%s: out of memory reading the results", d->file);
+    return lc_fail(d->err, LC_EINTERNAL, "%s: out of memory reading the results", d->file);
 }
 
 /* What a JSON value is, for "found ..." in messages. */
@@ -649,7 +649,7 @@ static int slurp(const reader *d, char **buf, size_t *len)
 {
     FILE *f = fopen(d->file, "rb");
     if (f == NULL)
-        return lc__rfail(d->err, LC_EINPUT, "%s: cannot open: %s", d->file, strerror(errno));
+        return lc_fail(d->err, LC_EINPUT, "%s: cannot open: %s", d->file, strerror(errno));
     size_t cap = 1 << 16, n = 0;
     char *b = malloc(cap);
     while (b != NULL) {
@@ -669,7 +669,7 @@ static int slurp(const reader *d, char **buf, size_t *len)
         return oom(d);
     if (rerr) {
         free(b);
-        return lc__rfail(d->err, LC_EINPUT, "%s: read error", d->file);
+        return lc_fail(d->err, LC_EINPUT, "%s: read error", d->file);
     }
     *buf = b;
     *len = n;
@@ -682,7 +682,7 @@ int lc_report_json_read(lc_run_result *r, const char *path, lc_error *err)
     char *buf = NULL;
     size_t len = 0;
     if (r->cases != NULL || r->n_cases != 0)
-        return lc__rfail(err, LC_EINTERNAL, "%s: lc_report_json_read needs an empty record", path);
+        return lc_fail(err, LC_EINTERNAL, "%s: lc_report_json_read needs an empty record", path);
     memset(r, 0, sizeof *r);
     int rc = slurp(&d, &buf, &len);
     if (rc)
@@ -691,7 +691,7 @@ int lc_report_json_read(lc_run_result *r, const char *path, lc_error *err)
     cJSON *root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
     if (root == NULL) {
         if (strspn(buf, " \t\r\n") == len) {
-            rc = lc__rfail(err, LC_EINPUT, "%s: empty file, expected a %s JSON document", path,
+            rc = lc_fail(err, LC_EINPUT, "%s: empty file, expected a %s JSON document", path,
                            LC_RESULTS_FORMAT);
         } else {
             int line = 1, col = 1;
@@ -700,7 +700,7 @@ int lc_report_json_read(lc_run_result *r, const char *path, lc_error *err)
                 line += *p == '\n';
                 col = *p == '\n' ? 1 : col + 1;
             }
-            rc = lc__rfail(err, LC_EINPUT, "%s: not valid JSON (syntax error at line %d, column %d)",
+            rc = lc_fail(err, LC_EINPUT, "%s: not valid JSON (syntax error at line %d, column %d)",
                            path, line, col);
         }
         free(buf);

@@ -288,7 +288,7 @@ int lc_report_md_write(const lc_run_result *r, const lc_run_result *base, const 
     lc__move *rows = NULL;
     size_t n = 0;
     if (base != NULL && lc__moves_build(r, base, &rows, &n))
-        return lc__rfail(err, LC_EINTERNAL, "%s: out of memory comparing with the base run",
+        return lc_fail(err, LC_EINTERNAL, "%s: out of memory comparing with the base run",
                          path);
     lc__afile af;
     int rc = lc__afile_open(&af, path, err);

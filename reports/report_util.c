@@ -12,27 +12,15 @@
 
 #include "report_util.h"
 
-int lc__rfail(lc_error *err, int code, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        err->code = code;
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 /* ---------------------------------------------------------------- atomic file output */
 
 int lc__afile_open(lc__afile *af, const char *path, lc_error *err)
 {
     memset(af, 0, sizeof *af);
     if (path == NULL || path[0] == '\0')
-        return lc__rfail(err, LC_EINPUT, "report: empty output path");
+        return lc_fail(err, LC_EINPUT, "report: empty output path");
     if (strlen(path) >= sizeof af->path)
-        return lc__rfail(err, LC_EINPUT, "%.200s...: output path longer than %zu bytes", path,
+        return lc_fail(err, LC_EINPUT, "%.200s...: output path longer than %zu bytes", path,
                          sizeof af->path - 1);
     memcpy(af->path, path, strlen(path) + 1);
     for (int k = 0; k < 100; k++) {
@@ -43,7 +31,7 @@ int lc__afile_open(lc__afile *af, const char *path, lc_error *err)
                 continue;
             const int e = errno;
             af->tmp[0] = '\0';
-            return lc__rfail(err, LC_EINPUT, "%s: cannot create: %s%s", path, strerror(e),
+            return lc_fail(err, LC_EINPUT, "%s: cannot create: %s%s", path, strerror(e),
                              e == ENOENT ? " (does its directory exist?)" : "");
         }
         af->f = fdopen(fd, "w");
@@ -52,12 +40,12 @@ int lc__afile_open(lc__afile *af, const char *path, lc_error *err)
             close(fd);
             unlink(af->tmp);
             af->tmp[0] = '\0';
-            return lc__rfail(err, LC_EINPUT, "%s: cannot open for writing: %s", path, strerror(e));
+            return lc_fail(err, LC_EINPUT, "%s: cannot open for writing: %s", path, strerror(e));
         }
         return LC_OK;
     }
     af->tmp[0] = '\0';
-    return lc__rfail(err, LC_EINPUT, "%s: cannot create a temporary file next to it", path);
+    return lc_fail(err, LC_EINPUT, "%s: cannot create a temporary file next to it", path);
 }
 
 int lc__afile_commit(lc__afile *af, lc_error *err)
@@ -76,14 +64,14 @@ int lc__afile_commit(lc__afile *af, lc_error *err)
     if (bad) {
         unlink(af->tmp);
         af->tmp[0] = '\0';
-        return lc__rfail(err, LC_EINPUT, "%s: write failed: %s", af->path,
+        return lc_fail(err, LC_EINPUT, "%s: write failed: %s", af->path,
                          e ? strerror(e) : "I/O error");
     }
     if (rename(af->tmp, af->path) != 0) {
         e = errno;
         unlink(af->tmp);
         af->tmp[0] = '\0';
-        return lc__rfail(err, LC_EINPUT, "%s: cannot move the finished file into place: %s",
+        return lc_fail(err, LC_EINPUT, "%s: cannot move the finished file into place: %s",
                          af->path, strerror(e));
     }
     af->tmp[0] = '\0';

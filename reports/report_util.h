@@ -11,9 +11,6 @@
 #include "lc_error.h"
 #include "results.h"
 
-/* Fills err (when not NULL) and returns code. */
-int lc__rfail(lc_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
 /* ---------------------------------------------------------------- atomic file output */
 
 /* A file being written: f writes into tmp, which becomes path on commit. */
