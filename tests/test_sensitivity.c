@@ -63,81 +63,51 @@ static void expect_caught(const char *name, const lc_run_opts *planted, const ch
     lc_case_result_free(&b);
 }
 
-/* ---------------------------------------------------------------- engine faults */
+/* ---------------------------------------------------------------- planted bugs, table-driven */
 
-START_TEST(test_sensitivity_rms_eps)
+typedef struct {
+    const char *what;           /* the planted bug, for failure messages */
+    qref_faults faults;         /* engine faults */
+    double rms_eps;             /* > 0: RMSNorm epsilon override (the config says 1e-6) */
+    int stale_rope_delta, shallow_snapshot, refeed_last_token;
+    const char *cases[2];       /* cases that must catch it */
+    const char *comparison;     /* a substring of the comparison that must fail */
+} plant;
+
+static const plant plants[] = {
+    {"RMSNorm eps 1e-6 -> 1e-5", {0}, 1e-5, 0, 0, 0, {"dense.golden.text", "moe.golden.text"}, "prefill logits"},
+    {"rotary pairs (2i, 2i+1) instead of rotate-half", {.rope_pairs_adjacent = 1}, 0, 0, 0, 0,
+     {"dense.golden.text", "moe.golden.image"}, "logits"},
+    {"stale MRoPE delta in decode", {0}, 0, 1, 0, 0, {"dense.golden.image_last", "dense.cache.image"},
+     "decode logits"},
+    {"pad not masked in the conv", {.pad_into_conv = 1}, 0, 0, 0, 0, {"dense.batch.mixed", "moe.batch.mixed"},
+     "each row alone"},
+    {"pad updating the recurrent state", {.pad_into_gdn = 1}, 0, 0, 0, 0, {"dense.batch.mixed", "dense.batch.ragged"},
+     "state after the batched prefill"},
+    {"pad attended to", {.pad_into_attention = 1}, 0, 0, 0, 0, {"dense.batch.mixed", "moe.batch.ragged"},
+     "each row alone"},
+    {"row 0's rope delta used for every row", {.row0_delta = 1}, 0, 0, 0, 0, {"dense.batch.mixed", "moe.batch.mixed"},
+     "batched decode (per-row offsets and deltas)"},
+    {"snapshot as a shallow view", {0}, 0, 0, 1, 0, {"dense.snapshot.prefix", "moe.image_checkpoint.after_image"},
+     "restoring the snapshot"},
+    {"last token fed twice on a prefix hit", {0}, 0, 0, 0, 1, {"dense.snapshot.prefix", "moe.snapshot.prefix"},
+     "exact full-prompt hit"},
+};
+#define N_PLANTS ((int)(sizeof plants / sizeof plants[0]))
+
+START_TEST(test_sensitivity_plant_caught)
 {
-    lc_run_opts o = {.root = LC_SOURCE_DIR, .rms_eps_override = 1e-5}; /* 1e-6 in the config */
-    expect_caught("dense.golden.text", &o, "prefill logits", LC_METRIC_MAX_ABS);
-    expect_caught("moe.golden.text", &o, "prefill logits", LC_METRIC_MAX_ABS);
-}
-END_TEST
-
-START_TEST(test_sensitivity_rope_pairing)
-{
-    qref_faults f = {.rope_pairs_adjacent = 1};
-    lc_run_opts o = {.root = LC_SOURCE_DIR, .faults = &f};
-    expect_caught("dense.golden.text", &o, "prefill logits", LC_METRIC_MAX_ABS);
-}
-END_TEST
-
-START_TEST(test_sensitivity_stale_rope_delta)
-{
-    lc_run_opts o = {.root = LC_SOURCE_DIR, .stale_rope_delta = 1};
-    expect_caught("dense.golden.image_last", &o, "decode logits", LC_METRIC_MAX_ABS);
-    expect_caught("dense.cache.image", &o, "cached vs uncached", LC_METRIC_MAX_ABS);
-}
-END_TEST
-
-START_TEST(test_sensitivity_pad_in_conv)
-{
-    qref_faults f = {.pad_into_conv = 1};
-    lc_run_opts o = {.root = LC_SOURCE_DIR, .faults = &f};
-    expect_caught("dense.batch.mixed", &o, "each row alone", LC_METRIC_MAX_ABS);
-    expect_caught("moe.batch.mixed", &o, "each row alone", LC_METRIC_MAX_ABS);
-}
-END_TEST
-
-START_TEST(test_sensitivity_pad_in_recurrent_state)
-{
-    qref_faults f = {.pad_into_gdn = 1};
-    lc_run_opts o = {.root = LC_SOURCE_DIR, .faults = &f};
-    expect_caught("dense.batch.mixed", &o, "state after the batched prefill", LC_METRIC_MAX_ABS);
-}
-END_TEST
-
-START_TEST(test_sensitivity_pad_in_attention)
-{
-    qref_faults f = {.pad_into_attention = 1};
-    lc_run_opts o = {.root = LC_SOURCE_DIR, .faults = &f};
-    expect_caught("dense.batch.mixed", &o, "each row alone", LC_METRIC_MAX_ABS);
-}
-END_TEST
-
-START_TEST(test_sensitivity_row0_delta)
-{
-    qref_faults f = {.row0_delta = 1};
-    lc_run_opts o = {.root = LC_SOURCE_DIR, .faults = &f};
-    expect_caught("dense.batch.mixed", &o, "batched decode (per-row offsets and deltas)", LC_METRIC_MAX_ABS);
-    expect_caught("moe.batch.mixed", &o, "batched decode (per-row offsets and deltas)", LC_METRIC_MAX_ABS);
-}
-END_TEST
-
-/* ---------------------------------------------------------------- harness-side state bugs */
-
-START_TEST(test_sensitivity_shallow_snapshot)
-{
-    lc_run_opts o = {.root = LC_SOURCE_DIR, .shallow_snapshot = 1};
-    expect_caught("dense.snapshot.prefix", &o, "restoring the snapshot", LC_METRIC_MAX_ABS);
-    expect_caught("dense.image_checkpoint.after_image", &o, "restoring the snapshot", LC_METRIC_MAX_ABS);
-}
-END_TEST
-
-START_TEST(test_sensitivity_refeed_last_token)
-{
-    lc_run_opts o = {.root = LC_SOURCE_DIR, .refeed_last_token = 1};
-    expect_caught("dense.snapshot.prefix", &o, "exact full-prompt hit", LC_METRIC_MAX_ABS);
-    expect_caught("moe.snapshot.prefix", &o, "exact full-prompt hit", LC_METRIC_MAX_ABS);
+    const plant *p = &plants[_i];
+    lc_run_opts o = {.root = LC_SOURCE_DIR,
+                     .faults = &p->faults,
+                     .rms_eps_override = p->rms_eps,
+                     .stale_rope_delta = p->stale_rope_delta,
+                     .shallow_snapshot = p->shallow_snapshot,
+                     .refeed_last_token = p->refeed_last_token};
+    for (int k = 0; k < 2; k++) {
+        printf("plant '%s' -> %s\n", p->what, p->cases[k]);
+        expect_caught(p->cases[k], &o, p->comparison, LC_METRIC_MAX_ABS);
+    }
 }
 END_TEST
 
@@ -243,15 +213,7 @@ int main(void)
     TCase *tc = tcase_create("plants");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_sensitivity_rms_eps);
-    tcase_add_test(tc, test_sensitivity_rope_pairing);
-    tcase_add_test(tc, test_sensitivity_stale_rope_delta);
-    tcase_add_test(tc, test_sensitivity_pad_in_conv);
-    tcase_add_test(tc, test_sensitivity_pad_in_recurrent_state);
-    tcase_add_test(tc, test_sensitivity_pad_in_attention);
-    tcase_add_test(tc, test_sensitivity_row0_delta);
-    tcase_add_test(tc, test_sensitivity_shallow_snapshot);
-    tcase_add_test(tc, test_sensitivity_refeed_last_token);
+    tcase_add_loop_test(tc, test_sensitivity_plant_caught, 0, N_PLANTS);
     tcase_add_test(tc, test_sensitivity_golden_logit_moved);
     tcase_add_test(tc, test_sensitivity_golden_position_moved);
     tcase_add_test(tc, test_sensitivity_golden_nan);
