@@ -88,7 +88,9 @@ void lc__kind_golden(lc__run *r)
     qref_cache c = {0};
     lc__golden g;
     lc_h5_shape sh;
-    qref_real *logits = NULL, *dec = NULL;
+    qref_real *logits = NULL, *dec = NULL, *hidden = NULL;
+    double *e_hid = NULL;
+    char name[512];
     double *e_pre = NULL, *e_dec = NULL, *e_emb = NULL, *a = NULL;
     int64_t *e_ids = NULL, *e_pos = NULL, *e_tok = NULL, *e_delta = NULL, *ids64 = NULL;
     int32_t *toks = NULL;
@@ -116,8 +118,7 @@ void lc__kind_golden(lc__run *r)
     lc__compare_ints(r, "position ids (3 x T)", "engine rope index", "transformers get_rope_index", p.pos, e_pos, 3, T);
     lc__compare_ints(r, "rope delta", "engine", "transformers", &p.delta, e_delta, 1, 1);
 
-    if (p.n_embeds > 0 && lc_h5_exists(&g.f, "/cases") && 1) {
-        char name[512];
+    if (p.n_embeds > 0) {
         snprintf(name, sizeof name, "%s/vision_embeds", g.group);
         if (lc_h5_exists(&g.f, name)) {
             int64_t wE[2] = {p.n_embeds, r->m.cfg.hidden_size};
@@ -130,17 +131,48 @@ void lc__kind_golden(lc__run *r)
         }
     }
 
+    /* one-shot prefill, keeping the residual stream after every layer for the stage check */
+    const int NL = r->m.cfg.num_layers, H = r->m.cfg.hidden_size;
     logits = malloc((size_t)T * V * sizeof *logits);
+    hidden = malloc((size_t)(NL + 1) * T * H * sizeof *hidden);
     kl = lc__text_positions(r, &p);
-    if (!logits || !kl || !lc__prefill(r, &p, T, 0, QREF_GDN_AUTO, &c, logits))
+    if (!logits || !hidden || !kl) {
+        lc__set_error(r, "out of memory");
         goto done;
+    }
+    {
+        qref_error qe;
+        qref_tokens in = {.ids = p.ids, .n = T, .pos = p.pos, .embeds = p.embeds, .n_embeds = p.n_embeds};
+        qref_outputs out = {.logits = logits, .hidden = hidden};
+        if (qref_cache_init(&c, &r->m, &qe) != QREF_OK || qref_forward(&r->m, &c, &in, &out, &qe) != QREF_OK) {
+            lc__set_error(r, "case '%s': %s", r->c->name, qe.msg);
+            goto done;
+        }
+        c.rope_delta = r->o->stale_rope_delta ? 0 : p.delta;
+    }
+    /* stage check: the hidden state at the last prompt position after the embedding and after
+     * each layer; its curve (one point per stage) shows the first layer that left the reference */
+    snprintf(name, sizeof name, "%s/hidden_last", g.group);
+    if (lc_h5_exists(&g.f, name)) {
+        int64_t wLH[2] = {NL + 1, H};
+        if (!(e_hid = lc__golden_f64(r, &g, "hidden_last", 2, wLH, &sh)))
+            goto done;
+        double *ah = malloc((size_t)(NL + 1) * H * sizeof *ah);
+        for (int l = 0; ah && l <= NL; l++)
+            for (int d = 0; d < H; d++)
+                ah[(size_t)l * H + d] = (double)hidden[((size_t)l * T + (T - 1)) * H + d];
+        if (ah)
+            lc__compare(r, CMP_TENSOR, "hidden state at the last prompt position (embedding, then each layer)",
+                        "engine residual stream", "transformers float64", ah, e_hid, (size_t)(NL + 1), (size_t)H,
+                        NULL, NULL);
+        free(ah);
+    }
     double *ap = lc__to_double(logits, (size_t)T * V);
     if (ap)
         lc__compare(r, CMP_LOGITS, "prefill logits", "engine prefill", "transformers float64", ap, e_pre, (size_t)T,
                 (size_t)V, NULL, kl);
     free(ap);
 
-    char name[512];
     snprintf(name, sizeof name, "%s/decode_tokens", g.group);
     if (lc_h5_exists(&g.f, name)) {
         int64_t wN[1] = {-1};
@@ -171,6 +203,8 @@ done:
     qref_cache_free(&c);
     qref_prompt_free(&p);
     free(logits);
+    free(hidden);
+    free(e_hid);
     free(dec);
     free(e_pre);
     free(e_dec);
