@@ -1,10 +1,9 @@
 /*
- * logitcheck run | list | compare.
+ * logitcheck run | list.
  *
  *   run [CASE|GLOB ...] [--label L ...] [--root DIR] [--cases DIR] [--report DIR]
  *       [--results FILE.json] [--base FILE.json] [--inject FAULT ...] [--all]
  *   list [CASE|GLOB ...] [--label L ...] [--root DIR] [--cases DIR]
- *   compare A.h5 B.h5 [--atol X] [--rtol X]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -239,8 +238,8 @@ static int write_reports(const run_args *a, const lc_run_result *res)
     if (rc)
         fprintf(stderr, "logitcheck run: %s\n", err.msg);
     else
-        printf("report: %s/report.md, %s/report.html, %s/junit.xml, %s\n", dir, dir, dir,
-               a->results ? a->results : "results.json");
+        printf("report: %s/report.md, %s/report.html, %s/junit.xml, %s%s%s\n", dir, dir, dir,
+               a->results ? "" : dir, a->results ? "" : "/", a->results ? a->results : "results.json");
     lc_run_result_free(&base);
     return rc;
 }
@@ -282,6 +281,8 @@ int lc_cmd_run(int argc, char **argv)
         cr->seconds = now_s() - t;
         lc_report_console_case(stdout, cr);
         fflush(stdout);
+        if (cr->verdict == LC_VERDICT_ERROR) /* bad input: also one line on stderr */
+            fprintf(stderr, "logitcheck run: %s: %s\n", cr->name, cr->reason);
     }
     res.seconds = now_s() - t0;
     if (!matched) {
@@ -299,80 +300,5 @@ int lc_cmd_run(int argc, char **argv)
     lc_run_result_free(&res);
     lc_model_pool_free(&pool);
     lc_catalog_free(&cat);
-    return rc;
-}
-
-/* ---------------------------------------------------------------- compare */
-
-int lc_cmd_compare(int argc, char **argv)
-{
-    const char *paths[2] = {0};
-    int np = 0;
-    double atol = 1e-4, rtol = 1e-4;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: logitcheck compare ACTUAL.h5 EXPECTED.h5 [--atol X] [--rtol X]\n"
-                   "  Compares prefill_logits, decode_logits (and position_ids exactly) present in both files.\n");
-            return 0;
-        }
-        if ((!strcmp(argv[i], "--atol") || !strcmp(argv[i], "--rtol")) && i + 1 < argc) {
-            char *end;
-            double v = strtod(argv[i + 1], &end);
-            if (*end || v < 0)
-                return fprintf(stderr, "logitcheck compare: %s '%s': expected a non-negative number\n", argv[i],
-                               argv[i + 1]), 2;
-            *(!strcmp(argv[i], "--atol") ? &atol : &rtol) = v;
-            i++;
-        } else if (argv[i][0] != '-' && np < 2) {
-            paths[np++] = argv[i];
-        } else {
-            return fprintf(stderr, "logitcheck compare: unexpected argument '%s'\n", argv[i]), 2;
-        }
-    }
-    if (np != 2)
-        return fprintf(stderr, "usage: logitcheck compare ACTUAL.h5 EXPECTED.h5 [--atol X] [--rtol X]\n"), 2;
-    lc_h5 fa, fe;
-    lc_error err;
-    if (lc_h5_open(&fa, paths[0], &err))
-        return fprintf(stderr, "logitcheck compare: %s\n", err.msg), 2;
-    if (lc_h5_open(&fe, paths[1], &err)) {
-        lc_h5_close(&fa);
-        return fprintf(stderr, "logitcheck compare: %s\n", err.msg), 2;
-    }
-    static const char *const sets[] = {"prefill_logits", "decode_logits", "position_ids"};
-    int rc = 0, compared = 0;
-    for (int s = 0; s < 3 && rc != 2; s++) {
-        if (!lc_h5_exists(&fa, sets[s]) || !lc_h5_exists(&fe, sets[s]))
-            continue;
-        double *a = NULL, *e = NULL;
-        lc_h5_shape sa, se;
-        if (lc_h5_read_f64(&fa, sets[s], &a, &sa, &err) || lc_h5_read_f64(&fe, sets[s], &e, &se, &err) ||
-            lc_h5_expect_shape(&fa, sets[s], &sa, se.ndim, se.shape, &err)) {
-            fprintf(stderr, "logitcheck compare: %s\n", err.msg);
-            rc = 2;
-        } else {
-            size_t V = sa.ndim >= 1 ? (size_t)sa.shape[sa.ndim - 1] : 1, P = V ? sa.count / V : 0;
-            lc_compare_opts o = lc_compare_opts_default();
-            o.atol = atol;
-            o.rtol = rtol;
-            lc_metrics m;
-            lc_compare(&m, a, e, P, V, &o);
-            int exact = !strcmp(sets[s], "position_ids");
-            int pass = m.nonfinite == 0 && (exact ? m.max_abs == 0 : m.allclose_fail == 0);
-            printf("%-15s %s  max_abs %.3e (position %zu, index %zu)  allclose fails %zu/%zu  nmse %.3e  kl_max %.3e  "
-                   "top1 %.4f\n",
-                   sets[s], pass ? "PASS" : "FAIL", m.max_abs, m.max_abs_pos, m.max_abs_index, m.allclose_fail,
-                   m.n_values, m.nmse, m.kl_max, m.top1_frac);
-            if (!pass)
-                rc = 1;
-            compared++;
-        }
-        free(a);
-        free(e);
-    }
-    lc_h5_close(&fa);
-    lc_h5_close(&fe);
-    if (rc != 2 && !compared)
-        return fprintf(stderr, "logitcheck compare: %s and %s share no logits dataset\n", paths[0], paths[1]), 2;
     return rc;
 }
