@@ -116,6 +116,16 @@ static int row_tokens(const batch_view *v, int b, int include_pads, int *idx)
     return n;
 }
 
+/* Row-wise projections: y (B*L, out) = x (B*L, in) . W^T, one matrix product per batch row.
+ * A BLAS product's result for one row can depend on where that row sits in the tile layout,
+ * so stacking the rows of a batch into one product would make a row's logits depend on its
+ * neighbours; one product per row keeps identical rows of a batch bitwise identical. */
+static void linear_rows(qref_real *y, const qref_real *x, const qref_real *w, int B, int L, int in, int out)
+{
+    for (int b = 0; b < B; b++)
+        qref__linear(y + (size_t)b * L * out, x + (size_t)b * L * in, w, NULL, L, in, out);
+}
+
 /* ---------------------------------------------------------------- Gated DeltaNet layer */
 
 /* h (N, H) -> out (N, H); advances each row's conv and recurrent state by its real tokens.
@@ -143,10 +153,10 @@ static void gdn_layer(const qref_config *c, const qref_layer_weights *w, qref_ca
     qref_real *g = beta + (size_t)L * Hv;         /* (L, Hv) */
     qref_real *gdn_work = g + (size_t)L * Hv;
 
-    qref__linear(qkv, h, w->in_proj_qkv, NULL, N, H, C);
-    qref__linear(z, h, w->in_proj_z, NULL, N, H, Hv * Dv);
-    qref__linear(b, h, w->in_proj_b, NULL, N, H, Hv);
-    qref__linear(a, h, w->in_proj_a, NULL, N, H, Hv);
+    linear_rows(qkv, h, w->in_proj_qkv, v->B, L, H, C);
+    linear_rows(z, h, w->in_proj_z, v->B, L, H, Hv * Dv);
+    linear_rows(b, h, w->in_proj_b, v->B, L, H, Hv);
+    linear_rows(a, h, w->in_proj_a, v->B, L, H, Hv);
     memset(core, 0, (size_t)N * Hv * Dv * sizeof *core);
     const qref_real qscale = (qref_real)(1.0 / sqrt((double)Dk));
 
@@ -196,7 +206,7 @@ static void gdn_layer(const qref_config *c, const qref_layer_weights *w, qref_ca
     }
 
     qref__rmsnorm_gated(core, core, z, w->gdn_norm, N * Hv, Dv, c->rms_norm_eps);
-    qref__linear(out, core, w->out_proj, NULL, N, Hv * Dv, H);
+    linear_rows(out, core, w->out_proj, v->B, L, Hv * Dv, H);
 }
 
 /* ---------------------------------------------------------------- gated full attention layer */
@@ -234,9 +244,9 @@ static void attention_layer(const qref_config *c, const qref_layer_weights *w, q
     qref_real *rq = vv + (size_t)N * Hkv * D;    /* (L, Hq, D) one row's gathered queries */
     qref_real *ro = rq + (size_t)L * Hq * D;     /* (L, Hq, D) their outputs */
 
-    qref__linear(qg, h, w->q_proj, NULL, N, H, Hq * 2 * D);
-    qref__linear(k, h, w->k_proj, NULL, N, H, Hkv * D);
-    qref__linear(vv, h, w->v_proj, NULL, N, H, Hkv * D);
+    linear_rows(qg, h, w->q_proj, v->B, L, H, Hq * 2 * D);
+    linear_rows(k, h, w->k_proj, v->B, L, H, Hkv * D);
+    linear_rows(vv, h, w->v_proj, v->B, L, H, Hkv * D);
     for (size_t r = 0; r < (size_t)N * Hq; r++) {
         memcpy(q + r * D, qg + r * 2 * D, (size_t)D * sizeof *q);
         memcpy(gate + r * D, qg + r * 2 * D + D, (size_t)D * sizeof *q);
@@ -271,7 +281,7 @@ static void attention_layer(const qref_config *c, const qref_layer_weights *w, q
     }
     for (size_t i = 0; i < (size_t)N * Hq * D; i++)
         attn[i] = (qref_real)((double)attn[i] * qref__sigmoid((double)gate[i]));
-    qref__linear(out, attn, w->o_proj, NULL, N, Hq * D, H);
+    linear_rows(out, attn, w->o_proj, v->B, L, Hq * D, H);
 }
 
 /* ---------------------------------------------------------------- MLP and MoE */
@@ -459,10 +469,14 @@ qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, c
             s.x[i] += s.o[i];
 
         qref__rmsnorm(s.h, s.x, w->post_norm, N, H, cfg->rms_norm_eps);
-        if (cfg->is_moe)
-            moe_layer(cfg, w, s.h, s.o, N, s.active, &s);
-        else
-            swiglu(s.o, s.h, w->gate_proj, w->up_proj, w->down_proj, N, H, cfg->intermediate_size, s.big);
+        for (int b = 0; b < B; b++) { /* row by row, for the reason given at linear_rows */
+            const size_t off = (size_t)b * L * H;
+            if (cfg->is_moe)
+                moe_layer(cfg, w, s.h + off, s.o + off, L, s.active + (size_t)b * L, &s);
+            else
+                swiglu(s.o + off, s.h + off, w->gate_proj, w->up_proj, w->down_proj, L, H, cfg->intermediate_size,
+                       s.big);
+        }
         for (size_t i = 0; i < (size_t)N * H; i++)
             s.x[i] += s.o[i];
         if (out && out->hidden)
@@ -471,7 +485,7 @@ qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, c
 
     if (out && out->logits) {
         qref__rmsnorm(s.h, s.x, m->final_norm, N, H, cfg->rms_norm_eps);
-        qref__linear(out->logits, s.h, m->lm_head, NULL, N, H, V);
+        linear_rows(out->logits, s.h, m->lm_head, B, L, H, V);
         for (size_t i = 0; in->mask && i < (size_t)N; i++)
             if (!in->mask[i])
                 for (int j = 0; j < V; j++)

@@ -289,8 +289,9 @@ qref_status qref_forward(const qref_model *m, qref_cache *c, const qref_tokens *
  *             array when none); n_embeds [B] their counts
  *   caches    [B] one distinct cache per row
  * Pads are excluded from attention, never enter the GDN conv or recurrent state, and leave
- * every cache untouched; each row's cache advances by its real tokens only. Projections, MLP
- * and lm_head run as stacked matrix products over all B*L rows.
+ * every cache untouched; each row's cache advances by its real tokens only. Matrix products
+ * run one per row (L tokens each), so a row's results never depend on the other rows:
+ * identical rows of a batch are bitwise identical.
  * Outputs: logits (B, L, V) with NaN at pads; hidden (L_layers + 1, B, L, H). */
 typedef struct {
     int B, L;
