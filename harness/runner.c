@@ -265,55 +265,74 @@ void lc__compare_states(lc__run *r, const char *name, const char *actual, const 
 
 /* Expands a case prompt (segments) into token ids with image placeholder runs and builds the
  * engine prompt (images decoded, preprocessed, vision tower run, positions computed). */
+int lc__load_images(lc__run *r, const lc_prompt *lp, int first, int n, lc_image_set *set)
+{
+    int total = 0;
+    for (int s = 0; s < lp->n_segs; s++)
+        total += lp->segs[s].type == LC_SEG_IMAGE;
+    if (n < 0)
+        n = total - first;
+    memset(set, 0, sizeof *set);
+    char (*buf)[4096] = calloc((size_t)n + 1, sizeof *buf);
+    const char **paths = calloc((size_t)n + 1, sizeof *paths);
+    lc_error le;
+    int ok = 0;
+    if (!buf || !paths) {
+        lc__set_error(r, "out of memory loading images");
+        goto done;
+    }
+    for (int s = 0, k = 0, o = 0; s < lp->n_segs; s++) {
+        if (lp->segs[s].type != LC_SEG_IMAGE)
+            continue;
+        if (k >= first && k < first + n) {
+            lc__path_join(buf[o], sizeof buf[o], r->o->root, lp->segs[s].image);
+            paths[o] = buf[o];
+            o++;
+        }
+        k++;
+    }
+    if (lc_image_set_load(set, paths, n, &le))
+        lc__set_error(r, "%s", le.msg);
+    else
+        ok = 1;
+done:
+    free(buf);
+    free(paths);
+    return ok;
+}
+
 int lc__build_prompt(lc__run *r, const lc_prompt *lp, qref_prompt *out)
 {
     const qref_config *cfg = &r->m.cfg;
-    int n_img = 0, n_ids = 0;
-    for (int s = 0; s < lp->n_segs; s++)
-        n_img += lp->segs[s].type == LC_SEG_IMAGE;
-    const char **paths = calloc((size_t)n_img + 1, sizeof *paths);
-    char (*buf)[4096] = calloc((size_t)n_img + 1, sizeof *buf);
     lc_image_set imgs = {0};
-    lc_error le = {0};
     qref_error qe = {0};
     int32_t *ids = NULL;
-    int ok = 0;
-    if (!paths || !buf) {
-        lc__set_error(r, "out of memory building a prompt");
+    int *tokens = NULL;
+    int ok = 0, n_ids = 0;
+    if (!lc__load_images(r, lp, 0, -1, &imgs))
         goto done;
-    }
-    for (int s = 0, k = 0; s < lp->n_segs; s++)
-        if (lp->segs[s].type == LC_SEG_IMAGE) {
-            lc__path_join(buf[k], sizeof buf[k], r->o->root, lp->segs[s].image);
-            paths[k] = buf[k];
-            k++;
-        }
-    if (lc_image_set_load(&imgs, paths, n_img, &le)) {
-        lc__set_error(r, "%s", le.msg);
-        goto done;
-    }
-    /* count tokens: an image expands to vision_start, its placeholders, vision_end */
-    int *tokens = calloc((size_t)n_img + 1, sizeof *tokens);
+    /* an image expands to vision_start, its placeholders, vision_end */
+    tokens = calloc((size_t)imgs.n + 1, sizeof *tokens);
     if (!tokens) {
         lc__set_error(r, "out of memory building a prompt");
         goto done;
     }
-    for (int k = 0; k < n_img; k++) {
-        qref_real *pix = NULL;
+    for (int k = 0; k < imgs.n; k++) {
         int grid[3];
-        if (qref_image_preprocess(cfg, &imgs.images[k], &pix, grid, &qe) != QREF_OK) {
-            lc__set_error(r, "%s: %s", paths[k], qe.msg);
-            free(tokens);
+        if (qref_image_grid(cfg, imgs.images[k].width, imgs.images[k].height, grid, &qe) != QREF_OK) {
+            const char *path = "?";
+            for (int s = 0, i = 0; s < lp->n_segs; s++)
+                if (lp->segs[s].type == LC_SEG_IMAGE && i++ == k)
+                    path = lp->segs[s].image;
+            lc__set_error(r, "%s: %s", path, qe.msg);
             goto done;
         }
-        free(pix);
         tokens[k] = qref_image_tokens(cfg, grid);
     }
     for (int s = 0, k = 0; s < lp->n_segs; s++)
         n_ids += lp->segs[s].type == LC_SEG_IDS ? lp->segs[s].n_ids : tokens[k++] + 2;
     ids = malloc((size_t)(n_ids ? n_ids : 1) * sizeof *ids);
     if (!ids) {
-        free(tokens);
         lc__set_error(r, "out of memory building a prompt");
         goto done;
     }
@@ -329,7 +348,6 @@ int lc__build_prompt(lc__run *r, const lc_prompt *lp, qref_prompt *out)
         ids[o++] = cfg->vision_end_token_id;
         k++;
     }
-    free(tokens);
     if (qref_prompt_build(out, &r->m, ids, n_ids, imgs.images, imgs.n, &qe) != QREF_OK) {
         lc__set_error(r, "case '%s': %s", r->c->name, qe.msg);
         goto done;
@@ -337,8 +355,7 @@ int lc__build_prompt(lc__run *r, const lc_prompt *lp, qref_prompt *out)
     ok = 1;
 done:
     free(ids);
-    free(paths);
-    free(buf);
+    free(tokens);
     lc_image_set_free(&imgs);
     return ok;
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "h5io.h"
+#include "images.h"
 #include "qref_internal.h"
 #include "runner.h"
 
@@ -48,6 +49,9 @@ void lc__path_join(char *out, size_t len, const char *root, const char *rel);
 
 /* ---------------------------------------------------------------- engine runs */
 
+/* Decodes the images [first, first + n) of a case prompt (n < 0: to the last one), paths
+ * relative to the root; on failure the case's error is set and nothing is kept. */
+int lc__load_images(lc__run *r, const lc_prompt *lp, int first, int n, lc_image_set *set);
 /* Expands a case prompt (image segments -> vision_start, placeholders, vision_end) and builds it. */
 int lc__build_prompt(lc__run *r, const lc_prompt *lp, qref_prompt *out);
 /* Prefills prompt tokens [0, to) in chunks into a fresh cache; logits (to, V) or NULL. */

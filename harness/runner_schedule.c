@@ -169,35 +169,16 @@ void lc__kind_cache(lc__run *r)
     memcpy(ids + T, toks, (size_t)N * sizeof *ids);
     {
         qref_error qe;
-        lc_prompt lp = cs->prompt;
-        (void)lp;
         /* rebuild with the decode tokens appended as text: same images, same vision run */
-        qref_image *imgs = NULL;
         lc_image_set set = {0};
-        const char **paths = calloc((size_t)p.n_images + 1, sizeof *paths);
-        char (*buf)[4096] = calloc((size_t)p.n_images + 1, sizeof *buf);
-        lc_error le;
-        int k = 0;
-        for (int s = 0; paths && buf && s < cs->prompt.n_segs; s++)
-            if (cs->prompt.segs[s].type == LC_SEG_IMAGE) {
-                lc__path_join(buf[k], sizeof buf[k], r->o->root, cs->prompt.segs[s].image);
-                paths[k] = buf[k];
-                k++;
-            }
-        int ok = paths && buf && !lc_image_set_load(&set, paths, k, &le);
-        imgs = set.images;
-        if (ok && qref_prompt_build(&ext, &r->m, ids, T + N, imgs, set.n, &qe) != QREF_OK) {
+        int ok = lc__load_images(r, &cs->prompt, 0, -1, &set);
+        if (ok && qref_prompt_build(&ext, &r->m, ids, T + N, set.images, set.n, &qe) != QREF_OK) {
             lc__set_error(r, "case '%s': %s", cs->name, qe.msg);
             ok = 0;
         }
-        free(paths);
-        free(buf);
         lc_image_set_free(&set);
-        if (!ok) {
-            if (r->res->verdict != LC_VERDICT_ERROR)
-                lc__set_error(r, "case '%s': cannot rebuild the prompt with its decode tokens", cs->name);
+        if (!ok)
             goto done;
-        }
     }
     for (int i = 0; i < N; i++) {
         qref_cache u = {0};

@@ -409,72 +409,24 @@ void lc__kind_snapshot(lc__run *r)
  * *rows ((their placeholder count), H) malloc'ed. */
 static int vision_rows(lc__run *r, const lc_prompt *lp, int first, int n, qref_real **rows, int *n_rows)
 {
-    const qref_config *cfg = &r->m.cfg;
-    const size_t dim = (size_t)cfg->vision.in_channels * cfg->vision.temporal_patch_size * cfg->vision.patch_size *
-                       cfg->vision.patch_size;
-    char (*paths)[4096] = calloc((size_t)n + 1, sizeof *paths);
-    const char **pp = calloc((size_t)n + 1, sizeof *pp);
-    int (*grid)[3] = calloc((size_t)n + 1, sizeof *grid);
-    qref_real **pix = calloc((size_t)n + 1, sizeof *pix);
-    qref_real *all = NULL;
     lc_image_set set = {0};
-    lc_error le;
+    int (*grid)[3] = calloc((size_t)n + 1, sizeof *grid);
     qref_error qe;
     int ok = 0;
     *rows = NULL;
     *n_rows = 0;
-    if (!paths || !pp || !grid || !pix)
-        goto done;
-    for (int s = 0, k = 0, o = 0; s < lp->n_segs; s++) {
-        if (lp->segs[s].type != LC_SEG_IMAGE)
-            continue;
-        if (k >= first && k < first + n) {
-            lc__path_join(paths[o], sizeof paths[o], r->o->root, lp->segs[s].image);
-            pp[o] = paths[o];
-            o++;
-        }
-        k++;
+    if (!grid) {
+        lc__set_error(r, "out of memory");
+        return 0;
     }
-    if (lc_image_set_load(&set, pp, n, &le)) {
-        lc__set_error(r, "%s", le.msg);
-        goto done;
+    if (lc__load_images(r, lp, first, n, &set)) {
+        if (qref_images_embed(&r->m, set.images, set.n, grid, rows, n_rows, &qe) != QREF_OK)
+            lc__set_error(r, "case '%s': %s", r->c->name, qe.msg);
+        else
+            ok = 1;
     }
-    size_t patches = 0;
-    for (int i = 0; i < n; i++) {
-        if (qref_image_preprocess(cfg, &set.images[i], &pix[i], grid[i], &qe) != QREF_OK) {
-            lc__set_error(r, "%s: %s", pp[i], qe.msg);
-            goto done;
-        }
-        patches += (size_t)grid[i][0] * grid[i][1] * grid[i][2];
-        *n_rows += qref_image_tokens(cfg, grid[i]);
-    }
-    all = malloc((patches ? patches : 1) * dim * sizeof *all);
-    *rows = malloc(((size_t)*n_rows * cfg->hidden_size + 1) * sizeof **rows);
-    if (!all || !*rows)
-        goto done;
-    for (int i = 0, off = 0; i < n; i++) {
-        size_t np = (size_t)grid[i][0] * grid[i][1] * grid[i][2];
-        memcpy(all + (size_t)off * dim, pix[i], np * dim * sizeof *all);
-        off += (int)np;
-    }
-    if (qref_vision_forward(&r->m, all, (const int(*)[3])grid, n, *rows, &qe) != QREF_OK) {
-        lc__set_error(r, "case '%s': %s", r->c->name, qe.msg);
-        goto done;
-    }
-    ok = 1;
-done:
-    for (int i = 0; pix && i < n; i++)
-        free(pix[i]);
-    free(pix);
-    free(all);
     free(grid);
-    free(pp);
-    free(paths);
     lc_image_set_free(&set);
-    if (!ok) {
-        free(*rows);
-        *rows = NULL;
-    }
     return ok;
 }
 

@@ -258,6 +258,23 @@ void qref__merge_block_rc(int k, int w, int M, int *row, int *col)
     *col = (block % blocks_w) * M + in_col;
 }
 
+qref_status qref_image_grid(const qref_config *cfg, int width, int height, int grid_thw[3], qref_error *err)
+{
+    const qref_preproc_config *pp = &cfg->preproc;
+    const int P = pp->patch_size, M = pp->merge_size;
+    if (P <= 0 || M <= 0 || width <= 0 || height <= 0)
+        return qref__fail(err, QREF_EINVAL, "image grid: image %dx%d, patch %d, merge %d must be positive", height,
+                          width, P, M);
+    int rh, rw;
+    qref_status st = qref__smart_resize(height, width, P * M, pp->min_pixels, pp->max_pixels, &rh, &rw, err);
+    if (st != QREF_OK)
+        return st;
+    grid_thw[0] = 1;
+    grid_thw[1] = rh / P;
+    grid_thw[2] = rw / P;
+    return QREF_OK;
+}
+
 qref_status qref_image_preprocess(const qref_config *cfg, const qref_image *img, qref_real **pixels,
                                   int grid_thw[3], qref_error *err)
 {

@@ -34,45 +34,51 @@ static int count_placeholders(const qref_config *cfg, const int32_t *ids, int n)
     return k;
 }
 
-/* Preprocesses every image and runs the tower over all of them in one call. */
-static qref_status run_vision(qref_prompt *p, const qref_model *m, const qref_image *images, int n_images,
-                              qref_error *err)
+qref_status qref_images_embed(const qref_model *m, const qref_image *images, int n_images, int (*grid)[3],
+                              qref_real **embeds, int *n_embeds, qref_error *err)
 {
     const qref_config *cfg = &m->cfg;
-    qref_real **pix = calloc((size_t)n_images, sizeof *pix);
+    qref_real **pix = calloc((size_t)n_images + 1, sizeof *pix);
     qref_real *all = NULL;
     qref_status st = QREF_OK;
     size_t patches = 0;
     const size_t dim = (size_t)cfg->vision.in_channels * cfg->vision.temporal_patch_size *
                        cfg->vision.patch_size * cfg->vision.patch_size;
+    *embeds = NULL;
+    *n_embeds = 0;
     if (!pix)
-        return qref__fail(err, QREF_ENOMEM, "prompt: out of memory for %d images", n_images);
+        return qref__fail(err, QREF_ENOMEM, "vision: out of memory for %d images", n_images);
     for (int i = 0; i < n_images && st == QREF_OK; i++) {
-        st = qref_image_preprocess(cfg, &images[i], &pix[i], p->grid[i], err);
+        st = qref_image_preprocess(cfg, &images[i], &pix[i], grid[i], err);
         if (st == QREF_OK) {
-            patches += (size_t)p->grid[i][0] * p->grid[i][1] * p->grid[i][2];
-            p->n_embeds += qref_image_tokens(cfg, p->grid[i]);
+            patches += (size_t)grid[i][0] * grid[i][1] * grid[i][2];
+            *n_embeds += qref_image_tokens(cfg, grid[i]);
         }
     }
     if (st == QREF_OK) {
-        all = malloc(patches * dim * sizeof *all);
-        p->embeds = malloc(((size_t)p->n_embeds * cfg->hidden_size + 1) * sizeof *p->embeds);
-        if (!all || !p->embeds)
-            st = qref__fail(err, QREF_ENOMEM, "prompt: out of memory for %zu image patches", patches);
+        all = malloc((patches ? patches : 1) * dim * sizeof *all);
+        *embeds = malloc(((size_t)*n_embeds * cfg->hidden_size + 1) * sizeof **embeds);
+        if (!all || !*embeds)
+            st = qref__fail(err, QREF_ENOMEM, "vision: out of memory for %zu image patches", patches);
     }
     if (st == QREF_OK) {
         size_t off = 0;
         for (int i = 0; i < n_images; i++) {
-            size_t np = (size_t)p->grid[i][0] * p->grid[i][1] * p->grid[i][2];
+            size_t np = (size_t)grid[i][0] * grid[i][1] * grid[i][2];
             memcpy(all + off * dim, pix[i], np * dim * sizeof *all);
             off += np;
         }
-        st = qref_vision_forward(m, all, (const int(*)[3])p->grid, n_images, p->embeds, err);
+        st = qref_vision_forward(m, all, (const int(*)[3])grid, n_images, *embeds, err);
     }
     for (int i = 0; i < n_images; i++)
         free(pix[i]);
     free(pix);
     free(all);
+    if (st != QREF_OK) {
+        free(*embeds);
+        *embeds = NULL;
+        *n_embeds = 0;
+    }
     return st;
 }
 
@@ -98,7 +104,7 @@ qref_status qref_prompt_build(qref_prompt *p, const qref_model *m, const int32_t
     memcpy(p->ids, ids, (size_t)n * sizeof *ids);
 
     if (n_images > 0) {
-        if ((st = run_vision(p, m, images, n_images, err)) != QREF_OK)
+        if ((st = qref_images_embed(m, images, n_images, p->grid, &p->embeds, &p->n_embeds, err)) != QREF_OK)
             goto fail;
         int k = count_placeholders(cfg, ids, n);
         if (k != p->n_embeds) {

@@ -321,6 +321,10 @@ typedef struct { const uint8_t *rgb; int width; int height; } qref_image;
 qref_status qref_image_preprocess(const qref_config *cfg, const qref_image *img, qref_real **pixels,
                                   int grid_thw[3], qref_error *err);
 
+/* The patch grid {grid_t, grid_h, grid_w} qref_image_preprocess gives an image of this size,
+ * without touching any pixel (smart_resize arithmetic only). */
+qref_status qref_image_grid(const qref_config *cfg, int width, int height, int grid_thw[3], qref_error *err);
+
 /* Runs the vision tower over n_images images whose patches are concatenated in `pixels`
  * ((sum of t*h*w), Cin*Tp*P*P)) and writes the merged embeddings out
  * ((sum of t*h*w/M^2), out_hidden_size), image after image. Attention stays within each
@@ -352,6 +356,12 @@ typedef struct {
     qref_real *embeds;          /* (n_embeds, H) merged image embeddings, image after image */
     int n_embeds;
 } qref_prompt;
+
+/* Preprocesses n images and runs the vision tower over them in one call. grid (n, 3) receives
+ * each image's patch grid; *embeds is malloc'ed ((*n_embeds), H), image after image (caller
+ * frees; NULL on failure). */
+qref_status qref_images_embed(const qref_model *m, const qref_image *images, int n_images, int (*grid)[3],
+                              qref_real **embeds, int *n_embeds, qref_error *err);
 
 /* Number of placeholder tokens an image of this patch grid expands to (t*h*w / M^2). */
 int qref_image_tokens(const qref_config *cfg, const int grid_thw[3]);
