@@ -29,7 +29,6 @@ typedef struct {
     qref_real *route_w; /* (N, k) */
     int *rows;          /* (N) token rows routed to one expert */
     qref_real *rows_w;  /* (N) their weights */
-    qref_real *score;   /* (Tk) one attention score row (unused by the current kernel) */
 } scratch;
 
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
@@ -72,11 +71,10 @@ static void scratch_free(scratch *s)
     free(s->route_w);
     free(s->rows);
     free(s->rows_w);
-    free(s->score);
     memset(s, 0, sizeof *s);
 }
 
-static int scratch_init(scratch *s, const qref_config *c, int N, int L, int tk, int chunk)
+static int scratch_init(scratch *s, const qref_config *c, int N, int L, int chunk)
 {
     size_t n = (size_t)N, Hd = (size_t)c->hidden_size, half = (size_t)c->rotary_dim / 2;
     size_t k = c->is_moe ? (size_t)c->num_experts_per_tok : 1;
@@ -94,9 +92,8 @@ static int scratch_init(scratch *s, const qref_config *c, int N, int L, int tk, 
     s->route_w = malloc(n * k * sizeof(qref_real));
     s->rows = malloc(n * sizeof(int));
     s->rows_w = malloc(n * sizeof(qref_real));
-    s->score = malloc((size_t)tk * sizeof(qref_real));
     return s->x && s->h && s->o && s->cos_t && s->sin_t && s->big && s->pos && s->idx && s->active &&
-           s->route_idx && s->route_w && s->rows && s->rows_w && s->score;
+           s->route_idx && s->route_w && s->rows && s->rows_w;
 }
 
 /* One forward's view of the batch: which tokens of each row take part in the sequence ops. */
@@ -231,7 +228,7 @@ static void rope_apply_adjacent(qref_real *x, const qref_real *cos_t, const qref
  * its real tokens' keys and values to its own cache and attends over that cache only. */
 static void attention_layer(const qref_config *c, const qref_layer_weights *w, qref_cache *const *caches, int l,
                             const batch_view *v, const qref_real *h, qref_real *out, const qref_real *cos_t,
-                            const qref_real *sin_t, qref_real *work, qref_real *score, int *idx)
+                            const qref_real *sin_t, qref_real *work, int *idx)
 {
     const int H = c->hidden_size, Hq = c->num_heads, Hkv = c->num_kv_heads, D = c->head_dim;
     const int N = v->B * v->L, L = v->L;
@@ -275,7 +272,7 @@ static void attention_layer(const qref_config *c, const qref_layer_weights *w, q
             memcpy(rq + (size_t)t * Hq * D, q + (base + idx[t]) * Hq * D, (size_t)Hq * D * sizeof *rq);
         }
         qref__attention(ro, rq, cache->k[l], cache->v[l], NULL, n, off + n, off, Hq, Hkv, D, 1.0 / sqrt((double)D),
-                        score);
+                        NULL);
         for (int t = 0; t < n; t++)
             memcpy(attn + (base + idx[t]) * Hq * D, ro + (size_t)t * Hq * D, (size_t)Hq * D * sizeof *attn);
     }
@@ -411,12 +408,9 @@ qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, c
     const qref_faults *f = m->faults ? m->faults : &nofault;
     const batch_view view = {B, L, in->mask, f->pad_into_conv, f->pad_into_gdn, f->pad_into_attention,
                              f->rope_pairs_adjacent};
-    int tk = 1;
-    for (int b = 0; b < B; b++)
-        tk = caches[b]->len + L > tk ? caches[b]->len + L : tk;
 
     scratch s;
-    if (!scratch_init(&s, cfg, N, L, tk, chunk)) {
+    if (!scratch_init(&s, cfg, N, L, chunk)) {
         scratch_free(&s);
         return qref__fail(err, QREF_ENOMEM, "forward: out of memory for %d x %d tokens", B, L);
     }
@@ -464,7 +458,7 @@ qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, c
         if (w->type == QREF_LAYER_LINEAR)
             gdn_layer(cfg, w, caches, l, &view, s.h, s.o, in->gdn_mode, chunk, s.big, s.idx);
         else
-            attention_layer(cfg, w, caches, l, &view, s.h, s.o, s.cos_t, s.sin_t, s.big, s.score, s.idx);
+            attention_layer(cfg, w, caches, l, &view, s.h, s.o, s.cos_t, s.sin_t, s.big, s.idx);
         for (size_t i = 0; i < (size_t)N * H; i++)
             s.x[i] += s.o[i];
 

@@ -135,7 +135,7 @@ void qref__gdn_chunked(qref_real *out, const qref_real *q, const qref_real *k, c
 /* Causal GQA attention of n new queries against a cache of Tk keys.
  *   q (n, Hq, D); kc, vc (Tk, Hkv, D); query i sits at cache index q_off + i and sees keys
  *   [0, q_off + i]; key j is skipped where kmask && !kmask[j]. out (n, Hq, D).
- *   Softmax in double; scratch holds Tk elements. */
+ *   Softmax accumulated in double on the stack; scratch is unused and may be NULL. */
 void qref__attention(qref_real *out, const qref_real *q, const qref_real *kc, const qref_real *vc,
                      const uint8_t *kmask, int n, int Tk, int q_off, int Hq, int Hkv, int D,
                      double scale, qref_real *scratch);
