@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "cases.h"
+#include "check_main.h"
 
 #define TMP_DIR LC_BINARY_DIR "/test_cases_tmp"
 
@@ -469,9 +470,5 @@ static Suite *cases_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(cases_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return lc_check_run(cases_suite());
 }

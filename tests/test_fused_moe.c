@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "qref_internal.h"
+#include "check_main.h"
 
 #define SRC LC_SOURCE_DIR "/golden/tiny-moe"
 #define OUT LC_BINARY_DIR "/fused-moe"
@@ -193,9 +194,5 @@ int main(void)
     tcase_add_test(tc, test_fused_moe_equals_per_expert);
     tcase_add_test(tc, test_fused_moe_swapped_halves_differ);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return lc_check_run(s);
 }

@@ -12,6 +12,7 @@
 
 #include "h5io.h"
 #include "qref.h"
+#include "check_main.h"
 
 #if defined(QREF_PRECISION_F64)
 #define BOUND 1e-9
@@ -226,9 +227,5 @@ int main(void)
     tcase_add_test(tc, test_golden_batch_dense);
     tcase_add_test(tc, test_golden_batch_moe);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return lc_check_run(s);
 }

@@ -15,6 +15,7 @@
 #include "h5io.h"
 #include "images.h"
 #include "qref.h"
+#include "check_main.h"
 
 #if defined(QREF_PRECISION_F64)
 #define BOUND 1e-9
@@ -195,9 +196,5 @@ int main(void)
     tcase_add_test(tc, test_golden_vision_multi_image);
     tcase_add_test(tc, test_golden_vision_text_after_image_bitwise);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return lc_check_run(s);
 }

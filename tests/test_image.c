@@ -17,6 +17,7 @@
 #include "lc_png.h"
 #include "qref.h"
 #include "qref_internal.h"
+#include "check_main.h"
 
 #if defined(QREF_PRECISION_F64)
 #define PIX_TOL 1e-12
@@ -417,9 +418,5 @@ static Suite *image_suite(void)
 int main(void)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    SRunner *sr = srunner_create(image_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return lc_check_run(image_suite());
 }

@@ -15,6 +15,7 @@
 
 #include "naive.h"
 #include "qref_internal.h"
+#include "check_main.h"
 
 #ifdef QREF_PRECISION_F64
 #define TOL_ONE_ROUND 1e-13     /* kernels that round once */
@@ -693,9 +694,5 @@ static Suite *kernels_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(kernels_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return lc_check_run(kernels_suite());
 }

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "qref_internal.h"
+#include "check_main.h"
 
 #define TMP_ROOT LC_BINARY_DIR "/loader-tmp"
 #define DENSE_DIR LC_SOURCE_DIR "/golden/tiny-dense"
@@ -895,9 +896,5 @@ static Suite *loader_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(loader_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return lc_check_run(loader_suite());
 }

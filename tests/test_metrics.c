@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "metrics.h"
+#include "check_main.h"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -733,9 +734,5 @@ static Suite *metrics_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(metrics_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    const int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return lc_check_run(metrics_suite());
 }

@@ -16,6 +16,7 @@
 #include <zlib.h>
 
 #include "lc_png.h"
+#include "check_main.h"
 
 #define W 13    /* 13 x 9 exercises all seven Adam7 passes */
 #define H 9
@@ -402,9 +403,5 @@ static Suite *png_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(png_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return lc_check_run(png_suite());
 }

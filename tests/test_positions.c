@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "qref.h"
+#include "check_main.h"
 
 #define IMG 1000
 #define VID 1001
@@ -165,9 +166,5 @@ static Suite *positions_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(positions_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return lc_check_run(positions_suite());
 }

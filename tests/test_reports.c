@@ -24,6 +24,7 @@
 #include "report_util.h"
 #include "reports.h"
 #include "results.h"
+#include "check_main.h"
 
 #define OUT_DIR LC_BINARY_DIR "/reports_out"
 
@@ -1024,9 +1025,5 @@ static Suite *reports_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(reports_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    const int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return lc_check_run(reports_suite());
 }

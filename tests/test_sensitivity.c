@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "runner.h"
+#include "check_main.h"
 
 static lc_catalog cat;
 static lc_model_pool pool;
@@ -219,9 +220,5 @@ int main(void)
     tcase_add_test(tc, test_sensitivity_golden_nan);
     tcase_add_test(tc, test_sensitivity_bad_goldens);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return lc_check_run(s);
 }

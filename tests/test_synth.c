@@ -22,6 +22,7 @@
 
 #include "qref.h"
 #include "synth.h"
+#include "check_main.h"
 
 #define TMP_ROOT LC_BINARY_DIR "/synth-tmp"
 
@@ -494,9 +495,5 @@ static Suite *synth_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(synth_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return lc_check_run(synth_suite());
 }

@@ -14,6 +14,7 @@
 
 #include "qref.h"
 #include "qref_internal.h"
+#include "check_main.h"
 
 #if defined(QREF_PRECISION_F64)
 #define TABLE_TOL 1e-13
@@ -470,9 +471,5 @@ static Suite *vision_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(vision_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return lc_check_run(vision_suite());
 }
