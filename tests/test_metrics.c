@@ -1,5 +1,5 @@
 /*
- * Unit tests of the comparison metrics (harness/metrics.c).
+ * Unit tests of the comparison metrics (harness/records/metrics.c).
  *
  * Expected values are derived by hand (the derivation is in the comments) or computed by a
  * naive long-double implementation written here, never by the code under test.

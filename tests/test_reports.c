@@ -1,5 +1,5 @@
 /*
- * Unit tests of the result records (harness/results.c) and the report writers (reports/).
+ * Unit tests of the result records (harness/records/results.c) and the report writers (reports/).
  *
  * A run is built by hand: pass, fail, error and skip cases, NaN and infinite metrics, curves
  * with gaps. Every format is written under LC_BINARY_DIR and checked against strings and

@@ -1,5 +1,5 @@
 /*
- * Unit tests of the synthetic checkpoint writer (harness/synth.c).
+ * Unit tests of the synthetic checkpoint writer (harness/synth/synth.c).
  *
  * Expected values are independent of the writer: the tiny preset is checked against the
  * committed tiny checkpoints as the engine loads them (configuration and weight count); the

@@ -4,7 +4,7 @@
  *   bench [--preset tiny|small|medium] [--moe] [--dtype f32|bf16] [--shards N] [--model DIR]
  *         [--prompt N] [--decode N] [--chunk N] [--batch B] [--repeat R] [--json FILE]
  *
- * Without --model a synthetic checkpoint (harness/synth.h) is written into a temporary
+ * Without --model a synthetic checkpoint (harness/synth/synth.h) is written into a temporary
  * directory, removed afterwards. Each of the R repeats loads the checkpoint (timed, memory
  * sampled) and runs a prefill of --prompt text tokens (logits at every position, in chunks of
  * --chunk or one call), then --decode single-token steps on the same cache; with --batch B > 1
