@@ -1,0 +1,274 @@
+/*
+ * lc_engine — the one interface through which the harness drives an engine under test.
+ *
+ * Every case kind is written against this table of operations and nothing else: the runner
+ * never includes an engine's headers and never touches engine state. Two implementations:
+ *   - the in-process reference engine (lc_engine_ref_new, engines/engine_ref.c), which also
+ *     carries the planted faults of `run --inject` (engines/faults.h);
+ *   - a client for an engine in another process (lc_engine_proc_new, engines/engine_proc.c),
+ *     speaking the line protocol of harness/PROTOCOL.md on the child's stdin/stdout
+ *     (`logitcheck serve` is the reference engine behind that protocol; adapters put other
+ *     engines behind it).
+ *
+ * Handles. Prompts, sequences and snapshots are small non-negative integers chosen by the
+ * engine, valid until closed/released or until the engine is destroyed. A sequence holds all
+ * mutable per-request state (conv/recurrent state, KV cache, positions, rope delta); two
+ * sequences never share mutable state; a snapshot is an immutable deep copy of a sequence,
+ * restorable any number of times into new independent sequences (restore is also fork).
+ *
+ * Prompts. The harness gives a prompt as segments (token ids, or an image as a PNG path);
+ * the engine expands each image to vision_start, its placeholder run and vision_end, runs its
+ * own image decoding, preprocessing and vision tower, computes positions, and reports the
+ * expanded ids (and, with LC_CAP_POSITIONS, the 3-axis positions and rope delta) back. Prefill
+ * then consumes a span [from, to) of the expanded prompt into a sequence that holds exactly
+ * the first `from` tokens of it, so every chunk schedule is expressible with one prompt.
+ *
+ * Numbers. Logits, hidden states, embeddings and states come back as double whatever the
+ * engine computes in (a float is converted exactly); the engine's declared compute precision
+ * selects the bounds. Rows are row-major, outermost first.
+ *
+ * Errors. Every operation returns LC_OK or an lc_error code and fills err with one line that
+ * names the engine and the operation (for a process engine also the command and the request).
+ * LC_EINPUT: the request was refused as bad input (a prompt whose image cannot be read, a
+ * span that does not continue the sequence) — the case's input is wrong. LC_EENGINE: the
+ * engine misbehaved (crashed, timed out, malformed reply, NaN-free contract broken) — the
+ * case is an ERROR and the caller may lc_engine_restart() before the next case.
+ * LC_EUNSUPPORTED: the operation needs a capability the engine lacks (the runner checks
+ * capabilities first and reports SKIP, so this is a harness bug if it reaches a report).
+ *
+ * Ownership: the lc_engine returned by a constructor is owned by the caller and released with
+ * lc_engine_free (safe on NULL). Buffers passed in are the caller's; arrays returned through
+ * out-structs (lc_prompt_info, lc_state, embeddings) are malloc'ed and owned by the caller,
+ * released with the matching *_free function.
+ */
+#ifndef LC_ENGINE_H
+#define LC_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lc_error.h"
+
+/* Engine-side failure (crash, hang, malformed reply): the case is an ERROR, the run goes on. */
+#define LC_EENGINE 4
+/* The operation needs a capability this engine does not declare. */
+#define LC_EUNSUPPORTED 5
+
+/* ---------------------------------------------------------------- description */
+
+/* Compute precision an engine declares; selects the bounds of every comparison. */
+#define LC_EPREC_MAP(X) \
+    X(F64, "f64")       \
+    X(F32, "f32")       \
+    X(BF16, "bf16")     \
+    X(F16, "f16")
+
+typedef enum {
+    LC_EPREC_UNKNOWN = -1,
+#define LC__EPREC_ENUM(id, name) LC_EPREC_##id,
+    LC_EPREC_MAP(LC__EPREC_ENUM)
+#undef LC__EPREC_ENUM
+    LC_EPREC_COUNT
+} lc_eprec;
+
+const char *lc_eprec_name(lc_eprec p);       /* "f64"...; "unknown" out of range */
+lc_eprec lc_eprec_from_name(const char *s);  /* LC_EPREC_UNKNOWN when not a name */
+
+/* Optional capabilities (bit i = 1 << LC_CAP_x). Prefill of a text prompt and single-token
+ * decode of one sequence are mandatory; everything below is optional. A case that needs a
+ * capability the engine lacks is a SKIP naming it ("engine lacks snapshot"), never a pass. */
+#define LC_CAP_MAP(X)                                                                          \
+    X(IMAGES, "images")       /* image segments in prompts (PNG paths) */                      \
+    X(POSITIONS, "positions") /* prompt info carries 3-axis positions and the rope delta */    \
+    X(SNAPSHOT, "snapshot")   /* snapshot / restore (fork) / release */                        \
+    X(BATCH, "batch")         /* left-padded batched prefill and batched decode */             \
+    X(STATE, "state")         /* export a sequence's conv/recurrent/KV state as one vector */  \
+    X(HIDDEN, "hidden")       /* prefill tap: residual stream after the embedding and each layer */ \
+    X(VISION, "vision")       /* prompt tap: merged vision embeddings */                      \
+    X(PARTIAL_VISION, "partial_vision") /* prompts with vision_from > 0 (image checkpoints) */ \
+    X(GDN_MODE, "gdn_mode")   /* prefill with a forced GDN path and chunk length */            \
+    X(ROPE, "rope")           /* tap: rotary cos/sin of the text decoder for given positions */
+
+typedef enum {
+#define LC__CAP_ENUM(id, name) LC_CAP_##id,
+    LC_CAP_MAP(LC__CAP_ENUM)
+#undef LC__CAP_ENUM
+    LC_CAP_COUNT
+} lc_cap;
+
+const char *lc_cap_name(lc_cap c);           /* "snapshot"...; "unknown" out of range */
+int lc_cap_from_name(const char *s);         /* the lc_cap, or -1 */
+
+typedef struct {
+    char name[64];              /* "logitcheck-reference", "transformers" ... */
+    char version[64];
+    char detail[256];           /* free text for reports: device, dtype, attention impl ... */
+    lc_eprec precision;
+    uint32_t caps;              /* bit set of lc_cap */
+} lc_engine_info;
+
+static inline int lc_engine_info_has(const lc_engine_info *i, lc_cap c)
+{
+    return (i->caps >> c) & 1u;
+}
+
+/* What the harness needs to know of a loaded checkpoint. */
+typedef struct {
+    char model_type[64];        /* "qwen3_5" / "qwen3_5_moe" */
+    int vocab_size;             /* V: width of every logits row */
+    int hidden_size;            /* H */
+    int num_layers;             /* L (hidden taps have L + 1 rows) */
+    int has_vision;
+    int image_token_id, video_token_id, vision_start_token_id, vision_end_token_id;
+    int rotary_dim;             /* R: rope tap rows hold R/2 cos then R/2 sin values */
+} lc_model_info;
+
+/* ---------------------------------------------------------------- prompts */
+
+typedef enum { LC_PSEG_IDS = 0, LC_PSEG_IMAGE = 1 } lc_pseg_type;
+
+typedef struct {
+    lc_pseg_type type;
+    const int32_t *ids;         /* (n_ids) LC_PSEG_IDS */
+    int n_ids;
+    const char *image;          /* LC_PSEG_IMAGE: path of a PNG file, as the harness resolved it */
+} lc_pseg;
+
+typedef struct {
+    const lc_pseg *segs;        /* (n_segs) */
+    int n_segs;
+    /* Images with index < vision_from are not run through the vision tower: their placeholder
+     * rows are unavailable and a prefill span must not cover them (image checkpoints: turn 2
+     * runs vision only on the new images). 0 = every image. Needs LC_CAP_PARTIAL_VISION. */
+    int vision_from;
+} lc_prompt_in;
+
+typedef struct {
+    int handle;
+    int n;                      /* expanded tokens */
+    int32_t *ids;               /* (n) expanded ids */
+    int64_t *pos;               /* (3, n) T/H/W positions; NULL without LC_CAP_POSITIONS */
+    int64_t rope_delta;         /* decode position = cached length + rope_delta (with POSITIONS) */
+    int n_images;
+    int (*grid)[3];             /* (n_images, 3) patch grids t, h, w; NULL when n_images == 0 */
+} lc_prompt_info;
+
+void lc_prompt_info_free(lc_prompt_info *p); /* frees the arrays; safe on zeroed and twice */
+
+/* ---------------------------------------------------------------- outputs */
+
+/* Which logits rows a prefill returns. */
+typedef enum { LC_LOGITS_NONE = 0, LC_LOGITS_LAST = 1, LC_LOGITS_ALL = 2 } lc_logits_sel;
+
+/* GDN path for LC_CAP_GDN_MODE (the default lets the engine choose: chunked for spans > 1,
+ * recurrent for one token). */
+typedef enum { LC_GDN_AUTO = 0, LC_GDN_CHUNKED = 1, LC_GDN_RECURRENT = 2 } lc_gdn_mode;
+
+typedef struct {
+    lc_logits_sel logits;       /* rows written to `logits` */
+    double *logits;             /* ALL: (to - from, V); LAST: (V); NULL with NONE */
+    double *hidden;             /* LC_CAP_HIDDEN: (L + 1, to - from, H) or NULL */
+    lc_gdn_mode gdn_mode;       /* LC_CAP_GDN_MODE, else must be AUTO */
+    int gdn_chunk;              /* LC_CAP_GDN_MODE: chunk length of the chunked GDN (0 = default) */
+} lc_prefill_out;
+
+/* A sequence's state, flattened in the engine's fixed layer order: for each GDN layer its
+ * conv state then its recurrent state, for each attention layer its cached K then V (len rows).
+ * Two states of the same engine and model compare element by element. */
+typedef struct {
+    int len;                    /* tokens the sequence holds */
+    double *data;               /* (n) */
+    size_t n;
+} lc_state;
+
+void lc_state_free(lc_state *s);
+
+/* ---------------------------------------------------------------- the operation table */
+
+typedef struct lc_engine lc_engine;
+
+typedef struct {
+    /* Loads a checkpoint directory; later calls may load another one (sequences, prompts and
+     * snapshots of the previous model are released first). */
+    int (*load)(lc_engine *e, const char *dir, lc_model_info *mi, lc_error *err);
+    int (*prompt_open)(lc_engine *e, const lc_prompt_in *in, lc_prompt_info *out, lc_error *err);
+    void (*prompt_close)(lc_engine *e, int prompt);
+    int (*seq_open)(lc_engine *e, int *seq, lc_error *err);
+    void (*seq_close)(lc_engine *e, int seq);
+    /* Prefills prompt tokens [from, to) into seq, which must hold exactly the first `from`
+     * tokens of this prompt; from == 0 also sets the sequence's rope delta from the prompt. */
+    int (*prefill)(lc_engine *e, int seq, int prompt, int from, int to, const lc_prefill_out *out, lc_error *err);
+    /* One token through the cache at the next position (cached length + rope delta);
+     * logits (V) or NULL. */
+    int (*decode)(lc_engine *e, int seq, int32_t token, double *logits, lc_error *err);
+    /* LC_CAP_SNAPSHOT */
+    int (*snapshot)(lc_engine *e, int seq, int *snap, lc_error *err);
+    int (*restore)(lc_engine *e, int snap, int *seq, lc_error *err);
+    void (*snap_release)(lc_engine *e, int snap);
+    /* LC_CAP_BATCH. B sequences, each holding the first `from` columns of its prompt left-padded
+     * to L = max prompt length (a row of length n starts at column L - n). Prefills columns
+     * [from, to) of that layout in one batched call: pads never enter attention, conv or
+     * recurrent state. logits (B, to - from, V), NaN at pads; NULL for none. */
+    int (*batch_prefill)(lc_engine *e, const int *seqs, const int *prompts, int B, int from, int to, double *logits,
+                         lc_error *err);
+    /* One token per sequence in one batched call, each at its own position; logits (B, V). */
+    int (*batch_decode)(lc_engine *e, const int *seqs, const int32_t *tokens, int B, double *logits, lc_error *err);
+    /* LC_CAP_STATE */
+    int (*state)(lc_engine *e, int seq, lc_state *out, lc_error *err);
+    /* LC_CAP_VISION: merged vision embeddings of the prompt's images with index >= vision_from,
+     * image after image: *rows x H doubles, malloc'ed (caller frees). */
+    int (*vision)(lc_engine *e, int prompt, double **embeds, int *rows, lc_error *err);
+    /* LC_CAP_ROPE: cos | sin of the text decoder's rotary embedding at positions pos (3, n):
+     * out (n, R) with R/2 cos values then R/2 sin values per position. */
+    int (*rope)(lc_engine *e, const int64_t *pos, int n, double *out, lc_error *err);
+    /* Starts the engine afresh after a failure (process engines: kill, reap, spawn, reload the
+     * last model); every handle is gone afterwards. In-process: releases every handle. */
+    int (*restart)(lc_engine *e, lc_error *err);
+    void (*destroy)(lc_engine *e);
+} lc_engine_ops;
+
+struct lc_engine {
+    const lc_engine_ops *ops;
+    lc_engine_info info;        /* filled by the constructor (describe) */
+    void *impl;
+};
+
+/* ---------------------------------------------------------------- calls (check caps, then dispatch) */
+
+/* Thin wrappers: each checks that the operation exists (else LC_EUNSUPPORTED naming it) and
+ * calls it. The runner uses only these. */
+int lc_engine_load(lc_engine *e, const char *dir, lc_model_info *mi, lc_error *err);
+int lc_engine_prompt_open(lc_engine *e, const lc_prompt_in *in, lc_prompt_info *out, lc_error *err);
+void lc_engine_prompt_close(lc_engine *e, int prompt);
+int lc_engine_seq_open(lc_engine *e, int *seq, lc_error *err);
+void lc_engine_seq_close(lc_engine *e, int seq);
+int lc_engine_prefill(lc_engine *e, int seq, int prompt, int from, int to, const lc_prefill_out *out, lc_error *err);
+int lc_engine_decode(lc_engine *e, int seq, int32_t token, double *logits, lc_error *err);
+int lc_engine_snapshot(lc_engine *e, int seq, int *snap, lc_error *err);
+int lc_engine_restore(lc_engine *e, int snap, int *seq, lc_error *err);
+void lc_engine_snap_release(lc_engine *e, int snap);
+int lc_engine_batch_prefill(lc_engine *e, const int *seqs, const int *prompts, int B, int from, int to,
+                            double *logits, lc_error *err);
+int lc_engine_batch_decode(lc_engine *e, const int *seqs, const int32_t *tokens, int B, double *logits,
+                           lc_error *err);
+int lc_engine_state(lc_engine *e, int seq, lc_state *out, lc_error *err);
+int lc_engine_vision(lc_engine *e, int prompt, double **embeds, int *rows, lc_error *err);
+int lc_engine_rope(lc_engine *e, const int64_t *pos, int n, double *out, lc_error *err);
+int lc_engine_restart(lc_engine *e, lc_error *err);
+void lc_engine_free(lc_engine *e);
+
+/* ---------------------------------------------------------------- implementations */
+
+struct lc_fault_set;            /* engines/faults.h: planted bugs of the in-process engine */
+
+/* The in-process reference engine of this build (precision f32 or f64 as built). faults may
+ * be NULL (a correct engine); the engine keeps a copy. */
+int lc_engine_ref_new(lc_engine **out, const struct lc_fault_set *faults, lc_error *err);
+
+/* An engine in another process: `cmd` is run through /bin/sh -c, spoken to per PROTOCOL.md.
+ *   timeout_s  per-request timeout (0 = default 600 s); a request past it kills the process
+ *   log_path   the child's stderr is appended there (NULL: passed through to our stderr)
+ * The constructor starts the process and reads its hello (describe). */
+int lc_engine_proc_new(lc_engine **out, const char *cmd, double timeout_s, const char *log_path, lc_error *err);
+
+#endif /* LC_ENGINE_H */
