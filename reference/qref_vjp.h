@@ -123,8 +123,9 @@ void qref_layer_grads_free(qref_layer_grads *g);
  * and the MLP is the SwiGLU MLP or the MoE block (softmax router, top-k renormalised, gated
  * shared expert).
  *   x      (n, H) layer input
- *   mask   (n) GDN layers only: 0 zeroes the normed input of a padded position before the
- *          projections (transformers' apply_mask_to_padding_states), NULL = every token real
+ *   mask   (n) GDN layers: 0 zeroes the normed input of a padded position before the
+ *          projections (transformers' apply_mask_to_padding_states); NULL = every token real.
+ *          An attention layer accepts no masked token (EUNSUPPORTED)
  *   pos    (3, n) T/H/W positions for attention layers, NULL = 0..n-1 on every axis
  *   gdn_mode / gdn_chunk: QREF_GDN_RECURRENT or QREF_GDN_CHUNKED (AUTO = chunked), chunk 0 = 64
  * Outputs: out (n, H) the forward output (NULL to skip); dx (n, H); g (from

@@ -651,6 +651,10 @@ qref_status qref__vjp_decoder_layer(const qref_model *m, int layer, const qref_l
     if (c->is_moe && c->num_experts_per_tok > 64)
         return qref__fail(err, QREF_EUNSUPPORTED, "decoder layer VJP: %d experts per token (at most 64)",
                           c->num_experts_per_tok);
+    for (int t = 0; type == QREF_LAYER_FULL && in->mask && t < in->n; t++)
+        if (!in->mask[t])
+            return qref__fail(err, QREF_EUNSUPPORTED, "decoder layer VJP: layer %d is an attention layer and token %d "
+                              "is masked; padding is supported in GDN layers only", layer, t);
     const int n = in->n, H = c->hidden_size, chunk = in->gdn_chunk ? in->gdn_chunk : 64;
     const int recurrent = in->gdn_mode == QREF_GDN_RECURRENT;
     layer_bufs s;

@@ -663,6 +663,41 @@ START_TEST(test_vjp_layer_golden)
 }
 END_TEST
 
+/* Misuse is an error with a message, never a wrong gradient. */
+START_TEST(test_vjp_layer_errors)
+{
+    lc_h5 h5;
+    open_gold(&h5);
+    layer_in L;
+    layer_in_load(&L, &h5, 3);                              /* dense_attn */
+    lc_h5_close(&h5);
+    qref_error qe;
+    qref_layer_grads ga, gg;
+    ck_assert(qref_layer_grads_init(&ga, &L.m, L.layer, &qe) == QREF_OK);
+    ck_assert_int_eq(qref_layer_grads_init(&gg, &L.m, L.m.cfg.num_layers, &qe), QREF_EINVAL);
+    ck_assert(gg.block == NULL);
+    ck_assert(qref_layer_grads_init(&gg, &L.m, 0, &qe) == QREF_OK);     /* layer 0 is a GDN layer */
+    const size_t NH = (size_t)L.n * L.m.cfg.hidden_size;
+    qref_real *dx = NEW_REAL(NH);
+    qref_layer_input in = {.x = L.x, .n = L.n, .pos = L.pos};
+    ck_assert_int_eq(qref_vjp_decoder_layer(&L.m, L.layer, &in, L.dO, NULL, dx, &gg, &qe), QREF_EINVAL);
+    ck_assert_msg(strstr(qe.msg, "another layer kind"), "%s", qe.msg);
+    ck_assert_int_eq(qref_vjp_decoder_layer(&L.m, -1, &in, L.dO, NULL, dx, &ga, &qe), QREF_EINVAL);
+    L.mask[5] = 0;
+    in.mask = L.mask;
+    ck_assert_int_eq(qref_vjp_decoder_layer(&L.m, L.layer, &in, L.dO, NULL, dx, &ga, &qe), QREF_EUNSUPPORTED);
+    ck_assert_msg(strstr(qe.msg, "token 5"), "%s", qe.msg);
+    in.mask = NULL;
+    in.gdn_mode = 7;
+    ck_assert_int_eq(qref_vjp_decoder_layer(&L.m, L.layer, &in, L.dO, NULL, dx, &ga, &qe), QREF_EINVAL);
+    in.gdn_mode = QREF_GDN_AUTO;
+    ck_assert_int_eq(qref_vjp_decoder_layer(&L.m, L.layer, &in, L.dO, NULL, dx, &ga, &qe), QREF_OK);
+    qref_layer_grads_free(&ga), qref_layer_grads_free(&gg), qref_layer_grads_free(&gg);
+    free(dx);
+    layer_in_free(&L);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- plants */
 
 typedef score (*check_fn)(const qref_vjp_faults *f);
@@ -1025,6 +1060,7 @@ int main(void)
     tcase_add_test(tc, test_vjp_mrope_golden);
     tcase_add_loop_test(tc, test_vjp_conv_golden, 0, 2);
     tcase_add_loop_test(tc, test_vjp_layer_golden, 0, (int)(sizeof layer_cases / sizeof layer_cases[0]));
+    tcase_add_test(tc, test_vjp_layer_errors);
     suite_add_tcase(s, tc);
     TCase *ta = tcase_create("agreement");
     tcase_set_timeout(ta, 600);
