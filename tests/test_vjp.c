@@ -728,8 +728,18 @@ static const struct {
 #undef F
 };
 
+/* The fault table's own description of a plant. */
+static const char *fault_help(const char *name)
+{
+#define QREF__VJP_FAULT_HELP(id, text) if (!strcmp(name, #id)) return text;
+    QREF_VJP_FAULT_MAP(QREF__VJP_FAULT_HELP)
+#undef QREF__VJP_FAULT_HELP
+    return NULL;
+}
+
 START_TEST(test_vjp_plant_caught)
 {
+    ck_assert_msg(fault_help(plants[_i].fault), "plant %s is not in QREF_VJP_FAULT_MAP", plants[_i].fault);
     qref_vjp_faults f;
     memset(&f, 0, sizeof f);
     score clean = plants[_i].fn(&f);
@@ -738,8 +748,23 @@ START_TEST(test_vjp_plant_caught)
     score bad = plants[_i].fn(&f);
     printf("vjp plant %-20s caught by %-36s: worst %.3g x bound%s (clean %.3g x)\n", plants[_i].fault,
            plants[_i].check, bad.ratio, bad.nonfinite ? ", non-finite" : "", clean.ratio);
-    ck_assert_msg(bad.ratio > 1.0, "plant %s is not caught by %s (worst %s)", plants[_i].fault, plants[_i].check,
-                  bad.worst);
+    ck_assert_msg(bad.ratio > 1.0, "plant %s (%s) is not caught by %s (worst %s)", plants[_i].fault,
+                  fault_help(plants[_i].fault), plants[_i].check, bad.worst);
+}
+END_TEST
+
+/* Every fault of the table has at least one check that must catch it. */
+START_TEST(test_vjp_every_fault_planted)
+{
+#define QREF__VJP_FAULT_COVERED(id, text)                                                         \
+    {                                                                                              \
+        int found = 0;                                                                             \
+        for (size_t i = 0; i < sizeof plants / sizeof plants[0]; i++)                              \
+            found |= !strcmp(plants[i].fault, #id);                                                \
+        ck_assert_msg(found, "fault %s (%s) has no check that must catch it", #id, text);         \
+    }
+    QREF_VJP_FAULT_MAP(QREF__VJP_FAULT_COVERED)
+#undef QREF__VJP_FAULT_COVERED
 }
 END_TEST
 
@@ -1073,6 +1098,7 @@ int main(void)
     TCase *tp = tcase_create("plants");
     tcase_set_timeout(tp, 600);
     tcase_add_loop_test(tp, test_vjp_plant_caught, 0, (int)(sizeof plants / sizeof plants[0]));
+    tcase_add_test(tp, test_vjp_every_fault_planted);
     tcase_add_test(tp, test_vjp_nonfinite_caught);
     suite_add_tcase(s, tp);
     return lc_check_run(s);
