@@ -663,6 +663,48 @@ START_TEST(test_vjp_layer_golden)
 }
 END_TEST
 
+/* The whole GDN layer's VJP through the chunked form (chunks of 1, 16 and 64) agrees with the
+ * recurrent form on the input and every weight gradient. */
+static const struct { int layer_case, chunk; } layer_agree[] = {{0, 1}, {0, 16}, {0, 64}, {4, 16}};
+
+START_TEST(test_vjp_layer_chunked_matches_recurrent)
+{
+    lc_h5 h5;
+    open_gold(&h5);
+    layer_in L;
+    const int c = layer_agree[_i].layer_case;
+    layer_in_load(&L, &h5, c);
+    lc_h5_close(&h5);
+    qref_error qe;
+    qref_layer_grads gr, gc;
+    ck_assert(qref_layer_grads_init(&gr, &L.m, L.layer, &qe) == QREF_OK);
+    ck_assert(qref_layer_grads_init(&gc, &L.m, L.layer, &qe) == QREF_OK);
+    const size_t NH = (size_t)L.n * L.m.cfg.hidden_size;
+    qref_real *dxr = NEW_REAL(NH), *dxc = NEW_REAL(NH);
+    qref_layer_input in = {.x = L.x, .n = L.n, .mask = L.mask, .gdn_mode = QREF_GDN_RECURRENT};
+    ck_assert(qref_vjp_decoder_layer(&L.m, L.layer, &in, L.dO, NULL, dxr, &gr, &qe) == QREF_OK);
+    in.gdn_mode = QREF_GDN_CHUNKED, in.gdn_chunk = layer_agree[_i].chunk;
+    ck_assert(qref_vjp_decoder_layer(&L.m, L.layer, &in, L.dO, NULL, dxc, &gc, &qe) == QREF_OK);
+    double worst = rel_err_real(dxc, dxr, NH);
+    const char *at = "grad_x";
+    for (size_t i = 0; i < N_LAYER_PARAMS; i++) {
+        qref_real *a = grad_field(&gc, layer_params[i].off), *e = grad_field(&gr, layer_params[i].off);
+        if (!a)
+            continue;
+        const double err = rel_err_real(a, e, field_room(&gr, e));
+        if (err > worst)
+            worst = err, at = layer_params[i].name;
+    }
+    printf("vjp layer %s chunked (chunk %2d) vs recurrent: worst rel %.2e (%s; bound %.0e)\n", layer_cases[c].name,
+           layer_agree[_i].chunk, worst, at, B_LAYER);
+    ck_assert_msg(worst <= B_LAYER, "layer %s chunk %d: %s differs from the recurrent VJP by %.3g", layer_cases[c].name,
+                  layer_agree[_i].chunk, at, worst);
+    qref_layer_grads_free(&gr), qref_layer_grads_free(&gc);
+    free(dxr), free(dxc);
+    layer_in_free(&L);
+}
+END_TEST
+
 /* Misuse is an error with a message, never a wrong gradient. */
 START_TEST(test_vjp_layer_errors)
 {
@@ -1091,6 +1133,8 @@ int main(void)
     tcase_set_timeout(ta, 600);
     tcase_add_loop_test(ta, test_vjp_gdn_chunked_matches_recurrent, 0,
                         (int)(sizeof agree_chunks / sizeof agree_chunks[0]));
+    tcase_add_loop_test(ta, test_vjp_layer_chunked_matches_recurrent, 0,
+                        (int)(sizeof layer_agree / sizeof layer_agree[0]));
 #if defined(QREF_PRECISION_F64)
     tcase_add_test(ta, test_vjp_finite_differences);
 #endif
