@@ -315,13 +315,72 @@ START_TEST(test_vjp_gdn_chunked_matches_recurrent)
 }
 END_TEST
 
+/* A NULL output gradient means the loss does not depend on that output: the same gradients,
+ * bit for bit, as an explicit zero gradient. */
+START_TEST(test_vjp_null_output_gradients)
+{
+    const int n = 11;
+    const size_t nv = (size_t)n * GDN_HV * GDN_DV, ss = (size_t)GDN_HV * GDN_DK * GDN_DV;
+    const size_t cnt[6] = {(size_t)n * GDN_HK * GDN_DK, (size_t)n * GDN_HK * GDN_DK, nv, (size_t)n * GDN_HV,
+                           (size_t)n * GDN_HV, ss};
+    for (int form = 0; form < 2; form++)
+        for (int which = 0; which < 2; which++) {
+            gdn_in x;
+            gdn_in_random(&x, n, 31 + (uint64_t)which);
+            gdn_out a, b;
+            gdn_out_alloc(&a, n), gdn_out_alloc(&b, n);
+            qref_real *keep = which ? x.dS : x.dO;
+            if (which)
+                memset(x.dS, 0, ss * sizeof *x.dS);
+            else
+                memset(x.dO, 0, nv * sizeof *x.dO);
+            gdn_vjp(&a, &x, form ? 4 : 0, NULL);
+            if (which)
+                x.dS = NULL;
+            else
+                x.dO = NULL;
+            gdn_vjp(&b, &x, form ? 4 : 0, NULL);
+            if (which)
+                x.dS = keep;
+            else
+                x.dO = keep;
+            qref_real *pa[6] = {a.dq, a.dk, a.dv, a.dg, a.db, a.ds0}, *pb[6] = {b.dq, b.dk, b.dv, b.dg, b.db, b.ds0};
+            for (int i = 0; i < 6; i++)
+                ck_assert_msg(!memcmp(pa[i], pb[i], cnt[i] * sizeof(qref_real)),
+                              "%s VJP: NULL %s differs from a zero one (gradient %d)", form ? "chunked" : "recurrent",
+                              which ? "d_state" : "d_out", i);
+            gdn_out_free(&a), gdn_out_free(&b);
+            gdn_in_free(&x);
+        }
+    /* the conv */
+    enum { N = 7, C = 3, K = 4, S = 3 };
+    uint64_t sd = 5;
+    qref_real x[N * C], s0[S * C], w[C * K], z1[N * C] = {0}, z2[S * C] = {0}, g1[N * C], g2[S * C];
+    qref_real dxa[N * C], dwa[C * K], dsa[S * C], dxb[N * C], dwb[C * K], dsb[S * C];
+    fill(x, N * C, &sd, -1, 1), fill(s0, S * C, &sd, -1, 1), fill(w, C * K, &sd, -1, 1);
+    fill(g1, N * C, &sd, -1, 1), fill(g2, S * C, &sd, -1, 1);
+    qref_vjp_conv1d_causal_silu(dxa, dwa, dsa, z1, g2, x, s0, w, N, C, K);
+    qref_vjp_conv1d_causal_silu(dxb, dwb, dsb, NULL, g2, x, s0, w, N, C, K);
+    ck_assert(!memcmp(dxa, dxb, sizeof dxa) && !memcmp(dwa, dwb, sizeof dwa) && !memcmp(dsa, dsb, sizeof dsa));
+    qref_vjp_conv1d_causal_silu(dxa, dwa, dsa, g1, z2, x, s0, w, N, C, K);
+    qref_vjp_conv1d_causal_silu(dxb, dwb, dsb, g1, NULL, x, s0, w, N, C, K);
+    ck_assert(!memcmp(dxa, dxb, sizeof dxa) && !memcmp(dwa, dwb, sizeof dwa) && !memcmp(dsa, dsb, sizeof dsa));
+}
+END_TEST
+
 /* ---------------------------------------------------------------- causal conv */
 
-enum { CONV_N = 70, CONV_C = 24, CONV_K = 4, CONV_EDGE = 64 };
+enum { CONV_N = 70, CONV_C = 24, CONV_K = 4 };
 
-/* pieces 0: one call over all 70 tokens; 1: chunks of 64 and 6, the second's incoming-state
- * gradient chained into the first. */
-static score check_conv(int pieces, const qref_vjp_faults *f, int verbose)
+/* How the 70 tokens are cut: one call; the chunk edge at 64; and pieces shorter than the
+ * K-1 = 3 rows of state, whose outgoing state still holds rows of the incoming one. */
+static const struct { const char *name; int len[5]; } conv_pieces[] = {
+    {"conv one call", {70}},
+    {"conv chunks 64+6", {64, 6}},
+    {"conv chunks 64+4+1+1", {64, 4, 1, 1}},
+};
+
+static score check_conv(int pc, const qref_vjp_faults *f, int verbose)
 {
     lc_h5 h5;
     open_gold(&h5);
@@ -329,37 +388,43 @@ static score check_conv(int pieces, const qref_vjp_faults *f, int verbose)
     qref_real *x = rdr(&h5, "conv/x", (size_t)n * C), *s0 = rdr(&h5, "conv/state0", (size_t)S * C);
     qref_real *w = rdr(&h5, "conv/w", (size_t)C * K), *dO = rdr(&h5, "conv/d_out", (size_t)n * C);
     qref_real *dS = rdr(&h5, "conv/d_state", (size_t)S * C);
-    qref_real *dx = NEW_REAL((size_t)n * C), *dw = NEW_REAL((size_t)C * K), *dw2 = NEW_REAL((size_t)C * K);
-    qref_real *ds0 = NEW_REAL((size_t)S * C), *dmid = NEW_REAL((size_t)S * C), *smid = NEW_REAL((size_t)S * C);
+    qref_real *dx = NEW_REAL((size_t)n * C), *dw = NEW_REAL((size_t)C * K), *dwp = NEW_REAL((size_t)C * K);
+    qref_real *ds = NEW_REAL((size_t)S * C), *dsp = NEW_REAL((size_t)S * C), *states = NEW_REAL((size_t)5 * S * C);
     qref_real *tmp = NEW_REAL((size_t)n * C);
-    if (!pieces) {
-        qref__vjp_conv1d_causal_silu(dx, dw, ds0, dO, dS, x, s0, w, n, C, K, f);
-    } else {
-        /* the state entering the second chunk, from the forward over the first */
-        memcpy(smid, s0, (size_t)S * C * sizeof *smid);
-        qref__conv1d_causal_silu(tmp, x, smid, w, CONV_EDGE, C, K);
-        const int n2 = n - CONV_EDGE;
-        qref__vjp_conv1d_causal_silu(dx + (size_t)CONV_EDGE * C, dw2, dmid, dO + (size_t)CONV_EDGE * C, dS,
-                                     x + (size_t)CONV_EDGE * C, smid, w, n2, C, K, f);
-        qref__vjp_conv1d_causal_silu(dx, dw, ds0, dO, dmid, x, s0, w, CONV_EDGE, C, K, f);
+    int start[5], np = 0;
+    for (int t = 0; t < n; t += conv_pieces[pc].len[np++])
+        start[np] = t;
+    /* forward: the state entering each piece */
+    memcpy(states, s0, (size_t)S * C * sizeof *states);
+    for (int p = 0; p + 1 < np; p++) {
+        memcpy(states + (size_t)(p + 1) * S * C, states + (size_t)p * S * C, (size_t)S * C * sizeof *states);
+        qref__conv1d_causal_silu(tmp, x + (size_t)start[p] * C, states + (size_t)(p + 1) * S * C, w,
+                                 conv_pieces[pc].len[p], C, K);
+    }
+    /* backward: last piece first, each incoming-state gradient handed to the piece before */
+    memcpy(ds, dS, (size_t)S * C * sizeof *ds);
+    for (int p = np - 1; p >= 0; p--) {
+        const size_t o = (size_t)start[p] * C;
+        qref__vjp_conv1d_causal_silu(dx + o, dwp, dsp, dO + o, ds, x + o, states + (size_t)p * S * C, w,
+                                     conv_pieces[pc].len[p], C, K, f);
+        memcpy(ds, dsp, (size_t)S * C * sizeof *ds);
         for (int i = 0; i < C * K; i++)
-            dw[i] += dw2[i];
+            dw[i] += dwp[i];
     }
     score s = {0};
-    const char *tag = pieces ? "conv chunks 64+6" : "conv one call";
     char what[160];
     static const char *names[3] = {"grad_x", "grad_w", "grad_state0"};
-    qref_real *got[3] = {dx, dw, ds0};
+    qref_real *got[3] = {dx, dw, ds};
     for (int i = 0; i < 3; i++) {
         char p[64];
         size_t cnt;
         snprintf(p, sizeof p, "conv/%s", names[i]);
         double *e = rd(&h5, p, 0, &cnt);
-        snprintf(what, sizeof what, "%s %s", tag, names[i]);
+        snprintf(what, sizeof what, "%s %s", conv_pieces[pc].name, names[i]);
         score_add(&s, what, got[i], e, cnt, B_CONV, verbose);
         free(e);
     }
-    free(x), free(s0), free(w), free(dO), free(dS), free(dx), free(dw), free(dw2), free(ds0), free(dmid), free(smid);
+    free(x), free(s0), free(w), free(dO), free(dS), free(dx), free(dw), free(dwp), free(ds), free(dsp), free(states);
     free(tmp);
     lc_h5_close(&h5);
     return s;
@@ -747,6 +812,7 @@ static score plant_gdn_recurrent(const qref_vjp_faults *f) { return check_gdn(0,
 static score plant_gdn_chunked(const qref_vjp_faults *f) { return check_gdn(0, 1, f, 0); }
 static score plant_layer_gdn(const qref_vjp_faults *f) { return check_layer(0, f, 0); }
 static score plant_conv_chunks(const qref_vjp_faults *f) { return check_conv(1, f, 0); }
+static score plant_conv_short_chunks(const qref_vjp_faults *f) { return check_conv(2, f, 0); }
 static score plant_mrope(const qref_vjp_faults *f) { return check_mrope(f, 0); }
 static score plant_layer_attn(const qref_vjp_faults *f) { return check_layer(3, f, 0); }
 static score plant_l2norm(const qref_vjp_faults *f) { return check_l2norm(f, 0); }
@@ -763,6 +829,7 @@ static const struct {
     {F(gdn_no_decay), "gdn n70 chunked VJP vs autograd", plant_gdn_chunked},
     {F(beta_no_sigmoid), "dense GDN layer vs autograd", plant_layer_gdn},
     {F(conv_state_dropped), "conv over chunks 64+6 vs autograd", plant_conv_chunks},
+    {F(conv_state_dropped), "conv over chunks 64+4+1+1 vs autograd", plant_conv_short_chunks},
     {F(rope_wrong_way), "mrope vs autograd", plant_mrope},
     {F(rope_wrong_way), "dense attention layer vs autograd", plant_layer_attn},
     {F(l2norm_no_eps), "l2norm with zero rows vs autograd", plant_l2norm},
@@ -1125,7 +1192,7 @@ int main(void)
     tcase_add_test(tc, test_vjp_rmsnorms_golden);
     tcase_add_test(tc, test_vjp_l2norm_golden);
     tcase_add_test(tc, test_vjp_mrope_golden);
-    tcase_add_loop_test(tc, test_vjp_conv_golden, 0, 2);
+    tcase_add_loop_test(tc, test_vjp_conv_golden, 0, (int)(sizeof conv_pieces / sizeof conv_pieces[0]));
     tcase_add_loop_test(tc, test_vjp_layer_golden, 0, (int)(sizeof layer_cases / sizeof layer_cases[0]));
     tcase_add_test(tc, test_vjp_layer_errors);
     suite_add_tcase(s, tc);
@@ -1133,6 +1200,7 @@ int main(void)
     tcase_set_timeout(ta, 600);
     tcase_add_loop_test(ta, test_vjp_gdn_chunked_matches_recurrent, 0,
                         (int)(sizeof agree_chunks / sizeof agree_chunks[0]));
+    tcase_add_test(ta, test_vjp_null_output_gradients);
     tcase_add_loop_test(ta, test_vjp_layer_chunked_matches_recurrent, 0,
                         (int)(sizeof layer_agree / sizeof layer_agree[0]));
 #if defined(QREF_PRECISION_F64)
