@@ -17,10 +17,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "qref.h"
+#include "sha256.h"
 #include "synth.h"
 #include "check_main.h"
 
@@ -473,6 +476,292 @@ START_TEST(test_synth_bad_dir_and_names)
 }
 END_TEST
 
+
+/* ---------------------------------------------------------------- published-shape presets */
+
+/* Parameter count of a Qwen3.5 VLM checkpoint from its sizes, written out here from the
+ * architecture (not from the writer's table): text decoder, vision tower and one MTP layer. */
+typedef struct {
+    lc_synth_preset p;
+    int moe, vocab, hidden, inter, layers, full_every, heads, kv, hd, kh, vh, kd, vd;
+    int experts, topk, ei, si, tie, vdepth, vh_, vi, vheads, npos;
+    int tensors;                /* expected tensor count, -1: not checked */
+    long long params;           /* expected parameter count, -1: from the formula */
+} pub;
+
+static const pub pubs[] = {
+    /* Qwen3.5-0.8B as published: 488 tensors, 873,438,784 parameters (its safetensors file) */
+    {LC_SYNTH_Q35_0_8B, 0, 248320, 1024, 3584, 24, 4, 8, 2, 256, 16, 16, 128, 128, 0, 0, 0, 0, 1, 12, 768, 3072, 12,
+     2304, 488, 873438784LL},
+    {LC_SYNTH_Q35_4B_L4, 0, 248320, 2560, 9216, 4, 4, 16, 4, 256, 16, 32, 128, 128, 0, 0, 0, 0, 1, 4, 1024, 4096,
+     16, 2304, -1, -1},
+    {LC_SYNTH_Q35_35B_A3B_L2, 1, 248320, 2048, 0, 2, 2, 16, 2, 256, 16, 32, 128, 128, 256, 8, 512, 512, 0, 4, 1152,
+     4304, 16, 2304, -1, -1},
+};
+
+static long long mlp_params(const pub *w)
+{
+    long long H = w->hidden;
+    if (!w->moe)
+        return 3LL * H * w->inter;
+    return (long long)w->experts * H + 3LL * w->experts * H * w->ei + 3LL * H * w->si + H;
+}
+
+static long long attn_params(const pub *w)
+{
+    long long H = w->hidden, D = w->hd;
+    return 2LL * w->heads * D * H + 2LL * w->kv * D * H + (long long)w->heads * D * H + 2 * D;
+}
+
+static long long formula_params(const pub *w, long long *loaded)
+{
+    long long H = w->hidden, V = w->vocab;
+    long long C = 2LL * w->kh * w->kd + (long long)w->vh * w->vd;
+    long long gdn = C * H + (long long)w->vh * w->vd * H + 2LL * w->vh * H + C * 4 + 2LL * w->vh + w->vd +
+                    H * (long long)w->vh * w->vd;
+    long long text = V * H * (w->tie ? 1 : 2) + H;
+    for (int l = 0; l < w->layers; l++)
+        text += 2 * H + ((l + 1) % w->full_every ? gdn : attn_params(w)) + mlp_params(w);
+    long long Vh = w->vh_, Vi = w->vi;
+    long long vis = Vh * 3 * 2 * 16 * 16 + Vh + (long long)w->npos * Vh +
+                    w->vdepth * (4 * Vh + 3 * Vh * Vh + 3 * Vh + Vh * Vh + Vh + Vi * Vh + Vi + Vh * Vi + Vh) +
+                    2 * Vh + 16 * Vh * Vh + 4 * Vh + H * 4 * Vh + H;
+    long long mtp = 2 * H * H + 3 * H + 2 * H + attn_params(w) + mlp_params(w);
+    *loaded = text + vis;
+    return text + vis + mtp;
+}
+
+START_TEST(test_synth_published_sizes)
+{
+    const pub *w = &pubs[_i];
+    lc_synth_opts o = lc_synth_defaults();
+    o.preset = w->p;
+    o.dtype = LC_SYNTH_F32; /* ignored: published presets are BF16 */
+    o.shards = 7;           /* ignored too */
+    lc_synth_info info;
+    lc_error le = {0};
+    ck_assert_msg(lc_synth_plan(&o, &info, &le) == 0, "%s", le.msg);
+    long long loaded, params = formula_params(w, &loaded);
+    if (w->params >= 0)
+        ck_assert_msg(params == w->params, "%s: formula %lld, published %lld", lc_synth_preset_name(w->p), params,
+                      w->params);
+    ck_assert_msg(info.params == params && info.loaded_params == loaded, "%s: %lld params (%lld loaded), expected %lld (%lld)",
+                  lc_synth_preset_name(w->p), (long long)info.params, (long long)info.loaded_params, params, loaded);
+    if (w->tensors >= 0)
+        ck_assert_int_eq(info.tensors, w->tensors);
+    /* BF16 everywhere but A_log and the GDN norm weight (F32): 2 bytes a parameter plus 2 more
+     * for each of those */
+    long long gdn_layers = 0;
+    for (int l = 0; l < w->layers; l++)
+        gdn_layers += (l + 1) % w->full_every != 0;
+    ck_assert_int_eq(info.weight_bytes, 2 * params + 2 * gdn_layers * (w->vh + w->vd));
+    ck_assert_int_eq(lc_synth_preset_published(w->p), 1);
+}
+END_TEST
+
+/* config.json and preprocessor_config.json of the published presets load in the engine with the
+ * published values: rope theta 1e7 (text) / 1e4 (vision), partial rotary 64 of 256, MRoPE
+ * [11, 11, 10] interleaved, eps 1e-6, tokens 248053/248054/248056/248057, mean/std 0.5, resize
+ * bounds 65536 / 16777216 */
+START_TEST(test_synth_published_config)
+{
+    const pub *w = &pubs[_i];
+    lc_synth_opts o = lc_synth_defaults();
+    o.preset = w->p;
+    char dir[1024], name[64];
+    snprintf(name, sizeof name, "cfg-%s", lc_synth_preset_name(o.preset));
+    fresh_dir(dir, sizeof dir, name);
+    lc_error le = {0};
+    ck_assert_msg(lc_synth_write_config(dir, &o, &le) == 0, "%s: %s", name, le.msg);
+    ck_assert(file_exists(dir, "preprocessor_config.json"));
+    qref_config c;
+    qref_error qe = {0};
+    ck_assert_msg(qref_config_load(&c, dir, &qe) == QREF_OK, "%s: %s", name, qe.msg);
+    ck_assert_str_eq(c.model_type, w->moe ? "qwen3_5_moe" : "qwen3_5");
+    ck_assert_int_eq(c.vocab_size, w->vocab);
+    ck_assert_int_eq(c.hidden_size, w->hidden);
+    ck_assert_int_eq(c.num_layers, w->layers);
+    ck_assert_int_eq(c.num_heads, w->heads);
+    ck_assert_int_eq(c.num_kv_heads, w->kv);
+    ck_assert_int_eq(c.head_dim, w->hd);
+    ck_assert_int_eq(c.rotary_dim, 64);
+    ck_assert_int_eq(c.mrope_section[0], 11);
+    ck_assert_int_eq(c.mrope_section[1], 11);
+    ck_assert_int_eq(c.mrope_section[2], 10);
+    ck_assert_int_eq(c.mrope_interleaved, 1);
+    ck_assert(c.rope_theta == 1e7);
+    ck_assert(c.rms_norm_eps == 1e-6);
+    ck_assert_int_eq(c.lin_num_k_heads, w->kh);
+    ck_assert_int_eq(c.lin_num_v_heads, w->vh);
+    ck_assert_int_eq(c.tie_word_embeddings, w->tie);
+    ck_assert_int_eq(c.is_moe, w->moe);
+    if (w->moe) {
+        ck_assert_int_eq(c.num_experts, w->experts);
+        ck_assert_int_eq(c.num_experts_per_tok, w->topk);
+        ck_assert_int_eq(c.moe_intermediate_size, w->ei);
+        ck_assert_int_eq(c.shared_expert_intermediate_size, w->si);
+    } else {
+        ck_assert_int_eq(c.intermediate_size, w->inter);
+    }
+    for (int l = 0; l < c.num_layers; l++)
+        ck_assert_msg(c.layer_types[l] == ((l + 1) % w->full_every ? QREF_LAYER_LINEAR : QREF_LAYER_FULL),
+                      "%s: layer %d has type %d", name, l, c.layer_types[l]);
+    ck_assert_int_eq(c.image_token_id, 248056);
+    ck_assert_int_eq(c.video_token_id, 248057);
+    ck_assert_int_eq(c.vision_start_token_id, 248053);
+    ck_assert_int_eq(c.vision_end_token_id, 248054);
+    ck_assert_int_eq(c.has_vision, 1);
+    ck_assert_int_eq(c.vision.depth, w->vdepth);
+    ck_assert_int_eq(c.vision.hidden_size, w->vh_);
+    ck_assert_int_eq(c.vision.intermediate_size, w->vi);
+    ck_assert_int_eq(c.vision.num_heads, w->vheads);
+    ck_assert_int_eq(c.vision.out_hidden_size, w->hidden);
+    ck_assert_int_eq(c.vision.num_position_embeddings, w->npos);
+    ck_assert(c.vision.rope_theta == 1e4);
+    for (int k = 0; k < 3; k++)
+        ck_assert(c.preproc.image_mean[k] == 0.5 && c.preproc.image_std[k] == 0.5);
+    ck_assert_int_eq(c.preproc.min_pixels, 65536);
+    ck_assert_int_eq(c.preproc.max_pixels, 16777216);
+    ck_assert_int_eq(c.preproc.patch_size, 16);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- checkpoint hash and atomic writes */
+
+/* Removes dir/name and the files in it (a checkpoint directory left by an earlier run). */
+static void remove_sub(const char *dir, const char *name)
+{
+    char sub[1200];
+    snprintf(sub, sizeof sub, "%s/%s", dir, name);
+    DIR *d = opendir(sub);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char p[1500];
+        snprintf(p, sizeof p, "%s/%s", sub, e->d_name);
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            unlink(p);
+    }
+    closedir(d);
+    ck_assert_msg(rmdir(sub) == 0, "rmdir %s: %s", sub, strerror(errno));
+}
+
+static void hash_of_dir(const char *dir, char hex[65])
+{
+    lc_error le = {0};
+    ck_assert_msg(lc_synth_dir_hash(dir, hex, &le) == 0, "%s", le.msg);
+}
+
+/* the hash printed when writing, the hash streamed without writing and the hash of the files
+ * read back agree; two writes give the same hash; another seed gives another */
+START_TEST(test_synth_hash_agrees)
+{
+    lc_synth_opts o = lc_synth_defaults();
+    o.moe = 1;
+    o.shards = 3;
+    o.dtype = LC_SYNTH_BF16;
+    char root[1024], a[1100], b[1100];
+    fresh_dir(root, sizeof root, "hash");
+    snprintf(a, sizeof a, "%s/a", root);
+    snprintf(b, sizeof b, "%s/b", root);
+    remove_sub(root, "a");
+    remove_sub(root, "b");
+    char ha[65], hb[65], hs[65], da[65], hc[65];
+    lc_error le = {0};
+    lc_synth_info ia, is;
+    ck_assert_msg(lc_synth_write_checkpoint(a, &o, &ia, ha, &le) == 0, "%s", le.msg);
+    ck_assert_msg(lc_synth_write_checkpoint(b, &o, NULL, hb, &le) == 0, "%s", le.msg);
+    ck_assert_msg(lc_synth_hash(&o, &is, hs, &le) == 0, "%s", le.msg);
+    hash_of_dir(a, da);
+    ck_assert_str_eq(ha, hb);
+    ck_assert_str_eq(ha, hs);
+    ck_assert_str_eq(ha, da);
+    ck_assert_int_eq(ia.file_bytes, is.file_bytes);
+    /* the directory is complete: the checkpoint loads */
+    qref_model m;
+    qref_error qe = {0};
+    ck_assert_msg(qref_model_load(&m, a, &qe) == QREF_OK, "%s", qe.msg);
+    qref_model_free(&m);
+    /* no temporary left beside or inside */
+    long long bytes;
+    int hidden;
+    ck_assert_int_eq(list_dir(a, &bytes, &hidden), 5); /* 3 shards, index, config */
+    ck_assert_int_eq(hidden, 0);
+    ck_assert_int_eq(list_dir(root, &bytes, &hidden), 2);
+    o.seed = 2;
+    ck_assert_msg(lc_synth_hash(&o, NULL, hc, &le) == 0, "%s", le.msg);
+    ck_assert_str_ne(ha, hc);
+    /* an existing directory is refused, and left as it was */
+    ck_assert_int_eq(lc_synth_write_checkpoint(a, &o, NULL, hc, &le), LC_EINPUT);
+    ck_assert_msg(strstr(le.msg, "already exists") != NULL, "%s", le.msg);
+    hash_of_dir(a, da);
+    ck_assert_str_eq(ha, da);
+}
+END_TEST
+
+/* the directory hash is the sha256sum listing's hash: checked on a directory of known files
+ * (sha256 of "abc" and of "" from FIPS 180-2; the listing text hashed here by hand) */
+START_TEST(test_synth_dir_hash_definition)
+{
+    char dir[1024], p[1200];
+    fresh_dir(dir, sizeof dir, "listing");
+    snprintf(p, sizeof p, "%s/b.txt", dir);
+    FILE *f = fopen(p, "wb");
+    ck_assert(f && fwrite("abc", 1, 3, f) == 3 && fclose(f) == 0);
+    snprintf(p, sizeof p, "%s/a.json", dir);
+    f = fopen(p, "wb");
+    ck_assert(f && fclose(f) == 0);
+    snprintf(p, sizeof p, "%s/.hidden", dir); /* names starting with '.' are not part of it */
+    f = fopen(p, "wb");
+    ck_assert(f && fwrite("x", 1, 1, f) == 1 && fclose(f) == 0);
+    const char *listing = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  a.json\n"
+                          "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  b.txt\n";
+    lc_sha256 s;
+    uint8_t d[32];
+    char want[65], got[65];
+    lc_sha256_init(&s);
+    lc_sha256_update(&s, listing, strlen(listing));
+    lc_sha256_final(&s, d);
+    lc_sha256_hex(d, want);
+    hash_of_dir(dir, got);
+    ck_assert_str_eq(got, want);
+    lc_error le = {0};
+    ck_assert_int_eq(lc_synth_dir_hash(TMP_ROOT "/no/such", got, &le), LC_EINPUT);
+    ck_assert(le.msg[0]);
+}
+END_TEST
+
+/* a write that fails part-way (file size limit) leaves neither OUT nor a temporary directory */
+START_TEST(test_synth_partial_write_leaves_nothing)
+{
+    char root[1024], out[1100];
+    fresh_dir(root, sizeof root, "partial");
+    remove_sub(root, "ckpt");
+    snprintf(out, sizeof out, "%s/ckpt", root);
+    struct rlimit old, lim;
+    ck_assert(getrlimit(RLIMIT_FSIZE, &old) == 0);
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    lim = old;
+    lim.rlim_cur = 200000; /* bytes: the first shard of the tiny checkpoint is larger */
+    ck_assert(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+    lc_synth_opts o = lc_synth_defaults();
+    o.shards = 2;
+    char hex[65];
+    lc_error le = {0};
+    int rc = lc_synth_write_checkpoint(out, &o, NULL, hex, &le);
+    ck_assert(setrlimit(RLIMIT_FSIZE, &old) == 0);
+    signal(SIGXFSZ, prev);
+    ck_assert_msg(rc == LC_EINPUT, "returned %d: %s", rc, le.msg);
+    ck_assert_msg(strstr(le.msg, "write failed") != NULL, "%s", le.msg);
+    struct stat st;
+    ck_assert_msg(stat(out, &st) != 0, "%s exists after a failed write", out);
+    long long bytes;
+    int hidden;
+    ck_assert_msg(list_dir(root, &bytes, &hidden) == 0, "%s: a temporary directory was left", root);
+}
+END_TEST
+
 static Suite *synth_suite(void)
 {
     Suite *s = suite_create("synth");
@@ -485,7 +774,14 @@ static Suite *synth_suite(void)
     TCase *tp = tcase_create("presets");
     tcase_add_test(tp, test_synth_preset_shapes);
     tcase_add_test(tp, test_synth_medium_size);
+    tcase_add_loop_test(tp, test_synth_published_sizes, 0, (int)(sizeof pubs / sizeof pubs[0]));
+    tcase_add_loop_test(tp, test_synth_published_config, 0, (int)(sizeof pubs / sizeof pubs[0]));
     suite_add_tcase(s, tp);
+    TCase *th = tcase_create("hash");
+    tcase_add_test(th, test_synth_hash_agrees);
+    tcase_add_test(th, test_synth_dir_hash_definition);
+    tcase_add_test(th, test_synth_partial_write_leaves_nothing);
+    suite_add_tcase(s, th);
     TCase *tb = tcase_create("errors");
     tcase_add_loop_test(tb, test_synth_bad_options, 0, (int)(sizeof bad / sizeof bad[0]));
     tcase_add_test(tb, test_synth_bad_dir_and_names);

@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Writes the real-scale case files of cases/real/ (one per synthetic checkpoint): token ids
+drawn with an integer hash (the same on every machine), images from golden/real/images/.
+
+    python3 cases/real/make_cases.py
+
+The checkpoint hashes are what `logitcheck synth --preset P --seed 1` prints; README.md in this
+folder lists the keys that the current catalog schema does not have yet.
+"""
+import json
+import os
+import re
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+IMG = "golden/real/images/"
+VOCAB_TEXT = 248044  # ids below the first special token (248044 = bos/eos)
+
+SHA = {
+    "qwen3.5-0.8b": "c822383adbcfc8c6348274a0acfac9e577cc2355a7f015246e932dfaafafb4cc",
+    "qwen3.5-4b-l4": "87ff4099c03f0396b9243ef24ae8c8ff6aa880e86d05d156e8903362304f6a38",
+    "qwen3.5-35b-a3b-l2": "c595636516aff6fbf76f9280ceeacb09bbbb11cb5f2f472429621670b35108b8",
+}
+
+# the class bounds of today's catalog (cases/README.md, "engine against transformers"); the
+# per-case bounds from measured floors are phase 2 (issue 9, item 4)
+BOUNDS = {"f32": {"max_abs": 5e-4, "top1_agree": 1.0}, "f64": {"max_abs": 1e-9, "top1_agree": 1.0}}
+SWEEP = [64, 128, 512, 63, 65, 127, 129, 511, 513]
+
+
+def mix(z):
+    z &= (1 << 64) - 1
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & ((1 << 64) - 1)
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & ((1 << 64) - 1)
+    return z ^ (z >> 31)
+
+
+def ids(stream, n):
+    """n token ids of stream `stream` (an integer), uniform over the text vocabulary."""
+    return [mix((stream << 32) + i) % VOCAB_TEXT for i in range(n)]
+
+
+def case(preset, name, kind, description, labels, **kw):
+    c = {"name": name, "kind": kind, "checkpoint": f"real-checkpoints/{preset}-s1",
+         "golden": f"golden/real/{preset}.h5", "labels": ["real"] + labels, "description": description}
+    c.update(kw)
+    c["bounds"] = BOUNDS
+    c["checkpoint_synth"] = {"preset": preset, "seed": 1, "sha256": SHA[preset]}
+    c["golden_layout"] = "sparse-v1"
+    return c
+
+
+def cases_08():
+    p = "qwen3.5-0.8b"
+    return [
+        case(p, "real08.golden.text_2048", "golden",
+             "2048-token prompt and 8 decode steps after it: GDN chunk boundaries (32 chunks of 64), the "
+             "head-dim-256 attention kernel and the 248320-row lm_head at real scale.",
+             ["long", "decode"], prompt=[{"ids": ids(1, 2048)}], decode={"greedy": 8}, chunk_sweep=SWEEP),
+        case(p, "real08.golden.text_8192", "golden",
+             "8192-token prompt: state carried through 128 GDN chunks and across 2176-token cache blocks; "
+             "positions far beyond every fixture.",
+             ["long", "slow"], prompt=[{"ids": ids(2, 8192)}], decode={"greedy": 2}, chunk_sweep=[64, 512, 513]),
+        case(p, "real08.golden.text_1089", "golden",
+             "A prompt of 1089 = 17*64 + 1 tokens: the last GDN chunk holds one token.",
+             ["long"], prompt=[{"ids": ids(3, 1089)}], decode={"greedy": 4}, chunk_sweep=[64, 65, 63]),
+        case(p, "real08.golden.image_odd", "golden",
+             "A 500x375 image (neither side a multiple of 32) after 40 text tokens: resize rounding, the "
+             "12-block 768-wide vision tower, and GDN chunks of 64 ending inside the image.",
+             ["image", "chunk_in_image"],
+             prompt=[{"ids": ids(4, 40)}, {"image": IMG + "odd_500x375.png"}, {"ids": ids(5, 24)}],
+             decode={"greedy": 4}, chunk_sweep=[64, 65, 128]),
+        case(p, "real08.golden.image_hd", "golden",
+             "A 1920x1080 image under a max_pixels bound of 1003520: smart_resize's floor branch scales it "
+             "to 736x1312 (943 image tokens).",
+             ["image", "max_pixels"],
+             prompt=[{"ids": ids(6, 12)}, {"image": IMG + "hd_1920x1080.png"}, {"ids": ids(7, 12)}],
+             decode={"greedy": 2}, image_max_pixels=1003520),
+        case(p, "real08.golden.image_tiny", "golden",
+             "A 20x20 image below min_pixels (65536): smart_resize's ceil branch scales it up.",
+             ["image", "min_pixels"],
+             prompt=[{"ids": ids(8, 9)}, {"image": IMG + "tiny_20x20.png"}, {"ids": ids(9, 9)}],
+             decode={"greedy": 3}),
+        case(p, "real08.golden.image_half", "golden",
+             "A 464x304 image: 14.5 and 9.5 patch-merge blocks, so round-half-even (14 down, 10 up) decides "
+             "the grid; round-half-up gives another token count.",
+             ["image", "rounding"],
+             prompt=[{"ids": ids(10, 17)}, {"image": IMG + "half_464x304.png"}, {"ids": ids(11, 15)}],
+             decode={"greedy": 3}),
+        case(p, "real08.multi_image.adjacent", "multi_image",
+             "Two images with no text between them (vision_end then vision_start): the second image's "
+             "positions start right after the first's.",
+             ["image", "adjacent"],
+             prompt=[{"ids": ids(12, 11)}, {"image": IMG + "adj_a_256x256.png"},
+                     {"image": IMG + "adj_b_448x192.png"}, {"ids": ids(13, 13)}],
+             decode={"greedy": 3}),
+        case(p, "real08.batch.left_pad", "batch",
+             "A left-padded batch of three rows of 148, 138 and 125 tokens (0, 10 and 23 pads), images in "
+             "two rows: pads must leave GDN state and positions untouched, each row's rope delta is its own.",
+             ["batch", "image", "pads"], pad_id=248044,
+             rows=[[{"ids": ids(14, 50)}, {"image": IMG + "adj_b_448x192.png"}, {"ids": ids(15, 12)}],
+                   [{"ids": ids(16, 64)}, {"image": IMG + "adj_a_256x256.png"}, {"ids": ids(17, 8)}],
+                   [{"ids": ids(18, 125)}]],
+             decode={"greedy": 3}),
+        case(p, "real08.batch.pad_one", "batch",
+             "A batch of one row with 5 left pads: the single-row path with a mask.",
+             ["batch", "pads"], pad_id=248044, rows=[[{"ids": ids(19, 70)}]], pad_to=75, decode={"greedy": 3}),
+    ]
+
+
+def cases_4b():
+    p = "qwen3.5-4b-l4"
+    return [
+        case(p, "real4b.golden.text_577", "golden",
+             "577 = 9*64 + 1 tokens through 32 GDN value heads reading 16 key heads (value head j reads "
+             "key head j/2), hidden 2560, 16/4 attention heads.",
+             ["long", "gqa_gdn"], prompt=[{"ids": ids(21, 577)}], decode={"greedy": 4}, chunk_sweep=[64, 65, 128]),
+        case(p, "real4b.golden.image_odd", "golden",
+             "The 500x375 image through the 1024-wide, 16-head vision tower (head dim 64) merged to 2560.",
+             ["image"], prompt=[{"ids": ids(22, 20)}, {"image": IMG + "odd_500x375.png"}, {"ids": ids(23, 10)}],
+             decode={"greedy": 2}),
+    ]
+
+
+def cases_35b():
+    p = "qwen3.5-35b-a3b-l2"
+    return [
+        case(p, "real35.golden.text_577", "golden",
+             "577 tokens through 256 experts (top 8, width 512) and a gated shared expert, GDN 16/32 heads, "
+             "untied lm_head.",
+             ["long", "moe"], prompt=[{"ids": ids(31, 577)}], decode={"greedy": 4}, chunk_sweep=[64, 65]),
+        case(p, "real35.golden.image_half", "golden",
+             "The 464x304 image through the 1152-wide vision tower (16 heads of 72) merged to 2048, then "
+             "the MoE decoder.",
+             ["image", "moe"], prompt=[{"ids": ids(32, 8)}, {"image": IMG + "half_464x304.png"},
+                                       {"ids": ids(33, 8)}], decode={"greedy": 2}),
+    ]
+
+
+def main():
+    for preset, items in (("qwen3.5-0.8b", cases_08()), ("qwen3.5-4b-l4", cases_4b()),
+                          ("qwen3.5-35b-a3b-l2", cases_35b())):
+        path = os.path.join(HERE, f"{preset}.json")
+        text = json.dumps({"cases": items}, indent=1)
+        # number lists on one line each
+        text = re.sub(r"\[\s*([-0-9., \n]+?)\s*\]", lambda m: "[" + ", ".join(m.group(1).split()).replace(",,", ",") + "]", text)
+        with open(path, "w") as f:
+            f.write(text + "\n")
+        print(f"{path}: {len(items)} cases, {len(text)} bytes")
+
+
+if __name__ == "__main__":
+    main()
