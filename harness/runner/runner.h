@@ -11,6 +11,7 @@
 
 #include "cases.h"
 #include "qref.h"
+#include "qref_faults.h"
 #include "results.h"
 
 /* Loaded checkpoints, shared by the cases of one run (a model is read-only once loaded). */
