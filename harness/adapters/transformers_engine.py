@@ -19,9 +19,11 @@ transformers only; PIL, which transformers' image processors use, for images):
              that cache
   taps       hidden states (forward hooks on the decoder input and each decoder layer), merged
              vision embeddings, the text rotary embedding's cos/sin
+  state      the cache's tensors, layer by layer: a linear-attention layer's conv state (the
+             last conv_kernel inputs, as transformers keeps them) then its recurrent state, an
+             attention layer's keys then values
 
-Not offered: `state` (transformers' cache layout is its own; comparing it is left to the
-engine's own tests) and `gdn_mode` (transformers chooses its GDN path itself).
+Not offered: `gdn_mode` (transformers chooses its GDN path itself).
 The declared precision follows --dtype. Everything but protocol replies goes to stderr.
 """
 import argparse
@@ -32,7 +34,7 @@ import sys
 import traceback
 
 PROTOCOL = 1
-CAPS_BASE = ["positions", "snapshot", "batch", "hidden", "vision", "partial_vision", "rope"]
+CAPS_BASE = ["positions", "snapshot", "batch", "state", "hidden", "vision", "partial_vision", "rope"]
 PRECISION = {"float32": "f32", "bfloat16": "bf16", "float16": "f16", "float64": "f64"}
 
 
@@ -318,7 +320,8 @@ class Server:
         self.w.reply(rid, None, [("rope", self.b.rope(pos))])
 
     def op_state(self, rid, req):
-        raise Unsupported("state: not offered by this adapter")
+        s = self.single(need(req, "seq"))
+        self.w.reply(rid, {"len": s.length}, [("state", self.b.state(s))])
 
 
 class Seq:
@@ -617,6 +620,21 @@ class TransformersBackend:
         return logits[:, -1]
 
     # ---- taps
+
+    def state(self, s):
+        """The sequence's cache flattened layer by layer (f32, or f64 for a float64 model: every
+        cache dtype converts exactly)."""
+        torch = self.torch
+        out_dt = torch.float64 if self.dtype == torch.float64 else torch.float32
+        parts = []
+        for layer in (s.cache.layers if s.cache is not None else []):
+            if hasattr(layer, "conv_states"):
+                for t in (layer.conv_states.get(0), layer.recurrent_states.get(0)):
+                    if t is not None:
+                        parts.append(t.reshape(-1).to(out_dt))
+            if getattr(layer, "keys", None) is not None and torch.is_tensor(layer.keys):
+                parts += [layer.keys.reshape(-1).to(out_dt), layer.values.reshape(-1).to(out_dt)]
+        return torch.cat(parts) if parts else torch.zeros(0, dtype=out_dt)
 
     def vision(self, p):
         if p.features is None:

@@ -18,6 +18,9 @@
  *                                                  non-JSON hello, protocol version 99
  * --once FILE: fault only while FILE does not exist (it is created when the fault fires), so
  * the restarted engine behaves. Every start writes one line to stderr.
+ * --proxy CMD: instead of the toy model, forward every request to the engine CMD (e.g.
+ * `logitcheck serve`) and its replies back, planting the fault in the stream: the whole
+ * catalog then runs against a real engine that misbehaves once.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -26,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -416,8 +420,134 @@ static void handle(const cJSON *r, long id, const char *op)
         refuse(id, "unsupported", "bad_engine: unknown op");
 }
 
+/* ---------------------------------------------------------------- proxy mode */
+
+static FILE *child_in, *child_out;
+
+static void proxy_start(const char *cmd)
+{
+    int in[2], out[2];
+    if (pipe(in) || pipe(out)) {
+        perror("bad_engine: pipe");
+        exit(3);
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[0]), close(in[1]), close(out[0]), close(out[1]);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    child_in = fdopen(in[1], "w");
+    child_out = fdopen(out[0], "r");
+}
+
+static size_t esize_of(const char *dt)
+{
+    return !strcmp(dt, "f64") || !strcmp(dt, "i64") ? 8 : !strcmp(dt, "f32") || !strcmp(dt, "i32") ? 4 : 2;
+}
+
+/* Forwards one request line and its reply, planting the payload faults. */
+static void proxy_one(const char *line)
+{
+    fputs(line, child_in);
+    fflush(child_in);
+    char *hl = NULL;
+    size_t cap = 0;
+    if (getline(&hl, &cap, child_out) <= 0) {
+        fprintf(stderr, "bad_engine: the proxied engine closed its stdout\n");
+        exit(3);
+    }
+    cJSON *h = cJSON_Parse(hl);
+    free(hl);
+    cJSON *ts = cJSON_GetObjectItem(h, "tensors"), *t;
+    int nt = cJSON_GetArraySize(ts), k = 0;
+    unsigned char **data = calloc((size_t)nt + 1, sizeof *data);
+    size_t *len = calloc((size_t)nt + 1, sizeof *len);
+    cJSON_ArrayForEach(t, ts)
+    {
+        len[k] = (size_t)cJSON_GetObjectItem(t, "bytes")->valuedouble;
+        data[k] = malloc(len[k] + 64);
+        if (fread(data[k], 1, len[k], child_out) != len[k]) {
+            fprintf(stderr, "bad_engine: short payload from the proxied engine\n");
+            exit(3);
+        }
+        k++;
+    }
+    if (fault_seen && !strcmp(fault, "protocol"))
+        cJSON_ReplaceItemInObject(h, "protocol", cJSON_CreateNumber(99));
+    if (fault_seen && !strcmp(fault, "garbage_hello")) {
+        fputs("Welcome to my engine!\n", stdout);
+        fflush(stdout);
+        goto done;
+    }
+    k = 0;
+    cJSON_ArrayForEach(t, ts)
+    {
+        const char *dt = cJSON_GetObjectItem(t, "dtype")->valuestring;
+        cJSON *sh = cJSON_GetObjectItem(t, "shape");
+        size_t es = esize_of(dt);
+        if (fault_seen && !strcmp(fault, "nan") && len[k] >= 4 * es) {
+            if (es == 8) {
+                double v = NAN;
+                memcpy(data[k] + 3 * es, &v, 8);
+            } else {
+                float v = NAN;
+                memcpy(data[k] + 3 * es, &v, 4);
+            }
+        } else if (fault_seen && !strcmp(fault, "wrong_shape")) {
+            int nd = cJSON_GetArraySize(sh);
+            cJSON *last = cJSON_GetArrayItem(sh, nd - 1);
+            size_t rows = len[k] / es / (size_t)last->valuedouble;
+            cJSON_SetNumberValue(last, last->valuedouble + 1);
+            unsigned char *nb = calloc(len[k] + rows * es + 1, 1);
+            memcpy(nb, data[k], len[k]); /* the values no longer line up: only the shape is checked */
+            free(data[k]);
+            data[k] = nb;
+            len[k] += rows * es;
+            cJSON_SetNumberValue(cJSON_GetObjectItem(t, "bytes"), (double)len[k]);
+        } else if (fault_seen && !strcmp(fault, "wrong_dtype"))
+            cJSON_SetValuestring(cJSON_GetObjectItem(t, "dtype"), es == 8 ? "i64" : "i32");
+        else if (fault_seen && !strcmp(fault, "wrong_size"))
+            cJSON_SetNumberValue(cJSON_GetObjectItem(t, "bytes"), (double)(len[k] - es));
+        k++;
+        break; /* the first tensor only */
+    }
+    if (fault_seen && !strcmp(fault, "huge") && nt > 0) {
+        t = cJSON_GetArrayItem(ts, 0);
+        cJSON_ReplaceItemInObject(t, "shape", cJSON_CreateIntArray((const int[]){1000000, 1000000}, 2));
+        cJSON_SetNumberValue(cJSON_GetObjectItem(t, "bytes"), 8e12);
+        put_header(h);
+        fflush(stdout);
+        h = NULL;
+        goto done;
+    }
+    put_header(h);
+    h = NULL;
+    for (k = 0; k < nt; k++) {
+        size_t n = len[k];
+        if (fault_seen && !strcmp(fault, "short_payload")) {
+            fwrite(data[k], 1, n / 2, stdout);
+            fflush(stdout);
+            exit(0);
+        }
+        fwrite(data[k], 1, n, stdout);
+    }
+    fflush(stdout);
+done:
+    cJSON_Delete(h);
+    for (k = 0; k < nt; k++)
+        free(data[k]);
+    free(data);
+    free(len);
+}
+
 int main(int argc, char **argv)
 {
+    const char *proxy = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--fault"))
             fault = argv[i + 1];
@@ -427,6 +557,8 @@ int main(int argc, char **argv)
             once_file = argv[i + 1];
         else if (!strcmp(argv[i], "--after"))
             fault_after = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--proxy"))
+            proxy = argv[i + 1];
         else {
             fprintf(stderr, "bad_engine: unknown option %s\n", argv[i]);
             return 2;
@@ -437,6 +569,8 @@ int main(int argc, char **argv)
     if (fault && once_file && access(once_file, F_OK) == 0)
         fault = NULL; /* fired in an earlier life */
     fprintf(stderr, "bad_engine: started (fault %s at %s)\n", fault ? fault : "none", fault_at ? fault_at : "-");
+    if (proxy)
+        proxy_start(proxy);
     char *line = NULL;
     size_t cap = 0;
     int seen_at = 0;
@@ -475,7 +609,10 @@ int main(int argc, char **argv)
                 continue;
             }
         }
-        handle(r, id, op);
+        if (proxy)
+            proxy_one(line);
+        else
+            handle(r, id, op);
         cJSON_Delete(r);
     }
     free(line);

@@ -44,7 +44,7 @@ class FakeBackend:
 
     def describe(self):
         return {"name": "fake-transformers", "version": "0", "precision": "f64", "detail": "toy numpy model",
-                "capabilities": ["positions", "snapshot", "batch", "hidden", "rope"]}
+                "capabilities": ["positions", "snapshot", "batch", "state", "hidden", "rope"]}
 
     def load(self, ckpt):
         self.loaded = True
@@ -110,6 +110,9 @@ class FakeBackend:
 
     def vision(self, p):
         return np.zeros((0, H))
+
+    def state(self, s):
+        return np.array([float(s.length), float(s.cache.h if s.cache else 0)])
 
     def rope(self, positions):
         t = np.array(positions[0], dtype=np.float64)[:, None]
@@ -187,7 +190,9 @@ def self_test():
     assert bd["logits"].shape == (2, V), bd
     h, r = c.call("rope", positions=[[0, 7], [0, 7], [0, 7]])
     assert r["rope"].shape == (2, R) and abs(r["rope"][1, 0] - np.cos(7.0)) < 1e-15, r
-    h, _ = c.call("state", seq=s1)
+    h, st = c.call("state", seq=s1)
+    assert h["ok"] and h["len"] == 12 and st["state"].shape == (2,), (h, st)
+    h, _ = c.call("state", seq=b1)
     assert not h["ok"] and h["kind"] == "unsupported", h
     h, _ = c.call("no_such_op")
     assert not h["ok"] and h["kind"] == "unsupported", h
