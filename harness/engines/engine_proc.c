@@ -1338,6 +1338,8 @@ static void proc_shutdown(proc *p)
     }
 }
 
+/* Spawns the command and reads its hello into e->info; reports name the command beside what
+ * the engine says of itself (detail). */
 static int start(lc_engine *e, lc_error *err)
 {
     proc *p = P(e);
@@ -1345,7 +1347,11 @@ static int start(lc_engine *e, lc_error *err)
     if (rc)
         return rc;
     p->next_id = 0;
-    return hello(p, &e->info, err);
+    if ((rc = hello(p, &e->info, err)))
+        return rc;
+    size_t dl = strlen(e->info.detail);
+    snprintf(e->info.detail + dl, sizeof e->info.detail - dl, "%scommand: %.200s", dl ? "; " : "", p->cmd);
+    return LC_OK;
 }
 
 static int op_restart(lc_engine *e, lc_error *err)

@@ -518,7 +518,11 @@ static void proxy_one(const char *line)
     }
     if (fault_seen && !strcmp(fault, "huge") && nt > 0) {
         t = cJSON_GetArrayItem(ts, 0);
-        cJSON_ReplaceItemInObject(t, "shape", cJSON_CreateIntArray((const int[]){1000000, 1000000}, 2));
+        int nd = cJSON_GetArraySize(cJSON_GetObjectItem(t, "shape"));
+        cJSON *big = cJSON_CreateArray();
+        for (int d = 0; d < nd; d++)
+            cJSON_AddItemToArray(big, cJSON_CreateNumber(nd == 1 ? 1e12 : 1e6));
+        cJSON_ReplaceItemInObject(t, "shape", big);
         cJSON_SetNumberValue(cJSON_GetObjectItem(t, "bytes"), 8e12);
         put_header(h);
         fflush(stdout);
