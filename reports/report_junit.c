@@ -14,7 +14,7 @@ static void attr(FILE *f, const char *name, const char *value)
     fputc('"', f);
 }
 
-/* One line per failing check: "prefill vs golden: max_abs 1.2e-03 > 5e-04 at pos 7, token 3" */
+/* One line per failing check: "prefill vs golden [prefill_logits]: max_abs 1.2e-03 > 5e-04 at pos 7, token 3" */
 static void failing_checks(FILE *f, const lc_case_result *c)
 {
     char v[LC__NUM_LEN], b[LC__NUM_LEN], m[LC__NUM_LEN], w[160], line[512];
@@ -25,7 +25,7 @@ static void failing_checks(FILE *f, const lc_case_result *c)
             if (q->pass)
                 continue;
             lc__where(w, sizeof w, k, q->metric);
-            snprintf(line, sizeof line, "%s: %s %s, bound %s %s, margin %s%s%s\n", k->name,
+            snprintf(line, sizeof line, "%s [%s]: %s %s, bound %s %s, margin %s%s%s\n", k->name, k->id,
                      lc_metric_name(q->metric), lc__num(v, q->value), lc__relation(q->metric, 1),
                      lc__num(b, q->bound), lc__num(m, q->margin), w[0] ? ", " : "", w);
             lc__put_xml(f, line, 0);

@@ -135,6 +135,8 @@ static void failed_section(FILE *f, const lc_run_result *r)
                     fputs("| ", f);
                     md_code(f, c->name);
                     fputs(" | ", f);
+                    md_code(f, k->id);
+                    fputs(" ", f);
                     md_text(f, k->name);
                     fputs(" | ", f);
                     check_cells(f, &k->checks[q]);
@@ -208,6 +210,8 @@ static void move_row(FILE *f, const lc__move *m)
     fputs("| ", f);
     md_code(f, m->c->name);
     fputs(" | ", f);
+    md_code(f, m->k->id);
+    fputs(" ", f);
     md_text(f, m->k->name);
     fprintf(f, " | %s | %s | %s | %s | ", lc_metric_name(m->metric), lc__num(b, m->base),
             lc__num(v, m->value), lc__num(q, m->ratio));
@@ -247,7 +251,7 @@ static void moved_section(FILE *f, const lc_run_result *base, const lc__move *ro
             fputs("- ", f);
             md_code(f, m->c->name);
             fputs(m->k ? ": new comparison " : ": comparison gone ", f);
-            md_code(f, m->k ? m->k->name : m->bk->name);
+            md_code(f, m->k ? m->k->id : m->bk->id);
             fputs("\n", f);
         } else if (m->c || m->bc) {
             fputs(m->c ? "- new case " : "- case gone (only in the base run) ", f);

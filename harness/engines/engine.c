@@ -10,23 +10,14 @@
 
 /* ---------------------------------------------------------------- names */
 
-static const char *const eprec_names[] = {
-#define LC__EPREC_NAME(id, name) name,
-    LC_EPREC_MAP(LC__EPREC_NAME)
-#undef LC__EPREC_NAME
-};
-
 const char *lc_eprec_name(lc_eprec p)
 {
-    return p >= 0 && p < LC_EPREC_COUNT ? eprec_names[p] : "unknown";
+    return lc_precision_name(p);
 }
 
 lc_eprec lc_eprec_from_name(const char *s)
 {
-    for (int p = 0; s && p < LC_EPREC_COUNT; p++)
-        if (!strcmp(s, eprec_names[p]))
-            return (lc_eprec)p;
-    return LC_EPREC_UNKNOWN;
+    return lc_precision_from_name(s);
 }
 
 static const char *const cap_names[] = {

@@ -48,6 +48,7 @@
 #include <stdint.h>
 
 #include "lc_error.h"
+#include "lc_precision.h"
 
 /* Engine-side failure (crash, hang, malformed reply): the case is an ERROR, the run goes on. */
 #define LC_EENGINE 4
@@ -56,20 +57,17 @@
 
 /* ---------------------------------------------------------------- description */
 
-/* Compute precision an engine declares; selects the bounds of every comparison. */
-#define LC_EPREC_MAP(X) \
-    X(F64, "f64")       \
-    X(F32, "f32")       \
-    X(BF16, "bf16")     \
-    X(F16, "f16")
-
-typedef enum {
-    LC_EPREC_UNKNOWN = -1,
-#define LC__EPREC_ENUM(id, name) LC_EPREC_##id,
-    LC_EPREC_MAP(LC__EPREC_ENUM)
-#undef LC__EPREC_ENUM
-    LC_EPREC_COUNT
-} lc_eprec;
+/* Compute precision an engine declares; selects the bounds of every comparison. The one
+ * table of precisions is records/lc_precision.h (shared with the catalog's bounds); these are
+ * its names on the engine side. */
+typedef lc_precision lc_eprec;
+#define LC_EPREC_UNKNOWN LC_PREC_UNKNOWN
+#define LC_EPREC_F64 LC_PREC_F64
+#define LC_EPREC_F32 LC_PREC_F32
+#define LC_EPREC_BF16 LC_PREC_BF16
+#define LC_EPREC_F16 LC_PREC_F16
+#define LC_EPREC_COUNT LC_PREC_COUNT
+#define LC_EPREC_MAP LC_PRECISION_MAP
 
 const char *lc_eprec_name(lc_eprec p);       /* "f64"...; "unknown" out of range */
 lc_eprec lc_eprec_from_name(const char *s);  /* LC_EPREC_UNKNOWN when not a name */
