@@ -2,7 +2,8 @@
  * logitcheck run | list.
  *
  *   run [CASE|GLOB ...] [--label L ...] [--root DIR] [--cases DIR] [--report DIR]
- *       [--results FILE.json] [--base FILE.json] [--engine ENGINE] [--inject FAULT ...] [--all]
+ *       [--results FILE.json] [--base FILE.json] [--engine ENGINE] [--engine-timeout S]
+ *       [--engine-log FILE] [--inject FAULT ...] [--all]
  *   list [CASE|GLOB ...] [--label L ...] [--root DIR] [--cases DIR]
  */
 #include <stdio.h>
@@ -28,7 +29,8 @@ typedef struct {
     int n_patterns;
     const char *labels[MAX_ARGS];
     int n_labels;
-    const char *root, *cases, *report, *results, *base, *engine;
+    const char *root, *cases, *report, *results, *base, *engine, *engine_log;
+    double engine_timeout;      /* --engine-timeout S: per request of a process engine (0: default) */
     int all;
     lc_fault_set faults;
     int n_faults;
@@ -62,12 +64,18 @@ static void run_usage(FILE *to)
     fprintf(to,
             "usage: logitcheck run [CASE|GLOB ...] [--label L ...] [--all] [--root DIR] [--cases DIR]\n"
             "                      [--report DIR] [--results FILE.json] [--base FILE.json] [--engine ENGINE]\n"
-            "                      [--inject FAULT ...]\n"
+            "                      [--engine-timeout S] [--engine-log FILE] [--inject FAULT ...]\n"
             "  With no CASE and no --label: every case not labelled 'slow' (--all: every case).\n"
             "  --report DIR   write report.md, report.html (+ plots), results.json, junit.xml (default:\n"
             "                 logitcheck-report)\n"
             "  --base FILE    a results.json of an earlier run: the reports show what moved\n"
-            "  --engine ENGINE  the engine under test: 'ref' (default), the in-process reference engine\n"
+            "  --engine ENGINE  the engine under test: 'ref' (default), the in-process reference engine;\n"
+            "                 any other value is a command, run through /bin/sh -c, that speaks the engine\n"
+            "                 protocol (harness/PROTOCOL.md), e.g. 'logitcheck serve' or\n"
+            "                 'python3 harness/adapters/transformers_engine.py --dtype bfloat16 --device cuda'\n"
+            "  --engine-timeout S  seconds a process engine may take for one reply (default 600); past it\n"
+            "                 the engine is killed, the case is an ERROR and the engine is restarted\n"
+            "  --engine-log FILE   append a process engine's stderr to FILE (default: passed through)\n"
             "  --inject FAULT run the in-process engine with a planted bug (proves the cases catch it):\n");
     lc_fault_usage(to, "                   ");
     fprintf(to, "Exit codes: 0 every case passed, 1 a case failed its bounds, 2 bad usage or input (or a case\n"
@@ -112,6 +120,14 @@ static int parse_run_args(int argc, char **argv, run_args *a, int for_list)
             a->base = v;
         else if (!for_list && !strcmp(k, "--engine"))
             a->engine = v;
+        else if (!for_list && !strcmp(k, "--engine-log"))
+            a->engine_log = v;
+        else if (!for_list && !strcmp(k, "--engine-timeout")) {
+            char *end = NULL;
+            a->engine_timeout = strtod(v, &end);
+            if (end == v || *end || !(a->engine_timeout > 0) || a->engine_timeout > 1e9)
+                return fprintf(stderr, "logitcheck run: --engine-timeout '%s': expected a number of seconds > 0\n", v), 2;
+        }
         else if (!for_list && !strcmp(k, "--inject")) {
             lc_error err = {0};
             if (lc_fault_parse(&a->faults, v, &err))
@@ -237,7 +253,17 @@ int lc_cmd_run(int argc, char **argv)
     a.opts.root = a.root;
     lc_engine *engine = NULL;
     lc_error eerr = {0};
-    if ((rc = lc_engine_from_cli(&engine, a.engine, a.n_faults ? &a.faults : NULL, &eerr))) {
+    if (a.engine && strcmp(a.engine, "ref") && a.n_faults) {
+        fprintf(stderr, "logitcheck run: --inject plants bugs in the in-process engine; for a served one use "
+                        "--engine 'logitcheck serve --inject FAULT'\n");
+        lc_catalog_free(&cat);
+        return 2;
+    }
+    if (a.engine && strcmp(a.engine, "ref")) /* an engine in another process (PROTOCOL.md) */
+        rc = lc_engine_proc_new(&engine, a.engine, a.engine_timeout, a.engine_log, &eerr);
+    else
+        rc = lc_engine_from_cli(&engine, a.engine, a.n_faults ? &a.faults : NULL, &eerr);
+    if (rc) {
         fprintf(stderr, "logitcheck run: %s\n", eerr.msg);
         lc_catalog_free(&cat);
         return rc == LC_EINPUT ? 2 : rc == LC_EENGINE ? 2 : 3;
