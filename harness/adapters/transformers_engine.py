@@ -224,9 +224,8 @@ class Server:
         a, b = need(req, "from"), need(req, "to")
         if not 0 <= a < b <= p.n:
             raise InputError(f"span [{a}, {b}) is not inside the prompt's {p.n} tokens")
-        if s.length != a or (a > 0 and s.prompt != ph):
-            raise InputError(f"the sequence holds {s.length} tokens{'' if s.prompt in (None, ph) else ' of another prompt'}, "
-                             f"the span starts at {a}")
+        if s.length != a:
+            raise InputError(f"the sequence holds {s.length} tokens, the span starts at {a}")
         sel = req.get("logits")
         if sel not in ("none", "last", "all"):
             raise InputError('request field "logits" is none of "none", "last", "all"')
@@ -320,8 +319,9 @@ class Server:
         self.w.reply(rid, None, [("rope", self.b.rope(pos))])
 
     def op_state(self, rid, req):
-        s = self.single(need(req, "seq"))
-        self.w.reply(rid, {"len": s.length}, [("state", self.b.state(s))])
+        s = self.handle_of(self.seqs, "sequence", need(req, "seq"))
+        st = self.b.state(s) if s.group is None else self.b.state_row(s.group, s.row)
+        self.w.reply(rid, {"len": s.length}, [("state", st)])
 
 
 class Seq:
@@ -363,6 +363,9 @@ class TransformersBackend:
             raise SystemExit("transformers_engine: --device cuda, but torch sees no CUDA device")
         if args.threads:
             torch.set_num_threads(args.threads)
+        if args.tf32 == "off":
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         torch.set_grad_enabled(False)
         try:
             import PIL  # noqa: F401  (the image processors decode PNG through PIL)
@@ -380,7 +383,7 @@ class TransformersBackend:
             dev = f"cuda ({self.torch.cuda.get_device_name(0)})"
         return {"name": "transformers", "version": self.tf.__version__, "precision": PRECISION[self.args.dtype],
                 "detail": f"{self.args.dtype}, {dev}, attn {self.args.attn}, experts {self.args.experts}, "
-                          f"torch {self.torch.__version__}",
+                          f"tf32 {self.args.tf32}, torch {self.torch.__version__}",
                 "capabilities": caps}
 
     # ---- checkpoint
@@ -556,8 +559,7 @@ class TransformersBackend:
         finally:
             cap, self.capture = self.capture, None
         s.cache, s.length = cache, b
-        if a == 0:
-            s.delta = p.delta
+        s.delta = p.delta  # the prompt's delta from now on (a second turn's prompt extends the first)
         out_logits = logits[0] if sel == "all" else logits[0, -1]
         out_hidden = None
         if hidden:
@@ -624,16 +626,27 @@ class TransformersBackend:
     def state(self, s):
         """The sequence's cache flattened layer by layer (f32, or f64 for a float64 model: every
         cache dtype converts exactly)."""
+        return self.flat_cache(s.cache, 0, None)
+
+    def state_row(self, g, r):
+        """Row r of a batch's cache, its pad columns left out of the attention layers' keys and
+        values (the row's own state, comparable with the same prompt run alone)."""
+        return self.flat_cache(g.cache, r, g.mask[r].bool())
+
+    def flat_cache(self, cache, r, real):
         torch = self.torch
         out_dt = torch.float64 if self.dtype == torch.float64 else torch.float32
         parts = []
-        for layer in (s.cache.layers if s.cache is not None else []):
+        for layer in (cache.layers if cache is not None else []):
             if hasattr(layer, "conv_states"):
                 for t in (layer.conv_states.get(0), layer.recurrent_states.get(0)):
                     if t is not None:
-                        parts.append(t.reshape(-1).to(out_dt))
+                        parts.append(t[r].reshape(-1).to(out_dt))
             if getattr(layer, "keys", None) is not None and torch.is_tensor(layer.keys):
-                parts += [layer.keys.reshape(-1).to(out_dt), layer.values.reshape(-1).to(out_dt)]
+                for t in (layer.keys[r], layer.values[r]):          # (heads, length, head_dim)
+                    if real is not None:
+                        t = t[:, real[: t.shape[1]]]
+                    parts.append(t.reshape(-1).to(out_dt))
         return torch.cat(parts) if parts else torch.zeros(0, dtype=out_dt)
 
     def vision(self, p):
@@ -661,6 +674,9 @@ def main(argv=None):
     ap.add_argument("--experts", default="eager",
                     help="MoE experts implementation passed to from_pretrained ('default': transformers' choice)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--tf32", choices=["default", "off"], default="default",
+                    help="CUDA: 'off' disables TF32 in cuDNN convolutions and matmuls (PyTorch lets cuDNN use "
+                         "TF32 for float32 convolutions by default)")
     args = ap.parse_args(argv)
     wire = Wire(sys.stdin.buffer, sys.stdout.buffer)
     sys.stdout = sys.stderr  # nothing but replies on the protocol stream

@@ -114,6 +114,9 @@ class FakeBackend:
     def state(self, s):
         return np.array([float(s.length), float(s.cache.h if s.cache else 0)])
 
+    def state_row(self, g, r):
+        return np.array([float(g.done - (g.M - g.prompts[r].n)), float(g.h[r])])
+
     def rope(self, positions):
         t = np.array(positions[0], dtype=np.float64)[:, None]
         ang = t * 10000.0 ** (-2.0 * np.arange(R // 2) / R)
@@ -192,8 +195,13 @@ def self_test():
     assert r["rope"].shape == (2, R) and abs(r["rope"][1, 0] - np.cos(7.0)) < 1e-15, r
     h, st = c.call("state", seq=s1)
     assert h["ok"] and h["len"] == 12 and st["state"].shape == (2,), (h, st)
-    h, _ = c.call("state", seq=b1)
-    assert not h["ok"] and h["kind"] == "unsupported", h
+    h, sb = c.call("state", seq=b1)
+    assert h["ok"] and h["len"] == 11 and sb["state"].shape == (2,), h
+    # a restored sequence continues with another prompt that extends the first (second turn)
+    h, t = c.call("prompt_open", segments=[{"ids": list(range(1, 11)) + [3, 9, 9]}], vision_from=0)
+    s5 = c.call("restore", snap=snap)[0]["seq"]
+    h, cont = c.call("prefill", seq=s5, prompt=h["prompt"], **{"from": 10, "to": 13}, logits="last", hidden=False)
+    assert h["ok"] and cont["logits"].shape == (V,), h
     h, _ = c.call("no_such_op")
     assert not h["ok"] and h["kind"] == "unsupported", h
     c.p.stdin.write(b"this is not json\n")
