@@ -97,9 +97,11 @@ int lc_report_junit_write(const lc_run_result *r, const char *path, lc_error *er
     }
     fputs("    <properties>\n", f);
     const char *props[][2] = {{"engine_precision", r->engine_precision},
+                              {"engine", r->engine},
+                              {"engine_detail", r->engine_detail},
                               {"logitcheck_version", r->version},
                               {"git", r->git}};
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < (int)(sizeof props / sizeof props[0]); i++) {
         fputs("      <property", f);
         attr(f, "name", props[i][0]);
         attr(f, "value", props[i][1]);

@@ -67,7 +67,13 @@ static void run_line(FILE *f, const char *what, const lc_run_result *r)
     fputs("logitcheck ", f);
     md_text(f, r->version[0] ? r->version : "?");
     fputs(", engine ", f);
-    md_text(f, r->engine_precision);
+    if (r->engine[0]) {
+        md_text(f, r->engine);
+        fputs(" (", f);
+        md_text(f, r->engine_precision);
+        fputs(")", f);
+    } else
+        md_text(f, r->engine_precision);
     if (r->git[0]) {
         fputs(", git ", f);
         md_code(f, r->git);
@@ -81,6 +87,11 @@ static void run_line(FILE *f, const char *what, const lc_run_result *r)
         md_text(f, r->started);
     }
     fprintf(f, ", %d cases in %s s\n\n", r->n_cases, lc__num(b, r->seconds));
+    if (r->engine_detail[0]) {
+        fputs("Engine detail: ", f);
+        md_text(f, r->engine_detail);
+        fputs("\n\n", f);
+    }
 }
 
 /* "max_abs | 3.2e-05 | ≤ 5e-04 | 4.68e-04 (94%)" as four cells. */
