@@ -13,6 +13,7 @@
 #include "check_main.h"
 #include "faults.h"
 #include "lc_engine.h"
+#include "runner.h"
 
 #define DENSE LC_SOURCE_DIR "/golden/tiny-dense"
 #define IMG_A LC_SOURCE_DIR "/golden/tiny-dense/img_a.png"
@@ -33,10 +34,13 @@ static void setup(void)
     ck_assert_msg(lc_engine_load(eng, DENSE, &mi, &err) == LC_OK, "%s", err.msg);
 }
 
+static lc_catalog cat; /* loaded by the runner tests on first use */
+
 static void teardown(void)
 {
     lc_engine_free(eng);
     eng = NULL;
+    lc_catalog_free(&cat);
 }
 
 static const int32_t text_ids[] = {12, 845, 33, 610, 71, 2, 930, 402, 118, 64, 77, 5, 301, 999 - 3, 16, 250, 9};
@@ -408,6 +412,106 @@ START_TEST(test_engine_ref_fault_parse)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- the runner over test engines */
+
+static const lc_case *find_case(const char *name)
+{
+    lc_error err = {0};
+    if (!cat.n)
+        ck_assert_msg(lc_catalog_load_dir(&cat, LC_SOURCE_DIR "/cases", LC_SOURCE_DIR, &err) == 0, "%s", err.msg);
+    const lc_case *c = lc_catalog_find(&cat, name);
+    ck_assert_msg(c != NULL, "no case '%s'", name);
+    return c;
+}
+
+START_TEST(test_engine_ref_runner_skips_missing_capability)
+{
+    lc_run_opts o = {.root = LC_SOURCE_DIR};
+    lc_engine *m = masked_new(eng, 1u << LC_CAP_SNAPSHOT | 1u << LC_CAP_IMAGES);
+    static const struct {
+        const char *name, *reason;
+    } rows[] = {{"dense.snapshot.prefix", "engine lacks snapshot"},
+                {"dense.golden.image", "engine lacks images"},
+                {"moe.image_checkpoint.after_image", "engine lacks images"}};
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        lc_case_result r = {0};
+        lc_verdict v = lc_run_case(find_case(rows[i].name), &o, m, &r);
+        ck_assert_msg(v == LC_VERDICT_SKIP, "%s: verdict %s (%s)", rows[i].name, lc_verdict_name(v), r.reason);
+        ck_assert_str_eq(r.reason, rows[i].reason);
+        ck_assert_int_eq(r.n_cmps, 0);
+        lc_case_result_free(&r);
+    }
+    /* what the masked engine can do still passes, and the full engine runs the skipped case */
+    lc_case_result r = {0};
+    ck_assert_int_eq(lc_run_case(find_case("dense.golden.text"), &o, m, &r), LC_VERDICT_PASS);
+    lc_case_result_free(&r);
+    ck_assert_int_eq(lc_run_case(find_case("dense.snapshot.prefix"), &o, eng, &r), LC_VERDICT_PASS);
+    lc_case_result_free(&r);
+    /* optional taps hidden: the case still runs, without those comparisons */
+    lc_engine *notaps = masked_new(eng, 1u << LC_CAP_HIDDEN | 1u << LC_CAP_VISION | 1u << LC_CAP_STATE);
+    ck_assert_int_eq(lc_run_case(find_case("dense.chunked.text"), &o, notaps, &r), LC_VERDICT_PASS);
+    for (int i = 0; i < r.n_cmps; i++)
+        ck_assert_msg(!strstr(r.cmps[i].id, ".state"), "a state comparison without the state tap: %s", r.cmps[i].id);
+    lc_case_result_free(&r);
+    free(notaps);
+    free(m);
+}
+END_TEST
+
+/* A test-only engine that forwards to the reference engine, fails the n-th decode with
+ * LC_EENGINE and counts resets and restarts. */
+static struct {
+    const lc_engine_ops *inner;
+    int fail_at, decodes, resets, restarts;
+} flaky;
+
+static int flaky_decode(lc_engine *e, int seq, int32_t token, double *logits, lc_error *err)
+{
+    if (++flaky.decodes == flaky.fail_at)
+        return lc_fail(err, LC_EENGINE, "engine flaky: decode: the engine process exited (status 1)");
+    return flaky.inner->decode(e, seq, token, logits, err);
+}
+
+static int flaky_reset(lc_engine *e, lc_error *err)
+{
+    flaky.resets++;
+    return flaky.inner->reset(e, err);
+}
+
+static int flaky_restart(lc_engine *e, lc_error *err)
+{
+    flaky.restarts++;
+    return flaky.inner->restart(e, err);
+}
+
+START_TEST(test_engine_ref_runner_engine_failure)
+{
+    lc_engine_ops ops = *eng->ops;
+    flaky.inner = eng->ops;
+    flaky.fail_at = 2;
+    flaky.decodes = flaky.resets = flaky.restarts = 0;
+    ops.decode = flaky_decode;
+    ops.reset = flaky_reset;
+    ops.restart = flaky_restart;
+    lc_engine fe = *eng;
+    fe.ops = &ops;
+    lc_run_opts o = {.root = LC_SOURCE_DIR};
+    lc_case_result r = {0};
+    lc_verdict v = lc_run_case(find_case("dense.golden.text"), &o, &fe, &r);
+    ck_assert_msg(v == LC_VERDICT_ERROR, "verdict %s", lc_verdict_name(v));
+    ck_assert_str_eq(r.reason, "engine flaky: decode: the engine process exited (status 1)");
+    ck_assert_int_eq(flaky.restarts, 1);
+    ck_assert_int_eq(flaky.resets, 1); /* the case started from fresh engine state */
+    lc_case_result_free(&r);
+    /* the run goes on: the next case finds a working engine */
+    v = lc_run_case(find_case("dense.cache.text"), &o, &fe, &r);
+    ck_assert_msg(v == LC_VERDICT_PASS, "verdict %s: %s", lc_verdict_name(v), r.reason);
+    ck_assert_int_eq(flaky.resets, 2);
+    ck_assert_int_eq(flaky.restarts, 1);
+    lc_case_result_free(&r);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("engine_ref");
@@ -424,6 +528,8 @@ int main(void)
     tcase_add_test(tc, test_engine_ref_masked_capability);
     tcase_add_test(tc, test_engine_ref_reset_releases);
     tcase_add_test(tc, test_engine_ref_fault_parse);
+    tcase_add_test(tc, test_engine_ref_runner_skips_missing_capability);
+    tcase_add_test(tc, test_engine_ref_runner_engine_failure);
     suite_add_tcase(s, tc);
     return lc_check_run(s);
 }
