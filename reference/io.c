@@ -184,9 +184,9 @@ static void line_col(const char *text, size_t at, int *line, int *col)
     }
 }
 
-/* Refuses raw bytes below 0x20 and escapes of U+0000..U+001F other than \t, \n, \r inside
- * strings (cJSON would cut a string at an escaped NUL and keep raw control bytes). Returns
- * the offending byte offset, or len when the strings are clean. */
+/* Refuses raw bytes below 0x20 (JSON has escapes for them) and the escape \u0000 (cJSON would
+ * silently cut the string there) inside strings. Returns the offending byte offset, or len
+ * when the strings are clean. */
 static size_t scan_strings(const char *t, size_t len)
 {
     int in = 0;
@@ -202,13 +202,9 @@ static size_t scan_strings(const char *t, size_t len)
         } else if (c < 0x20) {
             return i;
         } else if (c == '\\' && i + 1 < len) {
-            if (t[i + 1] == 'u' && i + 5 < len && t[i + 2] == '0' && t[i + 3] == '0' &&
-                (t[i + 4] == '0' || t[i + 4] == '1')) {
-                char hex[3] = {t[i + 4], t[i + 5], 0};
-                long v = strtol(hex, NULL, 16);
-                if (v != '\t' && v != '\n' && v != '\r')
-                    return i;
-            }
+            /* \u0000 would end the string early once decoded */
+            if (t[i + 1] == 'u' && i + 5 < len && !strncmp(t + i + 2, "0000", 4))
+                return i;
             i++;
         }
     }
@@ -270,7 +266,7 @@ qref_status qref__json_parse(const char *path, const char *what_name, const char
     size_t bad = scan_strings(text, len);
     if (bad < len) {
         line_col(text, bad, &line, &col);
-        return qref__fail(err, QREF_EFORMAT, "%s: malformed %sJSON: control character in a string at line %d column %d",
+        return qref__fail(err, QREF_EFORMAT, "%s: malformed %sJSON: control character or NUL in a string at line %d column %d",
                           path, what, line, col);
     }
     const char *end = NULL;

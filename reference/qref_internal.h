@@ -51,7 +51,7 @@ qref_status qref__read_file(const char *path, const char *root, size_t max_bytes
 
 /* Parses LEN bytes of JSON (TEXT need not be NUL-terminated but must hold no NUL) into *out
  * (caller deletes): a top-level object, only whitespace after it, no key twice in one object,
- * no raw control byte and no escaped U+0000..U+001F except \t \n \r in strings. WHAT names
+ * no raw control byte and no \u0000 in strings. WHAT names
  * the text in messages ("config", "header", "index"). */
 struct cJSON;
 qref_status qref__json_parse(const char *path, const char *what, const char *text, size_t len,

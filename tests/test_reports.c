@@ -538,7 +538,7 @@ END_TEST
 static const struct {
     const char *from, *to, *msg;
 } bad_rows[] = {
-    {NULL, "{\"format\": \"logitcheck-results\", \"version\": 1,", "not valid JSON (syntax error at line 1"},
+    {NULL, "{\"format\": \"logitcheck-results\", \"version\": 1,", "malformed JSON: parsing stopped at line 1"},
     {NULL, "  \n", "empty file"},
     {NULL, "[1, 2]", "expected a JSON object at the top level, found an array"},
     {NULL, "{\"version\": 1}", "format: missing"},
@@ -560,7 +560,7 @@ static const struct {
     {"\"ulp\": \"f32\"", "\"ulp\": \"f16\"", "metrics.ulp: expected \"none\", \"f32\" or \"f64\""},
     {"\"curve\": [1e-06, ", "\"curve\": [1e-06, {}, ",
      "cases[0].comparisons[0].curve[1]: expected a number or \"nan\"/\"inf\"/\"-inf\", found an object"},
-    {"\"comparisons\": [", "\"comparisons\": {", "not valid JSON"},
+    {"\"comparisons\": [", "\"comparisons\": {", "malformed JSON"},
     {"\"labels\": [\"golden\"", "\"labels\": [7", "cases[0].labels[0]: expected a string, found the number 7"},
     {"\"checks\": [", "\"checks\": 3, \"x\": [", "cases[0].comparisons[0].checks: expected an array, found the number 3"},
 };
