@@ -197,6 +197,21 @@ static void state_free(infer_state *s)
     free(s->feed);
 }
 
+/* Each image against the processor's limits (aspect ratio, resized size), so a refusal names
+ * the PNG rather than the prompt row. Returns an exit code. */
+static int check_image_sizes(const qref_model *m, const lc_image_set *set, const char *const *paths)
+{
+    for (int i = 0; i < set->n; i++) {
+        int grid[3];
+        qref_error qe;
+        if (qref_image_grid(&m->cfg, set->images[i].width, set->images[i].height, grid, &qe) != QREF_OK) {
+            fprintf(stderr, "logitcheck infer: %s: %s\n", paths[i], qe.msg);
+            return 2;
+        }
+    }
+    return 0;
+}
+
 /* Builds each row's prompt: its ids and the images bound to it. Returns an exit code. */
 static int build_rows(const infer_args *a, infer_state *s)
 {
@@ -224,6 +239,8 @@ static int build_rows(const infer_args *a, infer_state *s)
         if (lc_image_set_load(&s->imgs[b], paths, k, &le)) {
             fprintf(stderr, "logitcheck infer: %s\n", le.msg);
             rc = 2;
+        } else if ((rc = check_image_sizes(&s->m, &s->imgs[b], paths)) != 0) {
+            /* reported, naming the PNG */
         } else if (qref_prompt_build(&s->rows[b], &s->m, ids32, n, s->imgs[b].images, s->imgs[b].n, &qe) != QREF_OK) {
             fprintf(stderr, "logitcheck infer: --ids row %d: %s\n", b, qe.msg);
             rc = qe.code == QREF_ENOMEM ? 3 : 2;
