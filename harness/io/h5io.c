@@ -125,8 +125,9 @@ static herr_t visit_link(hid_t g, const char *name, const H5L_info_t *info, void
         return -1;
     }
     if (info->type != H5L_TYPE_HARD) {
-        v->rc = lc_fail(v->err, LC_EINPUT, "%s: '%s' is a %s link (only plain objects are read)", v->f->path, name,
-                        info->type == H5L_TYPE_EXTERNAL ? "external" : info->type == H5L_TYPE_SOFT ? "soft" : "user-defined");
+        v->rc = lc_fail(v->err, LC_EINPUT, "%s: '%s' is %s link (only plain objects are read)", v->f->path, name,
+                        info->type == H5L_TYPE_EXTERNAL ? "an external" : info->type == H5L_TYPE_SOFT ? "a soft"
+                                                                                           : "a user-defined");
         return -1;
     }
     hid_t o = H5Oopen(g, name, H5P_DEFAULT);

@@ -106,6 +106,34 @@ static int decode(png_ctx *c)
     return 0;
 }
 
+/* Walks the chunk list (length, type, data, CRC) of the file after its signature and refuses
+ * a chunk that declares more bytes than the file has left: libpng would allocate an
+ * ancillary chunk's declared length before reading it. Leaves f at byte 8. */
+static int check_chunks(FILE *f, size_t size, const char *path, lc_error *err)
+{
+    size_t at = 8;
+    while (at + 8 <= size) {
+        unsigned char h[8];
+        if (fseeko(f, (off_t)at, SEEK_SET) != 0 || fread(h, 1, 8, f) != 8)
+            break;
+        const size_t len = (size_t)h[0] << 24 | (size_t)h[1] << 16 | (size_t)h[2] << 8 | h[3];
+        char type[5];
+        for (int i = 0; i < 4; i++)
+            type[i] = (h[4 + i] >= 0x20 && h[4 + i] < 0x7f) ? (char)h[4 + i] : '?';
+        type[4] = '\0';
+        if (len > 0x7fffffffu || len + 4 > size - at - 8)
+            return lc_fail(err, LC_EINPUT, "%s: corrupt or truncated PNG: chunk '%s' at byte %zu declares %zu bytes, "
+                           "more than the %zu left in the file", path, type, at, len,
+                           size - at - 8 >= 4 ? size - at - 12 : 0);
+        at += 12 + len;
+        if (!memcmp(h + 4, "IEND", 4))
+            break;
+    }
+    if (fseeko(f, 8, SEEK_SET) != 0)
+        return lc_fail(err, LC_EINPUT, "%s: cannot seek: %s", path, strerror(errno));
+    return LC_OK;
+}
+
 int lc_png_read(const char *path, lc_image *out, lc_error *err)
 {
     memset(out, 0, sizeof *out);
@@ -127,6 +155,11 @@ int lc_png_read(const char *path, lc_image *out, lc_error *err)
         fclose(c.f);
         return lc_fail(err, LC_EINPUT, "%s: not a PNG file (%s)", path,
                         got != sizeof sig ? "shorter than the 8-byte signature" : "bad signature");
+    }
+    int crc = check_chunks(c.f, size, path, err);
+    if (crc) {
+        fclose(c.f);
+        return crc;
     }
     c.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &c, on_error, on_warning);
     c.info = c.png ? png_create_info_struct(c.png) : NULL;
