@@ -527,8 +527,9 @@ int lc_h5_read_strings(const lc_h5 *f, const char *name, char ***out, int *n, lc
         H5Tclose(mt);
     } else if (ok) {
         /* one more byte per string in memory: the file's strings may fill their size */
-        size_t sz = H5Tget_size(ft) + 1;
-        char *raw = calloc(cnt * sz + 1, 1);
+        size_t sz = H5Tget_size(ft) + 1, total = 0;
+        int fits = !lc_size_mul(cnt, sz, &total) && !lc_size_add(total, 1, &total) && total <= lc_mem_limit();
+        char *raw = fits ? calloc(total, 1) : NULL;
         hid_t mt = H5Tcopy(H5T_C_S1);
         H5Tset_size(mt, sz);
         H5Tset_strpad(mt, H5T_STR_NULLTERM);
