@@ -917,6 +917,23 @@ START_TEST(test_loader_special_files)
     ck_assert_msg(qref__st_open(&a, dir, &err) == QREF_OK, "%s", err.msg);
     qref__st_close(&a);
     unlink(p);
+
+    /* a Hugging Face hub cache snapshot: its files are links into ../../blobs, which is fine */
+    char hub[1024], blobs[1100], snap[1100];
+    fresh_dir(hub, sizeof hub, "special-hub");
+    snprintf(blobs, sizeof blobs, "%s/blobs", hub);
+    snprintf(snap, sizeof snap, "%s/snapshots", hub);
+    mkdir(blobs, 0755);
+    mkdir(snap, 0755);
+    snprintf(snap, sizeof snap, "%s/snapshots/rev1", hub);
+    mkdir(snap, 0755);
+    write_st(blobs, "shard-1.safetensors", "{" T1 "}", zeros, 16);
+    snprintf(p, sizeof p, "%s/model.safetensors", snap);
+    unlink(p);
+    ck_assert(symlink("../../blobs/shard-1.safetensors", p) == 0);
+    ck_assert_msg(qref__st_open(&a, snap, &err) == QREF_OK, "%s", err.msg);
+    ck_assert_int_eq(a.ntensors, 1);
+    qref__st_close(&a);
 }
 END_TEST
 

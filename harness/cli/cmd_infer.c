@@ -36,7 +36,8 @@ int lc_parse_ids(const char *s, int **out, int *n, char *msg, size_t msglen)
     while (*p) {
         char *end;
         errno = 0;
-        long x = strtol(p, &end, 10);
+        /* digits only: strtol alone would accept leading spaces and signs */
+        long x = *p >= '0' && *p <= '9' ? strtol(p, &end, 10) : (end = (char *)p, 0);
         if (end == p || errno || x < 0 || x > 0x7fffffffL || (*end && *end != ',')) {
             snprintf(msg, msglen, "'%s': expected comma-separated non-negative token ids", s);
             free(v);
@@ -137,7 +138,14 @@ static int parse_args(int argc, char **argv, infer_args *a)
             const char *colon = strchr(v, ':');
             int row = 0;
             if (colon && colon > v && strspn(v, "0123456789") == (size_t)(colon - v)) {
-                row = atoi(v);
+                errno = 0;
+                long r = strtol(v, NULL, 10);
+                if (errno || r >= MAX_ROWS) {
+                    fprintf(stderr, "logitcheck infer: --image %s: row %.*s is past the %d rows a batch may have\n",
+                            v, (int)(colon - v), v, MAX_ROWS);
+                    return 2;
+                }
+                row = (int)r;
                 v = colon + 1;
             }
             a->image_row[a->n_images] = row;
