@@ -56,7 +56,7 @@ void lc_mem_limit_set(size_t bytes)
 
 int lc_parse_size(const char *s, size_t *out)
 {
-    if (!s || !*s || *s == '-' || *s == '+')
+    if (!s || *s < '0' || *s > '9') /* strtoull would take spaces and signs */
         return -1;
     char *end;
     errno = 0;

@@ -178,3 +178,9 @@ lc_corpus_test(NAME results.dev_zero SENTINEL report/results.json STDERR "/dev/z
   COMMAND ${base_run} /dev/zero)
 lc_corpus_test(NAME results.huge_sparse SENTINEL report/results.json STDERR "base\\.json: 4294967296 bytes, more than the limit"
   PRE "run|truncate|-s|4G|base.json" COMMAND ${base_run} base.json)
+
+# ---------------------------------------------------------------- the memory limit
+lc_corpus_test(NAME limit.golden_dataset STDERR "tiny-dense\\.h5: dataset '[^']+': [0-9]+ elements need [0-9]+ bytes, more than the memory limit of 65536"
+  COMMAND ${LC} compare --max-memory 64K ${SRC}/golden/tiny-dense.h5:${G} ${SRC}/golden/tiny-dense.h5:${G})
+lc_corpus_test(NAME limit.bad_value STDERR "--max-memory '12X': expected a size"
+  COMMAND ${LC} compare --max-memory 12X ${CMP}:/ref ${CMP}:/ref)
