@@ -20,13 +20,17 @@
  * Every message starts with the file path and the dotted field name, e.g.
  *   golden/x/config.json: text_config.num_hidden_layers: expected an integer, found string
  */
+#define _POSIX_C_SOURCE 200809L
+
 #include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -190,81 +194,21 @@ static qref_status jobj(const jctx *c, const char *key, const cJSON **out, qref_
 
 /* ---------------------------------------------------------------- reading a JSON file */
 
-/* Parses PATH into *root (caller deletes). A file that does not exist gives QREF_EIO with
- * *enoent set, so optional files can be told apart from unreadable ones. */
-static qref_status json_load(const char *path, cJSON **root, int *enoent, qref_error *err)
+/* Parses PATH into *root (caller deletes): a regular file of at most QREF__MAX_CONFIG_BYTES
+ * resolving inside ROOT (may be NULL), JSON by the rules of qref__json_parse. A file that does
+ * not exist gives QREF_EIO with *enoent set, so optional files can be told apart from
+ * unreadable ones. */
+static qref_status json_load(const char *path, const char *root_dir, cJSON **root, int *enoent, qref_error *err)
 {
     *root = NULL;
-    if (enoent)
-        *enoent = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (enoent)
-            *enoent = (errno == ENOENT);
-        return qref__fail(err, QREF_EIO, "%s: cannot open: %s", path, strerror(errno));
-    }
-    size_t cap = 1 << 14, len = 0;
-    char *buf = malloc(cap);
-    if (!buf) {
-        fclose(f);
-        return qref__fail(err, QREF_ENOMEM, "%s: out of memory reading the file", path);
-    }
-    for (;;) {
-        len += fread(buf + len, 1, cap - len, f);
-        if (len < cap)
-            break;
-        char *bigger = realloc(buf, cap * 2);
-        if (!bigger) {
-            free(buf);
-            fclose(f);
-            return qref__fail(err, QREF_ENOMEM, "%s: out of memory reading the file", path);
-        }
-        buf = bigger;
-        cap *= 2;
-    }
-    int read_error = ferror(f);
-    fclose(f);
-    if (read_error) {
-        free(buf);
-        return qref__fail(err, QREF_EIO, "%s: read error", path);
-    }
-
-    const char *end = NULL;
-    cJSON *doc = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
-    /* only whitespace may follow the value */
-    size_t stop = (end && end >= buf && end <= buf + len) ? (size_t)(end - buf) : len;
-    size_t tail = stop;
-    while (doc && tail < len && strchr(" \t\r\n", buf[tail]))
-        tail++;
-    if (!doc || tail < len) {
-        if (doc)
-            stop = tail;
-        int line = 1, col = 1;
-        for (size_t i = 0; i < stop; i++) {
-            if (buf[i] == '\n') {
-                line++;
-                col = 1;
-            } else {
-                col++;
-            }
-        }
-        cJSON_Delete(doc);
-        free(buf);
-        if (len == 0)
-            return qref__fail(err, QREF_EFORMAT, "%s: malformed JSON: the file is empty", path);
-        return qref__fail(err, QREF_EFORMAT,
-                          "%s: malformed JSON: parsing stopped at line %d column %d (byte %zu of %zu)",
-                          path, line, col, stop, len);
-    }
-    free(buf);
-    if (!cJSON_IsObject(doc)) {
-        qref_status st = qref__fail(err, QREF_EFORMAT, "%s: expected a JSON object at the top level, found %s",
-                                    path, json_type_name(doc));
-        cJSON_Delete(doc);
+    char *buf;
+    size_t len;
+    qref_status st = qref__read_file(path, root_dir, QREF__MAX_CONFIG_BYTES, &buf, &len, enoent, err);
+    if (st != QREF_OK)
         return st;
-    }
-    *root = doc;
-    return QREF_OK;
+    st = qref__json_parse(path, NULL, buf, len, root, err);
+    free(buf);
+    return st;
 }
 
 /* ---------------------------------------------------------------- text decoder */
@@ -607,6 +551,9 @@ static qref_status jlong(const jctx *p, const char *key, long *out, qref_error *
         v->valuedouble > 9e15)
         return jfail(err, QREF_EFORMAT, p, key, "expected a positive integer, found %s",
                      json_type_name(v));
+    if (v->valuedouble > (double)QREF__MAX_PIXELS)
+        return jfail(err, QREF_EUNSUPPORTED, p, key, "%.0f pixels exceed the engine's limit of %ld",
+                     v->valuedouble, (long)QREF__MAX_PIXELS);
     *out = (long)v->valuedouble;
     return QREF_OK;
 }
@@ -635,7 +582,9 @@ static qref_status parse_preproc(qref_config *cfg, const char *dir, qref_error *
     cJSON *root;
     int enoent;
     qref_error load_err;
-    qref_status st = json_load(path, &root, &enoent, &load_err);
+    char root_dir[PATH_MAX];
+    const char *within = qref__checkpoint_root(dir, root_dir, NULL) == QREF_OK ? root_dir : NULL;
+    qref_status st = json_load(path, within, &root, &enoent, &load_err);
     if (st != QREF_OK) {
         if (st == QREF_EIO && enoent)
             return QREF_OK; /* the file is optional */
@@ -690,6 +639,150 @@ done:
     return st;
 }
 
+/* ---------------------------------------------------------------- sizes the shapes imply */
+
+/* The product of n positive ints, checked: -1 when it leaves a size_t. */
+static int prod(size_t *out, int n, ...)
+{
+    va_list ap;
+    va_start(ap, n);
+    size_t p = 1;
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        int v = va_arg(ap, int);
+        if (v < 0 || qref__size_mul(p, (size_t)v, &p))
+            bad = 1;
+    }
+    va_end(ap);
+    *out = p;
+    return bad ? -1 : 0;
+}
+
+/* acc += product of n ints (checked). */
+static void acc_prod(size_t *acc, int *bad, int n, ...)
+{
+    va_list ap;
+    va_start(ap, n);
+    size_t p = 1;
+    for (int i = 0; i < n; i++) {
+        int v = va_arg(ap, int);
+        if (v < 0 || qref__size_mul(p, (size_t)v, &p))
+            *bad = 1;
+    }
+    va_end(ap);
+    if (qref__size_add(*acc, p, acc))
+        *bad = 1;
+}
+
+/* Every width the engine computes in int (row sizes of projections, conv channels, recurrent
+ * state, patch vectors) must fit an int, and the weight block (the element count of every
+ * tensor the configuration implies, in qref_real) must fit a size_t and this machine's
+ * memory. Checked here, once, so no later product can wrap. */
+static qref_status check_sizes(const jctx *top, const qref_config *c, qref_error *err)
+{
+    const int H = c->hidden_size, V = c->vocab_size, Hq = c->num_heads, Hkv = c->num_kv_heads, D = c->head_dim;
+    const int Hk = c->lin_num_k_heads, Hv = c->lin_num_v_heads, Dk = c->lin_k_head_dim, Dv = c->lin_v_head_dim;
+    const int E = c->num_experts, I = c->moe_intermediate_size, Is = c->shared_expert_intermediate_size;
+    const int F = c->intermediate_size, K = c->lin_conv_kernel;
+    const qref_vision_config *v = &c->vision;
+    size_t m2 = 0;
+    if (c->has_vision && (prod(&m2, 2, v->spatial_merge_size, v->spatial_merge_size) || m2 > 46340))
+        return qref__fail(err, QREF_EUNSUPPORTED, "%s: vision_config.spatial_merge_size %d is too large", top->file,
+                          v->spatial_merge_size);
+    const int M2 = (int)m2;
+    struct {
+        const char *what;
+        size_t n;
+        int bad;
+    } w[10];
+    int nw = 0;
+#define WIDTH(text, ...) (w[nw].what = (text), w[nw].bad = prod(&w[nw].n, __VA_ARGS__), nw++)
+    WIDTH("num_attention_heads x head_dim x 2", 3, Hq, D, 2);
+    WIDTH("num_key_value_heads x head_dim", 2, Hkv, D);
+    WIDTH("2 x linear_num_key_heads x linear_key_head_dim", 3, 2, Hk, Dk);
+    WIDTH("linear_num_value_heads x linear_value_head_dim", 2, Hv, Dv);
+    WIDTH("linear_num_value_heads x linear_key_head_dim x linear_value_head_dim", 3, Hv, Dk, Dv);
+    WIDTH("2 x moe_intermediate_size", 2, 2, I);
+    WIDTH("num_experts x num_experts_per_tok", 2, E, c->num_experts_per_tok);
+    if (c->has_vision) {
+        WIDTH("vision_config: 3 x hidden_size", 2, 3, v->hidden_size);
+        WIDTH("vision_config: spatial_merge_size^2 x hidden_size", 2, M2, v->hidden_size);
+        WIDTH("vision_config: in_channels x temporal_patch_size x patch_size^2", 4, v->in_channels,
+              v->temporal_patch_size, v->patch_size, v->patch_size);
+    }
+    const int pd_at = c->has_vision ? nw - 1 : 0;
+#undef WIDTH
+    /* conv channels: the two key parts and the value part together */
+    size_t conv = 0;
+    int conv_bad = w[2].bad || w[3].bad || qref__size_add(w[2].n, w[3].n, &conv);
+    for (int i = 0; i < nw; i++)
+        if (w[i].bad || w[i].n > INT_MAX)
+            return qref__fail(err, QREF_EUNSUPPORTED, "%s: %s is more than %d (sizes this large overflow)",
+                              top->file, w[i].what, INT_MAX);
+    if (conv_bad || conv > INT_MAX)
+        return qref__fail(err, QREF_EUNSUPPORTED,
+                          "%s: linear attention conv channels (2 x key heads x key dim + value heads x value dim) "
+                          "are more than %d", top->file, INT_MAX);
+    const int C = (int)conv;
+
+    /* the weight block: the tensors of the parameter table, counted the same way */
+    size_t total = 0;
+    int bad = 0;
+    acc_prod(&total, &bad, 2, V, H);
+    acc_prod(&total, &bad, 1, H);
+    if (!c->tie_word_embeddings)
+        acc_prod(&total, &bad, 2, V, H);
+    for (int l = 0; l < c->num_layers && !bad; l++) {
+        acc_prod(&total, &bad, 2, 2, H);
+        if (c->layer_types[l] == QREF_LAYER_LINEAR) {
+            acc_prod(&total, &bad, 2, C, H);
+            acc_prod(&total, &bad, 4, 2, Hv, Dv, H);
+            acc_prod(&total, &bad, 3, 2, Hv, H);
+            acc_prod(&total, &bad, 2, C, K);
+            acc_prod(&total, &bad, 2, 2, Hv);
+            acc_prod(&total, &bad, 1, Dv);
+        } else {
+            acc_prod(&total, &bad, 4, 3, Hq, D, H);
+            acc_prod(&total, &bad, 4, 2, Hkv, D, H);
+            acc_prod(&total, &bad, 2, 2, D);
+        }
+        if (!c->is_moe) {
+            acc_prod(&total, &bad, 3, 3, F, H);
+        } else {
+            acc_prod(&total, &bad, 2, E, H);
+            acc_prod(&total, &bad, 3, 3, Is, H);
+            acc_prod(&total, &bad, 1, H);
+            acc_prod(&total, &bad, 4, 3, E, I, H);
+        }
+    }
+    if (c->has_vision) {
+        const int Vh = v->hidden_size, Vi = v->intermediate_size, Pd = (int)w[pd_at].n;
+        acc_prod(&total, &bad, 2, Vh, Pd);
+        acc_prod(&total, &bad, 2, v->num_position_embeddings, Vh);
+        for (int b = 0; b < v->depth && !bad; b++) {
+            acc_prod(&total, &bad, 3, 3, Vh, Vh);
+            acc_prod(&total, &bad, 2, Vh, Vh);
+            acc_prod(&total, &bad, 3, 2, Vi, Vh);
+            acc_prod(&total, &bad, 2, 10, Vh);
+            acc_prod(&total, &bad, 1, Vi);
+        }
+        acc_prod(&total, &bad, 4, M2, Vh, M2, Vh);
+        acc_prod(&total, &bad, 3, H, M2, Vh);
+        acc_prod(&total, &bad, 3, 4, M2, Vh);
+    }
+    size_t bytes = 0;
+    if (bad || qref__size_mul(total, sizeof(qref_real), &bytes))
+        return qref__fail(err, QREF_EUNSUPPORTED,
+                          "%s: the weights these sizes imply do not fit in a %zu-bit size (counts overflow)",
+                          top->file, sizeof(size_t) * 8);
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0 && bytes / (size_t)page > (size_t)pages)
+        return qref__fail(err, QREF_EUNSUPPORTED,
+                          "%s: the weights these sizes imply take %zu bytes, more than this machine's memory (%zu bytes)",
+                          top->file, bytes, (size_t)pages * (size_t)page);
+    return QREF_OK;
+}
+
 /* ---------------------------------------------------------------- entry point */
 
 static qref_status parse_config(const cJSON *root, const char *path, qref_config *cfg, qref_error *err)
@@ -714,7 +807,7 @@ static qref_status parse_config(const cJSON *root, const char *path, qref_config
         cfg->image_token_id = cfg->video_token_id = -1;
         cfg->vision_start_token_id = cfg->vision_end_token_id = -1;
     }
-    return QREF_OK;
+    return check_sizes(&top, cfg, err);
 }
 
 /* Fills *cfg (caller-owned, nothing to free) from DIR/config.json and, when present,
@@ -727,7 +820,10 @@ qref_status qref_config_load(qref_config *cfg, const char *dir, qref_error *err)
     if (snprintf(path, sizeof path, "%s/config.json", dir) >= (int)sizeof path)
         return qref__fail(err, QREF_EINVAL, "%s: directory path too long", dir);
     cJSON *root;
-    qref_status st = json_load(path, &root, NULL, err);
+    /* a directory that cannot be resolved holds no file either: json_load says which */
+    char root_dir[PATH_MAX];
+    const char *within = qref__checkpoint_root(dir, root_dir, NULL) == QREF_OK ? root_dir : NULL;
+    qref_status st = json_load(path, within, &root, NULL, err);
     if (st != QREF_OK)
         return st;
     st = parse_config(root, path, cfg, err);

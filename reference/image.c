@@ -61,11 +61,12 @@ qref_status qref__smart_resize(int height, int width, int factor, long min_pixel
         h_bar = ceil((double)height * beta / factor) * factor;
         w_bar = ceil((double)width * beta / factor) * factor;
     }
-    if (h_bar < factor || w_bar < factor || h_bar > QREF__MAX_SIDE || w_bar > QREF__MAX_SIDE)
+    if (h_bar < factor || w_bar < factor || h_bar > QREF__MAX_SIDE || w_bar > QREF__MAX_SIDE ||
+        h_bar * w_bar > (double)QREF__MAX_PIXELS)
         return qref__fail(err, QREF_EINVAL,
                           "smart_resize: image %dx%d resizes to %.0fx%.0f, outside [%d, %d] per side "
-                          "(min_pixels %ld, max_pixels %ld)", height, width, h_bar, w_bar, factor,
-                          QREF__MAX_SIDE, min_pixels, max_pixels);
+                          "or above %ld pixels (min_pixels %ld, max_pixels %ld)", height, width, h_bar, w_bar,
+                          factor, QREF__MAX_SIDE, (long)QREF__MAX_PIXELS, min_pixels, max_pixels);
     *out_h = (int)h_bar;
     *out_w = (int)w_bar;
     return QREF_OK;

@@ -21,6 +21,42 @@
 qref_status qref__fail(qref_error *err, qref_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* ---------------------------------------------------------------- input files (io.c) */
+
+/* Size caps of the engine's JSON inputs (a real config.json or preprocessor_config.json is a
+ * few kilobytes, an index a few megabytes). */
+#define QREF__MAX_CONFIG_BYTES ((size_t)16 << 20)
+#define QREF__MAX_INDEX_BYTES ((size_t)100000000)
+/* Largest image area (pixels) the preprocessing accepts or produces (16384 x 16384). */
+#define QREF__MAX_PIXELS ((long)1 << 28)
+
+/* a * b and a + b into *out; -1 (out untouched) when the result does not fit a size_t. */
+int qref__size_mul(size_t a, size_t b, size_t *out);
+int qref__size_add(size_t a, size_t b, size_t *out);
+
+/* Resolves the folder DIR's files may live in (realpath of DIR; for a Hugging Face hub cache
+ * snapshot dir ".../snapshots/<rev>", the repository folder above snapshots/). out holds
+ * PATH_MAX bytes. */
+qref_status qref__checkpoint_root(const char *dir, char *out, qref_error *err);
+
+/* Opens PATH read-only without blocking (FIFOs, devices and directories are refused), checks
+ * it is a regular file of at most max_bytes, and, with root (a realpath) not NULL, that it
+ * resolves inside root. *fd_out is the caller's to close. enoent (may be NULL) tells a missing
+ * file apart. QREF_EIO / QREF_EFORMAT with a message naming PATH. */
+qref_status qref__open_input(const char *path, const char *root, size_t max_bytes, int *fd_out,
+                             size_t *size_out, int *enoent, qref_error *err);
+/* The same, then the whole file into a malloc'ed, NUL-terminated *buf_out (caller frees). */
+qref_status qref__read_file(const char *path, const char *root, size_t max_bytes, char **buf_out,
+                            size_t *len_out, int *enoent, qref_error *err);
+
+/* Parses LEN bytes of JSON (TEXT need not be NUL-terminated but must hold no NUL) into *out
+ * (caller deletes): a top-level object, only whitespace after it, no key twice in one object,
+ * no raw control byte and no \u0000 in strings. WHAT names
+ * the text in messages ("config", "header", "index"). */
+struct cJSON;
+qref_status qref__json_parse(const char *path, const char *what, const char *text, size_t len,
+                             struct cJSON **out, qref_error *err);
+
 /* ---------------------------------------------------------------- safetensors */
 
 typedef enum { QREF_DT_F32, QREF_DT_F16, QREF_DT_BF16, QREF_DT_F64 } qref_dtype;

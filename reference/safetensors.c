@@ -10,11 +10,12 @@
  * The archive keeps its tensors sorted by name, so lookups are binary searches and duplicate
  * names (inside one file or across shards) are found while opening.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700
 
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,76 +66,28 @@ static size_t dtype_size(qref_dtype dt)
 
 /* ---------------------------------------------------------------- mapping files */
 
-/* Maps PATH read-only. An empty file gives *map = NULL, *size = 0 (mmap refuses length 0). */
-static qref_status map_file(const char *path, void **map, size_t *size, int *enoent, qref_error *err)
+/* Maps PATH read-only: a regular file (opened without blocking) resolving inside ROOT when
+ * ROOT is not NULL. An empty file gives *map = NULL, *size = 0 (mmap refuses length 0). */
+static qref_status map_file(const char *path, const char *root, void **map, size_t *size, qref_error *err)
 {
     *map = NULL;
     *size = 0;
-    if (enoent)
-        *enoent = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (enoent)
-            *enoent = (errno == ENOENT);
-        return qref__fail(err, QREF_EIO, "%s: cannot open: %s", path, strerror(errno));
-    }
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int e = errno;
-        close(fd);
-        return qref__fail(err, QREF_EIO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return qref__fail(err, QREF_EIO, "%s: not a regular file", path);
-    }
-    if (sb.st_size > 0) {
-        void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int fd;
+    size_t len;
+    qref_status st = qref__open_input(path, root, SIZE_MAX, &fd, &len, NULL, err);
+    if (st != QREF_OK)
+        return st;
+    if (len > 0) {
+        void *p = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED) {
             int e = errno;
             close(fd);
-            return qref__fail(err, QREF_EIO, "%s: cannot map %lld bytes: %s", path,
-                              (long long)sb.st_size, strerror(e));
+            return qref__fail(err, QREF_EIO, "%s: cannot map %zu bytes: %s", path, len, strerror(e));
         }
         *map = p;
-        *size = (size_t)sb.st_size;
+        *size = len;
     }
     close(fd);
-    return QREF_OK;
-}
-
-/* Parses LEN bytes of JSON (not NUL terminated) copied into a private NUL-terminated buffer;
- * only whitespace may follow the value. WHAT names the text in messages ("header"). */
-static qref_status parse_json(const char *path, const char *what, const char *text, size_t len,
-                              cJSON **out, qref_error *err)
-{
-    *out = NULL;
-    char *buf = malloc(len + 1);
-    if (!buf)
-        return qref__fail(err, QREF_ENOMEM, "%s: out of memory for a %zu-byte %s", path, len, what);
-    if (len)
-        memcpy(buf, text, len);
-    buf[len] = '\0';
-    const char *end = NULL;
-    cJSON *doc = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
-    size_t stop = (end && end >= buf && end <= buf + len) ? (size_t)(end - buf) : len;
-    if (doc) {
-        while (stop < len && strchr(" \t\r\n", buf[stop]))
-            stop++;
-    }
-    free(buf);
-    if (!doc || stop < len) {
-        cJSON_Delete(doc);
-        if (len == 0)
-            return qref__fail(err, QREF_EFORMAT, "%s: malformed %s JSON: it is empty", path, what);
-        return qref__fail(err, QREF_EFORMAT, "%s: malformed %s JSON: parsing stopped at byte %zu of %zu",
-                          path, what, stop, len);
-    }
-    if (!cJSON_IsObject(doc)) {
-        cJSON_Delete(doc);
-        return qref__fail(err, QREF_EFORMAT, "%s: malformed %s: expected a JSON object", path, what);
-    }
-    *out = doc;
     return QREF_OK;
 }
 
@@ -300,12 +253,12 @@ static void free_names(qref_st_tensor *ts, int from, int to)
 
 /* Appends PATH and its tensors to *a. On failure *a is exactly as before the call.
  * Tensor pointers previously returned by qref__st_find are invalidated. */
-qref_status qref__st_open_file(qref_st_archive *a, const char *path, qref_error *err)
+static qref_status open_file_within(qref_st_archive *a, const char *path, const char *root, qref_error *err)
 {
     assert(a && path);
     void *map;
     size_t size;
-    qref_status st = map_file(path, &map, &size, NULL, err);
+    qref_status st = map_file(path, root, &map, &size, err);
     if (st != QREF_OK)
         return st;
     if (size == 0)
@@ -334,7 +287,7 @@ qref_status qref__st_open_file(qref_st_archive *a, const char *path, qref_error 
                         path, (unsigned long long)hlen, (unsigned long long)ST_MAX_HEADER);
         goto fail;
     }
-    st = parse_json(path, "header", (const char *)bytes + 8, (size_t)hlen, &header, err);
+    st = qref__json_parse(path, "header", (const char *)bytes + 8, (size_t)hlen, &header, err);
     if (st != QREF_OK)
         goto fail;
 
@@ -411,22 +364,42 @@ fail:
     return st;
 }
 
+qref_status qref__st_open_file(qref_st_archive *a, const char *path, qref_error *err)
+{
+    return open_file_within(a, path, NULL, err);
+}
+
 /* ---------------------------------------------------------------- sharded checkpoints */
+
+/* A shard name as an index may give it: relative, no ".." component, no empty name. */
+static int shard_name_ok(const char *s)
+{
+    if (!s[0] || s[0] == '/')
+        return 0;
+    for (const char *p = s; *p;) {
+        size_t n = strcspn(p, "/");
+        if ((n == 2 && p[0] == '.' && p[1] == '.') || n == 0)
+            return 0;
+        p += n;
+        if (*p == '/')
+            p++;
+    }
+    return 1;
+}
 
 /* Opens every shard that DIR/model.safetensors.index.json names (each once) and checks that
  * each listed tensor lives in the shard the index says. On failure *a is closed. */
 static qref_status open_index(qref_st_archive *a, const char *dir, const char *index_path,
-                              qref_error *err)
+                              const char *within, qref_error *err)
 {
-    void *map;
+    char *text;
     size_t size;
-    qref_status st = map_file(index_path, &map, &size, NULL, err);
+    qref_status st = qref__read_file(index_path, within, QREF__MAX_INDEX_BYTES, &text, &size, NULL, err);
     if (st != QREF_OK)
         return st;
     cJSON *root = NULL;
-    st = parse_json(index_path, "index", map, size, &root, err);
-    if (map)
-        munmap(map, size);
+    st = qref__json_parse(index_path, "index", text, size, &root, err);
+    free(text);
     if (st != QREF_OK)
         return st;
 
@@ -448,6 +421,12 @@ static qref_status open_index(qref_st_archive *a, const char *dir, const char *i
                             e->string);
             goto done;
         }
+        if (!shard_name_ok(e->valuestring)) {
+            st = qref__fail(err, QREF_EFORMAT,
+                            "%s: weight_map.%s: shard '%s' is not a relative path inside the checkpoint directory",
+                            index_path, e->string, e->valuestring);
+            goto done;
+        }
         /* opened already? shards are few (tensors many), so scan the shard list */
         int seen = 0;
         for (int k = 0; k < nshards && !seen; k++)
@@ -461,7 +440,7 @@ static qref_status open_index(qref_st_archive *a, const char *dir, const char *i
             goto done;
         }
         qref_error inner = {0};
-        st = qref__st_open_file(a, shard, &inner);
+        st = open_file_within(a, shard, within, &inner);
         if (st != QREF_OK) {
             qref__fail(err, st, "%s: shard '%s' (tensor '%s'): %s", index_path, e->valuestring, e->string,
                        inner.msg);
@@ -506,14 +485,19 @@ qref_status qref__st_open(qref_st_archive *a, const char *dir, qref_error *err)
     if (snprintf(single, sizeof single, "%s/model.safetensors", dir) >= (int)sizeof single ||
         snprintf(index, sizeof index, "%s/model.safetensors.index.json", dir) >= (int)sizeof index)
         return qref__fail(err, QREF_EINVAL, "%s: directory path too long", dir);
+    char root[PATH_MAX];
     if (!path_absent(single)) {
-        qref_status st = qref__st_open_file(a, single, err);
+        qref_status st = qref__checkpoint_root(dir, root, err);
+        if (st == QREF_OK)
+            st = open_file_within(a, single, root, err);
         if (st != QREF_OK)
             qref__st_close(a);
         return st;
     }
-    if (!path_absent(index))
-        return open_index(a, dir, index, err);
+    if (!path_absent(index)) {
+        qref_status st = qref__checkpoint_root(dir, root, err);
+        return st == QREF_OK ? open_index(a, dir, index, root, err) : st;
+    }
     return qref__fail(err, QREF_EIO, "%s: neither model.safetensors nor model.safetensors.index.json exists",
                       dir);
 }

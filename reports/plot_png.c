@@ -327,15 +327,15 @@ int lc_plot_curve_png(const char *path, const double *y, int n, const double *ba
         return lc_fail(err, LC_EINTERNAL, "%s: out of memory drawing the plot", path);
     draw(&cv, y, n, base, base_n, bound, info ? info : &dummy);
 
-    lc__afile af;
-    int rc = lc__afile_open(&af, path, err);
+    lc_afile af;
+    int rc = lc_afile_open(&af, path, err);
     if (rc == LC_OK) {
         png_ctx ctx = {""};
         if (encode(&cv, af.f, &ctx) != 0) {
-            lc__afile_abort(&af);
+            lc_afile_abort(&af);
             rc = lc_fail(err, LC_EINPUT, "%s: PNG encoding failed: %s", path, ctx.msg);
         } else {
-            rc = lc__afile_commit(&af, err);
+            rc = lc_afile_commit(&af, err);
         }
     }
     free(cv.px);

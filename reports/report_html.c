@@ -472,8 +472,8 @@ int lc_report_html_write(const lc_run_result *r, const lc_run_result *base, cons
     if (base != NULL && lc__moves_build(r, base, &rows, &n_rows))
         return lc_fail(err, LC_EINTERNAL, "%s: out of memory comparing with the base run",
                          path);
-    lc__afile af;
-    rc = lc__afile_open(&af, path, err);
+    lc_afile af;
+    rc = lc_afile_open(&af, path, err);
     if (rc) {
         free(rows);
         return rc;
@@ -501,8 +501,8 @@ int lc_report_html_write(const lc_run_result *r, const lc_run_result *base, cons
     fputs("</body></html>\n", f);
     free(rows);
     if (rc) {
-        lc__afile_abort(&af);
+        lc_afile_abort(&af);
         return rc;
     }
-    return lc__afile_commit(&af, err);
+    return lc_afile_commit(&af, err);
 }

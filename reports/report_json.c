@@ -16,6 +16,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "lc_json.h"
 #include "report_util.h"
 #include "reports.h"
 
@@ -250,8 +251,8 @@ static void put_case(FILE *f, const lc_case_result *c, int last)
 
 int lc_report_json_write(const lc_run_result *r, const char *path, lc_error *err)
 {
-    lc__afile af;
-    int rc = lc__afile_open(&af, path, err);
+    lc_afile af;
+    int rc = lc_afile_open(&af, path, err);
     if (rc)
         return rc;
     FILE *f = af.f;
@@ -283,7 +284,7 @@ int lc_report_json_write(const lc_run_result *r, const char *path, lc_error *err
         put_case(f, &r->cases[i], i + 1 == r->n_cases);
     }
     fprintf(f, "%s]\n}\n", r->n_cases ? "  " : "");
-    return lc__afile_commit(&af, err);
+    return lc_afile_commit(&af, err);
 }
 
 /* ================================================================ reader */
@@ -656,37 +657,9 @@ static int read_doc(const reader *d, const cJSON *root, lc_run_result *r)
     return 0;
 }
 
-/* The whole file in a malloc'ed buffer. */
-static int slurp(const reader *d, char **buf, size_t *len)
-{
-    FILE *f = fopen(d->file, "rb");
-    if (f == NULL)
-        return lc_fail(d->err, LC_EINPUT, "%s: cannot open: %s", d->file, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap);
-    while (b != NULL) {
-        n += fread(b + n, 1, cap - n, f);
-        if (n < cap)
-            break;
-        char *nb = realloc(b, cap *= 2);
-        if (nb == NULL)
-            free(b);
-        b = nb;
-    }
-    if (b != NULL)
-        b[n] = '\0'; /* n < cap: there is room */
-    const int rerr = b != NULL && ferror(f);
-    fclose(f);
-    if (b == NULL)
-        return oom(d);
-    if (rerr) {
-        free(b);
-        return lc_fail(d->err, LC_EINPUT, "%s: read error", d->file);
-    }
-    *buf = b;
-    *len = n;
-    return 0;
-}
+/* A results file is a few megabytes even for thousands of cases; anything past this cap (or
+ * the memory limit) is refused before it is read. */
+#define RESULTS_MAX_BYTES ((size_t)1 << 30)
 
 int lc_report_json_read(lc_run_result *r, const char *path, lc_error *err)
 {
@@ -696,25 +669,16 @@ int lc_report_json_read(lc_run_result *r, const char *path, lc_error *err)
     if (r->cases != NULL || r->n_cases != 0)
         return lc_fail(err, LC_EINTERNAL, "%s: lc_report_json_read needs an empty record", path);
     memset(r, 0, sizeof *r);
-    int rc = slurp(&d, &buf, &len);
+    int rc = lc_file_read(path, NULL, RESULTS_MAX_BYTES, &buf, &len, err);
     if (rc)
         return rc;
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
-    if (root == NULL) {
-        if (strspn(buf, " \t\r\n") == len) {
-            rc = lc_fail(err, LC_EINPUT, "%s: empty file, expected a %s JSON document", path,
-                           LC_RESULTS_FORMAT);
-        } else {
-            int line = 1, col = 1;
-            const char *stop = end && end >= buf && end <= buf + len ? end : buf + len;
-            for (const char *p = buf; p < stop; p++) {
-                line += *p == '\n';
-                col = *p == '\n' ? 1 : col + 1;
-            }
-            rc = lc_fail(err, LC_EINPUT, "%s: not valid JSON (syntax error at line %d, column %d)",
-                           path, line, col);
-        }
+    if (strspn(buf, " \t\r\n") == len) {
+        free(buf);
+        return lc_fail(err, LC_EINPUT, "%s: empty file, expected a %s JSON document", path, LC_RESULTS_FORMAT);
+    }
+    cJSON *root = NULL;
+    rc = lc_json_parse(path, buf, len, &root, err);
+    if (rc) {
         free(buf);
         return rc;
     }

@@ -72,8 +72,8 @@ static void testcase(FILE *f, const lc_case_result *c)
 
 int lc_report_junit_write(const lc_run_result *r, const char *path, lc_error *err)
 {
-    lc__afile af;
-    int rc = lc__afile_open(&af, path, err);
+    lc_afile af;
+    int rc = lc_afile_open(&af, path, err);
     if (rc)
         return rc;
     FILE *f = af.f;
@@ -111,5 +111,5 @@ int lc_report_junit_write(const lc_run_result *r, const char *path, lc_error *er
     for (int i = 0; i < r->n_cases; i++)
         testcase(f, &r->cases[i]);
     fputs("  </testsuite>\n</testsuites>\n", f);
-    return lc__afile_commit(&af, err);
+    return lc_afile_commit(&af, err);
 }

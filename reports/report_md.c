@@ -305,8 +305,8 @@ int lc_report_md_write(const lc_run_result *r, const lc_run_result *base, const 
     if (base != NULL && lc__moves_build(r, base, &rows, &n))
         return lc_fail(err, LC_EINTERNAL, "%s: out of memory comparing with the base run",
                          path);
-    lc__afile af;
-    int rc = lc__afile_open(&af, path, err);
+    lc_afile af;
+    int rc = lc_afile_open(&af, path, err);
     if (rc) {
         free(rows);
         return rc;
@@ -318,5 +318,5 @@ int lc_report_md_write(const lc_run_result *r, const lc_run_result *base, const 
         moved_section(af.f, base, rows, n);
     cases_section(af.f, r);
     free(rows);
-    return lc__afile_commit(&af, err);
+    return lc_afile_commit(&af, err);
 }

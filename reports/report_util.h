@@ -1,7 +1,7 @@
 /*
- * Internals shared by the report writers (not part of the public API): atomic file output,
- * errors, number formatting, text escaping, where a metric happened, and the comparison of
- * a run with its base run.
+ * Internals shared by the report writers (not part of the public API): errors, number
+ * formatting, text escaping, where a metric happened, and the comparison of a run with its
+ * base run.
  */
 #ifndef LC_REPORT_UTIL_H
 #define LC_REPORT_UTIL_H
@@ -11,26 +11,9 @@
 #include "lc_error.h"
 #include "results.h"
 
-/* ---------------------------------------------------------------- atomic file output */
-
-/* A file being written: f writes into tmp, which becomes path on commit. */
-typedef struct {
-    FILE *f;
-    char path[4096];
-    char tmp[4160];
-} lc__afile;
-
-/* Creates the temporary file next to path (exclusively, mode 0666 less the umask).
- * On failure nothing exists on disk and err names path. */
-int lc__afile_open(lc__afile *af, const char *path, lc_error *err);
-
-/* Flushes, closes and renames the temporary file over path. On any failure the temporary
- * file is removed, path is untouched, and err names path. af is closed either way. */
-int lc__afile_commit(lc__afile *af, lc_error *err);
-
-/* Closes and removes the temporary file (after a failure while producing the content).
- * Safe on a closed or zeroed af. */
-void lc__afile_abort(lc__afile *af);
+/* Atomic file output: lc_afile (harness/io/lc_file.h): temporary file next to the target,
+ * checked writes, fsync, rename. */
+#include "lc_file.h"
 
 /* ---------------------------------------------------------------- numbers */
 

@@ -395,6 +395,25 @@ static const config_bad_case config_bad[] = {
      "patch_size: 14 differs", "16"},
     {"preproc-type", "dense", "", "", "{\"size\": {\"shortest_edge\": \"big\"}}", QREF_EFORMAT,
      "preprocessor_config.json", "size.shortest_edge", "expected a positive integer"},
+    /* hostile input: duplicate keys, NUL and control bytes, sizes whose products wrap */
+    {"duplicate-key", "dense", "\"hidden_size\": 64,", "\"hidden_size\": 64, \"hidden_size\": 32,", NULL,
+     QREF_EFORMAT, "config.json", "key 'hidden_size' appears twice", "text_config"},
+    {"duplicate-top", "dense", "\"image_token_id\": 1000,", "\"image_token_id\": 1000, \"image_token_id\": 7,",
+     NULL, QREF_EFORMAT, "config.json", "key 'image_token_id' appears twice", "top-level"},
+    {"nul-escape", "dense", "\"qwen3_5_text\"", "\"qwen3_5_text\\u0000x\"", NULL, QREF_EFORMAT,
+     "config.json", "control character", "line"},
+    {"control-byte", "dense", "\"qwen3_5_text\"", "\"qwen3_5\x01_text\"", NULL, QREF_EFORMAT,
+     "config.json", "control character", NULL},
+    {"heads-wrap", "dense", "\"num_attention_heads\": 4", "\"num_attention_heads\": 2147483646", NULL,
+     QREF_EUNSUPPORTED, "config.json", "num_attention_heads x head_dim x 2", "overflow"},
+    {"state-wrap", "dense", "\"linear_value_head_dim\": 32", "\"linear_value_head_dim\": 2000000000", NULL,
+     QREF_EUNSUPPORTED, "config.json", "linear_num_value_heads x linear_value_head_dim", NULL},
+    {"weights-wrap", "dense", "\"vocab_size\": 1024", "\"vocab_size\": 2147483647", NULL, QREF_EUNSUPPORTED,
+     "config.json", "weights", "bytes"},
+    {"preproc-min-pixels", "dense", "", "", "{\"min_pixels\": 9000000000000000, \"max_pixels\": 9000000000000000}",
+     QREF_EUNSUPPORTED, "preprocessor_config.json", "min_pixels", "limit"},
+    {"preproc-duplicate", "dense", "", "", "{\"patch_size\": 16, \"patch_size\": 14}", QREF_EFORMAT,
+     "preprocessor_config.json", "key 'patch_size' appears twice", NULL},
 };
 
 START_TEST(test_loader_config_bad_input)
@@ -771,7 +790,7 @@ static const st_bad_case st_bad[] = {
     {"no-offsets", NULL, -1, "{\"t\": {\"dtype\": \"F32\", \"shape\": [4]}}", 16, NULL, NULL,
      QREF_EFORMAT, "model.safetensors", "data_offsets missing", NULL},
     {"duplicate", NULL, -1, "{" T1 ", " T1 "}", 16, NULL, NULL, QREF_EFORMAT, "model.safetensors",
-     "tensor 't' appears twice", NULL},
+     "key 't' appears twice", NULL},
     {"overlap", NULL, -1,
      "{\"u\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}, " T1 "}", 16, NULL, NULL,
      QREF_EFORMAT, "model.safetensors", "overlap", NULL},
@@ -796,6 +815,19 @@ static const st_bad_case st_bad[] = {
      "model.safetensors.index.json", "weight_map", NULL},
     {"bad-shard", NULL, -1, "{" T1 "}", 15, IDX("\"t\": \"shard-1.safetensors\""), NULL, QREF_EFORMAT,
      "model.safetensors.index.json", "shard-1.safetensors", "outside the data section of 15 bytes"},
+    /* hostile input */
+    {"index-dotdot", NULL, -1, "{" T1 "}", 16, IDX("\"t\": \"../st-bad-none/shard-1.safetensors\""), NULL,
+     QREF_EFORMAT, "model.safetensors.index.json", "not a relative path inside the checkpoint", NULL},
+    {"index-absolute", NULL, -1, "{" T1 "}", 16, IDX("\"t\": \"/etc/passwd\""), NULL, QREF_EFORMAT,
+     "model.safetensors.index.json", "'/etc/passwd'", "not a relative path"},
+    {"index-duplicate", NULL, -1, "{" T1 "}", 16,
+     IDX("\"t\": \"shard-1.safetensors\", \"t\": \"shard-2.safetensors\""), NULL, QREF_EFORMAT,
+     "model.safetensors.index.json", "key 't' appears twice", "weight_map"},
+    {"entry-duplicate-key", NULL, -1,
+     "{\"t\": {\"dtype\": \"F32\", \"dtype\": \"F16\", \"shape\": [2, 2], \"data_offsets\": [0, 16]}}", 16,
+     NULL, NULL, QREF_EFORMAT, "model.safetensors", "key 'dtype' appears twice", "'t'"},
+    {"header-nul", "\x0a\x00\x00\x00\x00\x00\x00\x00{\"a\":\"\x00\"}", 18, NULL, 0, NULL, NULL, QREF_EFORMAT,
+     "model.safetensors", "NUL byte", NULL},
 };
 
 START_TEST(test_loader_st_bad_input)
@@ -833,6 +865,74 @@ START_TEST(test_loader_st_bad_input)
         ck_assert_msg_has(err, k->what2);
     ck_assert_msg(a.ntensors == 0 && a.nfiles == 0 && a.tensors == NULL && a.files == NULL,
                   "case %s: archive not closed after the failure", k->name);
+    qref__st_close(&a);
+}
+END_TEST
+
+/* Special files and links: a FIFO is refused without blocking, a directory is refused, a
+ * symlink that leaves the checkpoint directory is refused while one inside it is followed. */
+START_TEST(test_loader_special_files)
+{
+    char dir[1024], other[1024], p[1200], q[1200];
+    uint8_t zeros[16] = {0};
+    qref_st_archive a = {0};
+    qref_error err = {0};
+    qref_config cfg;
+
+    fresh_dir(dir, sizeof dir, "special-fifo");
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    ck_assert(mkfifo(p, 0644) == 0);
+    ck_assert_int_eq(qref__st_open(&a, dir, &err), QREF_EIO);
+    ck_assert_msg_has(err, p);
+    ck_assert_msg_has(err, "FIFO");
+    unlink(p);
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    ck_assert(mkfifo(p, 0644) == 0);
+    ck_assert_int_eq(qref_config_load(&cfg, dir, &err), QREF_EIO);
+    ck_assert_msg_has(err, "FIFO");
+    unlink(p);
+
+    fresh_dir(dir, sizeof dir, "special-dir");
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    ck_assert(mkdir(p, 0755) == 0 || errno == EEXIST);
+    ck_assert_int_eq(qref_config_load(&cfg, dir, &err), QREF_EIO);
+    ck_assert_msg_has(err, "a directory");
+    rmdir(p);
+
+    /* a shard linked from outside the checkpoint directory */
+    fresh_dir(other, sizeof other, "special-outside");
+    write_st(other, "shard-1.safetensors", "{" T1 "}", zeros, 16);
+    fresh_dir(dir, sizeof dir, "special-link");
+    write_text(dir, "model.safetensors.index.json", IDX("\"t\": \"shard-1.safetensors\""));
+    snprintf(p, sizeof p, "%s/shard-1.safetensors", dir);
+    snprintf(q, sizeof q, "%s/shard-1.safetensors", other);
+    ck_assert(symlink(q, p) == 0);
+    ck_assert_int_eq(qref__st_open(&a, dir, &err), QREF_EFORMAT);
+    ck_assert_msg_has(err, "outside the checkpoint directory");
+    ck_assert_msg_has(err, "shard-1.safetensors");
+    unlink(p);
+    /* ... and a link that stays inside is fine */
+    write_st(dir, "shard-2.safetensors", "{" T1 "}", zeros, 16);
+    ck_assert(symlink("shard-2.safetensors", p) == 0);
+    ck_assert_msg(qref__st_open(&a, dir, &err) == QREF_OK, "%s", err.msg);
+    qref__st_close(&a);
+    unlink(p);
+
+    /* a Hugging Face hub cache snapshot: its files are links into ../../blobs, which is fine */
+    char hub[1024], blobs[1100], snap[1100];
+    fresh_dir(hub, sizeof hub, "special-hub");
+    snprintf(blobs, sizeof blobs, "%s/blobs", hub);
+    snprintf(snap, sizeof snap, "%s/snapshots", hub);
+    mkdir(blobs, 0755);
+    mkdir(snap, 0755);
+    snprintf(snap, sizeof snap, "%s/snapshots/rev1", hub);
+    mkdir(snap, 0755);
+    write_st(blobs, "shard-1.safetensors", "{" T1 "}", zeros, 16);
+    snprintf(p, sizeof p, "%s/model.safetensors", snap);
+    unlink(p);
+    ck_assert(symlink("../../blobs/shard-1.safetensors", p) == 0);
+    ck_assert_msg(qref__st_open(&a, snap, &err) == QREF_OK, "%s", err.msg);
+    ck_assert_int_eq(a.ntensors, 1);
     qref__st_close(&a);
 }
 END_TEST
@@ -884,6 +984,7 @@ static Suite *loader_suite(void)
     tcase_add_test(tc, test_loader_st_sharded);
     tcase_add_loop_test(tc, test_loader_st_bad_input, 0, (int)(sizeof st_bad / sizeof st_bad[0]));
     tcase_add_test(tc, test_loader_st_open_file_append);
+    tcase_add_test(tc, test_loader_special_files);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("convert");

@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -544,7 +546,7 @@ END_TEST
 static const struct {
     const char *from, *to, *msg;
 } bad_rows[] = {
-    {NULL, "{\"format\": \"logitcheck-results\", \"version\": 1,", "not valid JSON (syntax error at line 1"},
+    {NULL, "{\"format\": \"logitcheck-results\", \"version\": 1,", "malformed JSON: parsing stopped at line 1"},
     {NULL, "  \n", "empty file"},
     {NULL, "[1, 2]", "expected a JSON object at the top level, found an array"},
     {NULL, "{\"version\": 1}", "format: missing"},
@@ -566,7 +568,7 @@ static const struct {
     {"\"ulp\": \"f32\"", "\"ulp\": \"f16\"", "metrics.ulp: expected \"none\", \"f32\" or \"f64\""},
     {"\"curve\": [1e-06, ", "\"curve\": [1e-06, {}, ",
      "cases[0].comparisons[0].curve[1]: expected a number or \"nan\"/\"inf\"/\"-inf\", found an object"},
-    {"\"comparisons\": [", "\"comparisons\": {", "not valid JSON"},
+    {"\"comparisons\": [", "\"comparisons\": {", "malformed JSON"},
     {"\"labels\": [\"golden\"", "\"labels\": [7", "cases[0].labels[0]: expected a string, found the number 7"},
     {"\"checks\": [", "\"checks\": 3, \"x\": [", "cases[0].comparisons[0].checks: expected an array, found the number 3"},
 };
@@ -994,6 +996,65 @@ END_TEST
 
 /* ---------------------------------------------------------------- suite */
 
+
+/* ---------------------------------------------------------------- writers past the file-size limit */
+
+/* Each writer under a file-size limit of 64 bytes (SIGXFSZ ignored, as the CLI does): EFBIG
+ * reported with the path and the system's reason, the earlier file byte-identical, no
+ * temporary file left in the directory. */
+static int run_writer(int which, const lc_run_result *r, const char *dir, const char *path, lc_error *err)
+{
+    static const double y[4] = {1e-6, 2e-6, 3e-6, 1e-7};
+    switch (which) {
+    case 0: return lc_report_json_write(r, path, err);
+    case 1: return lc_report_md_write(r, NULL, path, err);
+    case 2: return lc_report_junit_write(r, path, err);
+    case 3: return lc_report_html_write(r, NULL, dir, err);
+    default: return lc_plot_curve_png(path, y, 4, NULL, 0, 1e-5, NULL, err);
+    }
+}
+
+START_TEST(test_reports_writers_survive_file_size_limit)
+{
+    static const char *const names[] = {"results.json", "report.md", "junit.xml", "report.html", "plot.png"};
+    ensure_out_dir();
+    char dir[512], path[700];
+    snprintf(dir, sizeof dir, "%s/fsize-%d", OUT_DIR, _i);
+    mkdir(dir, 0777);
+    snprintf(path, sizeof path, "%s/%s", dir, names[_i]);
+    const char *earlier = "earlier output, must survive\n";
+    spit(path, earlier);
+    lc_run_result r = {0};
+    build_run(&r);
+
+    struct sigaction ign = {0}, old;
+    ign.sa_handler = SIG_IGN;
+    sigaction(SIGXFSZ, &ign, &old);
+    struct rlimit lim, small;
+    ck_assert(getrlimit(RLIMIT_FSIZE, &lim) == 0);
+    small = lim;
+    small.rlim_cur = 64;
+    ck_assert(setrlimit(RLIMIT_FSIZE, &small) == 0);
+    lc_error err = {0};
+    int rc = run_writer(_i, &r, dir, path, &err);
+    ck_assert(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+    sigaction(SIGXFSZ, &old, NULL);
+    lc_run_result_free(&r);
+
+    ck_assert_msg(rc == LC_EINPUT, "%s: rc %d (%s)", names[_i], rc, err.msg);
+    ck_assert_msg(strstr(err.msg, "File too large") != NULL, "%s: %s", names[_i], err.msg);
+    ck_assert_msg(strstr(err.msg, dir) != NULL, "%s: the message does not name the file: %s", names[_i], err.msg);
+    char *now = slurp(path);
+    ck_assert_str_eq(now, earlier);
+    free(now);
+    DIR *d = opendir(dir);
+    ck_assert(d != NULL);
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        ck_assert_msg(strstr(e->d_name, ".tmp-") == NULL, "left behind: %s/%s", dir, e->d_name);
+    closedir(d);
+}
+END_TEST
+
 static Suite *reports_suite(void)
 {
     Suite *s = suite_create("reports");
@@ -1029,6 +1090,7 @@ static Suite *reports_suite(void)
     tcase_add_test(tc, test_reports_html_references_plots);
     tcase_add_test(tc, test_reports_plot_draws_curve_and_bound);
     tcase_add_test(tc, test_reports_write_errors_name_the_path);
+    tcase_add_loop_test(tc, test_reports_writers_survive_file_size_limit, 0, 5);
     suite_add_tcase(s, tc);
     return s;
 }

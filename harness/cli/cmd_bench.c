@@ -33,6 +33,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli.h"
+#include "lc_file.h"
 #include "qref.h"
 #include "synth.h"
 
@@ -597,14 +598,18 @@ static int write_json(const bench_run *run)
 
     char *text = cJSON_Print(doc);
     cJSON_Delete(doc);
-    FILE *f = text ? fopen(a->json, "w") : NULL;
-    int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-    if (f && fclose(f) != 0)
-        ok = 0;
-    const char *why = text ? strerror(errno) : "out of memory";
+    if (!text) {
+        fprintf(stderr, "logitcheck bench: %s: out of memory\n", a->json);
+        return -1;
+    }
+    /* atomically: a full disk or a file-size limit leaves an earlier file as it was */
+    size_t len = strlen(text);
+    text[len] = '\n'; /* cJSON_Print's NUL becomes the final newline */
+    lc_error le;
+    int rc = lc_file_write_atomic(a->json, text, len + 1, &le);
     free(text);
-    if (!ok) {
-        fprintf(stderr, "logitcheck bench: %s: cannot write: %s\n", a->json, why);
+    if (rc) {
+        fprintf(stderr, "logitcheck bench: %s\n", le.msg);
         return -1;
     }
     return 0;

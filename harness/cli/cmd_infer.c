@@ -36,7 +36,8 @@ int lc_parse_ids(const char *s, int **out, int *n, char *msg, size_t msglen)
     while (*p) {
         char *end;
         errno = 0;
-        long x = strtol(p, &end, 10);
+        /* digits only: strtol alone would accept leading spaces and signs */
+        long x = *p >= '0' && *p <= '9' ? strtol(p, &end, 10) : (end = (char *)p, 0);
         if (end == p || errno || x < 0 || x > 0x7fffffffL || (*end && *end != ',')) {
             snprintf(msg, msglen, "'%s': expected comma-separated non-negative token ids", s);
             free(v);
@@ -137,7 +138,14 @@ static int parse_args(int argc, char **argv, infer_args *a)
             const char *colon = strchr(v, ':');
             int row = 0;
             if (colon && colon > v && strspn(v, "0123456789") == (size_t)(colon - v)) {
-                row = atoi(v);
+                errno = 0;
+                long r = strtol(v, NULL, 10);
+                if (errno || r >= MAX_ROWS) {
+                    fprintf(stderr, "logitcheck infer: --image %s: row %.*s is past the %d rows a batch may have\n",
+                            v, (int)(colon - v), v, MAX_ROWS);
+                    return 2;
+                }
+                row = (int)r;
                 v = colon + 1;
             }
             a->image_row[a->n_images] = row;
@@ -197,6 +205,21 @@ static void state_free(infer_state *s)
     free(s->feed);
 }
 
+/* Each image against the processor's limits (aspect ratio, resized size), so a refusal names
+ * the PNG rather than the prompt row. Returns an exit code. */
+static int check_image_sizes(const qref_model *m, const lc_image_set *set, const char *const *paths)
+{
+    for (int i = 0; i < set->n; i++) {
+        int grid[3];
+        qref_error qe;
+        if (qref_image_grid(&m->cfg, set->images[i].width, set->images[i].height, grid, &qe) != QREF_OK) {
+            fprintf(stderr, "logitcheck infer: %s: %s\n", paths[i], qe.msg);
+            return 2;
+        }
+    }
+    return 0;
+}
+
 /* Builds each row's prompt: its ids and the images bound to it. Returns an exit code. */
 static int build_rows(const infer_args *a, infer_state *s)
 {
@@ -224,6 +247,8 @@ static int build_rows(const infer_args *a, infer_state *s)
         if (lc_image_set_load(&s->imgs[b], paths, k, &le)) {
             fprintf(stderr, "logitcheck infer: %s\n", le.msg);
             rc = 2;
+        } else if ((rc = check_image_sizes(&s->m, &s->imgs[b], paths)) != 0) {
+            /* reported, naming the PNG */
         } else if (qref_prompt_build(&s->rows[b], &s->m, ids32, n, s->imgs[b].images, s->imgs[b].n, &qe) != QREF_OK) {
             fprintf(stderr, "logitcheck infer: --ids row %d: %s\n", b, qe.msg);
             rc = qe.code == QREF_ENOMEM ? 3 : 2;

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "lc_file.h"
 #include "qref.h"
 
 static void usage(FILE *to)
@@ -19,14 +20,52 @@ static void usage(FILE *to)
             "  synth    write a deterministic synthetic checkpoint (published Qwen3.5 shapes) and print its sha256\n"
             "  serve    the reference engine behind the engine protocol on stdin/stdout (harness/PROTOCOL.md)\n"
             "\n"
+            "Every command also takes --max-memory SIZE (bytes, or with K, M, G, T): the bound on any\n"
+            "allocation sized from a file's declared dimensions (default: half of this machine's\n"
+            "memory, here %zu MiB).\n"
             "Run 'logitcheck <command> --help' for the options of a command.\n"
             "Exit codes: 0 pass, 1 a numeric check failed, 2 bad usage or input, 3 internal error.\n"
             "Engine precision of this build: %s\n",
-            QREF_PRECISION_NAME);
+            lc_mem_limit() >> 20, QREF_PRECISION_NAME);
+}
+
+/* Takes --max-memory SIZE (or --max-memory=SIZE) out of argv, wherever it appears, and sets
+ * the limit. Returns 0, or 2 after a message for a bad value. */
+static int take_max_memory(int *argc, char **argv)
+{
+    int w = 1;
+    for (int i = 1; i < *argc; i++) {
+        const char *v = NULL;
+        if (!strcmp(argv[i], "--max-memory")) {
+            if (i + 1 >= *argc) {
+                fprintf(stderr, "logitcheck: --max-memory needs a value\n");
+                return 2;
+            }
+            v = argv[++i];
+        } else if (!strncmp(argv[i], "--max-memory=", 13)) {
+            v = argv[i] + 13;
+        } else {
+            argv[w++] = argv[i];
+            continue;
+        }
+        size_t bytes;
+        if (lc_parse_size(v, &bytes)) {
+            fprintf(stderr, "logitcheck: --max-memory '%s': expected a size such as 4096, 512M or 2G\n", v);
+            return 2;
+        }
+        lc_mem_limit_set(bytes);
+    }
+    argv[w] = NULL;
+    *argc = w;
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
+    /* a write past the file-size limit fails with EFBIG and is reported, never a signal */
+    lc_file_ignore_sigxfsz();
+    if (take_max_memory(&argc, argv))
+        return 2;
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -1,19 +1,213 @@
 /* HDF5 readers and the atomic writer (see h5io.h). */
 #include <hdf5.h>
+#include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "h5io.h"
+#include "lc_file.h"
 
 static void quiet(void)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
+/* ---------------------------------------------------------------- validation on open */
+
+/* The most links a file may hold (a golden has a few hundred). */
+#define MAX_LINKS 200000
+/* deflate cannot expand data by more than about 1032x */
+#define DEFLATE_MAX_RATIO 1100
+
+typedef struct {
+    lc_h5 *f;
+    lc_error *err;
+    int rc;
+    long links;
+} visit_ctx;
+
+static int check_dataset(lc_h5 *f, hid_t d, const char *name, lc_error *err)
+{
+    int rc = LC_OK;
+    hid_t t = H5Dget_type(d), sp = H5Dget_space(d), dcpl = H5Dget_create_plist(d);
+    H5T_class_t cls = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
+    size_t tsize = t >= 0 ? H5Tget_size(t) : 0;
+    int nd = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+    if (t < 0 || sp < 0 || dcpl < 0) {
+        rc = lc_fail(err, LC_EINPUT, "%s: dataset '%s' cannot be read (corrupt file?)", f->path, name);
+        goto done;
+    }
+    if (cls != H5T_INTEGER && cls != H5T_FLOAT && cls != H5T_STRING) {
+        rc = lc_fail(err, LC_EINPUT, "%s: dataset '%s' is neither numeric nor strings", f->path, name);
+        goto done;
+    }
+    if (cls != H5T_STRING && (tsize == 0 || tsize > 8)) {
+        rc = lc_fail(err, LC_EINPUT, "%s: dataset '%s' has %zu-byte elements, expected at most 8", f->path, name,
+                     tsize);
+        goto done;
+    }
+    if (nd < 0 || nd > LC_H5_MAX_DIMS) {
+        rc = lc_fail(err, LC_EINPUT, "%s: dataset '%s' has an unsupported rank %d", f->path, name, nd);
+        goto done;
+    }
+    hsize_t dims[LC_H5_MAX_DIMS];
+    H5Sget_simple_extent_dims(sp, dims, NULL);
+    size_t count = 1, bytes = 0, mem = 0;
+    int wrap = 0;
+    for (int i = 0; i < nd; i++)
+        wrap |= dims[i] > SIZE_MAX || lc_size_mul(count, (size_t)dims[i], &count);
+    /* readers convert to 8-byte values; strings cost at least a pointer each */
+    wrap |= lc_size_mul(count, cls == H5T_STRING ? 16 : 8, &mem) || lc_size_mul(count, tsize, &bytes);
+    if (wrap) {
+        rc = lc_fail(err, LC_EINPUT, "%s: dataset '%s': its dimensions multiply past %zu-bit sizes", f->path, name,
+                     sizeof(size_t) * 8);
+        goto done;
+    }
+    if (mem > lc_mem_limit()) {
+        rc = lc_fail(err, LC_EINPUT, "%s: dataset '%s': %zu elements need %zu bytes, more than the memory limit of %zu "
+                     "(--max-memory)", f->path, name, count, mem, lc_mem_limit());
+        goto done;
+    }
+    H5D_layout_t layout = H5Pget_layout(dcpl);
+    if (layout != H5D_COMPACT && layout != H5D_CONTIGUOUS && layout != H5D_CHUNKED) {
+        rc = lc_fail(err, LC_EINPUT, "%s: dataset '%s': unsupported storage layout (virtual datasets are refused)",
+                     f->path, name);
+        goto done;
+    }
+    if (H5Pget_external_count(dcpl) != 0) {
+        rc = lc_fail(err, LC_EINPUT, "%s: dataset '%s' keeps its data in external files (refused)", f->path, name);
+        goto done;
+    }
+    int nf = H5Pget_nfilters(dcpl), deflate = 0;
+    for (int i = 0; i < nf; i++) {
+        unsigned flags = 0, cd[8];
+        size_t ncd = 8;
+        char fname[64];
+        H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cd, sizeof fname, fname, NULL);
+        if (id == H5Z_FILTER_DEFLATE)
+            deflate = 1;
+        else if (id != H5Z_FILTER_SHUFFLE && id != H5Z_FILTER_FLETCHER32) {
+            rc = lc_fail(err, LC_EINPUT, "%s: dataset '%s': filter %d is not supported (deflate, shuffle, fletcher32)",
+                         f->path, name, (int)id);
+            goto done;
+        }
+    }
+    if (cls != H5T_STRING && count > 0) {
+        hsize_t stored = H5Dget_storage_size(d);
+        size_t cap;
+        if (lc_size_mul((size_t)stored, deflate ? DEFLATE_MAX_RATIO : 1, &cap))
+            cap = SIZE_MAX;
+        if (stored > f->file_size || bytes > cap) {
+            rc = lc_fail(err, LC_EINPUT, "%s: dataset '%s' declares %zu bytes but the file stores %llu for it "
+                         "(file of %zu bytes)", f->path, name, bytes, (unsigned long long)stored, f->file_size);
+            goto done;
+        }
+    }
+done:
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (t >= 0)
+        H5Tclose(t);
+    return rc;
+}
+
+static herr_t visit_link(hid_t g, const char *name, const H5L_info_t *info, void *op)
+{
+    visit_ctx *v = op;
+    if (++v->links > MAX_LINKS) {
+        v->rc = lc_fail(v->err, LC_EINPUT, "%s: more than %d objects", v->f->path, MAX_LINKS);
+        return -1;
+    }
+    if (info->type != H5L_TYPE_HARD) {
+        v->rc = lc_fail(v->err, LC_EINPUT, "%s: '%s' is %s link (only plain objects are read)", v->f->path, name,
+                        info->type == H5L_TYPE_EXTERNAL ? "an external" : info->type == H5L_TYPE_SOFT ? "a soft"
+                                                                                           : "a user-defined");
+        return -1;
+    }
+    hid_t o = H5Oopen(g, name, H5P_DEFAULT);
+    if (o < 0) {
+        v->rc = lc_fail(v->err, LC_EINPUT, "%s: object '%s' cannot be opened (corrupt file?)", v->f->path, name);
+        return -1;
+    }
+    if (H5Iget_type(o) == H5I_DATASET)
+        v->rc = check_dataset(v->f, o, name, v->err);
+    H5Oclose(o);
+    return v->rc ? -1 : 0;
+}
+
+/* The root attribute `format` (optional) and, for goldens, `format_version` 1. */
+static int check_format(lc_h5 *f, lc_error *err)
+{
+    htri_t has = H5Aexists((hid_t)f->id, "format");
+    if (has < 0)
+        return lc_fail(err, LC_EINPUT, "%s: root attributes cannot be read (corrupt file?)", f->path);
+    if (!has)
+        return LC_OK;
+    char *fmt = NULL;
+    int rc = lc_h5_read_attr_str(f, "/", "format", &fmt, err);
+    if (rc)
+        return rc;
+    if (!strcmp(fmt, "logitcheck-golden"))
+        f->format = LC_H5_GOLDEN;
+    else if (!strcmp(fmt, "logitcheck-infer"))
+        f->format = LC_H5_INFER;
+    else
+        rc = lc_fail(err, LC_EINPUT, "%s: format '%.100s' is not one this suite reads (logitcheck-golden, "
+                     "logitcheck-infer)", f->path, fmt);
+    free(fmt);
+    if (rc || f->format != LC_H5_GOLDEN)
+        return rc;
+    if (H5Aexists((hid_t)f->id, "format_version") <= 0)
+        return lc_fail(err, LC_EINPUT, "%s: attribute 'format_version' is missing", f->path);
+    hid_t a = H5Aopen((hid_t)f->id, "format_version", H5P_DEFAULT);
+    hid_t t = a >= 0 ? H5Aget_type(a) : -1, sp = a >= 0 ? H5Aget_space(a) : -1;
+    long long ver = -1;
+    int ok = a >= 0 && t >= 0 && sp >= 0 && H5Tget_class(t) == H5T_INTEGER &&
+             H5Sget_simple_extent_npoints(sp) == 1 && H5Aread(a, H5T_NATIVE_LLONG, &ver) >= 0;
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (t >= 0)
+        H5Tclose(t);
+    if (a >= 0)
+        H5Aclose(a);
+    if (!ok)
+        return lc_fail(err, LC_EINPUT, "%s: attribute 'format_version' is not one integer", f->path);
+    if (ver != 1)
+        return lc_fail(err, LC_EINPUT, "%s: format_version %lld is not supported (this suite reads 1)", f->path, ver);
+    return LC_OK;
+}
+
+static int validate(lc_h5 *f, lc_error *err)
+{
+    int rc = check_format(f, err);
+    if (rc)
+        return rc;
+    visit_ctx v = {f, err, 0, 0};
+    herr_t r = H5Lvisit((hid_t)f->id, H5_INDEX_NAME, H5_ITER_NATIVE, visit_link, &v);
+    if (v.rc)
+        return v.rc;
+    if (r < 0)
+        return lc_fail(err, LC_EINPUT, "%s: its groups cannot be walked (corrupt file?)", f->path);
+    return LC_OK;
+}
+
 /* ---------------------------------------------------------------- reading */
+
+/* A file that passed validation stays open; any failure closes it. */
+static int finish_open(lc_h5 *f, hid_t id, lc_error *err)
+{
+    f->id = id;
+    int rc = validate(f, err);
+    if (rc)
+        lc_h5_close(f);
+    return rc;
+}
 
 int lc_h5_open(lc_h5 *f, const char *path, lc_error *err)
 {
@@ -21,13 +215,38 @@ int lc_h5_open(lc_h5 *f, const char *path, lc_error *err)
     memset(f, 0, sizeof *f);
     f->id = -1;
     snprintf(f->path, sizeof f->path, "%s", path);
-    if (access(path, R_OK) != 0)
-        return lc_fail(err, LC_EINPUT, "%s: cannot open (missing or unreadable)", path);
+    int fd;
+    size_t size;
+    lc_error oe;
+    if (lc_file_open_input(path, NULL, SIZE_MAX, &fd, &size, &oe)) {
+        if (access(path, F_OK) != 0)
+            return lc_fail(err, LC_EINPUT, "%s: cannot open (missing or unreadable)", path);
+        return lc_fail(err, LC_EINPUT, "%s", oe.msg);
+    }
+    close(fd);
+    f->file_size = size;
     hid_t id = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (id < 0)
         return lc_fail(err, LC_EINPUT, "%s: not a readable HDF5 file (truncated or corrupt?)", path);
-    f->id = id;
-    return LC_OK;
+    return finish_open(f, id, err);
+}
+
+int lc_h5_open_image(lc_h5 *f, const char *name, const void *image, size_t len, lc_error *err)
+{
+    quiet();
+    memset(f, 0, sizeof *f);
+    f->id = -1;
+    snprintf(f->path, sizeof f->path, "%s", name);
+    f->file_size = len;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    hid_t id = -1;
+    if (fapl >= 0 && H5Pset_fapl_core(fapl, 1 << 16, 0) >= 0 && H5Pset_file_image(fapl, (void *)image, len) >= 0)
+        id = H5Fopen(name, H5F_ACC_RDONLY, fapl);
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    if (id < 0)
+        return lc_fail(err, LC_EINPUT, "%s: not a readable HDF5 file (truncated or corrupt?)", name);
+    return finish_open(f, id, err);
 }
 
 void lc_h5_close(lc_h5 *f)
@@ -80,10 +299,137 @@ static int open_dataset(const lc_h5 *f, const char *name, hid_t *dset, lc_h5_sha
     shape->count = 1;
     for (int i = 0; i < nd; i++) {
         shape->shape[i] = (int64_t)dims[i];
-        shape->count *= (size_t)dims[i];
+        if (dims[i] > INT64_MAX || lc_size_mul(shape->count, (size_t)dims[i], &shape->count)) {
+            H5Dclose(d);
+            return lc_fail(err, LC_EINPUT, "%s: dataset '%s': its dimensions multiply past %zu-bit sizes", f->path,
+                           name, sizeof(size_t) * 8);
+        }
     }
     *dset = d;
     return LC_OK;
+}
+
+/* ---------------------------------------------------------------- golden values */
+
+/* Datasets of a golden that hold integers by definition. */
+static const char *const integer_sets[] = {"input_ids", "decode_tokens", "position_ids", "attention_mask",
+                                           "image_grid_thw", "rope_delta", "rope_deltas", "image_sizes"};
+/* ... and those that hold token ids (inside the vocabulary, never empty). */
+static const char *const token_sets[] = {"input_ids", "decode_tokens"};
+
+static int in_list(const char *base, const char *const *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(base, list[i]))
+            return 1;
+    return 0;
+}
+
+/* "/a/b/name" -> base "name", group "/a/b" ("" at the root). */
+static const char *split_name(const char *name, char *group, size_t cap)
+{
+    const char *slash = strrchr(name, '/');
+    size_t n = slash ? (size_t)(slash - name) : 0;
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(group, name, n);
+    group[n] = '\0';
+    return slash ? slash + 1 : name;
+}
+
+/* The vocabulary of a golden group: the last dimension of its logits (0 when it has none). */
+static int64_t group_vocab(const lc_h5 *f, const char *group)
+{
+    static const char *const sets[] = {"prefill_logits", "logits", "decode_logits"};
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
+        char n[1200];
+        snprintf(n, sizeof n, "%s/%s", group, sets[i]);
+        if (!lc_h5_exists(f, n))
+            continue;
+        hid_t d = H5Dopen2((hid_t)f->id, n, H5P_DEFAULT);
+        if (d < 0)
+            continue;
+        hid_t sp = H5Dget_space(d);
+        int nd = H5Sget_simple_extent_ndims(sp);
+        hsize_t dims[LC_H5_MAX_DIMS] = {0};
+        if (nd > 0 && nd <= LC_H5_MAX_DIMS)
+            H5Sget_simple_extent_dims(sp, dims, NULL);
+        H5Sclose(sp);
+        H5Dclose(d);
+        if (nd > 0 && nd <= LC_H5_MAX_DIMS)
+            return (int64_t)dims[nd - 1];
+    }
+    return 0;
+}
+
+/* The pad mask of a golden group, when it has one shaped (B, L) and the dataset starts with
+ * (B, L): *mask malloc'ed (caller frees), *per elements of the dataset per (b, l). */
+static int group_mask(const lc_h5 *f, const char *group, const lc_h5_shape *shape, int64_t **mask, size_t *per)
+{
+    *mask = NULL;
+    char n[1200];
+    snprintf(n, sizeof n, "%s/attention_mask", group);
+    if (!lc_h5_exists(f, n) || shape->ndim < 2)
+        return 0;
+    hid_t d = H5Dopen2((hid_t)f->id, n, H5P_DEFAULT);
+    if (d < 0)
+        return 0;
+    hid_t sp = H5Dget_space(d);
+    hsize_t dims[2];
+    int ok = H5Sget_simple_extent_ndims(sp) == 2 && H5Sget_simple_extent_dims(sp, dims, NULL) == 2 &&
+             (int64_t)dims[0] == shape->shape[0] && (int64_t)dims[1] == shape->shape[1] && dims[0] * dims[1] > 0;
+    H5Sclose(sp);
+    int64_t *m = ok ? malloc((size_t)(dims[0] * dims[1]) * sizeof *m) : NULL;
+    ok = m && H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, m) >= 0;
+    H5Dclose(d);
+    if (!ok) {
+        free(m);
+        return 0;
+    }
+    *mask = m;
+    *per = shape->count / (size_t)(dims[0] * dims[1]);
+    return 1;
+}
+
+/* Checks what a golden's dataset holds (see h5io.h). buf holds count values of memtype. */
+static int check_golden_values(const lc_h5 *f, const char *name, H5T_class_t cls, const void *buf,
+                               int as_double, const lc_h5_shape *shape, lc_error *err)
+{
+    char group[1024];
+    const char *base = split_name(name, group, sizeof group);
+    const int ints = in_list(base, integer_sets, sizeof integer_sets / sizeof integer_sets[0]);
+    if (ints && cls != H5T_INTEGER)
+        return lc_fail(err, LC_EINPUT, "%s: dataset '%s': expected integers, found floating point", f->path, name);
+    if (in_list(base, token_sets, sizeof token_sets / sizeof token_sets[0])) {
+        if (shape->count == 0)
+            return lc_fail(err, LC_EINPUT, "%s: dataset '%s' is empty", f->path, name);
+        const int64_t V = group_vocab(f, group);
+        for (size_t i = 0; i < shape->count; i++) {
+            const double v = as_double ? ((const double *)buf)[i] : (double)((const int64_t *)buf)[i];
+            if (v < 0 || (V > 0 && v >= (double)V))
+                return lc_fail(err, LC_EINPUT, "%s: dataset '%s': token id %.0f at index %zu is outside the "
+                               "vocabulary (%lld entries)", f->path, name, v, i, (long long)V);
+        }
+    }
+    if (cls != H5T_FLOAT || !as_double)
+        return LC_OK;
+    const double *d = buf;
+    int64_t *mask = NULL;
+    size_t per = 1;
+    int have_mask = -1;
+    int rc = LC_OK;
+    for (size_t i = 0; i < shape->count && !rc; i++) {
+        if (isfinite(d[i]))
+            continue;
+        if (have_mask < 0)
+            have_mask = group_mask(f, group, shape, &mask, &per);
+        if (have_mask && isnan(d[i]) && mask[i / per] == 0)
+            continue; /* a pad position */
+        rc = lc_fail(err, LC_EINPUT, "%s: dataset '%s': value %g at flat index %zu is not finite", f->path, name, d[i],
+                     i);
+    }
+    free(mask);
+    return rc;
 }
 
 static int read_typed(const lc_h5 *f, const char *name, hid_t memtype, size_t elem, H5T_class_t want_class,
@@ -104,7 +450,13 @@ static int read_typed(const lc_h5 *f, const char *name, hid_t memtype, size_t el
         H5Dclose(d);
         return lc_fail(err, LC_EINPUT, "%s: dataset '%s': expected integers, found floating point", f->path, name);
     }
-    void *buf = malloc(shape->count ? shape->count * elem : elem);
+    size_t bytes;
+    if (lc_size_mul(shape->count ? shape->count : 1, elem, &bytes) || bytes > lc_mem_limit()) {
+        H5Dclose(d);
+        return lc_fail(err, LC_EINPUT, "%s: dataset '%s': %zu elements exceed the memory limit of %zu bytes "
+                       "(--max-memory)", f->path, name, shape->count, lc_mem_limit());
+    }
+    void *buf = malloc(bytes);
     if (!buf) {
         H5Dclose(d);
         return lc_fail(err, LC_EINTERNAL, "%s: out of memory reading '%s'", f->path, name);
@@ -114,6 +466,11 @@ static int read_typed(const lc_h5 *f, const char *name, hid_t memtype, size_t el
     if (r < 0) {
         free(buf);
         return lc_fail(err, LC_EINPUT, "%s: cannot read dataset '%s' (corrupt file?)", f->path, name);
+    }
+    if (f->format == LC_H5_GOLDEN &&
+        (rc = check_golden_values(f, name, cls, buf, want_class == H5T_FLOAT, shape, err)) != LC_OK) {
+        free(buf);
+        return rc;
     }
     *out = buf;
     return LC_OK;
@@ -170,8 +527,9 @@ int lc_h5_read_strings(const lc_h5 *f, const char *name, char ***out, int *n, lc
         H5Tclose(mt);
     } else if (ok) {
         /* one more byte per string in memory: the file's strings may fill their size */
-        size_t sz = H5Tget_size(ft) + 1;
-        char *raw = calloc(cnt * sz + 1, 1);
+        size_t sz = H5Tget_size(ft) + 1, total = 0;
+        int fits = !lc_size_mul(cnt, sz, &total) && !lc_size_add(total, 1, &total) && total <= lc_mem_limit();
+        char *raw = fits ? calloc(total, 1) : NULL;
         hid_t mt = H5Tcopy(H5T_C_S1);
         H5Tset_size(mt, sz);
         H5Tset_strpad(mt, H5T_STR_NULLTERM);
@@ -209,6 +567,7 @@ int lc_h5_read_attr_str(const lc_h5 *f, const char *obj, const char *attr, char 
         char *v = NULL;
         hid_t mt = H5Tcopy(H5T_C_S1);
         H5Tset_size(mt, H5T_VARIABLE);
+        H5Tset_cset(mt, H5Tget_cset(t)); /* HDF5 converts no character set into another */
         if (H5Aread(a, mt, &v) < 0 || !(*out = strdup(v ? v : "")))
             rc = lc_fail(err, LC_EINPUT, "%s: cannot read attribute '%s' of '%s'", f->path, attr, obj);
         if (v)
@@ -216,9 +575,10 @@ int lc_h5_read_attr_str(const lc_h5 *f, const char *obj, const char *attr, char 
         H5Tclose(mt);
     } else {
         size_t sz = H5Tget_size(t);
-        char *v = calloc(sz + 1, 1);
+        char *v = sz < ((size_t)1 << 20) ? calloc(sz + 1, 1) : NULL;
         hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, sz);
+        H5Tset_size(mt, sz ? sz : 1);
+        H5Tset_cset(mt, H5Tget_cset(t));
         if (!v || H5Aread(a, mt, v) < 0) {
             free(v);
             rc = lc_fail(err, LC_EINPUT, "%s: cannot read attribute '%s' of '%s'", f->path, attr, obj);
@@ -256,10 +616,15 @@ int lc_h5_create(lc_h5 *f, const char *path, lc_error *err)
     memset(f, 0, sizeof *f);
     f->id = -1;
     snprintf(f->path, sizeof f->path, "%s", path);
-    snprintf(f->tmp, sizeof f->tmp, "%s.tmp-%ld", path, (long)getpid());
-    hid_t id = H5Fcreate(f->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    /* in memory only (no backing store): nothing touches the disk before lc_h5_commit */
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    hid_t id = -1;
+    if (fapl >= 0 && H5Pset_fapl_core(fapl, 1 << 20, 0) >= 0)
+        id = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    if (fapl >= 0)
+        H5Pclose(fapl);
     if (id < 0)
-        return lc_fail(err, LC_EINPUT, "%s: cannot create (directory missing or not writable?)", path);
+        return lc_fail(err, LC_EINTERNAL, "%s: cannot create the HDF5 file in memory", path);
     f->id = id;
     f->writing = 1;
     return LC_OK;
@@ -384,18 +749,17 @@ int lc_h5_commit(lc_h5 *f, lc_error *err)
 {
     if (!f->writing)
         return lc_fail(err, LC_EINTERNAL, "%s: commit on a file not opened for writing", f->path);
-    herr_t r = H5Fclose((hid_t)f->id);
+    hid_t id = (hid_t)f->id;
     f->id = -1;
     f->writing = 0;
-    if (r < 0) {
-        unlink(f->tmp);
-        return lc_fail(err, LC_EINPUT, "%s: cannot finish writing", f->path);
-    }
-    if (rename(f->tmp, f->path) != 0) {
-        unlink(f->tmp);
-        return lc_fail(err, LC_EINPUT, "%s: cannot move the finished file into place", f->path);
-    }
-    return LC_OK;
+    ssize_t n = H5Fflush(id, H5F_SCOPE_GLOBAL) < 0 ? -1 : H5Fget_file_image(id, NULL, 0);
+    void *image = n > 0 ? malloc((size_t)n) : NULL;
+    int ok = image && H5Fget_file_image(id, image, (size_t)n) == n;
+    ok = H5Fclose(id) >= 0 && ok;
+    int rc = ok ? lc_file_write_atomic(f->path, image, (size_t)n, err)
+                : lc_fail(err, LC_EINTERNAL, "%s: cannot finish the HDF5 file in memory", f->path);
+    free(image);
+    return rc;
 }
 
 void lc_h5_abort(lc_h5 *f)
@@ -403,7 +767,5 @@ void lc_h5_abort(lc_h5 *f)
     if (!f)
         return;
     lc_h5_close(f);
-    if (f->writing)
-        unlink(f->tmp);
     f->writing = 0;
 }

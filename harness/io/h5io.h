@@ -2,9 +2,26 @@
  * HDF5 golden and output files: small typed readers and an atomic writer.
  *
  * Readers convert any integer/float dataset to the requested type and return malloc'ed
- * arrays (caller frees). The writer creates PATH.tmp-PID and renames it over PATH on commit,
- * so a failed run never leaves a half-written file and never destroys a previous one.
- * HDF5's own error printing is silenced; every failure is one line naming file and dataset.
+ * arrays (caller frees). HDF5's own error printing is silenced; every failure is one line
+ * naming file and dataset.
+ *
+ * Validation on open (every file): a regular file (a FIFO or device is refused without
+ * blocking); a root `format` attribute, when present, one this suite knows
+ * ("logitcheck-golden" with `format_version` 1, "logitcheck-infer"); only hard links (no
+ * external or soft links); every dataset of a numeric or string type, rank <= 8, its declared
+ * size computed with overflow checks and bounded by the memory limit (lc_mem_limit) and by what
+ * the file really stores (contiguous or chunked storage, deflate/shuffle/fletcher32 filters
+ * only: no external raw-data files, no virtual datasets, no filter plugins).
+ *
+ * Validation on read (files whose format is logitcheck-golden): every float value finite,
+ * except NaN where the group's attention_mask marks a pad; token ids, positions, masks and
+ * grids stored as integers; input_ids and decode_tokens non-empty and inside the vocabulary
+ * (the last dimension of the group's logits). Anything else is LC_EINPUT naming the file and
+ * the dataset.
+ *
+ * The writer builds the file in memory (HDF5's core driver) and writes it at commit through
+ * lc_file_write_atomic: a temporary file next to PATH, checked writes, fsync, rename; a full
+ * disk or a file-size limit leaves the previous PATH byte-identical and no temporary behind.
  */
 #ifndef LC_H5IO_H
 #define LC_H5IO_H
@@ -16,11 +33,14 @@
 
 #define LC_H5_MAX_DIMS 8
 
+typedef enum { LC_H5_OTHER = 0, LC_H5_GOLDEN, LC_H5_INFER } lc_h5_format;
+
 typedef struct {
     int64_t id;         /* hid_t */
     char path[4096];
-    char tmp[4200];     /* writer: the temporary file being filled */
     int writing;
+    lc_h5_format format;  /* from the root `format` attribute */
+    size_t file_size;   /* bytes of the file (reader) */
 } lc_h5;
 
 typedef struct {
@@ -30,6 +50,9 @@ typedef struct {
 } lc_h5_shape;
 
 int lc_h5_open(lc_h5 *f, const char *path, lc_error *err);
+/* The same validation on a file image in memory (len bytes, copied); NAME is used in
+ * messages. For tests and fuzzing. */
+int lc_h5_open_image(lc_h5 *f, const char *name, const void *image, size_t len, lc_error *err);
 void lc_h5_close(lc_h5 *f);
 int lc_h5_exists(const lc_h5 *f, const char *name);
 
@@ -54,7 +77,7 @@ int lc_h5_write_f32(lc_h5 *f, const char *name, const float *data, int ndim, con
 int lc_h5_write_i64(lc_h5 *f, const char *name, const int64_t *data, int ndim, const int64_t *shape, lc_error *err);
 int lc_h5_write_attr_str(lc_h5 *f, const char *obj, const char *attr, const char *value, lc_error *err);
 int lc_h5_write_attr_f64(lc_h5 *f, const char *obj, const char *attr, double value, lc_error *err);
-/* Closes and renames the temporary file over the final path. */
+/* Writes the finished file atomically over the final path (see above). */
 int lc_h5_commit(lc_h5 *f, lc_error *err);
 /* Closes and deletes the temporary file (no-op for readers: same as close). */
 void lc_h5_abort(lc_h5 *f);

@@ -38,10 +38,14 @@ typedef struct {
 /* Largest accepted side and pixel count: larger files are rejected before any allocation. */
 #define LC_PNG_MAX_SIDE 32768
 #define LC_PNG_MAX_PIXELS ((size_t)1 << 28)
+/* Largest allocation for one ancillary chunk (text, sPLT, ICC profile); unknown chunks are
+ * skipped without being stored. */
+#define LC_PNG_MAX_CHUNK ((size_t)8 << 20)
 
 /* Decodes the PNG file at `path` into *out (overwritten; free with lc_image_free).
- * Returns LC_OK, or LC_EINPUT for a missing, unreadable, non-PNG, corrupt (bad CRC, bad
- * compressed data), truncated or oversized file, LC_EINTERNAL when out of memory; on failure
+ * Returns LC_OK, or LC_EINPUT for a missing, unreadable, not regular (FIFO, device, directory:
+ * refused without blocking), non-PNG, corrupt (bad CRC, bad compressed data), truncated or
+ * oversized file (past LC_PNG_MAX_PIXELS or the memory limit, lc_mem_limit), LC_EINTERNAL when out of memory; on failure
  * *out is left zeroed and err (may be NULL) holds one line that starts with the path. */
 int lc_png_read(const char *path, lc_image *out, lc_error *err);
 

@@ -13,6 +13,8 @@
 #                                                         into DST (parents created)
 #                            head|SRC|DST|N               the first N bytes of SRC written to DST
 #                            write|FILE|TEXT              TEXT (no newline added) written to FILE
+#                            run|PROG|ARG...              PROG run in WORKDIR, must exit 0 (mkfifo, ln -s,
+#                                                         truncate -s, a generator of test inputs)
 #                          (a step can hold no ';', and no unbalanced '[' or ']': CMake's list
 #                          splitting does not cut inside brackets)
 #   SENTINEL=file          written with known bytes before the command; must be byte-identical
@@ -127,6 +129,13 @@ foreach(step IN LISTS PRE)
     math(EXPR p2 "${p2} + 1")
     string(SUBSTRING "${rest}" ${p2} -1 text)
     file(WRITE "${dst}" "${text}")
+  elseif(op STREQUAL "run" AND nargs GREATER_EQUAL 2)
+    list(SUBLIST args 1 -1 prog)
+    execute_process(COMMAND ${prog} WORKING_DIRECTORY "${WORKDIR}" RESULT_VARIABLE prc
+      OUTPUT_VARIABLE pout ERROR_VARIABLE perr)
+    if(NOT prc EQUAL 0)
+      fail("PRE step '${step}' failed (${prc}): ${pout}${perr}")
+    endif()
   else()
     fail("expect.cmake: unknown or malformed PRE step '${step}'")
   endif()
