@@ -141,7 +141,8 @@ static herr_t visit_link(hid_t g, const char *name, const H5L_info_t *info, void
     return v->rc ? -1 : 0;
 }
 
-/* The root attribute `format` (optional) and, for goldens, `format_version` 1. */
+/* The root attribute `format` (optional; one of LC_H5_FORMAT_MAP) and, for the versioned formats,
+ * `format_version` 1. */
 static int check_format(lc_h5 *f, lc_error *err)
 {
     htri_t has = H5Aexists((hid_t)f->id, "format");
@@ -153,15 +154,23 @@ static int check_format(lc_h5 *f, lc_error *err)
     int rc = lc_h5_read_attr_str(f, "/", "format", &fmt, err);
     if (rc)
         return rc;
-    if (!strcmp(fmt, "logitcheck-golden"))
-        f->format = LC_H5_GOLDEN;
-    else if (!strcmp(fmt, "logitcheck-infer"))
-        f->format = LC_H5_INFER;
-    else
+    static const struct { lc_h5_format id; const char *name; int versioned; } known[] = {
+#define LC__H5_FORMAT_ROW(id, name, versioned) {LC_H5_##id, name, versioned},
+        LC_H5_FORMAT_MAP(LC__H5_FORMAT_ROW)
+#undef LC__H5_FORMAT_ROW
+    };
+    int versioned = 0;
+    f->format = LC_H5_OTHER;
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (!strcmp(fmt, known[i].name)) {
+            f->format = known[i].id;
+            versioned = known[i].versioned;
+        }
+    if (f->format == LC_H5_OTHER)
         rc = lc_fail(err, LC_EINPUT, "%s: format '%.100s' is not one this suite reads (logitcheck-golden, "
-                     "logitcheck-infer)", f->path, fmt);
+                     "logitcheck-golden-real, logitcheck-gradients, logitcheck-infer)", f->path, fmt);
     free(fmt);
-    if (rc || f->format != LC_H5_GOLDEN)
+    if (rc || !versioned)
         return rc;
     if (H5Aexists((hid_t)f->id, "format_version") <= 0)
         return lc_fail(err, LC_EINPUT, "%s: attribute 'format_version' is missing", f->path);

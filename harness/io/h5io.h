@@ -33,7 +33,20 @@
 
 #define LC_H5_MAX_DIMS 8
 
-typedef enum { LC_H5_OTHER = 0, LC_H5_GOLDEN, LC_H5_INFER } lc_h5_format;
+/* The files this suite reads, by their root `format` attribute (name, whether a format_version
+ * of 1 is required). */
+#define LC_H5_FORMAT_MAP(X)                                    \
+    X(GOLDEN, "logitcheck-golden", 1)                          \
+    X(GOLDEN_REAL, "logitcheck-golden-real", 1)                \
+    X(GRADIENTS, "logitcheck-gradients", 1)                    \
+    X(INFER, "logitcheck-infer", 0)
+
+typedef enum {
+    LC_H5_OTHER = 0,
+#define LC__H5_FORMAT_ENUM(id, name, versioned) LC_H5_##id,
+    LC_H5_FORMAT_MAP(LC__H5_FORMAT_ENUM)
+#undef LC__H5_FORMAT_ENUM
+} lc_h5_format;
 
 typedef struct {
     int64_t id;         /* hid_t */
