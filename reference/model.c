@@ -14,7 +14,8 @@
 /* ---------------------------------------------------------------- scratch */
 
 /* Every buffer one forward call needs, sized for N = B*L stacked tokens (rows of the batch
- * one after another) and one row of L tokens, allocated once per call. */
+ * one after another), one row of L tokens and Tk cached keys, carved out of the first row's
+ * cache work area (grown only when a call needs more than any before it). */
 typedef struct {
     qref_real *x;       /* (N, H) residual stream */
     qref_real *h;       /* (N, H) normed input of a block */
@@ -33,7 +34,7 @@ typedef struct {
 
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 
-static size_t work_size(const qref_config *c, int N, int L, int chunk)
+static size_t work_size(const qref_config *c, int N, int L, int chunk, int Tk)
 {
     size_t n = (size_t)N, l = (size_t)L;
     size_t Hk = (size_t)c->lin_num_k_heads, Hv = (size_t)c->lin_num_v_heads;
@@ -43,8 +44,8 @@ static size_t work_size(const qref_config *c, int N, int L, int chunk)
     size_t gdn = n * C + n * Hv * Dv * 2 + n * Hv * 2 + l * C * 2 + l * Hk * Dk * 2 + l * Hv * Dv * 2 +
                  l * Hv * 2 + qref__gdn_chunked_scratch(chunk, (int)Dk, (int)Dv);
     size_t Hq = (size_t)c->num_heads, Hkv = (size_t)c->num_kv_heads, D = (size_t)c->head_dim;
-    /* stacked: qg, q, gate, attn, k, v; per row: q, out */
-    size_t attn = n * Hq * 2 * D + n * Hq * D * 3 + n * Hkv * D * 2 + l * Hq * D * 2;
+    /* stacked: qg, q, gate, attn, k, v; per row: q, out + attention scratch */
+    size_t attn = n * Hq * 2 * D + n * Hq * D * 3 + n * Hkv * D * 2 + l * Hq * D * 2 + qref__attention_scratch(Tk);
     size_t F = (size_t)c->intermediate_size;
     size_t mlp = n * F * 2;
     size_t moe = 0;
@@ -56,44 +57,44 @@ static size_t work_size(const qref_config *c, int N, int L, int chunk)
     return max_sz(max_sz(gdn, attn), max_sz(mlp, moe));
 }
 
-static void scratch_free(scratch *s)
+/* Next 64-byte aligned piece of `bytes` from *at (NULL base: only counts). */
+static void *carve(char *base, size_t *at, size_t bytes)
 {
-    free(s->x);
-    free(s->h);
-    free(s->o);
-    free(s->cos_t);
-    free(s->sin_t);
-    free(s->big);
-    free(s->pos);
-    free(s->idx);
-    free(s->active);
-    free(s->route_idx);
-    free(s->route_w);
-    free(s->rows);
-    free(s->rows_w);
-    memset(s, 0, sizeof *s);
+    size_t off = (*at + 63) / 64 * 64;
+    *at = off + bytes;
+    return base ? base + off : NULL;
 }
 
-static int scratch_init(scratch *s, const qref_config *c, int N, int L, int chunk)
+/* Lays the buffers out in base (NULL: only measures); returns the bytes needed. */
+static size_t scratch_layout(scratch *s, char *base, const qref_config *c, int N, int L, int chunk, int Tk)
 {
     size_t n = (size_t)N, Hd = (size_t)c->hidden_size, half = (size_t)c->rotary_dim / 2;
-    size_t k = c->is_moe ? (size_t)c->num_experts_per_tok : 1;
-    memset(s, 0, sizeof *s);
-    s->x = malloc(n * Hd * sizeof(qref_real));
-    s->h = malloc(n * Hd * sizeof(qref_real));
-    s->o = malloc(n * Hd * sizeof(qref_real));
-    s->cos_t = malloc((n * half + 1) * sizeof(qref_real));
-    s->sin_t = malloc((n * half + 1) * sizeof(qref_real));
-    s->big = malloc(work_size(c, N, L, chunk) * sizeof(qref_real));
-    s->pos = malloc(3 * n * sizeof(int64_t));
-    s->idx = malloc((size_t)L * sizeof(int));
-    s->active = malloc(n);
-    s->route_idx = malloc(n * k * sizeof(int));
-    s->route_w = malloc(n * k * sizeof(qref_real));
-    s->rows = malloc(n * sizeof(int));
-    s->rows_w = malloc(n * sizeof(qref_real));
-    return s->x && s->h && s->o && s->cos_t && s->sin_t && s->big && s->pos && s->idx && s->active &&
-           s->route_idx && s->route_w && s->rows && s->rows_w;
+    size_t k = c->is_moe ? (size_t)c->num_experts_per_tok : 1, at = 0;
+    const size_t R = sizeof(qref_real);
+    s->x = carve(base, &at, n * Hd * R);
+    s->h = carve(base, &at, n * Hd * R);
+    s->o = carve(base, &at, n * Hd * R);
+    s->cos_t = carve(base, &at, (n * half + 1) * R);
+    s->sin_t = carve(base, &at, (n * half + 1) * R);
+    s->big = carve(base, &at, work_size(c, N, L, chunk, Tk) * R);
+    s->pos = carve(base, &at, 3 * n * sizeof(int64_t));
+    s->idx = carve(base, &at, (size_t)L * sizeof(int));
+    s->active = carve(base, &at, n);
+    s->route_idx = carve(base, &at, n * k * sizeof(int));
+    s->route_w = carve(base, &at, n * k * R);
+    s->rows = carve(base, &at, n * sizeof(int));
+    s->rows_w = carve(base, &at, n * R);
+    return at;
+}
+
+static int scratch_init(scratch *s, qref_cache *owner, const qref_config *c, int N, int L, int chunk, int Tk)
+{
+    size_t bytes = scratch_layout(s, NULL, c, N, L, chunk, Tk);
+    char *base = qref__cache_work(owner, bytes);
+    if (!base)
+        return 0;
+    scratch_layout(s, base, c, N, L, chunk, Tk);
+    return 1;
 }
 
 /* One forward's view of the batch: which tokens of each row take part in the sequence ops. */
@@ -239,7 +240,7 @@ static void attention_layer(const qref_config *c, const qref_layer_weights *w, q
     qref_real *k = attn + (size_t)N * Hq * D;    /* (N, Hkv, D) */
     qref_real *vv = k + (size_t)N * Hkv * D;     /* (N, Hkv, D) */
     qref_real *rq = vv + (size_t)N * Hkv * D;    /* (L, Hq, D) one row's gathered queries */
-    qref_real *ro = rq + (size_t)L * Hq * D;     /* (L, Hq, D) their outputs */
+    qref_real *ro = rq + (size_t)L * Hq * D;     /* (L, Hq, D) their outputs, then attention scratch */
 
     linear_rows(qg, h, w->q_proj, v->B, L, H, Hq * 2 * D);
     linear_rows(k, h, w->k_proj, v->B, L, H, Hkv * D);
@@ -272,12 +273,11 @@ static void attention_layer(const qref_config *c, const qref_layer_weights *w, q
             memcpy(rq + (size_t)t * Hq * D, q + (base + idx[t]) * Hq * D, (size_t)Hq * D * sizeof *rq);
         }
         qref__attention(ro, rq, cache->k[l], cache->v[l], NULL, n, off + n, off, Hq, Hkv, D, 1.0 / sqrt((double)D),
-                        NULL);
+                        ro + (size_t)L * Hq * D);
         for (int t = 0; t < n; t++)
             memcpy(attn + (base + idx[t]) * Hq * D, ro + (size_t)t * Hq * D, (size_t)Hq * D * sizeof *attn);
     }
-    for (size_t i = 0; i < (size_t)N * Hq * D; i++)
-        attn[i] = (qref_real)((double)attn[i] * qref__sigmoid((double)gate[i]));
+    qref__gate_sigmoid(attn, gate, (size_t)N * Hq * D);
     linear_rows(out, attn, w->o_proj, v->B, L, Hq * D, H);
 }
 
@@ -290,8 +290,7 @@ static void swiglu(qref_real *out, const qref_real *h, const qref_real *wg, cons
     qref_real *gt = work, *up = work + (size_t)n * F;
     qref__linear(gt, h, wg, NULL, n, H, F);
     qref__linear(up, h, wu, NULL, n, H, F);
-    for (size_t i = 0; i < (size_t)n * F; i++)
-        gt[i] = (qref_real)(qref__silu((double)gt[i]) * (double)up[i]);
+    qref__silu_mul(gt, gt, up, (size_t)n * F);
     qref__linear(out, gt, wd, NULL, n, F, H);
 }
 
@@ -409,16 +408,18 @@ qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, c
     const batch_view view = {B, L, in->mask, f->pad_into_conv, f->pad_into_gdn, f->pad_into_attention,
                              f->rope_pairs_adjacent};
 
-    scratch s;
-    if (!scratch_init(&s, cfg, N, L, chunk)) {
-        scratch_free(&s);
-        return qref__fail(err, QREF_ENOMEM, "forward: out of memory for %d x %d tokens", B, L);
-    }
-    for (int b = 0; b < B; b++)
-        if ((st = qref__cache_reserve(caches[b], caches[b]->len + L, err)) != QREF_OK) {
-            scratch_free(&s);
+    qref_stage_times *times = out ? out->times : NULL;
+    const double t_start = times ? qref__now() : 0;
+    double t_stages = 0, t_mark = t_start;
+    int Tk = 1;
+    for (int b = 0; b < B; b++) {
+        if ((st = qref__cache_reserve(caches[b], caches[b]->len + L, err)) != QREF_OK)
             return st;
-        }
+        Tk = caches[b]->cap > Tk ? caches[b]->cap : Tk;
+    }
+    scratch s;
+    if (!scratch_init(&s, caches[0], cfg, N, L, chunk, Tk))
+        return qref__fail(err, QREF_ENOMEM, "forward: out of memory for %d x %d tokens", B, L);
 
     /* stacked positions (3, N) and the rows that take part in the MLP */
     for (int b = 0; b < B; b++) {
@@ -455,14 +456,22 @@ qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, c
     for (int l = 0; l < NL; l++) {
         const qref_layer_weights *w = &m->layers[l];
         qref__rmsnorm(s.h, s.x, w->input_norm, N, H, cfg->rms_norm_eps);
+        if (times)
+            t_mark = qref__now();
         if (w->type == QREF_LAYER_LINEAR)
             gdn_layer(cfg, w, caches, l, &view, s.h, s.o, in->gdn_mode, chunk, s.big, s.idx);
         else
             attention_layer(cfg, w, caches, l, &view, s.h, s.o, s.cos_t, s.sin_t, s.big, s.idx);
-        for (size_t i = 0; i < (size_t)N * H; i++)
-            s.x[i] += s.o[i];
+        if (times) {
+            const double dt = qref__now() - t_mark;
+            *(w->type == QREF_LAYER_LINEAR ? &times->gdn : &times->attention) += dt;
+            t_stages += dt;
+        }
+        qref__add(s.x, s.o, (size_t)N * H);
 
         qref__rmsnorm(s.h, s.x, w->post_norm, N, H, cfg->rms_norm_eps);
+        if (times)
+            t_mark = qref__now();
         for (int b = 0; b < B; b++) { /* row by row, for the reason given at linear_rows */
             const size_t off = (size_t)b * L * H;
             if (cfg->is_moe)
@@ -471,24 +480,36 @@ qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, c
                 swiglu(s.o + off, s.h + off, w->gate_proj, w->up_proj, w->down_proj, L, H, cfg->intermediate_size,
                        s.big);
         }
-        for (size_t i = 0; i < (size_t)N * H; i++)
-            s.x[i] += s.o[i];
+        if (times) {
+            const double dt = qref__now() - t_mark;
+            times->mlp += dt;
+            t_stages += dt;
+        }
+        qref__add(s.x, s.o, (size_t)N * H);
         if (out && out->hidden)
             memcpy(out->hidden + (size_t)(l + 1) * N * H, s.x, (size_t)N * H * sizeof *s.x);
     }
 
     if (out && out->logits) {
+        if (times)
+            t_mark = qref__now();
         qref__rmsnorm(s.h, s.x, m->final_norm, N, H, cfg->rms_norm_eps);
         linear_rows(out->logits, s.h, m->lm_head, B, L, H, V);
         for (size_t i = 0; in->mask && i < (size_t)N; i++)
             if (!in->mask[i])
                 for (int j = 0; j < V; j++)
                     out->logits[i * V + j] = (qref_real)NAN;
+        if (times) {
+            const double dt = qref__now() - t_mark;
+            times->lm_head += dt;
+            t_stages += dt;
+        }
     }
     for (int b = 0; b < B; b++) {
         caches[b]->len += row_tokens(&view, b, f->pad_into_attention, s.idx);
     }
-    scratch_free(&s);
+    if (times)
+        times->other += qref__now() - t_start - t_stages;
     return QREF_OK;
 }
 
