@@ -126,6 +126,56 @@ static void linear_rows(qref_real *y, const qref_real *x, const qref_real *w, in
 
 /* ---------------------------------------------------------------- Gated DeltaNet layer */
 
+/* Splits conv outputs act (n, C) into q, k, v, L2-normalises and scales q and k per head,
+ * and computes beta and g from the projections b, a of the tokens' stacked rows; items of
+ * 16 tokens. */
+typedef struct {
+    const qref_config *c;
+    const qref_layer_weights *w;
+    const qref_real *act, *b, *a;
+    const int *idx;
+    size_t base;
+    qref_real *q, *k, *v, *beta, *g;
+    int n;
+} gdn_prep_job;
+
+static void gdn_prep_item(void *ctx, int item, int worker)
+{
+    (void)worker;
+    const gdn_prep_job *j = ctx;
+    const int Hk = j->c->lin_num_k_heads, Hv = j->c->lin_num_v_heads;
+    const int Dk = j->c->lin_k_head_dim, Dv = j->c->lin_v_head_dim, C = 2 * Hk * Dk + Hv * Dv;
+    const int t0 = item * 16, t1 = j->n - t0 < 16 ? j->n : t0 + 16;
+    const qref_real qscale = (qref_real)(1.0 / sqrt((double)Dk));
+    for (int t = t0; t < t1; t++) {
+        const qref_real *row = j->act + (size_t)t * C;
+        const size_t src = j->base + j->idx[t];
+        memcpy(j->q + (size_t)t * Hk * Dk, row, (size_t)Hk * Dk * sizeof *j->q);
+        memcpy(j->k + (size_t)t * Hk * Dk, row + Hk * Dk, (size_t)Hk * Dk * sizeof *j->k);
+        memcpy(j->v + (size_t)t * Hv * Dv, row + 2 * Hk * Dk, (size_t)Hv * Dv * sizeof *j->v);
+        for (int h = 0; h < Hv; h++) {
+            j->beta[(size_t)t * Hv + h] = (qref_real)qref__sigmoid(j->b[src * Hv + h]);
+            j->g[(size_t)t * Hv + h] = (qref_real)(-exp((double)j->w->A_log[h]) *
+                                                   qref__softplus((double)j->a[src * Hv + h] + (double)j->w->dt_bias[h]));
+        }
+    }
+    qref__l2norm(j->q + (size_t)t0 * Hk * Dk, (t1 - t0) * Hk, Dk, 1e-6);
+    qref__l2norm(j->k + (size_t)t0 * Hk * Dk, (t1 - t0) * Hk, Dk, 1e-6);
+    for (size_t i = (size_t)t0 * Hk * Dk; i < (size_t)t1 * Hk * Dk; i++)
+        j->q[i] *= qscale;
+}
+
+/* 1 when the row's tokens are all of its L columns in order (nothing to gather). */
+static int is_identity(const int *idx, int n, int L)
+{
+    if (n != L)
+        return 0;
+    for (int t = 0; t < n; t++)
+        if (idx[t] != t)
+            return 0;
+    return 1;
+}
+
 /* h (N, H) -> out (N, H); advances each row's conv and recurrent state by its real tokens.
  * Projections run over all N rows; the conv and the delta rule run per row over the gathered
  * real tokens, so pads never shift the conv window nor touch the recurrent state. */
@@ -156,16 +206,18 @@ static void gdn_layer(const qref_config *c, const qref_layer_weights *w, qref_ca
     linear_rows(b, h, w->in_proj_b, v->B, L, H, Hv);
     linear_rows(a, h, w->in_proj_a, v->B, L, H, Hv);
     memset(core, 0, (size_t)N * Hv * Dv * sizeof *core);
-    const qref_real qscale = (qref_real)(1.0 / sqrt((double)Dk));
 
     for (int r = 0; r < v->B; r++) {
         int n = row_tokens(v, r, v->pad_into_gdn || v->pad_into_conv, idx);
         if (!n)
             continue;
         const size_t base = (size_t)r * L;
-        for (int t = 0; t < n; t++)
-            memcpy(rin + (size_t)t * C, qkv + (base + idx[t]) * C, (size_t)C * sizeof *rin);
-        qref__conv1d_causal_silu(act, rin, caches[r]->conv[l], w->conv_w, n, C, K);
+        const int whole = is_identity(idx, n, L);  /* no pads: read and write the stacked rows */
+        const qref_real *cin = whole ? qkv + base * C : rin;
+        if (!whole)
+            for (int t = 0; t < n; t++)
+                memcpy(rin + (size_t)t * C, qkv + (base + idx[t]) * C, (size_t)C * sizeof *rin);
+        qref__conv1d_causal_silu(act, cin, caches[r]->conv[l], w->conv_w, n, C, K);
         if (v->pad_into_conv && !v->pad_into_gdn && v->mask) {
             /* planted bug: pads went through the conv window; only real tokens go on */
             int kept = 0;
@@ -178,29 +230,18 @@ static void gdn_layer(const qref_config *c, const qref_layer_weights *w, qref_ca
             if (!n)
                 continue;
         }
-        for (int t = 0; t < n; t++) {
-            const qref_real *row = act + (size_t)t * C;
-            const size_t src = base + idx[t];
-            memcpy(q + (size_t)t * Hk * Dk, row, (size_t)Hk * Dk * sizeof *q);
-            memcpy(k + (size_t)t * Hk * Dk, row + Hk * Dk, (size_t)Hk * Dk * sizeof *k);
-            memcpy(vv + (size_t)t * Hv * Dv, row + 2 * Hk * Dk, (size_t)Hv * Dv * sizeof *vv);
-            for (int j = 0; j < Hv; j++) {
-                beta[(size_t)t * Hv + j] = (qref_real)qref__sigmoid(b[src * Hv + j]);
-                g[(size_t)t * Hv + j] = (qref_real)(-exp((double)w->A_log[j]) *
-                                                    qref__softplus((double)a[src * Hv + j] + (double)w->dt_bias[j]));
-            }
-        }
-        qref__l2norm(q, n * Hk, Dk, 1e-6);
-        qref__l2norm(k, n * Hk, Dk, 1e-6);
-        for (size_t i = 0; i < (size_t)n * Hk * Dk; i++)
-            q[i] *= qscale;
+        gdn_prep_job pj = {c, w, act, b, a, idx, base, q, k, vv, beta, g, n};
+        qref__parallel((n + 15) / 16, gdn_prep_item, &pj);
+        const int direct = is_identity(idx, n, L);
+        qref_real *o = direct ? core + base * Hv * Dv : rout;
         int recurrent = mode == QREF_GDN_RECURRENT || (mode == QREF_GDN_AUTO && n == 1);
         if (recurrent)
-            qref__gdn_recurrent(rout, q, k, vv, g, beta, caches[r]->rec[l], n, Hk, Hv, Dk, Dv);
+            qref__gdn_recurrent(o, q, k, vv, g, beta, caches[r]->rec[l], n, Hk, Hv, Dk, Dv);
         else
-            qref__gdn_chunked(rout, q, k, vv, g, beta, caches[r]->rec[l], n, Hk, Hv, Dk, Dv, chunk, gdn_work);
-        for (int t = 0; t < n; t++)
-            memcpy(core + (base + idx[t]) * Hv * Dv, rout + (size_t)t * Hv * Dv, (size_t)Hv * Dv * sizeof *core);
+            qref__gdn_chunked(o, q, k, vv, g, beta, caches[r]->rec[l], n, Hk, Hv, Dk, Dv, chunk, gdn_work);
+        if (!direct)
+            for (int t = 0; t < n; t++)
+                memcpy(core + (base + idx[t]) * Hv * Dv, rout + (size_t)t * Hv * Dv, (size_t)Hv * Dv * sizeof *core);
     }
 
     qref__rmsnorm_gated(core, core, z, w->gdn_norm, N * Hv, Dv, c->rms_norm_eps);
@@ -267,14 +308,17 @@ static void attention_layer(const qref_config *c, const qref_layer_weights *w, q
             continue;
         const size_t base = (size_t)r * L, row = (size_t)Hkv * D;
         const int off = cache->len;
+        const int whole = is_identity(idx, n, L);   /* no pads: read and write the stacked rows */
         for (int t = 0; t < n; t++) {
             memcpy(cache->k[l] + ((size_t)off + t) * row, k + (base + idx[t]) * row, row * sizeof *k);
             memcpy(cache->v[l] + ((size_t)off + t) * row, vv + (base + idx[t]) * row, row * sizeof *vv);
-            memcpy(rq + (size_t)t * Hq * D, q + (base + idx[t]) * Hq * D, (size_t)Hq * D * sizeof *rq);
+            if (!whole)
+                memcpy(rq + (size_t)t * Hq * D, q + (base + idx[t]) * Hq * D, (size_t)Hq * D * sizeof *rq);
         }
-        qref__attention(ro, rq, cache->k[l], cache->v[l], NULL, n, off + n, off, Hq, Hkv, D, 1.0 / sqrt((double)D),
-                        ro + (size_t)L * Hq * D);
-        for (int t = 0; t < n; t++)
+        const size_t at = base * Hq * D;
+        qref__attention(whole ? attn + at : ro, whole ? q + at : rq, cache->k[l], cache->v[l], NULL, n, off + n, off,
+                        Hq, Hkv, D, 1.0 / sqrt((double)D), ro + (size_t)L * Hq * D);
+        for (int t = 0; !whole && t < n; t++)
             memcpy(attn + (base + idx[t]) * Hq * D, ro + (size_t)t * Hq * D, (size_t)Hq * D * sizeof *attn);
     }
     qref__gate_sigmoid(attn, gate, (size_t)N * Hq * D);
