@@ -26,10 +26,7 @@ typedef struct {
     int64_t *pos;       /* (3, N) stacked positions */
     int *idx;           /* (L) tokens of one row that take part in a sequence op */
     uint8_t *active;    /* (N) real tokens (or every token, under fault injection) */
-    int *route_idx;     /* (N, k) */
-    qref_real *route_w; /* (N, k) */
-    int *rows;          /* (N) token rows routed to one expert */
-    qref_real *rows_w;  /* (N) their weights */
+    int *iwork;         /* MoE routing and grouping, qref__moe_iwork(L) */
 } scratch;
 
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
@@ -48,12 +45,7 @@ static size_t work_size(const qref_config *c, int N, int L, int chunk, int Tk)
     size_t attn = n * Hq * 2 * D + n * Hq * D * 3 + n * Hkv * D * 2 + l * Hq * D * 2 + qref__attention_scratch(Tk);
     size_t F = (size_t)c->intermediate_size;
     size_t mlp = n * F * 2;
-    size_t moe = 0;
-    if (c->is_moe) {
-        size_t I = (size_t)c->moe_intermediate_size, Is = (size_t)c->shared_expert_intermediate_size;
-        size_t E = (size_t)c->num_experts, Hd = (size_t)c->hidden_size;
-        moe = n * E + n * Hd * 3 + n * 2 * I * 2 + n * Is * 2 + n;
-    }
+    size_t moe = c->is_moe ? qref__moe_work(c, L) : 0;  /* one row at a time */
     return max_sz(max_sz(gdn, attn), max_sz(mlp, moe));
 }
 
@@ -69,7 +61,7 @@ static void *carve(char *base, size_t *at, size_t bytes)
 static size_t scratch_layout(scratch *s, char *base, const qref_config *c, int N, int L, int chunk, int Tk)
 {
     size_t n = (size_t)N, Hd = (size_t)c->hidden_size, half = (size_t)c->rotary_dim / 2;
-    size_t k = c->is_moe ? (size_t)c->num_experts_per_tok : 1, at = 0;
+    size_t at = 0;
     const size_t R = sizeof(qref_real);
     s->x = carve(base, &at, n * Hd * R);
     s->h = carve(base, &at, n * Hd * R);
@@ -80,10 +72,7 @@ static size_t scratch_layout(scratch *s, char *base, const qref_config *c, int N
     s->pos = carve(base, &at, 3 * n * sizeof(int64_t));
     s->idx = carve(base, &at, (size_t)L * sizeof(int));
     s->active = carve(base, &at, n);
-    s->route_idx = carve(base, &at, n * k * sizeof(int));
-    s->route_w = carve(base, &at, n * k * R);
-    s->rows = carve(base, &at, n * sizeof(int));
-    s->rows_w = carve(base, &at, n * R);
+    s->iwork = carve(base, &at, (c->is_moe ? qref__moe_iwork(c, L) : 1) * sizeof(int));
     return at;
 }
 
@@ -325,74 +314,6 @@ static void attention_layer(const qref_config *c, const qref_layer_weights *w, q
     linear_rows(out, attn, w->o_proj, v->B, L, Hq * D, H);
 }
 
-/* ---------------------------------------------------------------- MLP and MoE */
-
-/* out (n, H) = down(silu(gate(h)) * up(h)) with a fused (2F, H) or split gate/up pair. */
-static void swiglu(qref_real *out, const qref_real *h, const qref_real *wg, const qref_real *wu,
-                   const qref_real *wd, int n, int H, int F, qref_real *work)
-{
-    qref_real *gt = work, *up = work + (size_t)n * F;
-    qref__linear(gt, h, wg, NULL, n, H, F);
-    qref__linear(up, h, wu, NULL, n, H, F);
-    qref__silu_mul(gt, gt, up, (size_t)n * F);
-    qref__linear(out, gt, wd, NULL, n, F, H);
-}
-
-/* out (N, H) for the active rows (0 elsewhere): routed experts in ascending expert order, each
- * over the rows routed to it, plus the sigmoid-gated shared expert. */
-static void moe_layer(const qref_config *c, const qref_layer_weights *w, const qref_real *h, qref_real *out,
-                      int n, const uint8_t *active, scratch *s)
-{
-    const int H = c->hidden_size, E = c->num_experts, k = c->num_experts_per_tok;
-    const int I = c->moe_intermediate_size, Is = c->shared_expert_intermediate_size;
-    qref_real *logits = s->big;                  /* (n, E) */
-    qref_real *xin = logits + (size_t)n * E;     /* (n, H) rows routed to one expert */
-    qref_real *y = xin + (size_t)n * H;          /* (n, H) their outputs */
-    qref_real *gu = y + (size_t)n * H;           /* (n, 2I) */
-    qref_real *act = gu + (size_t)n * 2 * I;     /* (n, I) */
-    qref_real *shared = act + (size_t)n * 2 * I; /* (n, H) */
-    qref_real *swork = shared + (size_t)n * H;   /* (n, 2*Is) */
-    qref_real *sgate = swork + (size_t)n * Is * 2; /* (n) */
-
-    qref__linear(logits, h, w->router, NULL, n, H, E);
-    qref__moe_route(s->route_idx, s->route_w, logits, n, E, k);
-    memset(out, 0, (size_t)n * H * sizeof *out);
-
-    for (int e = 0; e < E; e++) {
-        int m = 0;
-        for (int t = 0; t < n; t++)
-            for (int j = 0; active[t] && j < k; j++)
-                if (s->route_idx[(size_t)t * k + j] == e) {
-                    s->rows[m] = t;
-                    s->rows_w[m] = s->route_w[(size_t)t * k + j];
-                    memcpy(xin + (size_t)m * H, h + (size_t)t * H, (size_t)H * sizeof *xin);
-                    m++;
-                }
-        if (!m)
-            continue;
-        const qref_real *wgu = w->experts_gate_up + (size_t)e * 2 * I * H;
-        qref__linear(gu, xin, wgu, NULL, m, H, 2 * I);
-        for (int r = 0; r < m; r++)
-            for (int i = 0; i < I; i++)
-                act[(size_t)r * I + i] = (qref_real)(qref__silu((double)gu[(size_t)r * 2 * I + i]) *
-                                                     (double)gu[(size_t)r * 2 * I + I + i]);
-        qref__linear(y, act, w->experts_down + (size_t)e * H * I, NULL, m, I, H);
-        for (int r = 0; r < m; r++)
-            for (int d = 0; d < H; d++)
-                out[(size_t)s->rows[r] * H + d] += s->rows_w[r] * y[(size_t)r * H + d];
-    }
-
-    swiglu(shared, h, w->shared_gate_proj, w->shared_up_proj, w->shared_down_proj, n, H, Is, swork);
-    qref__linear(sgate, h, w->shared_expert_gate, NULL, n, H, 1);
-    for (int t = 0; t < n; t++) {
-        if (!active[t])
-            continue;
-        double gsig = qref__sigmoid((double)sgate[t]);
-        for (int d = 0; d < H; d++)
-            out[(size_t)t * H + d] += (qref_real)(gsig * (double)shared[(size_t)t * H + d]);
-    }
-}
-
 /* ---------------------------------------------------------------- forward */
 
 static int row_placeholders(const qref_config *cfg, const qref_batch *in, int b, int *first_bad)
@@ -519,10 +440,10 @@ qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, c
         for (int b = 0; b < B; b++) { /* row by row, for the reason given at linear_rows */
             const size_t off = (size_t)b * L * H;
             if (cfg->is_moe)
-                moe_layer(cfg, w, s.h + off, s.o + off, L, s.active + (size_t)b * L, &s);
+                qref__moe(s.o + off, cfg, w, s.h + off, L, s.active + (size_t)b * L, s.big, s.iwork);
             else
-                swiglu(s.o + off, s.h + off, w->gate_proj, w->up_proj, w->down_proj, L, H, cfg->intermediate_size,
-                       s.big);
+                qref__swiglu(s.o + off, s.h + off, w->gate_proj, w->up_proj, w->down_proj, L, H,
+                             cfg->intermediate_size, s.big);
         }
         if (times) {
             const double dt = qref__now() - t_mark;

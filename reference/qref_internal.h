@@ -171,6 +171,19 @@ void qref__gate_sigmoid(qref_real *x, const qref_real *g, size_t n);
 void qref__silu_mul(qref_real *o, const qref_real *gt, const qref_real *up, size_t n);
 void qref__gelu(qref_real *x, size_t n, int erf_form);
 
+/* ---------------------------------------------------------------- MLP and MoE (mlp.c) */
+
+/* out (n, H) = down(silu(gate(h)) * up(h)); work holds 2 n F values. */
+void qref__swiglu(qref_real *out, const qref_real *h, const qref_real *wg, const qref_real *wu,
+                  const qref_real *wd, int n, int H, int F, qref_real *work);
+/* out (n, H) for the active tokens (0 elsewhere): routed experts summed per token in ascending
+ * expert order, then the sigmoid-gated shared expert. work holds qref__moe_work(c, n) values,
+ * iwork qref__moe_iwork(c, n) ints. */
+size_t qref__moe_work(const qref_config *c, int n);
+size_t qref__moe_iwork(const qref_config *c, int n);
+void qref__moe(qref_real *out, const qref_config *c, const qref_layer_weights *w, const qref_real *h, int n,
+               const uint8_t *active, qref_real *work, int *iwork);
+
 /* ---------------------------------------------------------------- cache (cache.c) */
 
 /* Grows every attention layer's KV buffers to hold at least `need` tokens. */
