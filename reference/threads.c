@@ -30,7 +30,7 @@
 
 #define QREF__MAX_THREADS 256
 /* Polls of the job counter a worker makes before it sleeps on the condition variable. */
-#define QREF__SPIN 1000
+#define QREF__SPIN 300
 
 typedef struct {
     pthread_mutex_t lock;

@@ -1,6 +1,6 @@
 /*
  * Results do not depend on the thread count: every engine path that spreads work over the
- * worker pool gives bitwise the same outputs on 1, 2 and 3 threads. Shapes are chosen so each
+ * worker pool gives bitwise the same outputs on 1 and 2 threads (the kernels on 3 as well). Shapes are chosen so each
  * kernel cuts its work into several items (token and column blocks of the projections, query
  * blocks of attention, value heads of the delta rule, row blocks of the norms), and the model
  * paths cover prefill, decode, a padded batch, MoE and the vision tower.
@@ -16,6 +16,8 @@
 #define MOE LC_SOURCE_DIR "/golden/tiny-moe"
 
 static const int thread_counts[] = {1, 2, 3};
+/* The model paths run at 1 and 2 threads only (they are the slow part under valgrind). */
+#define NT_MODEL 2
 #define NT ((int)(sizeof thread_counts / sizeof thread_counts[0]))
 
 static void *xcalloc(size_t n, size_t size)
@@ -130,10 +132,11 @@ END_TEST
 
 /* ---------------------------------------------------------------- model paths */
 
-enum { PN = 300, DEC = 3, BL = 120 };
+enum { PN = 140, DEC = 2, BL = 70 };
 
-/* Prefill of PN tokens (logits and hidden states), DEC decode steps, and a left-padded batch
- * of two rows, all written one after another into out (caller frees). */
+/* Prefill of PN tokens (logits and hidden states; three attention query blocks, two GDN
+ * chunks), DEC decode steps, and a left-padded batch of two rows, all written one after
+ * another into out (caller frees). */
 static qref_real *run_model(const qref_model *m, size_t *count)
 {
     const qref_config *c = &m->cfg;
@@ -184,7 +187,7 @@ static void check_model(const char *dir)
     size_t n;
     qref_set_threads(1);
     qref_real *ref = run_model(&m, &n);
-    for (int i = 1; i < NT; i++) {
+    for (int i = 1; i < NT_MODEL; i++) {
         qref_set_threads(thread_counts[i]);
         qref_real *o = run_model(&m, &n);
         assert_bitwise(dir, thread_counts[i], o, ref, n * sizeof *o);
@@ -216,7 +219,7 @@ START_TEST(test_threads_vision_bitwise)
     fill(px, N * Pd, &s);
     qref_set_threads(1);
     ck_assert_msg(qref_vision_forward(&m, px, grid, 1, ref, &qe) == QREF_OK, "%s", qe.msg);
-    for (int i = 1; i < NT; i++) {
+    for (int i = 1; i < NT_MODEL; i++) {
         qref_set_threads(thread_counts[i]);
         ck_assert_msg(qref_vision_forward(&m, px, grid, 1, o, &qe) == QREF_OK, "%s", qe.msg);
         assert_bitwise("vision", thread_counts[i], o, ref, nout * sizeof *o);
