@@ -15,15 +15,25 @@
  * QB = queries per block, Kb = keys a block sees.
  */
 #include <assert.h>
+#include <stdint.h>
 
 #include "qref_blas.h"
 #include "qref_internal.h"
 
 #define QREF__ATTN_QB 64
 
+/* Per worker: the scores (QB, Tk) and one row of exponentials in double (Tk), in qref_real
+ * units, with room to align the double row whatever the alignment of the scratch. */
+static size_t slab(int Tk)
+{
+    const size_t tk = (size_t)(Tk > 0 ? Tk : 1);
+    const size_t row = (tk * sizeof(double) + sizeof(qref_real) - 1) / sizeof(qref_real);
+    return QREF__ATTN_QB * tk + row + sizeof(double) / sizeof(qref_real);
+}
+
 size_t qref__attention_scratch(int Tk)
 {
-    return (size_t)qref__workers() * QREF__ATTN_QB * (size_t)(Tk > 0 ? Tk : 1);
+    return (size_t)qref__workers() * slab(Tk);
 }
 
 typedef struct {
@@ -35,19 +45,23 @@ typedef struct {
 } attn_job;
 
 /* Turns scores s (Kb) of a query that sees keys [0, last] into probabilities, in place;
- * zeros where not visible. */
-static void softmax_row(qref_real *s, int Kb, int last, const uint8_t *kmask, double scale)
+ * zeros where not visible. e (Kb) holds the exponentials in double. */
+static void softmax_row(qref_real *s, double *e, int Kb, int last, const uint8_t *kmask, double scale)
 {
     double m = -INFINITY, sum = 0;
+    for (int j = 0; j <= last; j++) {
+        e[j] = (double)s[j] * scale;
+        if ((!kmask || kmask[j]) && e[j] > m)
+            m = e[j];
+    }
     for (int j = 0; j <= last; j++)
-        if ((!kmask || kmask[j]) && (double)s[j] * scale > m)
-            m = (double)s[j] * scale;
-    for (int j = 0; j <= last; j++)
-        if (!kmask || kmask[j])
-            sum += exp((double)s[j] * scale - m);
+        if (!kmask || kmask[j]) {
+            e[j] = exp(e[j] - m);
+            sum += e[j];
+        }
     const double inv = sum > 0 ? 1.0 / sum : 0.0;
     for (int j = 0; j <= last; j++)
-        s[j] = (!kmask || kmask[j]) ? (qref_real)(exp((double)s[j] * scale - m) * inv) : 0;
+        s[j] = (!kmask || kmask[j]) ? (qref_real)(e[j] * inv) : 0;
     for (int j = last + 1; j < Kb; j++)
         s[j] = 0;
 }
@@ -65,7 +79,9 @@ static void attn_item(void *ctx, int item, int worker)
     const qref_real *k = a->kc + (size_t)kvh * D;                     /* (Kb, D), stride ldk */
     const qref_real *v = a->vc + (size_t)kvh * D;                     /* (Kb, D), stride ldk */
     qref_real *o = a->out + (size_t)i0 * ldq + (size_t)h * D;         /* (m, D), stride ldq */
-    qref_real *S = a->scratch + (size_t)worker * QREF__ATTN_QB * (size_t)a->Tk; /* (m, Kb) */
+    qref_real *S = a->scratch + (size_t)worker * slab(a->Tk);        /* (m, Kb) */
+    const uintptr_t er = (uintptr_t)(S + QREF__ATTN_QB * (size_t)(a->Tk > 0 ? a->Tk : 1));
+    double *e = (double *)(er + (sizeof(double) - er % sizeof(double)) % sizeof(double)); /* (Kb) */
     if (Kb <= 0) {
         for (int r = 0; r < m; r++)
             for (int d = 0; d < D; d++)
@@ -79,7 +95,7 @@ static void attn_item(void *ctx, int item, int worker)
     for (int r = 0; r < m; r++) {
         int last = a->q_off + i0 + r;
         last = last < a->Tk - 1 ? last : a->Tk - 1;
-        softmax_row(S + (size_t)r * Kb, Kb, last, a->kmask, a->scale);
+        softmax_row(S + (size_t)r * Kb, e, Kb, last, a->kmask, a->scale);
     }
     if (m == 1)
         QREF__GEMV(CblasRowMajor, CblasTrans, Kb, D, 1, v, ldk, S, 1, 0, o, 1);
