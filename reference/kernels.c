@@ -255,12 +255,17 @@ void qref__rope_apply(qref_real *x, const qref_real *cos_t, const qref_real *sin
 
 /* ---------------------------------------------------------------- causal conv */
 
-/* Items: blocks of channels over every token; the state moves on once all are done. */
+/* Items: blocks of channels over every token; the state moves on once all are done. Inside an
+ * item, passes of up to 64 channels keep the taps transposed and the sums on the stack, so
+ * the innermost loop runs along contiguous channels (same sums, same order, as per channel). */
 typedef struct {
     qref_real *out;
     const qref_real *x, *state, *w;
     int n, C, K, cb;
 } conv_job;
+
+#define QREF__CONV_LANES 64
+#define QREF__CONV_MAX_K 16
 
 static void conv_item(void *ctx, int item, int worker)
 {
@@ -268,16 +273,24 @@ static void conv_item(void *ctx, int item, int worker)
     const conv_job *j = ctx;
     const int C = j->C, K = j->K, S = K - 1;                /* S state rows */
     const int c0 = item * j->cb, c1 = min_i(C, c0 + j->cb);
-    for (int t = 0; t < j->n; t++) {
-        for (int c = c0; c < c1; c++) {
-            const qref_real *wc = j->w + (size_t)c * K;     /* (K) */
-            double acc = 0;
+    double wt[QREF__CONV_MAX_K][QREF__CONV_LANES], acc[QREF__CONV_LANES];
+    for (int cs = c0; cs < c1; cs += QREF__CONV_LANES) {
+        const int nc = min_i(QREF__CONV_LANES, c1 - cs);
+        for (int k = 0; k < K; k++)                         /* taps, (K, channels) */
+            for (int c = 0; c < nc; c++)
+                wt[k][c] = j->w[(size_t)(cs + c) * K + k];
+        for (int t = 0; t < j->n; t++) {
+            for (int c = 0; c < nc; c++)
+                acc[c] = 0;
             for (int k = 0; k < K; k++) {
-                int src = t - S + k;                        /* input time, < 0 reads state */
-                qref_real v = src >= 0 ? j->x[(size_t)src * C + c] : j->state[(size_t)(S + src) * C + c];
-                acc += (double)wc[k] * v;
+                const int src = t - S + k;                  /* input time, < 0 reads state */
+                const qref_real *row = (src >= 0 ? j->x + (size_t)src * C : j->state + (size_t)(S + src) * C) + cs;
+                for (int c = 0; c < nc; c++)
+                    acc[c] += wt[k][c] * row[c];
             }
-            j->out[(size_t)t * C + c] = (qref_real)qref__silu(acc);
+            qref_real *o = j->out + (size_t)t * C + cs;     /* (channels) */
+            for (int c = 0; c < nc; c++)
+                o[c] = (qref_real)qref__silu(acc[c]);
         }
     }
 }
@@ -285,7 +298,7 @@ static void conv_item(void *ctx, int item, int worker)
 void qref__conv1d_causal_silu(qref_real *out, const qref_real *x, qref_real *state,
                               const qref_real *w, int n, int C, int K)
 {
-    assert(K >= 1 && C > 0 && n >= 0);
+    assert(K >= 1 && K <= QREF__CONV_MAX_K && C > 0 && n >= 0);
     assert(out != x);
     const int S = K - 1;                                    /* state rows */
     int cb = n >= QREF__GRAIN ? 16 : QREF__GRAIN / (n > 0 ? n : 1);
