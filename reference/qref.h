@@ -7,9 +7,10 @@
  *
  * Ownership: every struct is caller-owned and initialised in place by an init/load function;
  * the matching free function releases what it holds, is safe on a zeroed struct and safe to
- * call twice. No function here prints, exits or keeps global mutable state: a model is
- * read-only after loading and may serve many caches; all per-sequence state lives in a
- * qref_cache.
+ * call twice. No function here prints or exits, and the only process-wide state is the
+ * worker pool (see "threads", which never changes a result): a model is read-only after
+ * loading and may serve many caches; all per-sequence state lives in a qref_cache, which also
+ * keeps the work area of its forward calls (so a cache serves one forward call at a time).
  *
  * Errors: functions return a qref_status and, on failure, fill the caller's qref_error with a
  * one-line message naming the file / tensor and what was expected and found.
