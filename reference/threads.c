@@ -36,7 +36,7 @@ typedef struct {
     pthread_mutex_t lock;
     pthread_cond_t wake, done;
     pthread_t th[QREF__MAX_THREADS];
-    int nthreads;               /* workers including the calling thread; 0 = not started */
+    atomic_int nthreads;        /* workers including the calling thread; 0 = not started */
     int stop;
     atomic_ulong gen;           /* bumped once per job */
     unsigned long start_gen;    /* gen when the helpers were started */
@@ -123,51 +123,86 @@ static int wanted_threads(void)
     return n;
 }
 
-/* Joins every helper; the pool is idle (config_lock held). */
+/* Takes the pool for the caller alone (dispatch, start or stop), waiting for a job in flight. */
+static void claim(void)
+{
+    int expected = 0;
+    while (!atomic_compare_exchange_weak(&pool.busy, &expected, 1))
+        expected = 0, sched_yield();
+}
+
+static void release(void) { atomic_store(&pool.busy, 0); }
+
+/* Joins every helper (config_lock held, pool claimed). */
 static void pool_stop(void)
 {
-    if (pool.nthreads <= 1) {
-        pool.nthreads = 0;
+    if (atomic_load(&pool.nthreads) <= 1) {
+        atomic_store(&pool.nthreads, 0);
         return;
     }
     pthread_mutex_lock(&pool.lock);
     pool.stop = 1;
     pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.lock);
-    for (int i = 1; i < pool.nthreads; i++)
+    for (int i = 1; i < atomic_load(&pool.nthreads); i++)
         pthread_join(pool.th[i], NULL);
     pool.stop = 0;
-    pool.nthreads = 0;
+    atomic_store(&pool.nthreads, 0);
 }
 
-/* Starts n - 1 helpers (config_lock held); fewer when thread creation fails. */
+/* In a child of fork() the helpers are gone: the pool starts afresh on first use. */
+static void pool_after_fork(void);
+static void register_fork_handler(void) { pthread_atfork(NULL, NULL, pool_after_fork); }
+
+static void pool_after_fork(void)
+{
+    pthread_mutex_init(&pool.lock, NULL);
+    pthread_cond_init(&pool.wake, NULL);
+    pthread_cond_init(&pool.done, NULL);
+    pthread_mutex_init(&config_lock, NULL);
+    pool.stop = 0;
+    atomic_store(&pool.nthreads, 0);
+    atomic_store(&pool.busy, 0);
+    worker_id = -1;
+}
+
+/* Starts n - 1 helpers (config_lock held, pool claimed); fewer when thread creation fails. */
 static void pool_start(int n)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, register_fork_handler);
     openblas_set_num_threads(1);
     pool.start_gen = atomic_load(&pool.gen);
-    pool.nthreads = 1;
+    int started = 1;
     for (int i = 1; i < n; i++) {
         if (pthread_create(&pool.th[i], NULL, worker_main, (void *)(intptr_t)i) != 0)
             break;
-        pool.nthreads = i + 1;
+        started = i + 1;
     }
+    atomic_store(&pool.nthreads, started);
 }
 
 static void ensure_started(void)
 {
-    if (pool.nthreads)
+    if (atomic_load(&pool.nthreads))
         return;
     pthread_mutex_lock(&config_lock);
-    if (!pool.nthreads)
+    if (!atomic_load(&pool.nthreads)) {
+        claim();
         pool_start(wanted_threads());
+        release();
+    }
     pthread_mutex_unlock(&config_lock);
 }
 
 __attribute__((destructor)) static void pool_at_exit(void)
 {
     pthread_mutex_lock(&config_lock);
-    if (!atomic_load(&pool.busy))
+    int expected = 0;
+    if (atomic_compare_exchange_strong(&pool.busy, &expected, 1)) {  /* never wait at exit */
         pool_stop();
+        release();
+    }
     pthread_mutex_unlock(&config_lock);
 }
 
@@ -177,19 +212,17 @@ void qref_set_threads(int n)
 {
     pthread_mutex_lock(&config_lock);
     requested = n > 0 ? (n < QREF__MAX_THREADS ? n : QREF__MAX_THREADS) : 0;
-    int expected = 0;
-    while (!atomic_compare_exchange_weak(&pool.busy, &expected, 1))
-        expected = 0, sched_yield();
+    claim();
     pool_stop();
     pool_start(wanted_threads());
-    atomic_store(&pool.busy, 0);
+    release();
     pthread_mutex_unlock(&config_lock);
 }
 
 int qref_threads(void)
 {
     ensure_started();
-    return pool.nthreads;
+    return atomic_load(&pool.nthreads);
 }
 
 int qref__workers(void)
@@ -203,14 +236,14 @@ void qref__parallel(int n_items, qref__task_fn fn, void *ctx)
         return;
     ensure_started();
     int expected = 0;
-    if (n_items == 1 || pool.nthreads <= 1 || worker_id > 0 ||
+    if (n_items == 1 || atomic_load(&pool.nthreads) <= 1 || worker_id > 0 ||
         !atomic_compare_exchange_strong(&pool.busy, &expected, 1)) {
         const int wid = worker_id > 0 ? worker_id : 0;
         for (int i = 0; i < n_items; i++)
             fn(ctx, i, wid);
         return;
     }
-    const int helpers = pool.nthreads - 1;
+    const int helpers = atomic_load(&pool.nthreads) - 1;
     pool.fn = fn;
     pool.ctx = ctx;
     pool.n_items = n_items;
@@ -227,7 +260,7 @@ void qref__parallel(int n_items, qref__task_fn fn, void *ctx)
     while (atomic_load(&pool.running) > 0)
         pthread_cond_wait(&pool.done, &pool.lock);
     pthread_mutex_unlock(&pool.lock);
-    atomic_store(&pool.busy, 0);
+    release();
 }
 
 /* ---------------------------------------------------------------- stage timers */

@@ -5,9 +5,12 @@
  * blocks of attention, value heads of the delta rule, row blocks of the norms), and the model
  * paths cover prefill, decode, a padded batch, MoE and the vision tower.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "qref_internal.h"
 #include "check_main.h"
@@ -130,6 +133,34 @@ START_TEST(test_threads_kernels_bitwise)
 }
 END_TEST
 
+/* A child of fork() has none of the parent's pool threads: its first parallel loop starts a
+ * pool of its own (instead of waiting for helpers that do not exist) and computes the same
+ * bits. */
+START_TEST(test_threads_after_fork)
+{
+    kernel_outputs *ref = xcalloc(1, sizeof *ref);
+    qref_set_threads(2);
+    run_kernels(ref);                       /* the pool runs in the parent */
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        alarm(300);                         /* a child waiting for absent helpers dies, not hangs */
+        kernel_outputs *o = calloc(1, sizeof *o);
+        if (!o)
+            _exit(3);
+        run_kernels(o);
+        const int same = qref_threads() == 2 && memcmp(o, ref, sizeof *o) == 0;
+        _exit(same ? 0 : 1);
+    }
+    int status = 0;
+    ck_assert(waitpid(pid, &status, 0) == pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "forked child: %s (status %d)", WIFEXITED(status) ? "results differ" : "did not exit", status);
+    qref_set_threads(0);
+    free(ref);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- model paths */
 
 enum { PN = 140, DEC = 2, BL = 70 };
@@ -236,6 +267,7 @@ static Suite *threads_suite(void)
     TCase *tc = tcase_create("bitwise");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_threads_kernels_bitwise);
+    tcase_add_test(tc, test_threads_after_fork);
     tcase_add_test(tc, test_threads_dense_bitwise);
     tcase_add_test(tc, test_threads_moe_bitwise);
     tcase_add_test(tc, test_threads_vision_bitwise);
