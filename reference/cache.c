@@ -60,7 +60,18 @@ void qref_cache_free(qref_cache *c)
     free(c->v);
     free(c->conv);
     free(c->rec);
+    free(c->work);
     memset(c, 0, sizeof *c);
+}
+
+void *qref__cache_work(qref_cache *c, size_t bytes)
+{
+    if (bytes <= c->work_bytes && c->work)
+        return c->work;
+    free(c->work);
+    c->work = malloc(bytes ? bytes : 1);
+    c->work_bytes = c->work ? bytes : 0;
+    return c->work;
 }
 
 /* Makes room for `need` tokens of KV in every attention layer; on failure nothing changes

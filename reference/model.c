@@ -15,7 +15,8 @@
 /* ---------------------------------------------------------------- scratch */
 
 /* Every buffer one forward call needs, sized for N = B*L stacked tokens (rows of the batch
- * one after another) and one row of L tokens, allocated once per call. */
+ * one after another), one row of L tokens and Tk cached keys, carved out of the first row's
+ * cache work area (grown only when a call needs more than any before it). */
 typedef struct {
     qref_real *x;       /* (N, H) residual stream */
     qref_real *h;       /* (N, H) normed input of a block */
@@ -26,15 +27,12 @@ typedef struct {
     int64_t *pos;       /* (3, N) stacked positions */
     int *idx;           /* (L) tokens of one row that take part in a sequence op */
     uint8_t *active;    /* (N) real tokens (or every token, under fault injection) */
-    int *route_idx;     /* (N, k) */
-    qref_real *route_w; /* (N, k) */
-    int *rows;          /* (N) token rows routed to one expert */
-    qref_real *rows_w;  /* (N) their weights */
+    int *iwork;         /* MoE routing and grouping, qref__moe_iwork(L) */
 } scratch;
 
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 
-static size_t work_size(const qref_config *c, int N, int L, int chunk)
+static size_t work_size(const qref_config *c, int N, int L, int chunk, int Tk)
 {
     size_t n = (size_t)N, l = (size_t)L;
     size_t Hk = (size_t)c->lin_num_k_heads, Hv = (size_t)c->lin_num_v_heads;
@@ -44,57 +42,49 @@ static size_t work_size(const qref_config *c, int N, int L, int chunk)
     size_t gdn = n * C + n * Hv * Dv * 2 + n * Hv * 2 + l * C * 2 + l * Hk * Dk * 2 + l * Hv * Dv * 2 +
                  l * Hv * 2 + qref__gdn_chunked_scratch(chunk, (int)Dk, (int)Dv);
     size_t Hq = (size_t)c->num_heads, Hkv = (size_t)c->num_kv_heads, D = (size_t)c->head_dim;
-    /* stacked: qg, q, gate, attn, k, v; per row: q, out */
-    size_t attn = n * Hq * 2 * D + n * Hq * D * 3 + n * Hkv * D * 2 + l * Hq * D * 2;
+    /* stacked: qg, q, gate, attn, k, v; per row: q, out + attention scratch */
+    size_t attn = n * Hq * 2 * D + n * Hq * D * 3 + n * Hkv * D * 2 + l * Hq * D * 2 + qref__attention_scratch(Tk);
     size_t F = (size_t)c->intermediate_size;
     size_t mlp = n * F * 2;
-    size_t moe = 0;
-    if (c->is_moe) {
-        size_t I = (size_t)c->moe_intermediate_size, Is = (size_t)c->shared_expert_intermediate_size;
-        size_t E = (size_t)c->num_experts, Hd = (size_t)c->hidden_size;
-        moe = n * E + n * Hd * 3 + n * 2 * I * 2 + n * Is * 2 + n;
-    }
+    size_t moe = c->is_moe ? qref__moe_work(c, L) : 0;  /* one row at a time */
     return max_sz(max_sz(gdn, attn), max_sz(mlp, moe));
 }
 
-static void scratch_free(scratch *s)
+/* Next 64-byte aligned piece of `bytes` from *at (NULL base: only counts). */
+static void *carve(char *base, size_t *at, size_t bytes)
 {
-    free(s->x);
-    free(s->h);
-    free(s->o);
-    free(s->cos_t);
-    free(s->sin_t);
-    free(s->big);
-    free(s->pos);
-    free(s->idx);
-    free(s->active);
-    free(s->route_idx);
-    free(s->route_w);
-    free(s->rows);
-    free(s->rows_w);
-    memset(s, 0, sizeof *s);
+    size_t off = (*at + 63) / 64 * 64;
+    *at = off + bytes;
+    return base ? base + off : NULL;
 }
 
-static int scratch_init(scratch *s, const qref_config *c, int N, int L, int chunk)
+/* Lays the buffers out in base (NULL: only measures); returns the bytes needed. */
+static size_t scratch_layout(scratch *s, char *base, const qref_config *c, int N, int L, int chunk, int Tk)
 {
     size_t n = (size_t)N, Hd = (size_t)c->hidden_size, half = (size_t)c->rotary_dim / 2;
-    size_t k = c->is_moe ? (size_t)c->num_experts_per_tok : 1;
-    memset(s, 0, sizeof *s);
-    s->x = malloc(n * Hd * sizeof(qref_real));
-    s->h = malloc(n * Hd * sizeof(qref_real));
-    s->o = malloc(n * Hd * sizeof(qref_real));
-    s->cos_t = malloc((n * half + 1) * sizeof(qref_real));
-    s->sin_t = malloc((n * half + 1) * sizeof(qref_real));
-    s->big = malloc(work_size(c, N, L, chunk) * sizeof(qref_real));
-    s->pos = malloc(3 * n * sizeof(int64_t));
-    s->idx = malloc((size_t)L * sizeof(int));
-    s->active = malloc(n);
-    s->route_idx = malloc(n * k * sizeof(int));
-    s->route_w = malloc(n * k * sizeof(qref_real));
-    s->rows = malloc(n * sizeof(int));
-    s->rows_w = malloc(n * sizeof(qref_real));
-    return s->x && s->h && s->o && s->cos_t && s->sin_t && s->big && s->pos && s->idx && s->active &&
-           s->route_idx && s->route_w && s->rows && s->rows_w;
+    size_t at = 0;
+    const size_t R = sizeof(qref_real);
+    s->x = carve(base, &at, n * Hd * R);
+    s->h = carve(base, &at, n * Hd * R);
+    s->o = carve(base, &at, n * Hd * R);
+    s->cos_t = carve(base, &at, (n * half + 1) * R);
+    s->sin_t = carve(base, &at, (n * half + 1) * R);
+    s->big = carve(base, &at, work_size(c, N, L, chunk, Tk) * R);
+    s->pos = carve(base, &at, 3 * n * sizeof(int64_t));
+    s->idx = carve(base, &at, (size_t)L * sizeof(int));
+    s->active = carve(base, &at, n);
+    s->iwork = carve(base, &at, (c->is_moe ? qref__moe_iwork(c, L) : 1) * sizeof(int));
+    return at;
+}
+
+static int scratch_init(scratch *s, qref_cache *owner, const qref_config *c, int N, int L, int chunk, int Tk)
+{
+    size_t bytes = scratch_layout(s, NULL, c, N, L, chunk, Tk);
+    char *base = qref__cache_work(owner, bytes);
+    if (!base)
+        return 0;
+    scratch_layout(s, base, c, N, L, chunk, Tk);
+    return 1;
 }
 
 /* One forward's view of the batch: which tokens of each row take part in the sequence ops. */
@@ -128,6 +118,56 @@ static void linear_rows(qref_real *y, const qref_real *x, const qref_real *w, in
 
 /* ---------------------------------------------------------------- Gated DeltaNet layer */
 
+/* Splits conv outputs act (n, C) into q, k, v, L2-normalises and scales q and k per head,
+ * and computes beta and g from the projections b, a of the tokens' stacked rows; items of
+ * 16 tokens. */
+typedef struct {
+    const qref_config *c;
+    const qref_layer_weights *w;
+    const qref_real *act, *b, *a;
+    const int *idx;
+    size_t base;
+    qref_real *q, *k, *v, *beta, *g;
+    int n;
+} gdn_prep_job;
+
+static void gdn_prep_item(void *ctx, int item, int worker)
+{
+    (void)worker;
+    const gdn_prep_job *j = ctx;
+    const int Hk = j->c->lin_num_k_heads, Hv = j->c->lin_num_v_heads;
+    const int Dk = j->c->lin_k_head_dim, Dv = j->c->lin_v_head_dim, C = 2 * Hk * Dk + Hv * Dv;
+    const int t0 = item * 16, t1 = j->n - t0 < 16 ? j->n : t0 + 16;
+    const qref_real qscale = (qref_real)(1.0 / sqrt((double)Dk));
+    for (int t = t0; t < t1; t++) {
+        const qref_real *row = j->act + (size_t)t * C;
+        const size_t src = j->base + j->idx[t];
+        memcpy(j->q + (size_t)t * Hk * Dk, row, (size_t)Hk * Dk * sizeof *j->q);
+        memcpy(j->k + (size_t)t * Hk * Dk, row + Hk * Dk, (size_t)Hk * Dk * sizeof *j->k);
+        memcpy(j->v + (size_t)t * Hv * Dv, row + 2 * Hk * Dk, (size_t)Hv * Dv * sizeof *j->v);
+        for (int h = 0; h < Hv; h++) {
+            j->beta[(size_t)t * Hv + h] = (qref_real)qref__sigmoid(j->b[src * Hv + h]);
+            j->g[(size_t)t * Hv + h] = (qref_real)(-exp((double)j->w->A_log[h]) *
+                                                   qref__softplus((double)j->a[src * Hv + h] + (double)j->w->dt_bias[h]));
+        }
+    }
+    qref__l2norm(j->q + (size_t)t0 * Hk * Dk, (t1 - t0) * Hk, Dk, 1e-6);
+    qref__l2norm(j->k + (size_t)t0 * Hk * Dk, (t1 - t0) * Hk, Dk, 1e-6);
+    for (size_t i = (size_t)t0 * Hk * Dk; i < (size_t)t1 * Hk * Dk; i++)
+        j->q[i] *= qscale;
+}
+
+/* 1 when the row's tokens are all of its L columns in order (nothing to gather). */
+static int is_identity(const int *idx, int n, int L)
+{
+    if (n != L)
+        return 0;
+    for (int t = 0; t < n; t++)
+        if (idx[t] != t)
+            return 0;
+    return 1;
+}
+
 /* h (N, H) -> out (N, H); advances each row's conv and recurrent state by its real tokens.
  * Projections run over all N rows; the conv and the delta rule run per row over the gathered
  * real tokens, so pads never shift the conv window nor touch the recurrent state. */
@@ -158,16 +198,18 @@ static void gdn_layer(const qref_config *c, const qref_layer_weights *w, qref_ca
     linear_rows(b, h, w->in_proj_b, v->B, L, H, Hv);
     linear_rows(a, h, w->in_proj_a, v->B, L, H, Hv);
     memset(core, 0, (size_t)N * Hv * Dv * sizeof *core);
-    const qref_real qscale = (qref_real)(1.0 / sqrt((double)Dk));
 
     for (int r = 0; r < v->B; r++) {
         int n = row_tokens(v, r, v->pad_into_gdn || v->pad_into_conv, idx);
         if (!n)
             continue;
         const size_t base = (size_t)r * L;
-        for (int t = 0; t < n; t++)
-            memcpy(rin + (size_t)t * C, qkv + (base + idx[t]) * C, (size_t)C * sizeof *rin);
-        qref__conv1d_causal_silu(act, rin, caches[r]->conv[l], w->conv_w, n, C, K);
+        const int whole = is_identity(idx, n, L);  /* no pads: read and write the stacked rows */
+        const qref_real *cin = whole ? qkv + base * C : rin;
+        if (!whole)
+            for (int t = 0; t < n; t++)
+                memcpy(rin + (size_t)t * C, qkv + (base + idx[t]) * C, (size_t)C * sizeof *rin);
+        qref__conv1d_causal_silu(act, cin, caches[r]->conv[l], w->conv_w, n, C, K);
         if (v->pad_into_conv && !v->pad_into_gdn && v->mask) {
             /* planted bug: pads went through the conv window; only real tokens go on */
             int kept = 0;
@@ -180,29 +222,18 @@ static void gdn_layer(const qref_config *c, const qref_layer_weights *w, qref_ca
             if (!n)
                 continue;
         }
-        for (int t = 0; t < n; t++) {
-            const qref_real *row = act + (size_t)t * C;
-            const size_t src = base + idx[t];
-            memcpy(q + (size_t)t * Hk * Dk, row, (size_t)Hk * Dk * sizeof *q);
-            memcpy(k + (size_t)t * Hk * Dk, row + Hk * Dk, (size_t)Hk * Dk * sizeof *k);
-            memcpy(vv + (size_t)t * Hv * Dv, row + 2 * Hk * Dk, (size_t)Hv * Dv * sizeof *vv);
-            for (int j = 0; j < Hv; j++) {
-                beta[(size_t)t * Hv + j] = (qref_real)qref__sigmoid(b[src * Hv + j]);
-                g[(size_t)t * Hv + j] = (qref_real)(-exp((double)w->A_log[j]) *
-                                                    qref__softplus((double)a[src * Hv + j] + (double)w->dt_bias[j]));
-            }
-        }
-        qref__l2norm(q, n * Hk, Dk, 1e-6);
-        qref__l2norm(k, n * Hk, Dk, 1e-6);
-        for (size_t i = 0; i < (size_t)n * Hk * Dk; i++)
-            q[i] *= qscale;
+        gdn_prep_job pj = {c, w, act, b, a, idx, base, q, k, vv, beta, g, n};
+        qref__parallel((n + 15) / 16, gdn_prep_item, &pj);
+        const int direct = is_identity(idx, n, L);
+        qref_real *o = direct ? core + base * Hv * Dv : rout;
         int recurrent = mode == QREF_GDN_RECURRENT || (mode == QREF_GDN_AUTO && n == 1);
         if (recurrent)
-            qref__gdn_recurrent(rout, q, k, vv, g, beta, caches[r]->rec[l], n, Hk, Hv, Dk, Dv);
+            qref__gdn_recurrent(o, q, k, vv, g, beta, caches[r]->rec[l], n, Hk, Hv, Dk, Dv);
         else
-            qref__gdn_chunked(rout, q, k, vv, g, beta, caches[r]->rec[l], n, Hk, Hv, Dk, Dv, chunk, gdn_work);
-        for (int t = 0; t < n; t++)
-            memcpy(core + (base + idx[t]) * Hv * Dv, rout + (size_t)t * Hv * Dv, (size_t)Hv * Dv * sizeof *core);
+            qref__gdn_chunked(o, q, k, vv, g, beta, caches[r]->rec[l], n, Hk, Hv, Dk, Dv, chunk, gdn_work);
+        if (!direct)
+            for (int t = 0; t < n; t++)
+                memcpy(core + (base + idx[t]) * Hv * Dv, rout + (size_t)t * Hv * Dv, (size_t)Hv * Dv * sizeof *core);
     }
 
     const double geps = v->gdn_norm_eps_scale > 0 ? c->rms_norm_eps * v->gdn_norm_eps_scale : c->rms_norm_eps;
@@ -243,7 +274,7 @@ static void attention_layer(const qref_config *c, const qref_layer_weights *w, q
     qref_real *k = attn + (size_t)N * Hq * D;    /* (N, Hkv, D) */
     qref_real *vv = k + (size_t)N * Hkv * D;     /* (N, Hkv, D) */
     qref_real *rq = vv + (size_t)N * Hkv * D;    /* (L, Hq, D) one row's gathered queries */
-    qref_real *ro = rq + (size_t)L * Hq * D;     /* (L, Hq, D) their outputs */
+    qref_real *ro = rq + (size_t)L * Hq * D;     /* (L, Hq, D) their outputs, then attention scratch */
 
     linear_rows(qg, h, w->q_proj, v->B, L, H, Hq * 2 * D);
     linear_rows(k, h, w->k_proj, v->B, L, H, Hkv * D);
@@ -270,98 +301,21 @@ static void attention_layer(const qref_config *c, const qref_layer_weights *w, q
             continue;
         const size_t base = (size_t)r * L, row = (size_t)Hkv * D;
         const int off = cache->len;
+        const int whole = is_identity(idx, n, L);   /* no pads: read and write the stacked rows */
         for (int t = 0; t < n; t++) {
             memcpy(cache->k[l] + ((size_t)off + t) * row, k + (base + idx[t]) * row, row * sizeof *k);
             memcpy(cache->v[l] + ((size_t)off + t) * row, vv + (base + idx[t]) * row, row * sizeof *vv);
-            memcpy(rq + (size_t)t * Hq * D, q + (base + idx[t]) * Hq * D, (size_t)Hq * D * sizeof *rq);
+            if (!whole)
+                memcpy(rq + (size_t)t * Hq * D, q + (base + idx[t]) * Hq * D, (size_t)Hq * D * sizeof *rq);
         }
-        qref__attention(ro, rq, cache->k[l], cache->v[l], NULL, n, off + n, off, Hq, Hkv, D, 1.0 / sqrt((double)D),
-                        NULL);
-        for (int t = 0; t < n; t++)
+        const size_t at = base * Hq * D;
+        qref__attention(whole ? attn + at : ro, whole ? q + at : rq, cache->k[l], cache->v[l], NULL, n, off + n, off,
+                        Hq, Hkv, D, 1.0 / sqrt((double)D), ro + (size_t)L * Hq * D);
+        for (int t = 0; !whole && t < n; t++)
             memcpy(attn + (base + idx[t]) * Hq * D, ro + (size_t)t * Hq * D, (size_t)Hq * D * sizeof *attn);
     }
-    for (size_t i = 0; i < (size_t)N * Hq * D; i++)
-        attn[i] = (qref_real)((double)attn[i] * qref__sigmoid((double)gate[i]));
+    qref__gate_sigmoid(attn, gate, (size_t)N * Hq * D);
     linear_rows(out, attn, w->o_proj, v->B, L, Hq * D, H);
-}
-
-/* ---------------------------------------------------------------- MLP and MoE */
-
-/* out (n, H) = down(silu(gate(h)) * up(h)) with a fused (2F, H) or split gate/up pair. */
-static void swiglu(qref_real *out, const qref_real *h, const qref_real *wg, const qref_real *wu,
-                   const qref_real *wd, int n, int H, int F, qref_real *work)
-{
-    qref_real *gt = work, *up = work + (size_t)n * F;
-    qref__linear(gt, h, wg, NULL, n, H, F);
-    qref__linear(up, h, wu, NULL, n, H, F);
-    for (size_t i = 0; i < (size_t)n * F; i++)
-        gt[i] = (qref_real)(qref__silu((double)gt[i]) * (double)up[i]);
-    qref__linear(out, gt, wd, NULL, n, F, H);
-}
-
-/* out (N, H) for the active rows (0 elsewhere): routed experts in ascending expert order, each
- * over the rows routed to it, plus the sigmoid-gated shared expert. */
-static void moe_layer(const qref_config *c, const qref_layer_weights *w, const qref_real *h, qref_real *out,
-                      int n, const uint8_t *active, int no_renorm, scratch *s)
-{
-    const int H = c->hidden_size, E = c->num_experts, k = c->num_experts_per_tok;
-    const int I = c->moe_intermediate_size, Is = c->shared_expert_intermediate_size;
-    qref_real *logits = s->big;                  /* (n, E) */
-    qref_real *xin = logits + (size_t)n * E;     /* (n, H) rows routed to one expert */
-    qref_real *y = xin + (size_t)n * H;          /* (n, H) their outputs */
-    qref_real *gu = y + (size_t)n * H;           /* (n, 2I) */
-    qref_real *act = gu + (size_t)n * 2 * I;     /* (n, I) */
-    qref_real *shared = act + (size_t)n * 2 * I; /* (n, H) */
-    qref_real *swork = shared + (size_t)n * H;   /* (n, 2*Is) */
-    qref_real *sgate = swork + (size_t)n * Is * 2; /* (n) */
-
-    qref__linear(logits, h, w->router, NULL, n, H, E);
-    qref__moe_route(s->route_idx, s->route_w, logits, n, E, k);
-    for (int t = 0; no_renorm && t < n; t++) { /* planted bug: the top-k softmax weights as they are */
-        const qref_real *lt = logits + (size_t)t * E;
-        double mx = -INFINITY, z = 0;
-        for (int e = 0; e < E; e++)
-            mx = lt[e] > mx ? lt[e] : mx;
-        for (int e = 0; e < E; e++)
-            z += exp((double)lt[e] - mx);
-        for (int j = 0; j < k; j++)
-            s->route_w[(size_t)t * k + j] = (qref_real)(exp((double)lt[s->route_idx[(size_t)t * k + j]] - mx) / z);
-    }
-    memset(out, 0, (size_t)n * H * sizeof *out);
-
-    for (int e = 0; e < E; e++) {
-        int m = 0;
-        for (int t = 0; t < n; t++)
-            for (int j = 0; active[t] && j < k; j++)
-                if (s->route_idx[(size_t)t * k + j] == e) {
-                    s->rows[m] = t;
-                    s->rows_w[m] = s->route_w[(size_t)t * k + j];
-                    memcpy(xin + (size_t)m * H, h + (size_t)t * H, (size_t)H * sizeof *xin);
-                    m++;
-                }
-        if (!m)
-            continue;
-        const qref_real *wgu = w->experts_gate_up + (size_t)e * 2 * I * H;
-        qref__linear(gu, xin, wgu, NULL, m, H, 2 * I);
-        for (int r = 0; r < m; r++)
-            for (int i = 0; i < I; i++)
-                act[(size_t)r * I + i] = (qref_real)(qref__silu((double)gu[(size_t)r * 2 * I + i]) *
-                                                     (double)gu[(size_t)r * 2 * I + I + i]);
-        qref__linear(y, act, w->experts_down + (size_t)e * H * I, NULL, m, I, H);
-        for (int r = 0; r < m; r++)
-            for (int d = 0; d < H; d++)
-                out[(size_t)s->rows[r] * H + d] += s->rows_w[r] * y[(size_t)r * H + d];
-    }
-
-    swiglu(shared, h, w->shared_gate_proj, w->shared_up_proj, w->shared_down_proj, n, H, Is, swork);
-    qref__linear(sgate, h, w->shared_expert_gate, NULL, n, H, 1);
-    for (int t = 0; t < n; t++) {
-        if (!active[t])
-            continue;
-        double gsig = qref__sigmoid((double)sgate[t]);
-        for (int d = 0; d < H; d++)
-            out[(size_t)t * H + d] += (qref_real)(gsig * (double)shared[(size_t)t * H + d]);
-    }
 }
 
 /* ---------------------------------------------------------------- forward */
@@ -423,16 +377,18 @@ qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, c
     const batch_view view = {B, L, in->mask, f->pad_into_conv, f->pad_into_gdn, f->pad_into_attention,
                              f->rope_pairs_adjacent, f->gdn_norm_eps_scale, f->moe_no_renorm};
 
-    scratch s;
-    if (!scratch_init(&s, cfg, N, L, chunk)) {
-        scratch_free(&s);
-        return qref__fail(err, QREF_ENOMEM, "forward: out of memory for %d x %d tokens", B, L);
-    }
-    for (int b = 0; b < B; b++)
-        if ((st = qref__cache_reserve(caches[b], caches[b]->len + L, err)) != QREF_OK) {
-            scratch_free(&s);
+    qref_stage_times *times = out ? out->times : NULL;
+    const double t_start = times ? qref__now() : 0;
+    double t_stages = 0, t_mark = t_start;
+    int Tk = 1;
+    for (int b = 0; b < B; b++) {
+        if ((st = qref__cache_reserve(caches[b], caches[b]->len + L, err)) != QREF_OK)
             return st;
-        }
+        Tk = caches[b]->cap > Tk ? caches[b]->cap : Tk;
+    }
+    scratch s;
+    if (!scratch_init(&s, caches[0], cfg, N, L, chunk, Tk))
+        return qref__fail(err, QREF_ENOMEM, "forward: out of memory for %d x %d tokens", B, L);
 
     /* stacked positions (3, N) and the rows that take part in the MLP */
     for (int b = 0; b < B; b++) {
@@ -469,41 +425,62 @@ qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, c
     for (int l = 0; l < NL; l++) {
         const qref_layer_weights *w = &m->layers[l];
         qref__rmsnorm(s.h, s.x, w->input_norm, N, H, cfg->rms_norm_eps);
+        if (times)
+            t_mark = qref__now();
         if (w->type == QREF_LAYER_LINEAR)
             gdn_layer(cfg, w, caches, l, &view, s.h, s.o, in->gdn_mode, chunk, s.big, s.idx);
         else
             attention_layer(cfg, w, caches, l, &view, s.h, s.o, s.cos_t, s.sin_t, s.big, s.idx);
-        for (size_t i = 0; i < (size_t)N * H; i++)
-            s.x[i] += s.o[i];
+        if (times) {
+            const double dt = qref__now() - t_mark;
+            *(w->type == QREF_LAYER_LINEAR ? &times->gdn : &times->attention) += dt;
+            t_stages += dt;
+        }
+        qref__add(s.x, s.o, (size_t)N * H);
 
         qref__rmsnorm(s.h, s.x, w->post_norm, N, H,
                       f->post_norm_eps_scale > 0 ? cfg->rms_norm_eps * f->post_norm_eps_scale : cfg->rms_norm_eps);
+        if (times)
+            t_mark = qref__now();
         for (int b = 0; b < B; b++) { /* row by row, for the reason given at linear_rows */
             const size_t off = (size_t)b * L * H;
             if (cfg->is_moe)
-                moe_layer(cfg, w, s.h + off, s.o + off, L, s.active + (size_t)b * L, view.moe_no_renorm, &s);
+                qref__moe(s.o + off, cfg, w, s.h + off, L, s.active + (size_t)b * L, view.moe_no_renorm, s.big,
+                          s.iwork);
             else
-                swiglu(s.o + off, s.h + off, w->gate_proj, w->up_proj, w->down_proj, L, H, cfg->intermediate_size,
-                       s.big);
+                qref__swiglu(s.o + off, s.h + off, w->gate_proj, w->up_proj, w->down_proj, L, H,
+                             cfg->intermediate_size, s.big);
         }
-        for (size_t i = 0; i < (size_t)N * H; i++)
-            s.x[i] += s.o[i];
+        if (times) {
+            const double dt = qref__now() - t_mark;
+            times->mlp += dt;
+            t_stages += dt;
+        }
+        qref__add(s.x, s.o, (size_t)N * H);
         if (out && out->hidden)
             memcpy(out->hidden + (size_t)(l + 1) * N * H, s.x, (size_t)N * H * sizeof *s.x);
     }
 
     if (out && out->logits) {
+        if (times)
+            t_mark = qref__now();
         qref__rmsnorm(s.h, s.x, m->final_norm, N, H, cfg->rms_norm_eps);
         linear_rows(out->logits, s.h, m->lm_head, B, L, H, V);
         for (size_t i = 0; in->mask && i < (size_t)N; i++)
             if (!in->mask[i])
                 for (int j = 0; j < V; j++)
                     out->logits[i * V + j] = (qref_real)NAN;
+        if (times) {
+            const double dt = qref__now() - t_mark;
+            times->lm_head += dt;
+            t_stages += dt;
+        }
     }
     for (int b = 0; b < B; b++) {
         caches[b]->len += row_tokens(&view, b, f->pad_into_attention, s.idx);
     }
-    scratch_free(&s);
+    if (times)
+        times->other += qref__now() - t_start - t_stages;
     return QREF_OK;
 }
 

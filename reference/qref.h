@@ -7,9 +7,10 @@
  *
  * Ownership: every struct is caller-owned and initialised in place by an init/load function;
  * the matching free function releases what it holds, is safe on a zeroed struct and safe to
- * call twice. No function here prints, exits or keeps global mutable state: a model is
- * read-only after loading and may serve many caches; all per-sequence state lives in a
- * qref_cache.
+ * call twice. No function here prints or exits, and the only process-wide state is the
+ * worker pool (see "threads", which never changes a result): a model is read-only after
+ * loading and may serve many caches; all per-sequence state lives in a qref_cache, which also
+ * keeps the work area of its forward calls (so a cache serves one forward call at a time).
  *
  * Errors: functions return a qref_status and, on failure, fill the caller's qref_error with a
  * one-line message naming the file / tensor and what was expected and found.
@@ -230,12 +231,25 @@ typedef struct {
     qref_real **v;              /* per layer (full attention): [cap][Hkv][D] */
     qref_real **conv;           /* per layer (linear): [K-1][C], row 0 oldest */
     qref_real **rec;            /* per layer (linear): [Hv][Dk][Dv] */
+    void *work;                 /* forward work area, engine-owned (see cache.c) */
+    size_t work_bytes;
 } qref_cache;
 
 qref_status qref_cache_init(qref_cache *c, const qref_model *m, qref_error *err);
 void qref_cache_free(qref_cache *c);
 /* Deep copy: dst becomes an independent copy of src (dst is initialised by this call). */
 qref_status qref_cache_clone(qref_cache *dst, const qref_cache *src, qref_error *err);
+
+/* ---------------------------------------------------------------- threads
+ *
+ * The engine runs its parallel loops on a pool of worker threads (OpenBLAS is kept at one
+ * thread and called from the workers). Results are bitwise the same on any thread count: work
+ * is cut by shape only and no reduction is split between threads.
+ * qref_set_threads(n) sizes the pool (n <= 0: back to the default, which is QREF_THREADS,
+ * else OPENBLAS_NUM_THREADS, else OMP_NUM_THREADS, else the CPUs online); call it while no
+ * forward call is running. qref_threads() is the current size (starting the pool if needed). */
+void qref_set_threads(int n);
+int qref_threads(void);
 
 /* ---------------------------------------------------------------- forward */
 
@@ -264,9 +278,19 @@ typedef struct {
     int gdn_chunk;
 } qref_tokens;
 
+/* Seconds spent per stage, added to by each forward call given one (qref_outputs.times):
+ * attention = full-attention layers (projections included), gdn = Gated DeltaNet layers,
+ * mlp = MLP or MoE blocks, lm_head = final norm and vocabulary projection, other = the rest
+ * (embeddings, positions, norms between blocks, residuals). Timing costs two clock reads per
+ * stage per layer and nothing when times is NULL. */
+typedef struct {
+    double attention, gdn, mlp, lm_head, other;
+} qref_stage_times;
+
 typedef struct {
     qref_real *logits;
     qref_real *hidden;
+    qref_stage_times *times;    /* NULL: no timing */
 } qref_outputs;
 
 qref_status qref_forward(const qref_model *m, qref_cache *c, const qref_tokens *in,
@@ -299,6 +323,13 @@ typedef struct {
 
 qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, const qref_batch *in,
                                const qref_outputs *out, qref_error *err);
+
+/* Floating-point operations (2 per multiply-accumulate) of the matrix products of a forward
+ * over n tokens after `past` cached ones (chunk: the GDN chunk length, 0 = 64; with_logits:
+ * the lm_head included), and of the vision tower over one image of this patch grid. Norms,
+ * rotary, gates and softmax are not counted. For benchmarks (GFLOP/s). */
+double qref_forward_flops(const qref_config *c, int past, int n, int chunk, int with_logits);
+double qref_vision_flops(const qref_config *c, const int grid_thw[3]);
 
 /* ---------------------------------------------------------------- vision */
 

@@ -112,6 +112,19 @@ static inline double qref__gelu_tanh(double x)
 /* GELU, exact erf form (nn.GELU()) */
 static inline double qref__gelu_erf(double x) { return 0.5 * x * (1.0 + erf(x * 0.7071067811865476)); }
 
+/* ---------------------------------------------------------------- worker pool (threads.c)
+ * Every parallel loop of the engine is a list of work items cut from the shapes of the call
+ * alone; fn(ctx, item, worker) computes one item, worker in [0, qref__workers()) indexes
+ * per-worker scratch. Items must write disjoint outputs: results never depend on how many
+ * workers there are or which one ran an item. A call from inside an item (or while another
+ * thread holds the pool) runs its items in the calling thread. */
+typedef void (*qref__task_fn)(void *ctx, int item, int worker);
+void qref__parallel(int n_items, qref__task_fn fn, void *ctx);
+/* Workers of the pool (>= 1): the number of per-worker scratch slabs a kernel needs. */
+int qref__workers(void);
+/* Monotonic seconds, for the stage timers. */
+double qref__now(void);
+
 /* ---------------------------------------------------------------- kernels (kernels.c)
  * Output first; kernels never allocate; scratch is passed in. */
 
@@ -171,7 +184,10 @@ void qref__gdn_chunked(qref_real *out, const qref_real *q, const qref_real *k, c
 /* Causal GQA attention of n new queries against a cache of Tk keys.
  *   q (n, Hq, D); kc, vc (Tk, Hkv, D); query i sits at cache index q_off + i and sees keys
  *   [0, q_off + i]; key j is skipped where kmask && !kmask[j]. out (n, Hq, D).
- *   Softmax accumulated in double on the stack; scratch is unused and may be NULL. */
+ *   Per head and block of queries: scores by one matrix product against the keys the block
+ *   sees, softmax in double (probabilities rounded once), values by a second product.
+ *   scratch holds qref__attention_scratch(Tk) elements. */
+size_t qref__attention_scratch(int Tk);
 void qref__attention(qref_real *out, const qref_real *q, const qref_real *kc, const qref_real *vc,
                      const uint8_t *kmask, int n, int Tk, int q_off, int Hq, int Hkv, int D,
                      double scale, qref_real *scratch);
@@ -180,10 +196,40 @@ void qref__attention(qref_real *out, const qref_real *q, const qref_real *kc, co
  * logits (n, E); idx (n, k) chosen experts in descending weight; w (n, k). */
 void qref__moe_route(int *idx, qref_real *w, const qref_real *logits, int n, int E, int k);
 
+/* Elementwise kernels, spread over the pool (o may == x where an argument repeats).
+ *   add:      x (n) += y (n)
+ *   gate:     x (n) *= sigmoid(g (n))
+ *   swiglu:   o (m, F) = silu(gu[:, :F]) * gu[:, F:]  with gu (m, 2F); or, when up is given,
+ *             o (m*F) = silu(gt) * up
+ *   gelu:     x (n) = gelu_tanh(x) (erf == 0) or gelu_erf(x) (erf == 1) */
+void qref__add(qref_real *x, const qref_real *y, size_t n);
+void qref__gate_sigmoid(qref_real *x, const qref_real *g, size_t n);
+void qref__silu_mul(qref_real *o, const qref_real *gt, const qref_real *up, size_t n);
+void qref__gelu(qref_real *x, size_t n, int erf_form);
+
+/* ---------------------------------------------------------------- MLP and MoE (mlp.c) */
+
+/* out (n, H) = down(silu(gate(h)) * up(h)); work holds 2 n F values. */
+void qref__swiglu(qref_real *out, const qref_real *h, const qref_real *wg, const qref_real *wu,
+                  const qref_real *wd, int n, int H, int F, qref_real *work);
+/* out (n, H) for the active tokens (0 elsewhere): routed experts summed per token in ascending
+ * expert order, then the sigmoid-gated shared expert. work holds qref__moe_work(c, n) values,
+ * iwork qref__moe_iwork(c, n) ints. no_renorm: the planted bug that keeps the top-k softmax
+ * weights unrenormalised (0 in a correct engine). */
+size_t qref__moe_work(const qref_config *c, int n);
+size_t qref__moe_iwork(const qref_config *c, int n);
+void qref__moe(qref_real *out, const qref_config *c, const qref_layer_weights *w, const qref_real *h, int n,
+               const uint8_t *active, int no_renorm, qref_real *work, int *iwork);
+
 /* ---------------------------------------------------------------- cache (cache.c) */
 
 /* Grows every attention layer's KV buffers to hold at least `need` tokens. */
 qref_status qref__cache_reserve(qref_cache *c, int need, qref_error *err);
+
+/* The cache's forward work area, grown to at least `bytes` (contents not kept); NULL when out
+ * of memory. Owned by the cache (freed with it, never cloned), so steps of a sequence
+ * allocate only when a call needs more room than any before it. */
+void *qref__cache_work(qref_cache *c, size_t bytes);
 
 /* ---------------------------------------------------------------- vision (image.c, vision.c)
  * Shape legend: h, w = patch rows and columns of one frame, M = spatial merge size,

@@ -97,14 +97,14 @@ typedef struct {
     qref_real *mrg;             /* (N/M^2, M^2*Vh) merger hidden */
     qref_real *pos;             /* (F, Vh) */
     qref_real *cos_t, *sin_t;   /* (F, D/2) */
-    qref_real *att_scratch;     /* (F) */
+    qref_real *att_scratch;     /* qref__attention_scratch(F) */
 } vision_scratch;
 
 static qref_status scratch_alloc(vision_scratch *s, size_t N, size_t F, size_t Vh, size_t Vi, size_t D,
                                  qref_error *err)
 {
     const size_t sizes[] = {N * Vh, N * Vh, 3 * N * Vh, N * Vh, N * Vh, N * Vh, N * Vh, N * Vh, N * Vi,
-                            N * Vh, F * Vh, F * D / 2, F * D / 2, F};
+                            N * Vh, F * Vh, F * D / 2, F * D / 2, qref__attention_scratch((int)F)};
     qref_real **slots[] = {&s->x, &s->xn, &s->qkv, &s->q, &s->k, &s->v, &s->att, &s->tmp, &s->mlp,
                            &s->mrg, &s->pos, &s->cos_t, &s->sin_t, &s->att_scratch};
     size_t total = 0;
@@ -123,12 +123,6 @@ static qref_status scratch_alloc(vision_scratch *s, size_t N, size_t F, size_t V
 }
 
 /* ---------------------------------------------------------------- one image */
-
-static void add_inplace(qref_real *x, const qref_real *y, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        x[i] += y[i];
-}
 
 static void vision_block(const qref_vision_block_weights *bw, vision_scratch *s, int N, int F, int Vh,
                          int Vi, int heads)
@@ -151,14 +145,13 @@ static void vision_block(const qref_vision_block_weights *bw, vision_scratch *s,
                         1.0 / sqrt((double)D), s->att_scratch);
     }
     qref__linear(s->tmp, s->att, bw->proj_w, bw->proj_b, N, Vh, Vh);
-    add_inplace(s->x, s->tmp, (size_t)N * Vh);
+    qref__add(s->x, s->tmp, (size_t)N * Vh);
 
     qref__layernorm(s->xn, s->x, bw->norm2_w, bw->norm2_b, N, Vh, QREF__VISION_LN_EPS);
     qref__linear(s->mlp, s->xn, bw->fc1_w, bw->fc1_b, N, Vh, Vi);
-    for (size_t i = 0; i < (size_t)N * Vi; i++)
-        s->mlp[i] = (qref_real)qref__gelu_tanh(s->mlp[i]);
+    qref__gelu(s->mlp, (size_t)N * Vi, 0);
     qref__linear(s->tmp, s->mlp, bw->fc2_w, bw->fc2_b, N, Vi, Vh);
-    add_inplace(s->x, s->tmp, (size_t)N * Vh);
+    qref__add(s->x, s->tmp, (size_t)N * Vh);
 }
 
 /* out (N/M^2, Ho) for one image of grid (t, h, w) whose patches are pixels (N, Pd). */
@@ -176,7 +169,7 @@ static void vision_image(const qref_model *m, vision_scratch *s, const qref_real
     qref__linear(s->x, pixels, vw->patch_w, vw->patch_b, N, Pd, Vh);
     qref__vision_pos_embed(s->pos, vw->pos_embed, side, Vh, h, w, M);
     for (int f = 0; f < g[0]; f++)
-        add_inplace(s->x + (size_t)f * F * Vh, s->pos, (size_t)F * Vh);
+        qref__add(s->x + (size_t)f * F * Vh, s->pos, (size_t)F * Vh);
     qref__vision_rope_angles(s->cos_t, s->sin_t, h, w, M, D, v->rope_theta);
 
     for (int b = 0; b < v->depth; b++)
@@ -185,8 +178,7 @@ static void vision_image(const qref_model *m, vision_scratch *s, const qref_real
     qref__layernorm(s->xn, s->x, vw->merger_norm_w, vw->merger_norm_b, N, Vh, QREF__VISION_LN_EPS);
     const int Nm = N / M2, Hm = M2 * Vh;                         /* xn viewed as (Nm, Hm) */
     qref__linear(s->mrg, s->xn, vw->merger_fc1_w, vw->merger_fc1_b, Nm, Hm, Hm);
-    for (size_t i = 0; i < (size_t)Nm * Hm; i++)
-        s->mrg[i] = (qref_real)qref__gelu_erf(s->mrg[i]);
+    qref__gelu(s->mrg, (size_t)Nm * Hm, 1);
     qref__linear(out, s->mrg, vw->merger_fc2_w, vw->merger_fc2_b, Nm, Hm, Ho);
 }
 

@@ -92,6 +92,8 @@ static void to_double(double *d, const qref_real *a, size_t cnt)
 
 static const struct { int n, in, out, bias; } linear_cases[] = {
     {1, 7, 5, 0}, {1, 7, 5, 1}, {6, 33, 17, 0}, {6, 33, 17, 1}, {3, 1, 1, 1},
+    {300, 33, 200, 1},          /* two token blocks times four column blocks */
+    {1, 40, 3100, 0},           /* one token, many column blocks */
 };
 
 START_TEST(test_kernels_linear_matches_naive)
@@ -521,6 +523,8 @@ static const struct { int n, Tk, q_off, Hq, Hkv, D, mask; } attn_cases[] = {
     {1, 10, 9, 2, 2, 8, 1},     /* one decode step, MHA */
     {4, 6, 5, 4, 2, 8, 0},      /* q_off = Tk - 1: every query sees every key */
     {2, 4, 0, 2, 1, 4, 2},      /* query 0 sees only a masked key: zero output */
+    {130, 150, 20, 4, 2, 16, 1},/* three query blocks, masked keys */
+    {70, 70, 69, 2, 2, 8, 0},   /* two blocks, bidirectional */
 };
 
 START_TEST(test_kernels_attention_matches_naive)
@@ -529,7 +533,7 @@ START_TEST(test_kernels_attention_matches_naive)
     const int Hq = attn_cases[_i].Hq, Hkv = attn_cases[_i].Hkv, D = attn_cases[_i].D;
     uint64_t s = 61 + (uint64_t)_i;
     qref_real *q = NEW_REAL(n * Hq * D), *kc = NEW_REAL(Tk * Hkv * D), *vc = NEW_REAL(Tk * Hkv * D);
-    qref_real *out = NEW_REAL(n * Hq * D), *scratch = NEW_REAL(Tk);
+    qref_real *out = NEW_REAL(n * Hq * D), *scratch = NEW_REAL(qref__attention_scratch(Tk));
     double *e = NEW_DBL(n * Hq * D);
     uint8_t *mask = xcalloc((size_t)Tk, 1);
     fill(q, (size_t)n * Hq * D, &s, -2, 2);
@@ -544,7 +548,7 @@ START_TEST(test_kernels_attention_matches_naive)
     char what[128];
     snprintf(what, sizeof what, "attention(n=%d, Tk=%d, q_off=%d, Hq=%d, Hkv=%d, D=%d, mask=%d)",
              n, Tk, q_off, Hq, Hkv, D, attn_cases[_i].mask);
-    assert_close(what, out, e, (size_t)n * Hq * D, TOL_ONE_ROUND);
+    assert_close(what, out, e, (size_t)n * Hq * D, TOL_BLAS); /* scores and values through BLAS */
     if (attn_cases[_i].mask == 2)
         for (int d = 0; d < Hq * D; d++)
             ck_assert_msg(out[d] == 0, "%s: query 0 has no visible key, element %d is %g", what, d,
@@ -558,7 +562,8 @@ END_TEST
 START_TEST(test_kernels_attention_hand_uniform)
 {
     enum { TK = 5, HQ = 4, HKV = 2, D = 3 };
-    qref_real q[2 * HQ * D] = {0}, kc[TK * HKV * D], vc[TK * HKV * D], out[2 * HQ * D], scratch[TK];
+    qref_real q[2 * HQ * D] = {0}, kc[TK * HKV * D], vc[TK * HKV * D], out[2 * HQ * D];
+    qref_real *scratch = NEW_REAL(qref__attention_scratch(TK));
     for (int j = 0; j < TK; j++)
         for (int h = 0; h < HKV; h++)
             for (int d = 0; d < D; d++) {
@@ -578,6 +583,7 @@ START_TEST(test_kernels_attention_hand_uniform)
                 ck_assert_msg(fabs(a - e) <= TOL_ONE_ROUND * (1 + fabs(e)),
                               "query %d head %d dim %d: %.9g, expected %.9g", i, h, d, a, e);
             }
+    free(scratch);
 }
 END_TEST
 

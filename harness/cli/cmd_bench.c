@@ -2,7 +2,8 @@
  * logitcheck bench: load time, memory and throughput of the reference engine.
  *
  *   bench [--preset tiny|small|medium] [--moe] [--dtype f32|bf16] [--shards N] [--model DIR]
- *         [--prompt N] [--decode N] [--chunk N] [--batch B] [--repeat R] [--json FILE]
+ *         [--synth-dir DIR] [--prompt N] [--decode N] [--chunk N] [--batch B] [--threads T]
+ *         [--image WxH] [--repeat R] [--json FILE]
  *
  * Without --model a synthetic checkpoint (harness/synth/synth.h) is written into a temporary
  * directory, removed afterwards. Each of the R repeats loads the checkpoint (timed, memory
@@ -10,6 +11,13 @@
  * --chunk or one call), then --decode single-token steps on the same cache; with --batch B > 1
  * also one batched prefill of B such prompts and B-row decode steps. Times are medians with
  * min and max over the repeats; memory figures are the largest over the repeats.
+ *
+ * Rates: the engine's threads (--threads, else the engine default) and, measured in the same
+ * run on as many OpenBLAS threads, a 2048^3 matrix product in the engine's precision (sgemm or
+ * dgemm): prefill and decode are reported in GFLOP/s (qref_forward_flops) and as a fraction of
+ * that product's rate. Prefill also reports the time per stage (attention, GDN, MLP/MoE,
+ * lm_head, other). --image WxH times a random WxH RGB image through the vision tower
+ * (preprocessing timed apart).
  *
  * Memory: VmRSS / VmHWM / RssAnon / RssFile from /proc/self/status. VmHWM is reset through
  * /proc/self/clear_refs before each load, and a sampling thread records the peaks of the
@@ -44,23 +52,26 @@
 typedef struct {
     lc_synth_opts synth;
     int synth_given;            /* a synthetic-only option was given */
-    const char *model, *json;
-    int prompt, decode, chunk, batch, repeat;
+    const char *model, *json, *synth_dir;
+    int prompt, decode, chunk, batch, repeat, threads, image_w, image_h;
 } bench_args;
 
 static void bench_usage(FILE *to)
 {
     fprintf(to,
             "usage: logitcheck bench [--preset tiny|small|medium] [--moe] [--dtype f32|bf16] [--shards N]\n"
-            "                        [--model DIR] [--prompt N] [--decode N] [--chunk N] [--batch B]\n"
-            "                        [--repeat R] [--json FILE]\n"
+            "                        [--model DIR] [--synth-dir DIR] [--prompt N] [--decode N] [--chunk N]\n"
+            "                        [--batch B] [--threads T] [--image WxH] [--repeat R] [--json FILE]\n"
             "  --preset  synthetic checkpoint size (default small); --moe for the MoE variant\n"
             "  --dtype   synthetic checkpoint dtype (default bf16); --shards N files (default 1)\n"
             "  --model   benchmark this checkpoint directory instead of a synthetic one\n"
+            "  --synth-dir  write the synthetic checkpoint into DIR (created if missing) and keep it\n"
             "  --prompt  prompt tokens prefilled (default 128), logits at every position\n"
             "  --decode  single-token decode steps after the prompt (default 32)\n"
             "  --chunk   prefill in chunks of N tokens (default: one call)\n"
             "  --batch   also prefill and decode B prompts as one batch (default 1: off)\n"
+            "  --threads engine threads (default: QREF_THREADS, OPENBLAS_NUM_THREADS, else all CPUs)\n"
+            "  --image   also time a random WxH RGB image (e.g. 1920x1080) through the vision tower\n"
             "  --repeat  runs; medians with min and max are reported (default 3)\n"
             "  --json    also write the numbers to FILE as JSON\n");
 }
@@ -129,6 +140,20 @@ static int parse_args(int argc, char **argv, bench_args *a)
             a->model = v;
         else if (!strcmp(k, "--json"))
             a->json = v;
+        else if (!strcmp(k, "--synth-dir")) {
+            a->synth_dir = v;
+            a->synth_given = 1;
+        } else if (!strcmp(k, "--threads"))
+            bad = parse_int(k, v, 1, 256, &a->threads);
+        else if (!strcmp(k, "--image")) {
+            char *x;
+            long w = strtol(v, &x, 10), h = *x == 'x' ? strtol(x + 1, &x, 10) : 0;
+            if (*x || w < 1 || h < 1 || w > 16384 || h > 16384) {
+                fprintf(stderr, "logitcheck bench: --image '%s': expected WxH, e.g. 1920x1080\n", v);
+                bad = 1;
+            }
+            a->image_w = (int)w, a->image_h = (int)h;
+        }
         else if (!strcmp(k, "--prompt"))
             bad = parse_int(k, v, 1, 1 << 20, &a->prompt);
         else if (!strcmp(k, "--decode"))
@@ -147,8 +172,8 @@ static int parse_args(int argc, char **argv, bench_args *a)
             return 2;
     }
     if (a->model && a->synth_given) {
-        fprintf(stderr, "logitcheck bench: --preset, --moe, --dtype and --shards describe the synthetic "
-                        "checkpoint and cannot be combined with --model\n");
+        fprintf(stderr, "logitcheck bench: --preset, --moe, --dtype, --shards and --synth-dir describe the "
+                        "synthetic checkpoint and cannot be combined with --model\n");
         return 2;
     }
     if (a->chunk >= a->prompt)
@@ -321,6 +346,11 @@ static void remove_tmp_dir(const char *dir)
 typedef struct {
     double load[MAX_REPEAT], prefill[MAX_REPEAT], decode[MAX_REPEAT];
     double bprefill[MAX_REPEAT], bdecode[MAX_REPEAT];
+    double vision[MAX_REPEAT], preprocess;
+    qref_stage_times stages;    /* prefill, summed over the repeats */
+    double gemm_gflops;         /* the same-run 2048^3 product */
+    double prefill_flops, decode_flops, vision_flops;
+    int grid[3];                /* the image's patch grid */
     load_mem mem;               /* largest over the repeats */
     int hwm_ok;                 /* VmHWM could be reset before every load */
 } measures;
@@ -376,7 +406,8 @@ static void fill_tokens(int32_t *ids, size_t n, const qref_config *c, uint64_t *
 /* B sequences of n prompt tokens (row after row in ids), prefilled together in chunks of
  * `chunk` (0 = one call), then `decode` steps of one token per row. Times into *tp, *td. */
 static qref_status run_batch(const qref_model *m, int B, int n, int chunk, int decode, const int32_t *ids,
-                             const int32_t *feed, qref_real *logits, double *tp, double *td, qref_error *qe)
+                             const int32_t *feed, qref_real *logits, double *tp, double *td,
+                             qref_stage_times *stages, qref_error *qe)
 {
     qref_cache *c = calloc((size_t)B, sizeof *c);
     qref_cache **cp = calloc((size_t)B, sizeof *cp);
@@ -397,7 +428,7 @@ static qref_status run_batch(const qref_model *m, int B, int n, int chunk, int d
         for (int b = 0; b < B; b++)
             memcpy(part + (size_t)b * L, ids + (size_t)b * n + s, (size_t)L * sizeof *part);
         qref_batch in = {.B = B, .L = L, .ids = part};
-        qref_outputs out = {.logits = logits};
+        qref_outputs out = {.logits = logits, .times = stages};
         st = qref_forward_batch(m, cp, &in, &out, qe);
     }
     *tp = now() - t0;
@@ -415,6 +446,94 @@ done:
     free(cp);
     free(part);
     return st;
+}
+
+/* ---------------------------------------------------------------- rates */
+
+#if defined(QREF_PRECISION_F64)
+#define BENCH_GEMM cblas_dgemm
+#define BENCH_GEMM_NAME "dgemm"
+#else
+#define BENCH_GEMM cblas_sgemm
+#define BENCH_GEMM_NAME "sgemm"
+#endif
+
+/* GFLOP/s of a 2048^3 product on `threads` OpenBLAS threads: best of 3 after a warm-up.
+ * The engine keeps OpenBLAS at one thread; qref_set_threads puts that back afterwards. */
+static double measure_gemm(int threads)
+{
+    enum { G = 2048 };
+    qref_real *a = malloc((size_t)G * G * sizeof *a), *b = malloc((size_t)G * G * sizeof *b);
+    qref_real *c = malloc((size_t)G * G * sizeof *c);
+    double best = 0;
+    if (a && b && c) {
+        uint64_t st = 99;
+        for (size_t i = 0; i < (size_t)G * G; i++) {
+            st = st * 6364136223846793005ULL + 1442695040888963407ULL;
+            a[i] = (qref_real)((double)(st >> 40) / 16777216.0 - 0.5);
+            b[i] = a[(i * 7919) % ((size_t)G * G)];
+        }
+        openblas_set_num_threads(threads);
+        for (int r = 0; r < 4; r++) {
+            double t0 = now();
+            BENCH_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, G, G, G, 1, a, G, b, G, 0, c, G);
+            double dt = now() - t0;
+            if (r > 0 && dt > 0 && 2.0 * G * G * G / dt / 1e9 > best)
+                best = 2.0 * G * G * G / dt / 1e9;
+        }
+    }
+    free(a);
+    free(b);
+    free(c);
+    qref_set_threads(threads);
+    return best;
+}
+
+/* Times a random w x h RGB image through the vision tower, `repeat` times (preprocessing
+ * once, timed apart). */
+static qref_status run_vision(const qref_model *m, int w, int h, int repeat, measures *ms, qref_error *qe)
+{
+    uint8_t *rgb = malloc((size_t)w * h * 3);
+    qref_real *px = NULL, *out = NULL;
+    qref_status st = QREF_ENOMEM;
+    snprintf(qe->msg, sizeof qe->msg, "bench: out of memory for a %dx%d image", w, h);
+    if (!rgb)
+        return st;
+    uint64_t s = 4242;
+    for (size_t i = 0; i < (size_t)w * h * 3; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        rgb[i] = (uint8_t)(s >> 56);
+    }
+    const qref_image img = {rgb, w, h};
+    double t0 = now();
+    st = qref_image_preprocess(&m->cfg, &img, &px, ms->grid, qe);
+    ms->preprocess = now() - t0;
+    if (st == QREF_OK) {
+        out = malloc((size_t)qref_image_tokens(&m->cfg, ms->grid) * m->cfg.vision.out_hidden_size * sizeof *out);
+        st = out ? QREF_OK : QREF_ENOMEM;
+    }
+    const int grid[1][3] = {{ms->grid[0], ms->grid[1], ms->grid[2]}};
+    for (int r = 0; r < repeat && st == QREF_OK; r++) {
+        t0 = now();
+        st = qref_vision_forward(m, px, grid, 1, out, qe);
+        ms->vision[r] = now() - t0;
+    }
+    ms->vision_flops = qref_vision_flops(&m->cfg, ms->grid);
+    free(rgb);
+    free(px);
+    free(out);
+    return st;
+}
+
+/* Operations of the prefill (chunk after chunk) and of the decode steps that follow. */
+static void count_flops(const qref_config *c, const bench_args *a, measures *ms)
+{
+    const int step = a->chunk ? a->chunk : a->prompt;
+    ms->prefill_flops = ms->decode_flops = 0;
+    for (int s = 0; s < a->prompt; s += step)
+        ms->prefill_flops += qref_forward_flops(c, s, a->prompt - s < step ? a->prompt - s : step, 0, 1);
+    for (int i = 0; i < a->decode; i++)
+        ms->decode_flops += qref_forward_flops(c, a->prompt + i, 1, 0, 1);
 }
 
 /* ---------------------------------------------------------------- output */
@@ -485,8 +604,10 @@ static void print_console(const bench_run *run)
                  a.synth.shards > 1 ? "s" : "");
     printf("model         %s: %s, %d layers, hidden %d, vocab %d, %.2fM weights\n", what, c->model_type,
            c->num_layers, c->hidden_size, V, (double)run->m->block_len / 1e6);
-    printf("machine       %ld CPUs online; OpenBLAS %d threads (%s, %s); engine %s\n", sysconf(_SC_NPROCESSORS_ONLN),
-           openblas_get_num_threads(), blas_parallel(), openblas_get_corename(), QREF_PRECISION_NAME);
+    printf("machine       %ld CPUs online; engine %s on %d threads (OpenBLAS %s, %s kernels, one thread per call)\n",
+           sysconf(_SC_NPROCESSORS_ONLN), QREF_PRECISION_NAME, qref_threads(), blas_parallel(), openblas_get_corename());
+    printf("%-13s 2048^3 on %d OpenBLAS threads: %.1f GFLOP/s (the rates below are fractions of this)\n",
+           BENCH_GEMM_NAME, qref_threads(), ms->gemm_gflops);
     printf("checkpoint    %.1f MB on disk in %d file%s", mb(ckpt), files, files == 1 ? "" : "s");
     if (write_secs >= 0)
         printf(" (written in %.2f s)", write_secs);
@@ -505,9 +626,30 @@ static void print_console(const bench_run *run)
     else
         snprintf(line, sizeof line, "%d tokens in one call", a.prompt);
     print_rate("prefill", line, ms->prefill, R, a.prompt);
+    const double gp = ms->prefill_flops / summarize(ms->prefill, R).median / 1e9;
+    printf("%-13s %.2f GFLOP per token, %.1f GFLOP/s (%.0f%% of %s)\n", "", ms->prefill_flops / a.prompt / 1e9, gp,
+           100 * gp / ms->gemm_gflops, BENCH_GEMM_NAME);
+    const qref_stage_times *st = &ms->stages;
+    const double tot = st->attention + st->gdn + st->mlp + st->lm_head + st->other;
+    if (tot > 0)
+        printf("%-13s attention %.3f s (%.0f%%), GDN %.3f s (%.0f%%), %s %.3f s (%.0f%%), lm_head %.3f s (%.0f%%), "
+               "other %.3f s (%.0f%%); per run\n", "stages", st->attention / R, 100 * st->attention / tot,
+               st->gdn / R, 100 * st->gdn / tot, c->is_moe ? "MoE" : "MLP", st->mlp / R, 100 * st->mlp / tot,
+               st->lm_head / R, 100 * st->lm_head / tot, st->other / R, 100 * st->other / tot);
     snprintf(line, sizeof line, "%d steps", a.decode);
-    if (a.decode)
+    if (a.decode) {
         print_rate("decode", line, ms->decode, R, a.decode);
+        const double gd = ms->decode_flops / summarize(ms->decode, R).median / 1e9;
+        printf("%-13s %.1f GFLOP/s (%.0f%% of %s)\n", "", gd, 100 * gd / ms->gemm_gflops, BENCH_GEMM_NAME);
+    }
+    if (a.image_w) {
+        summary vt = summarize(ms->vision, R);
+        const double gv = ms->vision_flops / vt.median / 1e9;
+        printf("vision        %dx%d image, grid %dx%dx%d (%d patches): %.3f s median (min %.3f, max %.3f), "
+               "%.1f GFLOP/s (%.0f%% of %s); preprocessing %.3f s\n", a.image_w, a.image_h, ms->grid[0],
+               ms->grid[1], ms->grid[2], ms->grid[0] * ms->grid[1] * ms->grid[2], vt.median, vt.min, vt.max, gv,
+               100 * gv / ms->gemm_gflops, BENCH_GEMM_NAME, ms->preprocess);
+    }
     if (B > 1) {
         char label[32];
         snprintf(label, sizeof label, "batch %d", B);
@@ -538,6 +680,9 @@ static int write_json(const bench_run *run)
     cJSON_AddStringToObject(mach, "openblas_parallel", blas_parallel());
     cJSON_AddStringToObject(mach, "openblas_core", openblas_get_corename());
     cJSON_AddStringToObject(mach, "openblas_config", openblas_get_config());
+    cJSON_AddNumberToObject(mach, "engine_threads", qref_threads());
+    cJSON_AddStringToObject(mach, "gemm", BENCH_GEMM_NAME);
+    cJSON_AddNumberToObject(mach, "gemm_gflops", ms->gemm_gflops);
 
     cJSON *mod = cJSON_AddObjectToObject(doc, "model");
     cJSON_AddStringToObject(mod, "source", a->model ? "directory" : "synthetic");
@@ -560,6 +705,8 @@ static int write_json(const bench_run *run)
     cJSON_AddNumberToObject(set, "chunk", a->chunk);
     cJSON_AddNumberToObject(set, "batch", B);
     cJSON_AddNumberToObject(set, "repeat", R);
+    if (!a->model && a->synth_dir)
+        cJSON_AddStringToObject(set, "synth_dir", a->synth_dir);
 
     cJSON *ck = cJSON_AddObjectToObject(doc, "checkpoint");
     cJSON_AddNumberToObject(ck, "bytes", (double)run->ckpt);
@@ -582,9 +729,32 @@ static int write_json(const bench_run *run)
 
     cJSON *pf = json_phase(ms->prefill, R, a->prompt, "tokens", a->prompt);
     cJSON_AddNumberToObject(pf, "chunk", a->chunk);
+    cJSON_AddNumberToObject(pf, "flops", ms->prefill_flops);
+    cJSON_AddNumberToObject(pf, "gflops_per_second", ms->prefill_flops / summarize(ms->prefill, R).median / 1e9);
+    cJSON *stj = cJSON_AddObjectToObject(pf, "stage_seconds");
+    cJSON_AddNumberToObject(stj, "attention", ms->stages.attention / R);
+    cJSON_AddNumberToObject(stj, "gdn", ms->stages.gdn / R);
+    cJSON_AddNumberToObject(stj, "mlp", ms->stages.mlp / R);
+    cJSON_AddNumberToObject(stj, "lm_head", ms->stages.lm_head / R);
+    cJSON_AddNumberToObject(stj, "other", ms->stages.other / R);
     cJSON_AddItemToObject(doc, "prefill", pf);
-    if (a->decode)
-        cJSON_AddItemToObject(doc, "decode", json_phase(ms->decode, R, a->decode, "steps", a->decode));
+    if (a->decode) {
+        cJSON *dj = json_phase(ms->decode, R, a->decode, "steps", a->decode);
+        cJSON_AddNumberToObject(dj, "flops", ms->decode_flops);
+        cJSON_AddNumberToObject(dj, "gflops_per_second", ms->decode_flops / summarize(ms->decode, R).median / 1e9);
+        cJSON_AddItemToObject(doc, "decode", dj);
+    }
+    if (a->image_w) {
+        cJSON *vj = cJSON_AddObjectToObject(doc, "vision");
+        cJSON_AddNumberToObject(vj, "width", a->image_w);
+        cJSON_AddNumberToObject(vj, "height", a->image_h);
+        cJSON *g = cJSON_AddArrayToObject(vj, "grid_thw");
+        for (int i = 0; i < 3; i++)
+            cJSON_AddItemToArray(g, cJSON_CreateNumber(ms->grid[i]));
+        cJSON_AddItemToObject(vj, "seconds", json_summary(ms->vision, R));
+        cJSON_AddNumberToObject(vj, "preprocess_seconds", ms->preprocess);
+        cJSON_AddNumberToObject(vj, "flops", ms->vision_flops);
+    }
     if (B > 1) {
         cJSON *bp = json_phase(ms->bprefill, R, (double)B * a->prompt, "tokens", B * a->prompt);
         cJSON_AddNumberToObject(bp, "batch", B);
@@ -637,6 +807,24 @@ int lc_cmd_bench(int argc, char **argv)
     if (!ms)
         goto done;
 
+    if (a.threads)
+        qref_set_threads(a.threads);
+    if (!dir && a.synth_dir) {
+        if (mkdir(a.synth_dir, 0777) != 0 && errno != EEXIST) {
+            fprintf(stderr, "logitcheck bench: --synth-dir %s: %s\n", a.synth_dir, strerror(errno));
+            rc = 2;
+            goto done;
+        }
+        double t0 = now();
+        int w = lc_synth_write(a.synth_dir, &a.synth, NULL, &le);
+        write_secs = now() - t0;
+        if (w) {
+            fprintf(stderr, "logitcheck bench: %s\n", le.msg);
+            rc = w == LC_EINPUT ? 2 : 3;
+            goto done;
+        }
+        dir = a.synth_dir;
+    }
     if (!dir) {
         const char *base = getenv("TMPDIR");
         snprintf(tmp, sizeof tmp, "%s/logitcheck-bench-XXXXXX", base && *base ? base : "/tmp");
@@ -681,15 +869,27 @@ int lc_cmd_bench(int argc, char **argv)
     }
     fill_tokens(ids, (size_t)B * a.prompt, c, &seed);
     fill_tokens(feed, (size_t)B * a.decode, c, &seed);
+    ms->gemm_gflops = measure_gemm(qref_threads());
+    count_flops(c, &a, ms);
     for (int r = 0; r < a.repeat; r++) {
-        if (run_batch(&m, 1, a.prompt, a.chunk, a.decode, ids, feed, logits, &ms->prefill[r], &ms->decode[r], &qe) ||
+        if (run_batch(&m, 1, a.prompt, a.chunk, a.decode, ids, feed, logits, &ms->prefill[r], &ms->decode[r],
+                      &ms->stages, &qe) ||
             (B > 1 && run_batch(&m, B, a.prompt, a.chunk, a.decode, ids, feed, logits, &ms->bprefill[r],
-                                &ms->bdecode[r], &qe))) {
+                                &ms->bdecode[r], NULL, &qe))) {
             fprintf(stderr, "logitcheck bench: forward: %s\n", qe.msg);
             goto done;
         }
     }
 
+    if (a.image_w && !c->has_vision) {
+        fprintf(stderr, "logitcheck bench: --image: %s has no vision tower\n", dir);
+        rc = 2;
+        goto done;
+    }
+    if (a.image_w && run_vision(&m, a.image_w, a.image_h, a.repeat, ms, &qe) != QREF_OK) {
+        fprintf(stderr, "logitcheck bench: vision: %s\n", qe.msg);
+        goto done;
+    }
     const bench_run run = {&a, &m, ckpt, files, write_secs, ms};
     print_console(&run);
     if (a.json && write_json(&run)) {
