@@ -67,7 +67,16 @@ static void run_line(FILE *f, const char *what, const lc_run_result *r)
     fputs("logitcheck ", f);
     md_text(f, r->version[0] ? r->version : "?");
     fputs(", engine ", f);
+    if (r->engine[0]) {
+        md_text(f, r->engine);
+        fputs(" ", f);
+    }
     md_text(f, r->engine_precision);
+    if (r->engine_detail[0]) {
+        fputs(" (", f);
+        md_text(f, r->engine_detail);
+        fputs(")", f);
+    }
     if (r->git[0]) {
         fputs(", git ", f);
         md_code(f, r->git);
