@@ -121,6 +121,8 @@ static const expectation expectations[] = {
      {"dense.snapshot.prefix", "moe.image_checkpoint.after_image"}, "*.suffix", NULL},
     {"refeed_last_token", {"dense.snapshot.prefix", "moe.snapshot.prefix"},
      {"dense.snapshot.prefix", "moe.snapshot.prefix"}, "*.hit_decode", NULL},
+    {"image_delta_kept", {"dense.isolation.text_after_image", "moe.isolation.text_after_image"},
+     {"dense.isolation.text_after_image", "moe.isolation.text_after_image"}, "a_after_b", NULL},
     {"rms_eps=1e-5", {"dense.golden.text", "moe.golden.text"}, {"dense.golden.text", "moe.golden.text"},
      "prefill_logits", NULL},
     {"post_norm_eps_x10", {NULL, NULL}, {"dense.golden.text", "moe.golden.text"}, "prefill_logits",
