@@ -66,6 +66,8 @@ void lc_report_console_case(FILE *out, const lc_case_result *c)
         lc__put_line(out, c->reason);
         fputs("  ", out);
     }
+    if (c->not_compared[0])
+        fprintf(out, "(not compared, engine lacks: %s)  ", c->not_compared);
     fprintf(out, "%.2fs\n", c->seconds);
 }
 

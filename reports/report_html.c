@@ -389,6 +389,11 @@ static int case_section(FILE *f, const char *dir, int ci, const lc_case_result *
         H(c->reason);
         fputs("</b></p>\n", f);
     }
+    if (c->not_compared[0]) {
+        fputs("<p>Not compared (the engine lacks: ", f);
+        H(c->not_compared);
+        fputs(")</p>\n", f);
+    }
     for (int j = 0; j < c->n_cmps; j++) {
         const lc_comparison *k = &c->cmps[j];
         fputs("<h4 id=\"", f);

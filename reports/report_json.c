@@ -239,6 +239,10 @@ static void put_case(FILE *f, const lc_case_result *c, int last)
     put_str(f, lc_verdict_name(c->verdict));
     fputs(",\n      \"reason\": ", f);
     put_str(f, c->reason);
+    if (c->not_compared[0]) {
+        fputs(",\n      \"not_compared\": ", f);
+        put_str(f, c->not_compared);
+    }
     fputs(",\n      \"seconds\": ", f);
     put_num(f, c->seconds);
     fputs(",\n      \"comparisons\": [", f);
@@ -590,6 +594,8 @@ static int read_case(const reader *d, const cJSON *o, const char *where, lc_case
         get_str(d, o, where, "description", c->description, sizeof c->description) ||
         read_labels(d, o, where, c) || get_str(d, o, where, "verdict", verdict, sizeof verdict) ||
         get_str(d, o, where, "reason", c->reason, sizeof c->reason) ||
+        (cJSON_GetObjectItemCaseSensitive(o, "not_compared") &&
+         get_str(d, o, where, "not_compared", c->not_compared, sizeof c->not_compared)) ||
         get_dbl(d, o, where, "seconds", &c->seconds) ||
         get_typed(d, o, where, "comparisons", 1, &cmps))
         return LC_EINPUT;

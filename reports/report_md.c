@@ -173,6 +173,24 @@ static void failed_section(FILE *f, const lc_run_result *r)
         }
         fputs("\n", f);
     }
+    int nc = 0;
+    for (int i = 0; i < r->n_cases; i++)
+        nc += r->cases[i].not_compared[0] != '\0';
+    if (nc) {
+        fprintf(f, "### Not compared\n\n%d case%s ran without some of their comparisons, because the engine "
+                   "lacks the tap they read:\n\n| case | engine lacks |\n|---|---|\n", nc, nc > 1 ? "s" : "");
+        for (int i = 0; i < r->n_cases; i++) {
+            const lc_case_result *c = &r->cases[i];
+            if (!c->not_compared[0])
+                continue;
+            fputs("| ", f);
+            md_code(f, c->name);
+            fputs(" | ", f);
+            md_text(f, c->not_compared);
+            fputs(" |\n", f);
+        }
+        fputs("\n", f);
+    }
 }
 
 static void cases_section(FILE *f, const lc_run_result *r)

@@ -452,6 +452,14 @@ START_TEST(test_engine_ref_runner_skips_missing_capability)
     ck_assert_int_eq(lc_run_case(find_case("dense.chunked.text"), &o, notaps, &r), LC_VERDICT_PASS);
     for (int i = 0; i < r.n_cmps; i++)
         ck_assert_msg(!strstr(r.cmps[i].id, ".state"), "a state comparison without the state tap: %s", r.cmps[i].id);
+    /* ... and the result says which comparisons were left out, so a pass hides nothing */
+    ck_assert_str_eq(r.not_compared, "state");
+    lc_case_result_free(&r);
+    ck_assert_int_eq(lc_run_case(find_case("dense.golden.image"), &o, notaps, &r), LC_VERDICT_PASS);
+    ck_assert_str_eq(r.not_compared, "vision,hidden");
+    lc_case_result_free(&r);
+    ck_assert_int_eq(lc_run_case(find_case("dense.golden.image"), &o, eng, &r), LC_VERDICT_PASS);
+    ck_assert_str_eq(r.not_compared, "");
     lc_case_result_free(&r);
     free(notaps);
     free(m);

@@ -55,6 +55,8 @@ typedef struct {
     char labels[256];           /* comma-separated */
     lc_verdict verdict;
     char reason[1024];          /* one line: the first failed check or the input error */
+    char not_compared[160];     /* taps the engine lacks, so comparisons left out ("hidden,state"),
+                                 * "" when every comparison of the case ran */
     double seconds;
     lc_comparison *cmps;
     int n_cmps;

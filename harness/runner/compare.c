@@ -192,10 +192,30 @@ void lc__compare_ints(lc__run *r, const char *id, const char *title, const char 
         lc__compare(r, id, title, LC_CLASS_EXACT, LC__INTS, actual, expected, da, de, P, W, NULL, NULL);
 }
 
+void lc__note_missing(lc__run *r, lc_cap cap)
+{
+    char *nc = r->res->not_compared;
+    const char *name = lc_cap_name(cap);
+    const size_t len = strlen(nc), n = strlen(name);
+    for (const char *p = nc; *p;) { /* already noted? */
+        const char *end = strchr(p, ',');
+        const size_t l = end ? (size_t)(end - p) : strlen(p);
+        if (l == n && !strncmp(p, name, n))
+            return;
+        p = end ? end + 1 : p + l;
+    }
+    if (len + n + 2 <= sizeof r->res->not_compared)
+        snprintf(nc + len, sizeof r->res->not_compared - len, "%s%s", len ? "," : "", name);
+}
+
 void lc__compare_states(lc__run *r, const char *id, const char *title, lc_cmp_class cls, const char *actual,
                         const char *expected, int seq_a, int seq_b)
 {
-    if (!lc__has(r, LC_CAP_STATE) || !lc__ok(r))
+    if (!lc__has(r, LC_CAP_STATE)) {
+        lc__note_missing(r, LC_CAP_STATE);
+        return;
+    }
+    if (!lc__ok(r))
         return;
     lc_state sa = {0}, sb = {0};
     lc_error err = {0};

@@ -34,6 +34,8 @@ void lc__kind_golden(lc__run *r)
         ids64[i] = p->ids[i];
     lc__compare_ints(r, "input_ids", "input ids (expanded prompt)", "engine expansion", "transformers processor", ids64,
                      e_ids, 1, T);
+    if (!p->pos)
+        lc__note_missing(r, LC_CAP_POSITIONS);
     if (p->pos) {
         lc__compare_ints(r, "position_ids", "position ids (3 x T)", "engine rope index", "transformers get_rope_index",
                          p->pos, e_pos, 3, T);
@@ -43,6 +45,8 @@ void lc__kind_golden(lc__run *r)
     int n_emb = 0;
     for (int i = 0; i < T; i++)
         n_emb += r->mi.has_vision && p->ids[i] == r->mi.image_token_id;
+    if (n_emb > 0 && lc__golden_has(g, "vision_embeds") && !lc__has(r, LC_CAP_VISION))
+        lc__note_missing(r, LC_CAP_VISION);
     if (n_emb > 0 && lc__golden_has(g, "vision_embeds") && lc__has(r, LC_CAP_VISION)) {
         int64_t wE[2] = {n_emb, H};
         const double *e_emb = lc__golden_f64(r, g, "vision_embeds", 2, wE, &sh);
@@ -61,6 +65,8 @@ void lc__kind_golden(lc__run *r)
 
     /* one-shot prefill, keeping the residual stream after every layer for the stage check */
     const int hid = lc__golden_has(g, "hidden_last") && lc__has(r, LC_CAP_HIDDEN);
+    if (lc__golden_has(g, "hidden_last") && !hid)
+        lc__note_missing(r, LC_CAP_HIDDEN);
     double *logits = lc__alloc(r, (size_t)T * V * sizeof *logits);
     double *hidden = hid ? lc__alloc(r, (size_t)(NL + 1) * T * H * sizeof *hidden) : NULL;
     const uint8_t *kl = lc__text_positions(r, p);

@@ -307,6 +307,8 @@ void lc__kind_image_checkpoint(lc__run *r)
     const lc_prompt_info *turn2 = lc__prompt(r, &cs->prompt, images_before);
     if (!turn2)
         return;
+    if (!lc__has(r, LC_CAP_VISION))
+        lc__note_missing(r, LC_CAP_VISION);
     if (lc__has(r, LC_CAP_VISION)) {
         /* reused images: a fresh vision run over them alone gives turn 1's embeddings, bitwise */
         lc_prompt old = {.n_segs = 0};

@@ -97,6 +97,7 @@ lc_verdict lc_run_case(const lc_case *c, const lc_run_opts *o, lc_engine *e, lc_
     for (int i = 0; i < c->n_labels && off < sizeof res->labels; i++)
         off += (size_t)snprintf(res->labels + off, sizeof res->labels - off, i ? ",%s" : "%s", c->labels[i]);
     res->verdict = LC_VERDICT_PASS;
+    res->reason[0] = res->not_compared[0] = '\0';
 
     /* a capability the engine lacks: SKIP, naming it */
     const unsigned need = lc_case_required_caps(c);

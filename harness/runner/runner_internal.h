@@ -60,6 +60,10 @@ void *lc__own(lc__run *r, void *p);
 /* Frees the arena and closes the handles (runner.c, at the end of the case). */
 void lc__run_release(lc__run *r);
 
+/* Records that the comparisons needing capability `cap` were left out of this case because
+ * the engine lacks it (res->not_compared, each capability once): shown in every report, so a
+ * pass never hides a comparison that did not run. */
+void lc__note_missing(lc__run *r, lc_cap cap);
 /* Sets the case's verdict to error with a one-line reason (the first reason wins). */
 void lc__set_error(lc__run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Whether the case can go on (no error yet). */
