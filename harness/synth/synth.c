@@ -1238,7 +1238,7 @@ int lc_synth_dir_hash(const char *dir, char hex[65], lc_error *err)
         if (ferror(f))
             rc = lc_fail(err, LC_EINPUT, "%s: read failed", p);
         fclose(f);
-        snprintf(m->name[m->n], sizeof m->name[m->n], "%s", e->d_name);
+        memcpy(m->name[m->n], e->d_name, strlen(e->d_name) + 1); /* length checked above */
         lc_sha256_final(&s, m->digest[m->n]);
         m->n++;
     }
