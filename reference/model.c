@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qref_faults.h"
 #include "qref_internal.h"
 
 /* ---------------------------------------------------------------- scratch */
@@ -100,7 +101,9 @@ static int scratch_init(scratch *s, const qref_config *c, int N, int L, int chun
 typedef struct {
     int B, L;
     const uint8_t *mask;        /* (B, L) or NULL */
-    int pad_into_conv, pad_into_gdn, pad_into_attention, rope_pairs_adjacent;
+    int pad_into_conv, pad_into_gdn, pad_into_attention, rope_pairs_adjacent; /* planted bugs */
+    double gdn_norm_eps_scale;
+    int moe_no_renorm;
 } batch_view;
 
 /* Fills idx with the tokens of row b that enter a sequence op; returns their count. */
@@ -202,7 +205,8 @@ static void gdn_layer(const qref_config *c, const qref_layer_weights *w, qref_ca
             memcpy(core + (base + idx[t]) * Hv * Dv, rout + (size_t)t * Hv * Dv, (size_t)Hv * Dv * sizeof *core);
     }
 
-    qref__rmsnorm_gated(core, core, z, w->gdn_norm, N * Hv, Dv, c->rms_norm_eps);
+    const double geps = v->gdn_norm_eps_scale > 0 ? c->rms_norm_eps * v->gdn_norm_eps_scale : c->rms_norm_eps;
+    qref__rmsnorm_gated(core, core, z, w->gdn_norm, N * Hv, Dv, geps);
     linear_rows(out, core, w->out_proj, v->B, L, Hv * Dv, H);
 }
 
@@ -298,7 +302,7 @@ static void swiglu(qref_real *out, const qref_real *h, const qref_real *wg, cons
 /* out (N, H) for the active rows (0 elsewhere): routed experts in ascending expert order, each
  * over the rows routed to it, plus the sigmoid-gated shared expert. */
 static void moe_layer(const qref_config *c, const qref_layer_weights *w, const qref_real *h, qref_real *out,
-                      int n, const uint8_t *active, scratch *s)
+                      int n, const uint8_t *active, int no_renorm, scratch *s)
 {
     const int H = c->hidden_size, E = c->num_experts, k = c->num_experts_per_tok;
     const int I = c->moe_intermediate_size, Is = c->shared_expert_intermediate_size;
@@ -313,6 +317,16 @@ static void moe_layer(const qref_config *c, const qref_layer_weights *w, const q
 
     qref__linear(logits, h, w->router, NULL, n, H, E);
     qref__moe_route(s->route_idx, s->route_w, logits, n, E, k);
+    for (int t = 0; no_renorm && t < n; t++) { /* planted bug: the top-k softmax weights as they are */
+        const qref_real *lt = logits + (size_t)t * E;
+        double mx = -INFINITY, z = 0;
+        for (int e = 0; e < E; e++)
+            mx = lt[e] > mx ? lt[e] : mx;
+        for (int e = 0; e < E; e++)
+            z += exp((double)lt[e] - mx);
+        for (int j = 0; j < k; j++)
+            s->route_w[(size_t)t * k + j] = (qref_real)(exp((double)lt[s->route_idx[(size_t)t * k + j]] - mx) / z);
+    }
     memset(out, 0, (size_t)n * H * sizeof *out);
 
     for (int e = 0; e < E; e++) {
@@ -407,7 +421,7 @@ qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, c
     const qref_faults nofault = {0};
     const qref_faults *f = m->faults ? m->faults : &nofault;
     const batch_view view = {B, L, in->mask, f->pad_into_conv, f->pad_into_gdn, f->pad_into_attention,
-                             f->rope_pairs_adjacent};
+                             f->rope_pairs_adjacent, f->gdn_norm_eps_scale, f->moe_no_renorm};
 
     scratch s;
     if (!scratch_init(&s, cfg, N, L, chunk)) {
@@ -462,11 +476,12 @@ qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, c
         for (size_t i = 0; i < (size_t)N * H; i++)
             s.x[i] += s.o[i];
 
-        qref__rmsnorm(s.h, s.x, w->post_norm, N, H, cfg->rms_norm_eps);
+        qref__rmsnorm(s.h, s.x, w->post_norm, N, H,
+                      f->post_norm_eps_scale > 0 ? cfg->rms_norm_eps * f->post_norm_eps_scale : cfg->rms_norm_eps);
         for (int b = 0; b < B; b++) { /* row by row, for the reason given at linear_rows */
             const size_t off = (size_t)b * L * H;
             if (cfg->is_moe)
-                moe_layer(cfg, w, s.h + off, s.o + off, L, s.active + (size_t)b * L, &s);
+                moe_layer(cfg, w, s.h + off, s.o + off, L, s.active + (size_t)b * L, view.moe_no_renorm, &s);
             else
                 swiglu(s.o + off, s.h + off, w->gate_proj, w->up_proj, w->down_proj, L, H, cfg->intermediate_size,
                        s.big);
@@ -509,4 +524,11 @@ qref_status qref_forward(const qref_model *m, qref_cache *c, const qref_tokens *
                     .gdn_chunk = in->gdn_chunk};
     qref_cache *caches[1] = {c};
     return qref_forward_batch(m, caches, &b, out, err);
+}
+
+void qref_rotary(const qref_model *m, const int64_t *pos, int n, qref_real *cos_t, qref_real *sin_t)
+{
+    const qref_config *cfg = &m->cfg;
+    qref__mrope_angles(cos_t, sin_t, pos, n, cfg->rotary_dim, cfg->rope_theta, cfg->mrope_section,
+                       cfg->mrope_interleaved);
 }

@@ -191,15 +191,8 @@ typedef struct {
     const qref_real *merger_fc2_w, *merger_fc2_b;   /* (Ho, 4*Vh), (Ho) */
 } qref_vision_weights;
 
-/* Deliberate engine bugs, for proving that the suite catches them (sensitivity tests and
- * `logitcheck run --inject`). Reached through qref_model.faults, which the loader leaves NULL. */
-typedef struct {
-    int pad_into_conv;          /* pad tokens enter the GDN conv window (not the recurrent state) */
-    int pad_into_gdn;           /* pad tokens enter the GDN conv and recurrent state */
-    int pad_into_attention;     /* pad tokens are stored in the KV cache and attended */
-    int row0_delta;             /* every batch row uses row 0's MRoPE delta */
-    int rope_pairs_adjacent;    /* rotary pairs (2i, 2i+1) instead of rotate-half (i, i+R/2) */
-} qref_faults;
+/* Planted bugs (reference/qref_faults.h, not part of this API); NULL = none. */
+struct qref_faults;
 
 /* A loaded model: configuration plus every weight converted to qref_real in one block. */
 typedef struct {
@@ -212,8 +205,8 @@ typedef struct {
     const qref_real *lm_head;   /* (V, H); == embed when tied */
     qref_layer_weights *layers; /* [num_layers] */
     qref_vision_weights vision; /* valid when cfg.has_vision */
-    const qref_faults *faults;  /* NULL; a harness may point a shallow copy of the model at
-                                 * injected faults (never the loader) */
+    const struct qref_faults *faults; /* NULL; the harness's in-process engine may point a
+                                       * shallow copy of the model at planted bugs (never the loader) */
 } qref_model;
 
 /* Loads DIR (config.json + model.safetensors or model.safetensors.index.json). Every tensor is
@@ -340,6 +333,10 @@ qref_status qref_vision_forward(const qref_model *m, const qref_real *pixels, co
  * differs from n_images, is QREF_EINVAL naming both counts. */
 qref_status qref_rope_index(const qref_config *cfg, const int32_t *ids, int n, const int (*grid_thw)[3],
                             int n_images, int64_t *pos, int64_t *delta, qref_error *err);
+
+/* The text decoder's rotary tables at positions pos (3, n) T/H/W, as the forward pass uses
+ * them: cos_t, sin_t (n, rotary_dim / 2). */
+void qref_rotary(const qref_model *m, const int64_t *pos, int n, qref_real *cos_t, qref_real *sin_t);
 
 /* ---------------------------------------------------------------- prompts (prompt.c) */
 

@@ -61,7 +61,13 @@ static void run_line(FILE *f, const char *what, const lc_run_result *r)
     fputs("logitcheck ", f);
     H(r->version[0] ? r->version : "?");
     fputs(" · engine ", f);
-    H(r->engine_precision);
+    if (r->engine[0]) {
+        H(r->engine);
+        fputs(" (", f);
+        H(r->engine_precision);
+        fputs(")", f);
+    } else
+        H(r->engine_precision);
     if (r->git[0]) {
         fputs(" · git <code>", f);
         H(r->git);
@@ -120,23 +126,27 @@ static const lc_comparison *base_cmp(const lc__move *rows, size_t n, const lc_co
     return NULL;
 }
 
-/* "NNN-KK-<case>--<comparison>.png": letters, digits, '.', '-', '_' kept, the rest '_'. */
+/* "<case>--<comparison id>.png": letters, digits, '.', '-', '_' kept, the rest '_'. Keyed on
+ * the stable ids, so a plot keeps its file name from run to run. */
 static void plot_name(char *buf, size_t n, int ci, int ki, const lc_case_result *c,
                       const lc_comparison *k)
 {
-    char a[64], b[64];
-    const char *src[2] = {c->name, k->name};
+    char a[160], b[80];
+    const char *src[2] = {c->name, k->id[0] ? k->id : k->name};
     char *dst[2] = {a, b};
+    const size_t cap[2] = {sizeof a, sizeof b};
+    (void)ci;
+    (void)ki;
     for (int s = 0; s < 2; s++) {
         size_t j = 0;
-        for (const char *p = src[s]; *p && j < sizeof a - 1; p++)
+        for (const char *p = src[s]; *p && j < cap[s] - 1; p++)
             dst[s][j++] = (strchr("._-", *p) || (*p >= '0' && *p <= '9') ||
                            ((*p | 32) >= 'a' && (*p | 32) <= 'z'))
                               ? *p
                               : '_';
         dst[s][j] = '\0';
     }
-    snprintf(buf, n, "%03d-%02d-%s--%s.png", ci, ki, a, b);
+    snprintf(buf, n, "%s--%s.png", a, b);
 }
 
 /* ---------------------------------------------------------------- top sections */
@@ -314,7 +324,7 @@ static void metrics_details(FILE *f, const lc_comparison *k)
 static int plot(FILE *f, const char *dir, int ci, int ki, const lc_case_result *c,
                 const lc_comparison *k, const lc_comparison *bk, lc_error *err)
 {
-    char name[160], path[4096];
+    char name[256], path[4096];
     double bound = NAN;
     for (int q = 0; q < k->n_checks; q++)
         if (k->checks[q].metric == LC_METRIC_MAX_ABS)
@@ -378,9 +388,15 @@ static int case_section(FILE *f, const char *dir, int ci, const lc_case_result *
     }
     for (int j = 0; j < c->n_cmps; j++) {
         const lc_comparison *k = &c->cmps[j];
-        fputs("<h4>", f);
+        fputs("<h4 id=\"", f);
+        H(c->name);
+        fputs("--", f);
+        H(k->id);
+        fputs("\">", f);
         H(k->name);
-        fputs(" <small>", f);
+        fputs(" <code>", f);
+        H(k->id);
+        fputs("</code> <small>", f);
         H(k->actual);
         fputs(" vs ", f);
         H(k->expected);

@@ -61,7 +61,8 @@ static const metric_field metric_fields[] = {
     MF(top1_first_mismatch_pos, F_POS), MF(top1_first_mismatch_actual, F_POS),
     MF(top1_first_mismatch_expected, F_POS), MF(topk, F_INT),
     MF(topk_mean, F_DBL),          MF(topk_min, F_DBL),
-    MF(topk_min_pos, F_POS),
+    MF(topk_min_pos, F_POS),       MF(top1_margin_agree, F_CNT),
+    MF(top1_margin_frac, F_DBL),   MF(top1_margin_first_flip_pos, F_POS),
 };
 #undef MF
 #define N_METRIC_FIELDS ((int)(sizeof metric_fields / sizeof metric_fields[0]))
@@ -164,7 +165,11 @@ static void put_metrics(FILE *f, const lc_metrics *m, const char *ind)
 static void put_cmp(FILE *f, const lc_comparison *k, int last)
 {
     const char *ind = "        ";
-    fprintf(f, "%s{\n%s  \"name\": ", ind, ind);
+    fprintf(f, "%s{\n%s  \"id\": ", ind, ind);
+    put_str(f, k->id);
+    fprintf(f, ",\n%s  \"class\": ", ind);
+    put_str(f, k->cls);
+    fprintf(f, ",\n%s  \"name\": ", ind);
     put_str(f, k->name);
     fprintf(f, ",\n%s  \"actual\": ", ind);
     put_str(f, k->actual);
@@ -256,6 +261,10 @@ int lc_report_json_write(const lc_run_result *r, const char *path, lc_error *err
             LC_RESULTS_FORMAT, LC_RESULTS_VERSION);
     fputs("    \"engine_precision\": ", f);
     put_str(f, r->engine_precision);
+    fputs(",\n    \"engine\": ", f);
+    put_str(f, r->engine);
+    fputs(",\n    \"engine_detail\": ", f);
+    put_str(f, r->engine_detail);
     fputs(",\n    \"started\": ", f);
     put_str(f, r->started);
     fputs(",\n    \"host\": ", f);
@@ -501,7 +510,8 @@ static int read_cmp(const reader *d, const cJSON *o, const char *where, lc_compa
     const cJSON *metrics, *checks, *curve, *it;
     if (!cJSON_IsObject(o))
         return bad(d, where, "", "expected an object, found %s", found(o, fb, sizeof fb));
-    if (get_str(d, o, where, "name", k->name, sizeof k->name) ||
+    if (get_str(d, o, where, "id", k->id, sizeof k->id) || get_str(d, o, where, "class", k->cls, sizeof k->cls) ||
+        get_str(d, o, where, "name", k->name, sizeof k->name) ||
         get_str(d, o, where, "actual", k->actual, sizeof k->actual) ||
         get_str(d, o, where, "expected", k->expected, sizeof k->expected) ||
         get_bool(d, o, where, "pass", &k->pass) ||
@@ -624,6 +634,8 @@ static int read_doc(const reader *d, const cJSON *root, lc_run_result *r)
     if (get_typed(d, root, "", "run", 0, &run) ||
         get_str(d, run, "run", "engine_precision", r->engine_precision,
                 sizeof r->engine_precision) ||
+        get_str(d, run, "run", "engine", r->engine, sizeof r->engine) ||
+        get_str(d, run, "run", "engine_detail", r->engine_detail, sizeof r->engine_detail) ||
         get_str(d, run, "run", "started", r->started, sizeof r->started) ||
         get_str(d, run, "run", "host", r->host, sizeof r->host) ||
         get_str(d, run, "run", "logitcheck_version", r->version, sizeof r->version) ||

@@ -14,7 +14,7 @@ static void attr(FILE *f, const char *name, const char *value)
     fputc('"', f);
 }
 
-/* One line per failing check: "prefill vs golden: max_abs 1.2e-03 > 5e-04 at pos 7, token 3" */
+/* One line per failing check: "prefill vs golden [prefill_logits]: max_abs 1.2e-03 > 5e-04 at pos 7, token 3" */
 static void failing_checks(FILE *f, const lc_case_result *c)
 {
     char v[LC__NUM_LEN], b[LC__NUM_LEN], m[LC__NUM_LEN], w[160], line[512];
@@ -25,7 +25,7 @@ static void failing_checks(FILE *f, const lc_case_result *c)
             if (q->pass)
                 continue;
             lc__where(w, sizeof w, k, q->metric);
-            snprintf(line, sizeof line, "%s: %s %s, bound %s %s, margin %s%s%s\n", k->name,
+            snprintf(line, sizeof line, "%s [%s]: %s %s, bound %s %s, margin %s%s%s\n", k->name, k->id,
                      lc_metric_name(q->metric), lc__num(v, q->value), lc__relation(q->metric, 1),
                      lc__num(b, q->bound), lc__num(m, q->margin), w[0] ? ", " : "", w);
             lc__put_xml(f, line, 0);
@@ -97,9 +97,11 @@ int lc_report_junit_write(const lc_run_result *r, const char *path, lc_error *er
     }
     fputs("    <properties>\n", f);
     const char *props[][2] = {{"engine_precision", r->engine_precision},
+                              {"engine", r->engine},
+                              {"engine_detail", r->engine_detail},
                               {"logitcheck_version", r->version},
                               {"git", r->git}};
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < (int)(sizeof props / sizeof props[0]); i++) {
         fputs("      <property", f);
         attr(f, "name", props[i][0]);
         attr(f, "value", props[i][1]);

@@ -67,7 +67,13 @@ static void run_line(FILE *f, const char *what, const lc_run_result *r)
     fputs("logitcheck ", f);
     md_text(f, r->version[0] ? r->version : "?");
     fputs(", engine ", f);
-    md_text(f, r->engine_precision);
+    if (r->engine[0]) {
+        md_text(f, r->engine);
+        fputs(" (", f);
+        md_text(f, r->engine_precision);
+        fputs(")", f);
+    } else
+        md_text(f, r->engine_precision);
     if (r->git[0]) {
         fputs(", git ", f);
         md_code(f, r->git);
@@ -81,6 +87,11 @@ static void run_line(FILE *f, const char *what, const lc_run_result *r)
         md_text(f, r->started);
     }
     fprintf(f, ", %d cases in %s s\n\n", r->n_cases, lc__num(b, r->seconds));
+    if (r->engine_detail[0]) {
+        fputs("Engine detail: ", f);
+        md_text(f, r->engine_detail);
+        fputs("\n\n", f);
+    }
 }
 
 /* "max_abs | 3.2e-05 | ≤ 5e-04 | 4.68e-04 (94%)" as four cells. */
@@ -135,6 +146,8 @@ static void failed_section(FILE *f, const lc_run_result *r)
                     fputs("| ", f);
                     md_code(f, c->name);
                     fputs(" | ", f);
+                    md_code(f, k->id);
+                    fputs(" ", f);
                     md_text(f, k->name);
                     fputs(" | ", f);
                     check_cells(f, &k->checks[q]);
@@ -208,6 +221,8 @@ static void move_row(FILE *f, const lc__move *m)
     fputs("| ", f);
     md_code(f, m->c->name);
     fputs(" | ", f);
+    md_code(f, m->k->id);
+    fputs(" ", f);
     md_text(f, m->k->name);
     fprintf(f, " | %s | %s | %s | %s | ", lc_metric_name(m->metric), lc__num(b, m->base),
             lc__num(v, m->value), lc__num(q, m->ratio));
@@ -247,7 +262,7 @@ static void moved_section(FILE *f, const lc_run_result *base, const lc__move *ro
             fputs("- ", f);
             md_code(f, m->c->name);
             fputs(m->k ? ": new comparison " : ": comparison gone ", f);
-            md_code(f, m->k ? m->k->name : m->bk->name);
+            md_code(f, m->k ? m->k->id : m->bk->id);
             fputs("\n", f);
         } else if (m->c || m->bc) {
             fputs(m->c ? "- new case " : "- case gone (only in the base run) ", f);

@@ -252,6 +252,12 @@ const char *lc__where(char *buf, size_t n, const lc_comparison *c, lc_metric_id 
         pos = m->kl_max_pos;
         lead = "worst at";
         break;
+    case LC_METRIC_TOP1_AGREE_MARGIN:
+        if (m->top1_margin_first_flip_pos != LC_NO_POS) {
+            snprintf(buf, n, "first flip beyond the margin at pos %zu", m->top1_margin_first_flip_pos);
+            return buf;
+        }
+        break;
     case LC_METRIC_TOP1_AGREE:
         if (m->top1_first_mismatch_pos != LC_NO_POS) {
             snprintf(buf, n, "first at pos %zu (argmax %zu, expected %zu)",
@@ -334,10 +340,11 @@ static const lc_case_result *find_case(const lc_run_result *r, const char *name)
     return NULL;
 }
 
-static const lc_comparison *find_cmp(const lc_case_result *c, const char *name)
+/* The comparison with this stable id (never matched by its title, which may be reworded). */
+static const lc_comparison *find_cmp(const lc_case_result *c, const char *id)
 {
     for (int j = 0; j < c->n_cmps; j++)
-        if (strcmp(c->cmps[j].name, name) == 0)
+        if (strcmp(c->cmps[j].id, id) == 0)
             return &c->cmps[j];
     return NULL;
 }
@@ -409,7 +416,7 @@ int lc__moves_build(const lc_run_result *r, const lc_run_result *base, lc__move 
         if (push(&m, &row))
             goto oom;
         for (int j = 0; j < c->n_cmps; j++) {
-            const lc_comparison *k = &c->cmps[j], *bk = find_cmp(bc, k->name);
+            const lc_comparison *k = &c->cmps[j], *bk = find_cmp(bc, k->id);
             if (bk == NULL) {
                 row = row_init(c, bc);
                 row.k = k;
@@ -420,7 +427,7 @@ int lc__moves_build(const lc_run_result *r, const lc_run_result *base, lc__move 
             }
         }
         for (int j = 0; j < bc->n_cmps; j++) {
-            if (find_cmp(c, bc->cmps[j].name) != NULL)
+            if (find_cmp(c, bc->cmps[j].id) != NULL)
                 continue;
             row = row_init(c, bc);
             row.bk = &bc->cmps[j];

@@ -35,7 +35,7 @@
 #include "results.h"
 
 #define LC_RESULTS_FORMAT "logitcheck-results"
-#define LC_RESULTS_VERSION 1
+#define LC_RESULTS_VERSION 2 /* 2: comparison ids and classes, the engine, top1_agree_margin */
 
 /* ---------------------------------------------------------------- JSON */
 

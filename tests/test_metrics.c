@@ -636,7 +636,8 @@ START_TEST(test_metrics_names_round_trip)
     /* the lower bounds are exactly the agreement metrics */
     for (int id = 0; id < LC_METRIC_COUNT; id++) {
         const int lower = id == LC_METRIC_MIN_COSINE || id == LC_METRIC_TOP1_AGREE ||
-                          id == LC_METRIC_TOPK_OVERLAP_MEAN || id == LC_METRIC_TOPK_OVERLAP_MIN;
+                          id == LC_METRIC_TOP1_AGREE_MARGIN || id == LC_METRIC_TOPK_OVERLAP_MEAN ||
+                          id == LC_METRIC_TOPK_OVERLAP_MIN;
         ck_assert_msg((lc_metric_direction((lc_metric_id)id) == LC_BOUND_LOWER) == lower,
                       "%s has the wrong direction", lc_metric_name((lc_metric_id)id));
     }
@@ -660,20 +661,92 @@ START_TEST(test_metrics_value_by_id)
     m.kl_max = 9;
     m.kl_p999 = 10;
     m.top1_frac = 11;
-    m.topk_mean = 12;
-    m.topk_min = 13;
-    m.nonfinite = 14;
+    m.top1_margin_frac = 12;
+    m.topk_mean = 13;
+    m.topk_min = 14;
+    m.nonfinite = 15;
     static const lc_metric_id order[] = {
         LC_METRIC_MAX_ABS,    LC_METRIC_MAX_REL,   LC_METRIC_ALLCLOSE_FAIL,
         LC_METRIC_ALLCLOSE_FRAC, LC_METRIC_NMSE,   LC_METRIC_MAX_ULP,
         LC_METRIC_MIN_COSINE, LC_METRIC_KL_MEAN,   LC_METRIC_KL_MAX,
-        LC_METRIC_KL_P999,    LC_METRIC_TOP1_AGREE, LC_METRIC_TOPK_OVERLAP_MEAN,
+        LC_METRIC_KL_P999,    LC_METRIC_TOP1_AGREE, LC_METRIC_TOP1_AGREE_MARGIN, LC_METRIC_TOPK_OVERLAP_MEAN,
         LC_METRIC_TOPK_OVERLAP_MIN, LC_METRIC_NONFINITE,
     };
     ck_assert_int_eq(sizeof order / sizeof order[0], LC_METRIC_COUNT);
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
         ck_assert_msg(lc_metric_value(&m, order[i]) == (double)(i + 1), "%s reads %g, expected %zu",
                       lc_metric_name(order[i]), lc_metric_value(&m, order[i]), i + 1);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- top-1 with near-ties tolerated */
+
+/* Rows of (actual, expected) 3-value logits and what top1_agree_margin makes of them. */
+typedef struct {
+    double a[3], e[3];
+    double margin;              /* opts.top1_margin */
+    int agrees;                 /* whether the position counts as agreeing */
+} margin_row;
+
+static const margin_row margin_rows[] = {
+    /* same argmax: agrees whatever the margin */
+    {{3, 1, 0}, {3, 1, 0}, 0.0, 1},
+    /* a flip where the expected top-2 margin is 0.1: tolerated at 0.2, not at 0.05 */
+    {{2.0, 2.1, 0}, {2.1, 2.0, 0}, 0.2, 1},
+    {{2.0, 2.1, 0}, {2.1, 2.0, 0}, 0.05, 0},
+    /* exactly at the margin: tolerated (a flip counts only above it) */
+    {{1.0, 1.5, 0}, {1.5, 1.0, 0}, 0.5, 1},
+    /* a clear flip: the expected margin is 2 */
+    {{0, 3, 0}, {3, 1, 0}, 1.2, 0},
+    /* margin 0: only an exact tie of the expected row is tolerated */
+    {{0, 1, 0}, {1, 1, 0}, 0.0, 1},
+};
+
+START_TEST(test_metrics_top1_margin_table)
+{
+    const margin_row *r = &margin_rows[_i];
+    lc_compare_opts o = lc_compare_opts_default();
+    o.top1_margin = r->margin;
+    lc_metrics m;
+    ck_assert_int_eq(lc_compare(&m, r->a, r->e, 1, 3, &o), 0);
+    ck_assert_msg(m.top1_margin_agree == (size_t)r->agrees, "row %d: agree %zu, expected %d", _i,
+                  m.top1_margin_agree, r->agrees);
+    ck_assert(m.top1_margin_frac == (double)r->agrees);
+    ck_assert(m.top1_margin_first_flip_pos == (r->agrees ? LC_NO_POS : 0));
+    ck_assert(lc_metric_value(&m, LC_METRIC_TOP1_AGREE_MARGIN) == (double)r->agrees);
+}
+END_TEST
+
+START_TEST(test_metrics_top1_margin_positions)
+{
+    /* 4 positions: agree, tolerated flip, counted flip, agree -> 3/4; raw top-1 2/4; the
+     * first counted flip is position 2; a NaN row counts as a flip and makes the fraction NaN */
+    const double a[] = {5, 0, 0, 1.0, 1.1, 0, 0, 4, 0, 0, 0, 2};
+    const double e[] = {5, 0, 0, 1.1, 1.0, 0, 4, 0, 0, 0, 0, 2};
+    lc_compare_opts o = lc_compare_opts_default();
+    o.top1_margin = 0.3;
+    lc_metrics m;
+    ck_assert_int_eq(lc_compare(&m, a, e, 4, 3, &o), 0);
+    ck_assert_uint_eq(m.top1_agree, 2);
+    ck_assert_uint_eq(m.top1_margin_agree, 3);
+    ck_assert(m.top1_margin_frac == 0.75);
+    ck_assert_uint_eq(m.top1_margin_first_flip_pos, 2);
+    /* masked out (kl_include) positions are not counted */
+    const uint8_t kl[] = {1, 1, 0, 1};
+    o.kl_include = kl;
+    ck_assert_int_eq(lc_compare(&m, a, e, 4, 3, &o), 0);
+    ck_assert(m.top1_margin_frac == 1.0);
+    double an[12];
+    memcpy(an, a, sizeof an);
+    an[0] = NAN;
+    o.kl_include = NULL;
+    ck_assert_int_eq(lc_compare(&m, an, e, 4, 3, &o), 0);
+    ck_assert(isnan(m.top1_margin_frac));
+    /* a negative or NaN margin is refused */
+    o.top1_margin = -1;
+    ck_assert_int_eq(lc_compare(&m, a, e, 4, 3, &o), EINVAL);
+    o.top1_margin = NAN;
+    ck_assert_int_eq(lc_compare(&m, a, e, 4, 3, &o), EINVAL);
 }
 END_TEST
 
@@ -692,6 +765,11 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, test_metrics_mask_excludes);
     tcase_add_test(tc, test_metrics_empty_and_invalid);
     tcase_add_test(tc, test_metrics_nmse_and_cosine_zero);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("top1_margin");
+    tcase_add_loop_test(tc, test_metrics_top1_margin_table, 0, (int)(sizeof margin_rows / sizeof margin_rows[0]));
+    tcase_add_test(tc, test_metrics_top1_margin_positions);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("kl");

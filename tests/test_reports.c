@@ -154,6 +154,11 @@ static lc_comparison *add_cmp(lc_case_result *c, const char *name, const char *a
     lc_comparison *k = lc_case_add_cmp(c);
     ck_assert_ptr_nonnull(k);
     snprintf(k->name, sizeof k->name, "%s", name);
+    /* a stable id from the title: spaces become '_' ("chunk 5 vs one-shot" -> "chunk_5_vs_one-shot") */
+    snprintf(k->id, sizeof k->id, "%s", name);
+    for (char *p = k->id; *p; p++)
+        *p = *p == ' ' ? '_' : *p;
+    snprintf(k->cls, sizeof k->cls, "cross");
     snprintf(k->actual, sizeof k->actual, "%s", actual);
     snprintf(k->expected, sizeof k->expected, "%s", expected);
     fill_metrics(&k->m, s);
@@ -511,7 +516,8 @@ START_TEST(test_reports_json_round_trip)
     /* the documented encodings are there */
     char *text = slurp(path);
     ck_assert_contains(text, "\"format\": \"logitcheck-results\"");
-    ck_assert_contains(text, "\"version\": 1");
+    ck_assert_contains(text, "\"version\": 2");
+    ck_assert_contains(text, "\"id\": \"chunk_5_vs_one-shot\"");
     ck_assert_contains(text, "\"max_ulp\": \"1152921504606846979\"");
     ck_assert_contains(text, "\"kl_mean\": \"inf\"");
     ck_assert_contains(text, "\"kl_max\": \"-inf\"");
@@ -544,7 +550,7 @@ static const struct {
     {NULL, "{\"version\": 1}", "format: missing"},
     {"\"format\": \"logitcheck-results\"", "\"format\": \"other-results\"",
      "format: expected \"logitcheck-results\", found \"other-results\""},
-    {"\"version\": 1", "\"version\": 2", "version: unsupported version 2 (this build reads version 1)"},
+    {"\"version\": 2", "\"version\": 1", "version: unsupported version 1 (this build reads version 2)"},
     {"\"host\": ", "\"hostname\": ", "run.host: missing"},
     {"\"verdict\": \"pass\"", "\"verdict\": \"maybe\"", "cases[0].verdict: expected \"pass\""},
     {"\"seconds\": 0.12", "\"seconds\": \"fast\"",
@@ -642,6 +648,8 @@ static void build_base(lc_run_result *base)
     snprintf(base->git, sizeof base->git, "base000");
     base->cases[0].cmps[0].checks[0].value = 3.2e-6;
     base->cases[0].cmps[0].m.max_abs = 3.2e-6;
+    /* a reworded title: the base run's comparison is still found, by its id */
+    snprintf(base->cases[0].cmps[0].name, sizeof base->cases[0].cmps[0].name, "prefill against the golden");
     base->cases[1].verdict = LC_VERDICT_PASS;
     base->cases[1].cmps[1].checks[0].value = 4e-4;
     base->cases[1].cmps[1].checks[0].pass = 1;
@@ -661,25 +669,27 @@ START_TEST(test_reports_md_contents)
     ck_assert_ptr_nonnull(md);
     ck_assert_contains(md, "## logitcheck f32: 2 passed, 2 failed, 1 errors, 1 skipped\n");
     /* the failing check: margin 5e-4 - 1.2e-3 = -7e-4, -140% of the budget */
-    ck_assert_contains(md, "| `moe.chunked.edges` | chunk 5 vs one-shot | max_abs | 1.2e-03 | "
+    ck_assert_contains(md, "| `moe.chunked.edges` | `chunk_5_vs_one-shot` chunk 5 vs one-shot | max_abs | 1.2e-03 | "
                            "≤ 5e-04 | -7e-04 (-140%) | at pos 7, token 1234 |\n");
-    ck_assert_contains(md, "| `dense.cache.nan` | cached vs uncached | nonfinite | 3 | ≤ 0 | -3 | "
+    ck_assert_contains(md, "| `dense.cache.nan` | `cached_vs_uncached` cached vs uncached | nonfinite | 3 | ≤ 0 | -3 | "
                            "first at pos 2, token 17 |\n");
-    ck_assert_contains(md, "| `dense.cache.nan` | cached vs uncached | max_abs | nan | ≤ 1e-05 | "
+    ck_assert_contains(md, "| `dense.cache.nan` | `cached_vs_uncached` cached vs uncached | max_abs | nan | ≤ 1e-05 | "
                            "nan | at pos 2, token 17 |\n");
     /* the error, escaped for Markdown */
     ck_assert_contains(md, "| `vision.multi_image.positions` | multi\\_image | golden/x.h5: "
                            "dataset 'cases/y/logits' is missing |\n");
     /* what moved: 10x, and a verdict change with a 3x move */
-    ck_assert_contains(md, "| `dense.golden.text` | prefill vs golden | max_abs | 3.2e-06 | "
+    ck_assert_msg(strstr(md, "comparison gone") == NULL && strstr(md, "new comparison") == NULL,
+                  "a reworded title must not lose the base comparison (matched by id)");
+    ck_assert_contains(md, "| `dense.golden.text` | `prefill_vs_golden` prefill vs golden | max_abs | 3.2e-06 | "
                            "3.2e-05 | 10 | **moved** |\n");
-    ck_assert_contains(md, "| `moe.chunked.edges` | chunk 5 vs one-shot | max_abs | 4e-04 | "
+    ck_assert_contains(md, "| `moe.chunked.edges` | `chunk_5_vs_one-shot` chunk 5 vs one-shot | max_abs | 4e-04 | "
                            "1.2e-03 | 3 | **moved**, **pass → fail** |\n");
     ck_assert_contains(md, "- `moe.chunked.edges`: verdict **pass → fail**\n");
     ck_assert_contains(md, "- new case `dense.kernel.mrope`\n");
     ck_assert_contains(md, "- case gone (only in the base run) `dense.gone.case`\n");
     /* an unmoved metric is not flagged: nmse of chunk 5 sits in the full table only */
-    ck_assert_contains(md, "| `moe.chunked.edges` | chunk 5 vs one-shot | nmse | 4e-06 | 4e-06 | 1 |  |\n");
+    ck_assert_contains(md, "| `moe.chunked.edges` | `chunk_5_vs_one-shot` chunk 5 vs one-shot | nmse | 4e-06 | 4e-06 | 1 |  |\n");
     /* the tightest check of each case */
     ck_assert_contains(md, "| pass | `dense.golden.text` | golden | prefill vs golden: max_abs | "
                            "3.2e-05 | ≤ 5e-04 | 4.68e-04 (94%) | 0.12 s |\n");
@@ -803,7 +813,7 @@ START_TEST(test_reports_junit_well_formed)
     ck_assert_contains(x, "<testcase classname=\"chunked\" name=\"moe.chunked.edges\" time=\"0.500\">");
     ck_assert_contains(x, "message=\"chunk 5 vs one-shot: max_abs 1.2e-03 &gt; 5e-04 at pos 7 "
                           "&lt;token&gt; &amp; &quot;more&quot; ?\" type=\"max_abs\">");
-    ck_assert_contains(x, "chunk 5 vs one-shot: max_abs 1.2e-03, bound &lt;= 5e-04, margin "
+    ck_assert_contains(x, "chunk 5 vs one-shot [chunk_5_vs_one-shot]: max_abs 1.2e-03, bound &lt;= 5e-04, margin "
                           "-7e-04, at pos 7, token 1234\n");
     ck_assert_contains(x, "<skipped message=\"needs the f64 build\"/>");
     free(x);
@@ -856,7 +866,7 @@ START_TEST(test_reports_html_references_plots)
     ck_assert_contains(html, "<h1>logitcheck f32: 2 passed, 2 failed, 1 errors, 1 skipped</h1>");
     ck_assert_contains(html, "What moved");
     ck_assert_contains(html, "&lt;token&gt; &amp; &quot;more&quot;");
-    ck_assert_contains(html, "<img src=\"000-00-dense.golden.text--prefill_vs_golden.png\"");
+    ck_assert_contains(html, "<img src=\"dense.golden.text--prefill_vs_golden.png\"");
     /* every referenced PNG exists and decodes to the documented size: 3 comparisons have
      * curves */
     int n_img = 0;

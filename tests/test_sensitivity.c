@@ -1,34 +1,38 @@
 /*
  * Sensitivity: planted errors of realistic size must make the right case fail on the right
- * comparison and metric, and the same case must pass without the plant (so the failure is
- * the plant's doing). Plants: engine faults (qref_faults), harness-side state bugs
- * (lc_run_opts), a perturbed RMSNorm epsilon, and golden data altered in memory. Bad goldens
- * (missing, truncated, mis-shaped) must give an error verdict with a reason, never a pass.
+ * comparison (by its id) and metric, and the same case must pass without the plant (so the
+ * failure is the plant's doing). Plants: every row of the in-process engine's fault table
+ * (harness/engines/faults.h; a row without an expectation here fails), and golden data altered
+ * in memory. Bad goldens (missing, truncated, mis-shaped) must give an error verdict with a
+ * reason, never a pass.
  */
 #include <check.h>
+#include <fnmatch.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "runner.h"
 #include "check_main.h"
+#include "faults.h"
+#include "runner.h"
 
 static lc_catalog cat;
-static lc_model_pool pool;
+static lc_engine *clean;
 
 static void setup(void)
 {
     lc_error err;
     lc_catalog_init(&cat);
-    lc_model_pool_init(&pool);
     ck_assert_msg(lc_catalog_load_dir(&cat, LC_SOURCE_DIR "/cases", LC_SOURCE_DIR, &err) == 0, "%s", err.msg);
+    ck_assert_msg(lc_engine_ref_new(&clean, NULL, &err) == 0, "%s", err.msg);
 }
 
 static void teardown(void)
 {
     lc_catalog_free(&cat);
-    lc_model_pool_free(&pool);
+    lc_engine_free(clean);
+    clean = NULL;
 }
 
 static const lc_case *find(const char *name)
@@ -38,77 +42,127 @@ static const lc_case *find(const char *name)
     return c;
 }
 
-/* Runs `name` clean (must pass) and with the plant (must fail on a comparison whose name
- * contains `cmp_substr`, with `metric` among its failing checks). */
-static void expect_caught(const char *name, const lc_run_opts *planted, const char *cmp_substr, lc_metric_id metric)
+/* Cases already seen passing on the clean engine, by name (the engine is deterministic: one
+ * clean run per case is proof enough, and keeps the suite quick under valgrind). */
+static char clean_seen[64][128];
+static int n_clean_seen;
+
+static int passed_clean(const lc_case *c)
+{
+    for (int i = 0; i < n_clean_seen; i++)
+        if (!strcmp(clean_seen[i], c->name))
+            return 1;
+    return 0;
+}
+
+static void mark_clean(const lc_case *c)
+{
+    if (n_clean_seen < 64)
+        snprintf(clean_seen[n_clean_seen++], sizeof clean_seen[0], "%s", c->name);
+}
+
+/* Runs `name` clean (must pass) and on `planted` with options o (must fail on a comparison
+ * whose id matches the glob `cmp_id`, with `metric` among its failing checks). */
+static void expect_caught(const char *name, lc_engine *planted, const lc_run_opts *o, const char *cmp_id,
+                          lc_metric_id metric)
 {
     const lc_case *c = find(name);
-    lc_run_opts clean = {.root = LC_SOURCE_DIR};
     lc_case_result a = {0}, b = {0};
-    lc_verdict va = lc_run_case(c, &clean, &pool, &a);
-    ck_assert_msg(va == LC_VERDICT_PASS, "%s must pass without the plant: %s", name, a.reason);
-    lc_verdict vb = lc_run_case(c, planted, &pool, &b);
+    if (!passed_clean(c)) {
+        lc_run_opts plain = {.root = LC_SOURCE_DIR};
+        lc_verdict va = lc_run_case(c, &plain, clean, &a);
+        ck_assert_msg(va == LC_VERDICT_PASS, "%s must pass without the plant: %s", name, a.reason);
+        mark_clean(c);
+    }
+    lc_verdict vb = lc_run_case(c, o, planted, &b);
     ck_assert_msg(vb == LC_VERDICT_FAIL, "%s with the plant: verdict %s (%s), expected fail", name,
                   lc_verdict_name(vb), b.reason);
     int found = 0;
     for (int i = 0; i < b.n_cmps && !found; i++) {
         const lc_comparison *cmp = &b.cmps[i];
-        if (cmp->pass || !strstr(cmp->name, cmp_substr))
+        if (cmp->pass || fnmatch(cmp_id, cmp->id, 0))
             continue;
         for (int k = 0; k < cmp->n_checks; k++)
             found |= !cmp->checks[k].pass && cmp->checks[k].metric == metric;
     }
-    ck_assert_msg(found, "%s: no failing '%s' check in a comparison named like '%s' (reason: %s)", name,
-                  lc_metric_name(metric), cmp_substr, b.reason);
+    ck_assert_msg(found, "%s: no failing '%s' check in a comparison with id like '%s' (reason: %s)", name,
+                  lc_metric_name(metric), cmp_id, b.reason);
     lc_case_result_free(&a);
     lc_case_result_free(&b);
 }
 
-/* ---------------------------------------------------------------- planted bugs, table-driven */
+/* ---------------------------------------------------------------- the fault table */
 
+/* What proves each planted bug caught: two cases per engine precision that must fail it,
+ * and the comparison (id glob) that must fail on max_abs. A precision without two cases
+ * names the gap instead; the test prints it (the f32 bounds of today's tiny catalog are too
+ * loose for that plant: issue of real-scale bounds). */
 typedef struct {
-    const char *what;           /* the planted bug, for failure messages */
-    qref_faults faults;         /* engine faults */
-    double rms_eps;             /* > 0: RMSNorm epsilon override (the config says 1e-6) */
-    int stale_rope_delta, shallow_snapshot, refeed_last_token;
-    const char *cases[2];       /* cases that must catch it */
-    const char *comparison;     /* a substring of the comparison that must fail */
-} plant;
+    const char *spec;           /* as --inject takes it */
+    const char *f32[2], *f64[2];
+    const char *cmp_id;
+    const char *gap;            /* why a precision has no cases, or NULL */
+} expectation;
 
-static const plant plants[] = {
-    {"RMSNorm eps 1e-6 -> 1e-5", {0}, 1e-5, 0, 0, 0, {"dense.golden.text", "moe.golden.text"}, "prefill logits"},
-    {"rotary pairs (2i, 2i+1) instead of rotate-half", {.rope_pairs_adjacent = 1}, 0, 0, 0, 0,
-     {"dense.golden.text", "moe.golden.image"}, "logits"},
-    {"stale MRoPE delta in decode", {0}, 0, 1, 0, 0, {"dense.golden.image_last", "dense.cache.image"},
-     "decode logits"},
-    {"pad not masked in the conv", {.pad_into_conv = 1}, 0, 0, 0, 0, {"dense.batch.mixed", "moe.batch.mixed"},
-     "each row alone"},
-    {"pad updating the recurrent state", {.pad_into_gdn = 1}, 0, 0, 0, 0, {"dense.batch.mixed", "dense.batch.ragged"},
-     "state after the batched prefill"},
-    {"pad attended to", {.pad_into_attention = 1}, 0, 0, 0, 0, {"dense.batch.mixed", "moe.batch.ragged"},
-     "each row alone"},
-    {"row 0's rope delta used for every row", {.row0_delta = 1}, 0, 0, 0, 0, {"dense.batch.mixed", "moe.batch.mixed"},
-     "batched decode (per-row offsets and deltas)"},
-    {"snapshot as a shallow view", {0}, 0, 0, 1, 0, {"dense.snapshot.prefix", "moe.image_checkpoint.after_image"},
-     "restoring the snapshot"},
-    {"last token fed twice on a prefix hit", {0}, 0, 0, 0, 1, {"dense.snapshot.prefix", "moe.snapshot.prefix"},
-     "exact full-prompt hit"},
+static const expectation expectations[] = {
+    {"pad_into_conv", {"dense.batch.mixed", "moe.batch.mixed"}, {"dense.batch.mixed", "moe.batch.mixed"},
+     "prefill_logits", NULL},
+    {"pad_into_gdn", {"dense.batch.mixed", "dense.batch.ragged"}, {"dense.batch.mixed", "dense.batch.ragged"},
+     "row*.state", NULL},
+    {"pad_into_attention", {"dense.batch.mixed", "moe.batch.ragged"}, {"dense.batch.mixed", "moe.batch.ragged"},
+     "prefill_logits", NULL},
+    {"row0_delta", {"dense.batch.mixed", "moe.batch.mixed"}, {"dense.batch.mixed", "moe.batch.mixed"},
+     "decode_logits", NULL},
+    {"rope_pairs_adjacent", {"dense.golden.text", "moe.golden.image"}, {"dense.golden.text", "moe.golden.image"},
+     "prefill_logits", NULL},
+    {"stale_rope_delta", {"dense.golden.image_last", "dense.cache.image"},
+     {"dense.golden.image_last", "dense.cache.image"}, "decode_logits", NULL},
+    {"shallow_snapshot", {"dense.snapshot.prefix", "moe.image_checkpoint.after_image"},
+     {"dense.snapshot.prefix", "moe.image_checkpoint.after_image"}, "*.suffix", NULL},
+    {"refeed_last_token", {"dense.snapshot.prefix", "moe.snapshot.prefix"},
+     {"dense.snapshot.prefix", "moe.snapshot.prefix"}, "*.hit_decode", NULL},
+    {"rms_eps=1e-5", {"dense.golden.text", "moe.golden.text"}, {"dense.golden.text", "moe.golden.text"},
+     "prefill_logits", NULL},
+    {"post_norm_eps_x10", {NULL, NULL}, {"dense.golden.text", "moe.golden.text"}, "prefill_logits",
+     "f32: only moe.golden.image_rgb16 fails, at 1.05x its 5e-4 bound; the float bound is too loose for this plant "
+     "on the tiny checkpoints"},
+    {"gdn_norm_eps_x10", {"dense.golden.text", "moe.golden.text"}, {"dense.golden.text", "moe.golden.text"},
+     "prefill_logits", NULL},
+    {"rope_theta_scale=1.01", {"dense.kernel.mrope_text", "moe.kernel.mrope_text"},
+     {"dense.kernel.mrope_text", "moe.multi_image.three"}, "*", NULL},
+    {"moe_no_renorm", {"moe.golden.text", "moe.golden.image_first"}, {"moe.golden.text", "moe.golden.image_first"},
+     "prefill_logits", NULL},
 };
-#define N_PLANTS ((int)(sizeof plants / sizeof plants[0]))
+#define N_EXPECT ((int)(sizeof expectations / sizeof expectations[0]))
 
-START_TEST(test_sensitivity_plant_caught)
+START_TEST(test_sensitivity_fault_caught)
 {
-    const plant *p = &plants[_i];
-    lc_run_opts o = {.root = LC_SOURCE_DIR,
-                     .faults = &p->faults,
-                     .rms_eps_override = p->rms_eps,
-                     .stale_rope_delta = p->stale_rope_delta,
-                     .shallow_snapshot = p->shallow_snapshot,
-                     .refeed_last_token = p->refeed_last_token};
-    for (int k = 0; k < 2; k++) {
-        printf("plant '%s' -> %s\n", p->what, p->cases[k]);
-        expect_caught(p->cases[k], &o, p->comparison, LC_METRIC_MAX_ABS);
+    const lc_fault f = (lc_fault)_i;
+    const char *name = lc_fault_name(f);
+    const expectation *x = NULL;
+    for (int i = 0; i < N_EXPECT && !x; i++)
+        if (!strncmp(expectations[i].spec, name, strlen(name)) &&
+            (expectations[i].spec[strlen(name)] == '\0' || expectations[i].spec[strlen(name)] == '='))
+            x = &expectations[i];
+    ck_assert_msg(x != NULL, "fault '%s' has no case proven to catch it (add it to expectations[])", name);
+    lc_fault_set fs = {0};
+    lc_error err = {0};
+    lc_engine *planted = NULL;
+    ck_assert_msg(lc_fault_parse(&fs, x->spec, &err) == 0, "%s", err.msg);
+    ck_assert_msg(lc_engine_ref_new(&planted, &fs, &err) == 0, "%s", err.msg);
+    const char *const *cases = clean->info.precision == LC_EPREC_F64 ? x->f64 : x->f32;
+    lc_run_opts o = {.root = LC_SOURCE_DIR};
+    if (!cases[0]) {
+        ck_assert_msg(x->gap != NULL, "fault '%s': no cases for %s and no gap named", name,
+                      lc_eprec_name(clean->info.precision));
+        printf("plant '%s': not caught by two cases of the %s build: %s\n", x->spec,
+               lc_eprec_name(clean->info.precision), x->gap);
     }
+    for (int k = 0; k < 2 && cases[k]; k++) {
+        printf("plant '%s' -> %s\n", x->spec, cases[k]);
+        expect_caught(cases[k], planted, &o, x->cmp_id, LC_METRIC_MAX_ABS);
+    }
+    lc_engine_free(planted);
 }
 END_TEST
 
@@ -133,12 +187,12 @@ START_TEST(test_sensitivity_golden_logit_moved)
     /* one logit moved by 2e-3 (4x the float bound): found at its position and token */
     perturb p = {"prefill_logits", 5 * 1024 + 77, 2e-3};
     lc_run_opts o = {.root = LC_SOURCE_DIR, .golden_hook = perturb_hook, .hook_ctx = &p};
-    expect_caught("dense.golden.text", &o, "prefill logits", LC_METRIC_MAX_ABS);
+    expect_caught("dense.golden.text", clean, &o, "prefill_logits", LC_METRIC_MAX_ABS);
     lc_case_result r = {0};
-    lc_run_case(find("dense.golden.text"), &o, &pool, &r);
+    lc_run_case(find("dense.golden.text"), &o, clean, &r);
     int found = 0;
     for (int i = 0; i < r.n_cmps; i++)
-        if (!strcmp(r.cmps[i].name, "prefill logits")) {
+        if (!strcmp(r.cmps[i].id, "prefill_logits")) {
             ck_assert_uint_eq(r.cmps[i].m.max_abs_pos, 5);
             ck_assert_uint_eq(r.cmps[i].m.max_abs_index, 77);
             found = 1;
@@ -153,7 +207,7 @@ START_TEST(test_sensitivity_golden_position_moved)
     /* one H position off by one: the exact position comparison fails */
     perturb p = {"position_ids", 1 * 22 + 9, 1};
     lc_run_opts o = {.root = LC_SOURCE_DIR, .golden_hook = perturb_hook, .hook_ctx = &p};
-    expect_caught("dense.golden.image", &o, "position ids", LC_METRIC_MAX_ABS);
+    expect_caught("dense.golden.image", clean, &o, "position_ids", LC_METRIC_MAX_ABS);
 }
 END_TEST
 
@@ -161,7 +215,7 @@ START_TEST(test_sensitivity_golden_nan)
 {
     perturb p = {"decode_logits", 3, NAN};
     lc_run_opts o = {.root = LC_SOURCE_DIR, .golden_hook = perturb_hook, .hook_ctx = &p};
-    expect_caught("dense.golden.text", &o, "decode logits", LC_METRIC_NONFINITE);
+    expect_caught("dense.golden.text", clean, &o, "decode_logits", LC_METRIC_NONFINITE);
 }
 END_TEST
 
@@ -173,7 +227,7 @@ static void expect_error(const char *golden_path, const char *reason_substr)
     c.golden = (char *)golden_path;
     lc_run_opts o = {.root = LC_SOURCE_DIR};
     lc_case_result r = {0};
-    lc_verdict v = lc_run_case(&c, &o, &pool, &r);
+    lc_verdict v = lc_run_case(&c, &o, clean, &r);
     ck_assert_msg(v == LC_VERDICT_ERROR, "golden %s: verdict %s, expected error", golden_path, lc_verdict_name(v));
     ck_assert_msg(strstr(r.reason, reason_substr) != NULL, "reason '%s' lacks '%s'", r.reason, reason_substr);
     lc_case_result_free(&r);
@@ -214,7 +268,7 @@ int main(void)
     TCase *tc = tcase_create("plants");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 300);
-    tcase_add_loop_test(tc, test_sensitivity_plant_caught, 0, N_PLANTS);
+    tcase_add_loop_test(tc, test_sensitivity_fault_caught, 0, LC_FAULT_COUNT);
     tcase_add_test(tc, test_sensitivity_golden_logit_moved);
     tcase_add_test(tc, test_sensitivity_golden_position_moved);
     tcase_add_test(tc, test_sensitivity_golden_nan);

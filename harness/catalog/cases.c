@@ -40,7 +40,6 @@ static const char *const kernel_names[] = {
 #undef LC__KERNEL_NAME
 };
 
-static const char *const precision_names[LC_PREC_COUNT] = {"f32", "f64"};
 
 const char *lc_kind_name(lc_kind k)
 {
@@ -65,10 +64,6 @@ const char *lc_kernel_check_name(lc_kernel_check k)
     return (k >= 0 && k < LC_KERNEL_COUNT) ? kernel_names[k] : "unknown";
 }
 
-const char *lc_precision_name(lc_precision p)
-{
-    return (p >= 0 && p < LC_PREC_COUNT) ? precision_names[p] : "unknown";
-}
 
 #define KIND_BIT(k) (1u << (k))
 #define ALL_KINDS ((1u << LC_KIND_COUNT) - 1u)
@@ -591,7 +586,7 @@ static int metric_is_count(lc_metric_id id)
 
 static int metric_is_fraction(lc_metric_id id)
 {
-    return id == LC_METRIC_ALLCLOSE_FRAC || id == LC_METRIC_TOP1_AGREE ||
+    return id == LC_METRIC_ALLCLOSE_FRAC || id == LC_METRIC_TOP1_AGREE || id == LC_METRIC_TOP1_AGREE_MARGIN ||
            id == LC_METRIC_TOPK_OVERLAP_MEAN || id == LC_METRIC_TOPK_OVERLAP_MIN;
 }
 
@@ -608,7 +603,7 @@ static int parse_precision_bounds(const ctx *cx, const char *field, const cJSON 
     b->items = calloc((size_t)(n > 0 ? n : 1), sizeof *b->items);
     if (!b->items)
         return oom(cx);
-    int uses_allclose = 0, uses_topk = 0;
+    int uses_allclose = 0, uses_topk = 0, uses_margin = 0;
     for (const cJSON *k = j->child; k; k = k->next) {
         char sub[256];
         snprintf(sub, sizeof sub, "%s.%s", field, k->string);
@@ -632,6 +627,16 @@ static int parse_precision_bounds(const ctx *cx, const char *field, const cJSON 
                 b->has_rtol = 1;
                 b->rtol = k->valuedouble;
             }
+            continue;
+        }
+        if (strcmp(k->string, "top1_margin") == 0) {
+            rc = expect(cx, sub, k, cJSON_IsNumber(k), "a number");
+            if (rc)
+                return rc;
+            if (!isfinite(k->valuedouble) || k->valuedouble < 0)
+                return fail(cx, sub, "expected a finite number >= 0, found %g", k->valuedouble);
+            b->has_top1_margin = 1;
+            b->top1_margin = k->valuedouble;
             continue;
         }
         if (strcmp(k->string, "topk") == 0) {
@@ -661,6 +666,7 @@ static int parse_precision_bounds(const ctx *cx, const char *field, const cJSON 
             return fail(cx, sub, "expected a bound >= 0, found %g", v);
         uses_allclose |= id == LC_METRIC_ALLCLOSE_FAIL || id == LC_METRIC_ALLCLOSE_FRAC;
         uses_topk |= id == LC_METRIC_TOPK_OVERLAP_MEAN || id == LC_METRIC_TOPK_OVERLAP_MIN;
+        uses_margin |= id == LC_METRIC_TOP1_AGREE_MARGIN;
         rc = dup_string(cx, k->string, &b->items[b->n_items].name);
         if (rc)
             return rc;
@@ -676,6 +682,10 @@ static int parse_precision_bounds(const ctx *cx, const char *field, const cJSON 
     if (!uses_topk && b->topk)
         return fail(cx, field, "'topk' given without a top-k metric (topk_overlap_min or "
                     "topk_overlap_mean)");
+    if (uses_margin && !b->has_top1_margin)
+        return fail(cx, field, "top1_agree_margin needs 'top1_margin' alongside");
+    if (!uses_margin && b->has_top1_margin)
+        return fail(cx, field, "'top1_margin' given without top1_agree_margin");
     if (b->n_items == 0 && !b->bitwise)
         return fail(cx, field, "no bound given (expected at least one metric or \"bitwise\": true)");
     return LC_OK;
@@ -683,28 +693,29 @@ static int parse_precision_bounds(const ctx *cx, const char *field, const cJSON 
 
 static int parse_bounds(const ctx *cx, const cJSON *j, lc_bounds bounds[LC_PREC_COUNT])
 {
-    int rc = expect(cx, "bounds", j, cJSON_IsObject(j), "an object with keys \"f32\" and \"f64\"");
+    int rc = expect(cx, "bounds", j, cJSON_IsObject(j), "an object with keys \"f32\" and \"f64\" (and optionally \"bf16\", \"f16\")");
     if (rc)
         return rc;
     rc = check_object_keys_unique(cx, "bounds", j);
     if (rc)
         return rc;
     for (const cJSON *k = j->child; k; k = k->next) {
-        int p = 0;
-        while (p < LC_PREC_COUNT && strcmp(k->string, precision_names[p]) != 0)
-            p++;
-        if (p == LC_PREC_COUNT)
-            return fail(cx, "bounds", "unknown precision '%s' (expected \"f32\" or \"f64\")",
+        lc_precision p = lc_precision_from_name(k->string);
+        if (p == LC_PREC_UNKNOWN)
+            return fail(cx, "bounds", "unknown precision '%s' (expected \"f32\", \"f64\", \"bf16\" or \"f16\")",
                         k->string);
         char sub[64];
-        snprintf(sub, sizeof sub, "bounds.%s", precision_names[p]);
+        snprintf(sub, sizeof sub, "bounds.%s", lc_precision_name(p));
         rc = parse_precision_bounds(cx, sub, k, &bounds[p]);
         if (rc)
             return rc;
     }
-    for (int p = 0; p < LC_PREC_COUNT; p++)
-        if (!bounds[p].present)
-            return fail(cx, "bounds", "missing bounds for precision '%s'", precision_names[p]);
+    /* f32 and f64 are the reference engine's own builds: every case states both; bf16 / f16
+     * engines fall back to the default bounds of each comparison class (bounds.h) */
+    const lc_precision required[] = {LC_PREC_F32, LC_PREC_F64};
+    for (int i = 0; i < 2; i++)
+        if (!bounds[required[i]].present)
+            return fail(cx, "bounds", "missing bounds for precision '%s'", lc_precision_name(required[i]));
     return LC_OK;
 }
 

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "lc_error.h"
+#include "lc_precision.h"
 
 /* ---------------------------------------------------------------- kinds */
 
@@ -66,11 +67,7 @@ typedef enum {
 
 const char *lc_kernel_check_name(lc_kernel_check k);
 
-/* Engine precisions that carry their own bounds. */
-typedef enum { LC_PREC_F32 = 0, LC_PREC_F64 = 1, LC_PREC_COUNT } lc_precision;
-
-/* "f32" / "f64"; "unknown" out of range. */
-const char *lc_precision_name(lc_precision p);
+/* Engine precisions (f64, f32, bf16, f16: records/lc_precision.h) key the bounds. */
 
 /* ---------------------------------------------------------------- the case struct */
 
@@ -118,6 +115,8 @@ typedef struct {
     int has_atol, has_rtol;     /* allclose parameters, when given */
     double atol, rtol;
     int topk;                   /* k of the top-k overlap; 0 when not given */
+    int has_top1_margin;        /* top1_agree_margin: a flip counts only above this margin */
+    double top1_margin;
 } lc_bounds;
 
 typedef enum { LC_FAMILY_UNKNOWN = 0, LC_FAMILY_DENSE, LC_FAMILY_MOE } lc_family;

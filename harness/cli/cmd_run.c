@@ -2,7 +2,8 @@
  * logitcheck run | list.
  *
  *   run [CASE|GLOB ...] [--label L ...] [--root DIR] [--cases DIR] [--report DIR]
- *       [--results FILE.json] [--base FILE.json] [--inject FAULT ...] [--all]
+ *       [--results FILE.json] [--base FILE.json] [--engine ENGINE] [--engine-timeout S]
+ *       [--engine-log FILE] [--inject FAULT ...] [--all]
  *   list [CASE|GLOB ...] [--label L ...] [--root DIR] [--cases DIR]
  */
 #include <stdio.h>
@@ -13,7 +14,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "h5io.h"
+#include "faults.h"
 #include "reports.h"
 #include "runner.h"
 
@@ -28,9 +29,11 @@ typedef struct {
     int n_patterns;
     const char *labels[MAX_ARGS];
     int n_labels;
-    const char *root, *cases, *report, *results, *base;
+    const char *root, *cases, *report, *results, *base, *engine, *engine_log;
+    double engine_timeout;      /* --engine-timeout S: per request of a process engine (0: default) */
     int all;
-    qref_faults faults;
+    lc_fault_set faults;
+    int n_faults;
     lc_run_opts opts;
 } run_args;
 
@@ -56,45 +59,27 @@ static int make_dirs(const char *dir)
     return is_dir(buf) || mkdir(buf, 0777) == 0 ? 0 : -1;
 }
 
-static int inject(run_args *a, const char *what)
-{
-    if (!strcmp(what, "pad_into_conv"))
-        a->faults.pad_into_conv = 1;
-    else if (!strcmp(what, "pad_into_gdn"))
-        a->faults.pad_into_gdn = 1;
-    else if (!strcmp(what, "pad_into_attention"))
-        a->faults.pad_into_attention = 1;
-    else if (!strcmp(what, "row0_delta"))
-        a->faults.row0_delta = 1;
-    else if (!strcmp(what, "rope_pairs_adjacent"))
-        a->faults.rope_pairs_adjacent = 1;
-    else if (!strcmp(what, "stale_rope_delta"))
-        a->opts.stale_rope_delta = 1;
-    else if (!strcmp(what, "shallow_snapshot"))
-        a->opts.shallow_snapshot = 1;
-    else if (!strcmp(what, "refeed_last_token"))
-        a->opts.refeed_last_token = 1;
-    else if (!strncmp(what, "rms_eps=", 8) && atof(what + 8) > 0)
-        a->opts.rms_eps_override = atof(what + 8);
-    else
-        return -1;
-    return 0;
-}
-
 static void run_usage(FILE *to)
 {
     fprintf(to,
             "usage: logitcheck run [CASE|GLOB ...] [--label L ...] [--all] [--root DIR] [--cases DIR]\n"
-            "                      [--report DIR] [--results FILE.json] [--base FILE.json] [--inject FAULT ...]\n"
+            "                      [--report DIR] [--results FILE.json] [--base FILE.json] [--engine ENGINE]\n"
+            "                      [--engine-timeout S] [--engine-log FILE] [--inject FAULT ...]\n"
             "  With no CASE and no --label: every case not labelled 'slow' (--all: every case).\n"
             "  --report DIR   write report.md, report.html (+ plots), results.json, junit.xml (default:\n"
             "                 logitcheck-report)\n"
             "  --base FILE    a results.json of an earlier run: the reports show what moved\n"
-            "  --inject FAULT run a deliberately broken engine (proves the cases catch it): pad_into_conv,\n"
-            "                 pad_into_gdn,"
-            "                 pad_into_attention, row0_delta, rope_pairs_adjacent, stale_rope_delta,\n"
-            "                 shallow_snapshot, refeed_last_token, rms_eps=X\n"
-            "Exit codes: 0 every case passed, 1 a case failed its bounds, 2 bad usage or input, 3 internal.\n");
+            "  --engine ENGINE  the engine under test: 'ref' (default), the in-process reference engine;\n"
+            "                 any other value is a command, run through /bin/sh -c, that speaks the engine\n"
+            "                 protocol (harness/PROTOCOL.md), e.g. 'logitcheck serve' or\n"
+            "                 'python3 harness/adapters/transformers_engine.py --dtype bfloat16 --device cuda'\n"
+            "  --engine-timeout S  seconds a process engine may take for one reply (default 600); past it\n"
+            "                 the engine is killed, the case is an ERROR and the engine is restarted\n"
+            "  --engine-log FILE   append a process engine's stderr to FILE (default: passed through)\n"
+            "  --inject FAULT run the in-process engine with a planted bug (proves the cases catch it):\n");
+    lc_fault_usage(to, "                   ");
+    fprintf(to, "Exit codes: 0 every case passed, 1 a case failed its bounds, 2 bad usage or input (or a case\n"
+                "ended in error), 3 internal. Skipped cases (the engine lacks a capability) never pass.\n");
 }
 
 static int parse_run_args(int argc, char **argv, run_args *a, int for_list)
@@ -133,9 +118,21 @@ static int parse_run_args(int argc, char **argv, run_args *a, int for_list)
             a->results = v;
         else if (!for_list && !strcmp(k, "--base"))
             a->base = v;
+        else if (!for_list && !strcmp(k, "--engine"))
+            a->engine = v;
+        else if (!for_list && !strcmp(k, "--engine-log"))
+            a->engine_log = v;
+        else if (!for_list && !strcmp(k, "--engine-timeout")) {
+            char *end = NULL;
+            a->engine_timeout = strtod(v, &end);
+            if (end == v || *end || !(a->engine_timeout > 0) || a->engine_timeout > 1e9)
+                return fprintf(stderr, "logitcheck run: --engine-timeout '%s': expected a number of seconds > 0\n", v), 2;
+        }
         else if (!for_list && !strcmp(k, "--inject")) {
-            if (inject(a, v))
-                return fprintf(stderr, "logitcheck run: unknown fault '%s' (see --help)\n", v), 2;
+            lc_error err = {0};
+            if (lc_fault_parse(&a->faults, v, &err))
+                return fprintf(stderr, "logitcheck run: %s\n", err.msg), 2;
+            a->n_faults++;
         } else
             return fprintf(stderr, "logitcheck: unknown option '%s'\n", k), 2;
     }
@@ -254,12 +251,28 @@ int lc_cmd_run(int argc, char **argv)
     if ((rc = load_catalog(&a, &cat)))
         return rc;
     a.opts.root = a.root;
-    a.opts.faults = &a.faults;
+    lc_engine *engine = NULL;
+    lc_error eerr = {0};
+    if (a.engine && strcmp(a.engine, "ref") && a.n_faults) {
+        fprintf(stderr, "logitcheck run: --inject plants bugs in the in-process engine; for a served one use "
+                        "--engine 'logitcheck serve --inject FAULT'\n");
+        lc_catalog_free(&cat);
+        return 2;
+    }
+    if (a.engine && strcmp(a.engine, "ref")) /* an engine in another process (PROTOCOL.md) */
+        rc = lc_engine_proc_new(&engine, a.engine, a.engine_timeout, a.engine_log, &eerr);
+    else
+        rc = lc_engine_from_cli(&engine, a.engine, a.n_faults ? &a.faults : NULL, &eerr);
+    if (rc) {
+        fprintf(stderr, "logitcheck run: %s\n", eerr.msg);
+        lc_catalog_free(&cat);
+        return rc == LC_EINPUT ? 2 : rc == LC_EENGINE ? 2 : 3;
+    }
 
     lc_run_result res = {0};
-    lc_model_pool pool;
-    lc_model_pool_init(&pool);
-    snprintf(res.engine_precision, sizeof res.engine_precision, "%s", QREF_PRECISION_NAME);
+    snprintf(res.engine_precision, sizeof res.engine_precision, "%s", lc_eprec_name(engine->info.precision));
+    snprintf(res.engine, sizeof res.engine, "%s %s", engine->info.name, engine->info.version);
+    snprintf(res.engine_detail, sizeof res.engine_detail, "%s", engine->info.detail);
     snprintf(res.version, sizeof res.version, "%s", LC_VERSION);
     iso_now(res.started, sizeof res.started);
     gethostname(res.host, sizeof res.host - 1);
@@ -277,11 +290,11 @@ int lc_cmd_run(int argc, char **argv)
             break;
         }
         double t = now_s();
-        lc_run_case(c, &a.opts, &pool, cr);
+        lc_run_case(c, &a.opts, engine, cr);
         cr->seconds = now_s() - t;
         lc_report_console_case(stdout, cr);
         fflush(stdout);
-        if (cr->verdict == LC_VERDICT_ERROR) /* bad input: also one line on stderr */
+        if (cr->verdict == LC_VERDICT_ERROR) /* bad input or engine failure: also one line on stderr */
             fprintf(stderr, "logitcheck run: %s: %s\n", cr->name, cr->reason);
     }
     res.seconds = now_s() - t0;
@@ -296,9 +309,14 @@ int lc_cmd_run(int argc, char **argv)
         rc = write_reports(&a, &res);
         if (!rc)
             rc = counts[LC_VERDICT_ERROR] ? 2 : counts[LC_VERDICT_FAIL] ? 1 : 0;
+        if (!rc && counts[LC_VERDICT_PASS] == 0) { /* skips are never a pass */
+            fprintf(stderr, "logitcheck run: no case passed: all %d skipped (the engine lacks what they need)\n",
+                    counts[LC_VERDICT_SKIP]);
+            rc = 1;
+        }
     }
     lc_run_result_free(&res);
-    lc_model_pool_free(&pool);
+    lc_engine_free(engine);
     lc_catalog_free(&cat);
     return rc;
 }

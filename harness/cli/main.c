@@ -17,6 +17,7 @@ static void usage(FILE *to)
             "  compare  compare two HDF5 logit files (infer output, an external engine's, a golden)\n"
             "  bench    load time, memory and prefill/decode throughput of the engine (synthetic checkpoints)\n"
             "  synth    write a deterministic synthetic checkpoint (published Qwen3.5 shapes) and print its sha256\n"
+            "  serve    the reference engine behind the engine protocol on stdin/stdout (harness/PROTOCOL.md)\n"
             "\n"
             "Run 'logitcheck <command> --help' for the options of a command.\n"
             "Exit codes: 0 pass, 1 a numeric check failed, 2 bad usage or input, 3 internal error.\n"
@@ -47,6 +48,8 @@ int main(int argc, char **argv)
         return lc_cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "synth"))
         return lc_cmd_synth(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve"))
+        return lc_cmd_serve(argc - 1, argv + 1);
     fprintf(stderr, "logitcheck: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;

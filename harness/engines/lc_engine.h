@@ -48,6 +48,7 @@
 #include <stdint.h>
 
 #include "lc_error.h"
+#include "lc_precision.h"
 
 /* Engine-side failure (crash, hang, malformed reply): the case is an ERROR, the run goes on. */
 #define LC_EENGINE 4
@@ -56,20 +57,17 @@
 
 /* ---------------------------------------------------------------- description */
 
-/* Compute precision an engine declares; selects the bounds of every comparison. */
-#define LC_EPREC_MAP(X) \
-    X(F64, "f64")       \
-    X(F32, "f32")       \
-    X(BF16, "bf16")     \
-    X(F16, "f16")
-
-typedef enum {
-    LC_EPREC_UNKNOWN = -1,
-#define LC__EPREC_ENUM(id, name) LC_EPREC_##id,
-    LC_EPREC_MAP(LC__EPREC_ENUM)
-#undef LC__EPREC_ENUM
-    LC_EPREC_COUNT
-} lc_eprec;
+/* Compute precision an engine declares; selects the bounds of every comparison. The one
+ * table of precisions is records/lc_precision.h (shared with the catalog's bounds); these are
+ * its names on the engine side. */
+typedef lc_precision lc_eprec;
+#define LC_EPREC_UNKNOWN LC_PREC_UNKNOWN
+#define LC_EPREC_F64 LC_PREC_F64
+#define LC_EPREC_F32 LC_PREC_F32
+#define LC_EPREC_BF16 LC_PREC_BF16
+#define LC_EPREC_F16 LC_PREC_F16
+#define LC_EPREC_COUNT LC_PREC_COUNT
+#define LC_EPREC_MAP LC_PRECISION_MAP
 
 const char *lc_eprec_name(lc_eprec p);       /* "f64"...; "unknown" out of range */
 lc_eprec lc_eprec_from_name(const char *s);  /* LC_EPREC_UNKNOWN when not a name */
@@ -121,6 +119,11 @@ typedef struct {
     int has_vision;
     int image_token_id, video_token_id, vision_start_token_id, vision_end_token_id;
     int rotary_dim;             /* R: rope tap rows hold R/2 cos then R/2 sin values */
+    /* the text rotary embedding as the checkpoint declares it (config.json), so the harness
+     * can compute the expected cos/sin itself */
+    double rope_theta;
+    int mrope_section[3];       /* T, H, W frequency counts */
+    int mrope_interleaved;
 } lc_model_info;
 
 /* ---------------------------------------------------------------- prompts */
@@ -165,7 +168,7 @@ typedef enum { LC_LOGITS_NONE = 0, LC_LOGITS_LAST = 1, LC_LOGITS_ALL = 2 } lc_lo
 typedef enum { LC_GDN_AUTO = 0, LC_GDN_CHUNKED = 1, LC_GDN_RECURRENT = 2 } lc_gdn_mode;
 
 typedef struct {
-    lc_logits_sel logits;       /* rows written to `logits` */
+    lc_logits_sel sel;          /* rows written to `logits` */
     double *logits;             /* ALL: (to - from, V); LAST: (V); NULL with NONE */
     double *hidden;             /* LC_CAP_HIDDEN: (L + 1, to - from, H) or NULL */
     lc_gdn_mode gdn_mode;       /* LC_CAP_GDN_MODE, else must be AUTO */
@@ -225,6 +228,10 @@ typedef struct {
      * last model); every handle is gone afterwards. In-process: releases every handle. */
     int (*restart)(lc_engine *e, lc_error *err);
     void (*destroy)(lc_engine *e);
+    /* Releases every prompt, sequence and snapshot and any state the engine keeps between
+     * requests, keeping the loaded model: every case starts from this. NULL: the wrapper
+     * restarts the engine instead. */
+    int (*reset)(lc_engine *e, lc_error *err);
 } lc_engine_ops;
 
 struct lc_engine {
@@ -255,6 +262,7 @@ int lc_engine_state(lc_engine *e, int seq, lc_state *out, lc_error *err);
 int lc_engine_vision(lc_engine *e, int prompt, double **embeds, int *rows, lc_error *err);
 int lc_engine_rope(lc_engine *e, const int64_t *pos, int n, double *out, lc_error *err);
 int lc_engine_restart(lc_engine *e, lc_error *err);
+int lc_engine_reset(lc_engine *e, lc_error *err);   /* ops->reset, else ops->restart */
 void lc_engine_free(lc_engine *e);
 
 /* ---------------------------------------------------------------- implementations */

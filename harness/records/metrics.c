@@ -25,6 +25,7 @@ lc_compare_opts lc_compare_opts_default(void)
     o.rtol = 1e-5;
     o.topk = 5;
     o.ulp = LC_ULP_NONE;
+    o.top1_margin = 0.0;
     return o;
 }
 
@@ -44,6 +45,8 @@ static void metrics_empty(lc_metrics *m, size_t P, size_t V)
     m->min_cosine_pos = LC_NO_POS;
     m->kl_max_pos = LC_NO_POS;
     m->top1_frac = 1.0;
+    m->top1_margin_frac = 1.0;
+    m->top1_margin_first_flip_pos = LC_NO_POS;
     m->top1_first_mismatch_pos = LC_NO_POS;
     m->top1_first_mismatch_actual = m->top1_first_mismatch_expected = LC_NO_POS;
     m->topk_mean = m->topk_min = NAN;
@@ -175,6 +178,16 @@ static size_t argmax_row(const double *x, size_t V)
     return best;
 }
 
+/* x[best] minus the largest other value of x (V); +inf when V == 1. */
+static double top2_margin(const double *x, size_t V, size_t best)
+{
+    double second = -INFINITY;
+    for (size_t j = 0; j < V; j++)
+        if (j != best && x[j] > second)
+            second = x[j];
+    return x[best] - second;
+}
+
 /* idx (k) <- indices of the k largest values of x (V), largest first, ties by lower index.
  * k <= V. */
 static void topk_row(size_t *idx, const double *x, size_t V, size_t k)
@@ -242,7 +255,7 @@ int lc_compare(lc_metrics *out, const double *a, const double *e, size_t P, size
         return EINVAL;
     if ((a == NULL || e == NULL) && P * V != 0)
         return EINVAL;
-    if (o.topk < 0 || !(o.atol >= 0.0) || !(o.rtol >= 0.0))
+    if (o.topk < 0 || !(o.atol >= 0.0) || !(o.rtol >= 0.0) || !(o.top1_margin >= 0.0))
         return EINVAL;
     if (o.ulp != LC_ULP_NONE && o.ulp != LC_ULP_F32 && o.ulp != LC_ULP_F64)
         return EINVAL;
@@ -387,6 +400,10 @@ int lc_compare(lc_metrics *out, const double *a, const double *e, size_t P, size
             m->top1_first_mismatch_expected = te;
         }
         top1_nan |= row_nan;
+        if (!row_nan && (ta == te || top2_margin(er, V, te) <= o.top1_margin))
+            m->top1_margin_agree++;
+        else if (m->top1_margin_first_flip_pos == LC_NO_POS)
+            m->top1_margin_first_flip_pos = p;
         if (k > 0) {
             double ov = NAN;
             if (!row_nan) {
@@ -428,6 +445,7 @@ int lc_compare(lc_metrics *out, const double *a, const double *e, size_t P, size
             m->kl_p999 = kl[rank - 1];
         }
         m->top1_frac = top1_nan ? NAN : (double)m->top1_agree / (double)n_kl_seen;
+        m->top1_margin_frac = top1_nan ? NAN : (double)m->top1_margin_agree / (double)n_kl_seen;
     }
     if (k > 0 && topk_rows > 0)
         m->topk_mean = topk_nan ? NAN : topk_sum / (double)topk_rows;
@@ -525,6 +543,7 @@ double lc_metric_value(const lc_metrics *m, lc_metric_id id)
     case LC_METRIC_KL_MAX: return m->kl_max;
     case LC_METRIC_KL_P999: return m->kl_p999;
     case LC_METRIC_TOP1_AGREE: return m->top1_frac;
+    case LC_METRIC_TOP1_AGREE_MARGIN: return m->top1_margin_frac;
     case LC_METRIC_TOPK_OVERLAP_MEAN: return m->topk_mean;
     case LC_METRIC_TOPK_OVERLAP_MIN: return m->topk_min;
     case LC_METRIC_NONFINITE: return (double)m->nonfinite;

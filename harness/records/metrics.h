@@ -52,9 +52,14 @@ typedef struct {
     double rtol;
     int topk;                  /* k of the top-k overlap; 0 = not computed; clamped to V */
     lc_ulp_precision ulp;
+    /* top-1 with near-ties tolerated: a flip counts only where the expected row's top-2 margin
+     * (best minus second best) is above this (as vLLM's check_logprobs_close tolerates a flip
+     * between near-tied tokens). 0 = only exact ties are tolerated. */
+    double top1_margin;
 } lc_compare_opts;
 
-/* Defaults: no masks, atol = 1e-8, rtol = 1e-5 (numpy's allclose), topk = 5, no ULP. */
+/* Defaults: no masks, atol = 1e-8, rtol = 1e-5 (numpy's allclose), topk = 5, no ULP,
+ * top1_margin 0. */
 lc_compare_opts lc_compare_opts_default(void);
 
 /* ---------------------------------------------------------------- result */
@@ -114,6 +119,12 @@ typedef struct {
     double top1_frac;           /* top1_agree / n_kl (1 when n_kl == 0) */
     size_t top1_first_mismatch_pos;
     size_t top1_first_mismatch_actual, top1_first_mismatch_expected; /* the two argmaxes */
+    /* top-1 with near-ties tolerated (opts.top1_margin): positions that agree, or whose flip
+     * falls where the expected top-2 margin is <= top1_margin. A NaN row counts as a flip and
+     * makes the fraction NaN. */
+    size_t top1_margin_agree;
+    double top1_margin_frac;    /* top1_margin_agree / n_kl (1 when n_kl == 0) */
+    size_t top1_margin_first_flip_pos; /* first flip that counted, LC_NO_POS if none */
 
     /* top-k overlap |topk(a) & topk(e)| / k per position (ties: lower index first); NaN when
      * topk == 0 or a row has a NaN */
@@ -158,6 +169,8 @@ typedef enum { LC_BOUND_UPPER, LC_BOUND_LOWER } lc_bound_direction;
     X(KL_MAX, "kl_max", UPPER, "max KL over positions")                                     \
     X(KL_P999, "kl_p999", UPPER, "p99.9 KL over positions")                                 \
     X(TOP1_AGREE, "top1_agree", LOWER, "fraction of positions whose argmax agrees")         \
+    X(TOP1_AGREE_MARGIN, "top1_agree_margin", LOWER,                                        \
+      "fraction agreeing on top-1, flips within top1_margin of a tie tolerated")             \
     X(TOPK_OVERLAP_MEAN, "topk_overlap_mean", LOWER, "mean top-k overlap fraction")         \
     X(TOPK_OVERLAP_MIN, "topk_overlap_min", LOWER, "min top-k overlap fraction")            \
     X(NONFINITE, "nonfinite", UPPER, "values with a NaN or inf")

@@ -29,8 +29,12 @@ typedef struct {
 
 #define LC_MAX_CHECKS 16
 
-/* One comparison inside a case, e.g. "prefill vs golden" or "chunk 5 vs one-shot". */
+/* One comparison inside a case, e.g. "prefill vs golden" or "chunk 5 vs one-shot". Its id is
+ * stable and built from what it compares ("prefill_logits", "chunk5.state", "row2.decode"):
+ * base-run matching, tests and report locations key on it; the name is its human title. */
 typedef struct {
+    char id[64];
+    char cls[8];                /* comparison class: "golden", "cross", "same", "exact" */
     char name[128];
     char actual[64];            /* what was compared: "engine f32 prefill logits" */
     char expected[64];          /* against what: "transformers float64", "engine one-shot" */
@@ -57,7 +61,9 @@ typedef struct {
 } lc_case_result;
 
 typedef struct {
-    char engine_precision[8];   /* "f32" / "f64" */
+    char engine_precision[8];   /* "f64" / "f32" / "bf16" / "f16": the engine's declared precision */
+    char engine[128];           /* engine name and version ("logitcheck-reference 0.1.0"); "" unknown */
+    char engine_detail[256];    /* free text the engine gave (build, device, planted faults) */
     char started[32];           /* ISO 8601 UTC */
     char host[128];
     char version[32];           /* logitcheck version */

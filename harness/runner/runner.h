@@ -1,27 +1,26 @@
 /*
- * The case runner: drives the reference engine through one case and records every
+ * The case runner: drives an engine (engines/lc_engine.h) through one case and records every
  * comparison (engine vs transformers golden, engine path A vs path B) as result records.
  *
- * A numeric mismatch is never an error: it is a failed check inside a result. Bad input (a
- * missing image, a missing or mis-shaped golden dataset, a prompt the model rejects) makes
- * the case's verdict LC_VERDICT_ERROR with a one-line reason naming the file and the problem.
+ * The runner speaks to the engine only through lc_engine: it never includes an engine's
+ * headers and never writes engine state. Every case starts from fresh engine state
+ * (lc_engine_reset) with its checkpoint loaded.
+ *
+ * Verdicts: a numeric mismatch is never an error, it is a failed check (FAIL). Bad input (a
+ * missing image, a missing or mis-shaped golden dataset, a prompt the model rejects) is ERROR
+ * with a one-line reason naming the file and the problem. An engine that misbehaves
+ * (LC_EENGINE) is ERROR with the engine's one-line reason; the runner restarts the engine so
+ * the next case finds a working one. A case that needs a capability the engine lacks is SKIP
+ * with the reason "engine lacks <capability>": counted and shown, never a pass.
  */
 #ifndef LC_RUNNER_H
 #define LC_RUNNER_H
 
+#include <stddef.h>
+
 #include "cases.h"
-#include "qref.h"
+#include "lc_engine.h"
 #include "results.h"
-
-/* Loaded checkpoints, shared by the cases of one run (a model is read-only once loaded). */
-typedef struct {
-    char **dirs;
-    qref_model *models;
-    int n, cap;
-} lc_model_pool;
-
-void lc_model_pool_init(lc_model_pool *p);
-void lc_model_pool_free(lc_model_pool *p);
 
 /* A hook that may alter golden arrays in memory after they are read and before they are
  * compared (sensitivity tests plant errors this way). dataset is the name inside the case's
@@ -30,20 +29,17 @@ typedef void (*lc_golden_hook)(void *ctx, const char *case_name, const char *dat
 
 typedef struct {
     const char *root;           /* repository root: case paths are relative to it */
-    const qref_faults *faults;  /* engine bugs to inject (NULL = none) */
     lc_golden_hook golden_hook; /* NULL = none */
     void *hook_ctx;
-    double rms_eps_override;    /* > 0: run with this RMSNorm epsilon instead of the config's */
-    /* planted bugs of the harness-side state handling, for sensitivity tests */
-    int stale_rope_delta;       /* decode ignores the prompt's rope delta */
-    int shallow_snapshot;       /* a snapshot is a view of the live cache, not a copy */
-    int refeed_last_token;      /* an exact prefix-cache hit feeds the last prompt token again */
 } lc_run_opts;
 
-/* Runs one case and fills *res (res->cmps owned by res; see results.h). Returns the verdict. */
-lc_verdict lc_run_case(const lc_case *c, const lc_run_opts *o, lc_model_pool *pool, lc_case_result *res);
+/* Runs one case on engine e and fills *res (res->cmps owned by res; see results.h).
+ * Returns the verdict. */
+lc_verdict lc_run_case(const lc_case *c, const lc_run_opts *o, lc_engine *e, lc_case_result *res);
 
-/* The engine precision of this build as a case-bounds index. */
-lc_precision lc_engine_precision(void);
+/* The capabilities case c needs from an engine (bit set of lc_cap): a case whose engine lacks
+ * one is a SKIP. Optional taps (hidden states, vision embeddings, states, positions) are not
+ * in it: without them those comparisons are left out. */
+unsigned lc_case_required_caps(const lc_case *c);
 
 #endif /* LC_RUNNER_H */

@@ -1,0 +1,693 @@
+#!/usr/bin/env python3
+"""transformers behind the logitcheck engine protocol (harness/PROTOCOL.md, version 1).
+
+    logitcheck run --all --engine 'python3 harness/adapters/transformers_engine.py --dtype bfloat16 --device cuda'
+
+Runs Qwen3.5 dense and MoE checkpoints in Hugging Face transformers (numpy, torch and
+transformers only; PIL, which transformers' image processors use, for images):
+
+  sequence   a transformers cache (DynamicCache with linear-attention layers), grown by calls
+             with past_key_values; its length and rope delta kept beside it
+  prompt     the expanded ids, the model's get_rope_index positions and delta, the stock image
+             processor's pixel values and the vision tower's merged embeddings (computed once)
+  prefill    inputs_embeds of the span (image rows replaced by the prompt's vision embeddings,
+             so a span may cut through an image) with explicit 3-axis position_ids
+  decode     one token with position cached length + rope delta
+  snapshot   copy.deepcopy of the sequence (its cache included); restore deep-copies it again
+  batch      transformers' left-padded batched call: one cache for the B rows, a 2-D
+             attention_mask, get_rope_index over the padded batch; chunks of columns continue
+             that cache
+  taps       hidden states (forward hooks on the decoder input and each decoder layer), merged
+             vision embeddings, the text rotary embedding's cos/sin
+  state      the cache's tensors, layer by layer: a linear-attention layer's conv state (the
+             last conv_kernel inputs, as transformers keeps them) then its recurrent state, an
+             attention layer's keys then values
+
+Not offered: `gdn_mode` (transformers chooses its GDN path itself).
+The declared precision follows --dtype. Everything but protocol replies goes to stderr.
+"""
+import argparse
+import copy
+import json
+import os
+import sys
+import traceback
+
+PROTOCOL = 1
+CAPS_BASE = ["positions", "snapshot", "batch", "state", "hidden", "vision", "partial_vision", "rope"]
+PRECISION = {"float32": "f32", "bfloat16": "bf16", "float16": "f16", "float64": "f64"}
+
+
+class InputError(Exception):
+    """The request is bad input (kind "input")."""
+
+
+class Unsupported(Exception):
+    """The engine cannot do what was asked (kind "unsupported")."""
+
+
+# ---------------------------------------------------------------- the wire
+
+
+class Wire:
+    """Framing: one JSON line per request; one JSON line per reply, then its payloads."""
+
+    def __init__(self, rfile, wfile):
+        self.rfile, self.wfile = rfile, wfile
+
+    def requests(self):
+        for line in self.rfile:
+            line = line.strip()
+            if line:
+                yield line
+
+    @staticmethod
+    def payload(x):
+        """(dtype name, shape, bytes) of a numpy array or a torch tensor, little-endian, row-major."""
+        if hasattr(x, "detach"):  # torch tensor
+            import torch
+            x = x.detach().to("cpu").contiguous()
+            if x.dtype == torch.bfloat16:
+                return "bf16", list(x.shape), x.view(torch.int16).numpy().astype("<i2").tobytes()
+            x = x.numpy()
+        import numpy as np
+        x = np.ascontiguousarray(x)
+        names = {"float64": ("f64", "<f8"), "float32": ("f32", "<f4"), "float16": ("f16", "<f2"),
+                 "int32": ("i32", "<i4"), "int64": ("i64", "<i8")}
+        if x.dtype.name not in names:
+            raise TypeError(f"no protocol dtype for {x.dtype}")
+        name, le = names[x.dtype.name]
+        return name, list(x.shape), x.astype(le, copy=False).tobytes()
+
+    def reply(self, rid, fields=None, tensors=()):
+        hdr = {"id": rid, "ok": True}
+        hdr.update(fields or {})
+        blobs = []
+        if tensors:
+            hdr["tensors"] = []
+            for name, x in tensors:
+                dt, shape, b = self.payload(x)
+                hdr["tensors"].append({"name": name, "dtype": dt, "shape": shape, "bytes": len(b)})
+                blobs.append(b)
+        self.wfile.write(json.dumps(hdr, separators=(",", ":")).encode() + b"\n" + b"".join(blobs))
+        self.wfile.flush()
+
+    def error(self, rid, kind, msg):
+        msg = " ".join(str(msg).split())[:1000]
+        self.wfile.write(json.dumps({"id": rid, "ok": False, "kind": kind, "error": msg}).encode() + b"\n")
+        self.wfile.flush()
+
+
+def need(req, key, typ=int):
+    v = req.get(key)
+    if typ is int and (isinstance(v, bool) or not isinstance(v, int)):
+        raise InputError(f'request field "{key}" is missing or not an integer')
+    if typ is list and not (isinstance(v, list) and v and all(isinstance(x, int) and not isinstance(x, bool) for x in v)):
+        raise InputError(f'request field "{key}" is missing or not a non-empty array of integers')
+    if typ is str and not isinstance(v, str):
+        raise InputError(f'request field "{key}" is missing or not a string')
+    return v
+
+
+# ---------------------------------------------------------------- the server: handles and dispatch
+
+
+class Server:
+    """Dispatches protocol requests to a backend. The backend owns the model; the server owns
+    the handle tables and checks every request against the protocol's semantics."""
+
+    def __init__(self, backend, wire):
+        self.b, self.w = backend, wire
+        self.prompts, self.seqs, self.snaps = {}, {}, {}
+        self.next_handle = 0
+
+    def handle_of(self, table, key, h):
+        if h not in table:
+            raise InputError(f"no {key} {h}")
+        return table[h]
+
+    def new_handle(self):
+        self.next_handle += 1
+        return self.next_handle - 1
+
+    def reset(self):
+        self.prompts.clear()
+        self.seqs.clear()
+        self.snaps.clear()
+
+    def serve(self):
+        for line in self.w.requests():
+            rid = None
+            try:
+                try:
+                    req = json.loads(line)
+                except ValueError:
+                    raise InputError("a request line that is not JSON")
+                if not isinstance(req, dict) or not isinstance(req.get("id"), int) or not isinstance(req.get("op"), str):
+                    raise InputError('a request must be a JSON object with "id" and "op"')
+                rid, op = req["id"], req["op"]
+                fn = getattr(self, "op_" + op, None)
+                if fn is None:
+                    raise Unsupported(f"unknown op '{op[:64]}'")
+                if fn(rid, req) == "shutdown":
+                    return
+            except InputError as e:
+                self.w.error(rid, "input", e)
+            except Unsupported as e:
+                self.w.error(rid, "unsupported", e)
+            except Exception as e:  # anything else the engine raised
+                traceback.print_exc(file=sys.stderr)
+                self.w.error(rid, "engine", f"{type(e).__name__}: {e}")
+
+    # ---- operations
+
+    def op_hello(self, rid, req):
+        if req.get("protocol") != PROTOCOL:
+            raise InputError(f"this engine speaks protocol version {PROTOCOL}, the harness {req.get('protocol')}")
+        info = self.b.describe()
+        self.w.reply(rid, dict(protocol=PROTOCOL, **info))
+
+    def op_load(self, rid, req):
+        self.reset()
+        model = self.b.load(need(req, "dir", str))
+        self.w.reply(rid, {"model": model})
+
+    def op_reset(self, rid, req):
+        self.reset()
+        self.w.reply(rid)
+
+    def op_shutdown(self, rid, req):
+        self.w.reply(rid)
+        return "shutdown"
+
+    def op_prompt_open(self, rid, req):
+        segs = req.get("segments")
+        if not isinstance(segs, list) or not segs:
+            raise InputError('request field "segments" is missing or not a non-empty array')
+        for k, s in enumerate(segs):
+            if not isinstance(s, dict) or not (isinstance(s.get("image"), str) or isinstance(s.get("ids"), list)):
+                raise InputError(f'segment {k} has neither "ids" nor "image"')
+        vf = req.get("vision_from", 0)
+        if not isinstance(vf, int) or vf < 0:
+            raise InputError('request field "vision_from" is not a non-negative integer')
+        p = self.b.prompt_open(segs, vf)
+        h = self.new_handle()
+        self.prompts[h] = p
+        fields = {"prompt": h, "n": p.n, "n_images": len(p.grids), "grid": p.grids, "rope_delta": p.delta}
+        self.w.reply(rid, fields, [("ids", p.ids_np), ("positions", p.pos_np)])
+
+    def op_prompt_close(self, rid, req):
+        self.prompts.pop(need(req, "prompt"), None)
+        self.w.reply(rid)
+
+    def op_seq_open(self, rid, req):
+        if not self.b.loaded:
+            raise InputError("no checkpoint loaded")
+        h = self.new_handle()
+        self.seqs[h] = Seq()
+        self.w.reply(rid, {"seq": h})
+
+    def op_seq_close(self, rid, req):
+        self.seqs.pop(need(req, "seq"), None)
+        self.w.reply(rid)
+
+    def single(self, h):
+        s = self.handle_of(self.seqs, "sequence", h)
+        if s.group is not None:
+            raise Unsupported(f"sequence {h} was prefilled in a batch: it continues only through batch_decode")
+        return s
+
+    def op_prefill(self, rid, req):
+        s = self.single(need(req, "seq"))
+        ph = need(req, "prompt")
+        p = self.handle_of(self.prompts, "prompt", ph)
+        a, b = need(req, "from"), need(req, "to")
+        if not 0 <= a < b <= p.n:
+            raise InputError(f"span [{a}, {b}) is not inside the prompt's {p.n} tokens")
+        if s.length != a:
+            raise InputError(f"the sequence holds {s.length} tokens, the span starts at {a}")
+        sel = req.get("logits")
+        if sel not in ("none", "last", "all"):
+            raise InputError('request field "logits" is none of "none", "last", "all"')
+        if req.get("gdn_mode", "auto") != "auto" or req.get("gdn_chunk", 0):
+            raise Unsupported("gdn_mode: transformers chooses its GDN path itself")
+        logits, hidden = self.b.prefill(s, p, a, b, sel, bool(req.get("hidden")))
+        s.prompt = ph
+        tensors = []
+        if sel != "none":
+            tensors.append(("logits", logits))
+        if req.get("hidden"):
+            tensors.append(("hidden", hidden))
+        self.w.reply(rid, None, tensors)
+
+    def op_decode(self, rid, req):
+        s = self.single(need(req, "seq"))
+        logits = self.b.decode(s, need(req, "token"))
+        self.w.reply(rid, None, [("logits", logits)] if req.get("logits") else [])
+
+    def op_snapshot(self, rid, req):
+        s = self.single(need(req, "seq"))
+        h = self.new_handle()
+        self.snaps[h] = copy.deepcopy(s)
+        self.w.reply(rid, {"snap": h})
+
+    def op_restore(self, rid, req):
+        snap = self.handle_of(self.snaps, "snapshot", need(req, "snap"))
+        h = self.new_handle()
+        self.seqs[h] = copy.deepcopy(snap)
+        self.w.reply(rid, {"seq": h})
+
+    def op_release(self, rid, req):
+        self.snaps.pop(need(req, "snap"), None)
+        self.w.reply(rid)
+
+    def op_batch_prefill(self, rid, req):
+        hs, phs = need(req, "seqs", list), need(req, "prompts", list)
+        if len(hs) != len(phs) or len(set(hs)) != len(hs):
+            raise InputError('"seqs" and "prompts" must have the same length, each sequence once')
+        seqs = [self.handle_of(self.seqs, "sequence", h) for h in hs]
+        prompts = [self.handle_of(self.prompts, "prompt", h) for h in phs]
+        a, b = need(req, "from"), need(req, "to")
+        M = max(p.n for p in prompts)
+        if not 0 <= a < b <= M:
+            raise InputError(f"columns [{a}, {b}) are not inside the batch's {M} columns")
+        if a == 0:
+            for h, s in zip(hs, seqs):
+                if s.length or s.group is not None:
+                    raise InputError(f"sequence {h} is not empty: a batch starts from empty sequences")
+            g = self.b.batch_group(prompts, phs)
+            for r, s in enumerate(seqs):
+                s.group, s.row, s.prompt = g, r, phs[r]
+        else:
+            g = seqs[0].group
+            if g is None or any(s.group is not g or s.row != r for r, s in enumerate(seqs)) or len(seqs) != g.B:
+                raise InputError("a batch continues only with the sequences it started with, in the same order")
+            if g.done != a or g.prompt_handles != phs:
+                raise InputError(f"the batch holds columns [0, {g.done}), the span starts at {a}")
+        logits = self.b.batch_prefill(g, a, b)
+        for r, s in enumerate(seqs):
+            s.length = max(0, b - (M - prompts[r].n))
+            if a == 0:
+                s.delta = prompts[r].delta
+        self.w.reply(rid, None, [("logits", logits)] if req.get("logits") else [])
+
+    def op_batch_decode(self, rid, req):
+        hs, toks = need(req, "seqs", list), need(req, "tokens", list)
+        if len(hs) != len(toks):
+            raise InputError('"seqs" and "tokens" differ in length')
+        seqs = [self.handle_of(self.seqs, "sequence", h) for h in hs]
+        g = seqs[0].group
+        if g is None or len(seqs) != g.B or any(s.group is not g or s.row != r for r, s in enumerate(seqs)):
+            raise Unsupported("batch_decode runs the rows of one batched prefill, in its order "
+                              "(transformers batches through one shared cache)")
+        if g.done != g.M:
+            raise InputError(f"the batch's prefill is not complete ({g.done} of {g.M} columns)")
+        logits = self.b.batch_decode(g, seqs, toks)
+        for s in seqs:
+            s.length += 1
+        self.w.reply(rid, None, [("logits", logits)] if req.get("logits") else [])
+
+    def op_vision(self, rid, req):
+        p = self.handle_of(self.prompts, "prompt", need(req, "prompt"))
+        self.w.reply(rid, None, [("embeds", self.b.vision(p))])
+
+    def op_rope(self, rid, req):
+        pos = req.get("positions")
+        if not (isinstance(pos, list) and len(pos) == 3 and all(isinstance(r, list) for r in pos)
+                and len({len(r) for r in pos}) == 1):
+            raise InputError('request field "positions" is not three arrays of one length (T, H, W)')
+        self.w.reply(rid, None, [("rope", self.b.rope(pos))])
+
+    def op_state(self, rid, req):
+        s = self.handle_of(self.seqs, "sequence", need(req, "seq"))
+        st = self.b.state(s) if s.group is None else self.b.state_row(s.group, s.row)
+        self.w.reply(rid, {"len": s.length}, [("state", st)])
+
+
+class Seq:
+    """A sequence: its cache (None before the first call), length, rope delta, the prompt it
+    prefills from, and for a batch row its group and row."""
+
+    def __init__(self):
+        self.cache, self.length, self.delta, self.prompt = None, 0, 0, None
+        self.group, self.row = None, None
+
+    def __deepcopy__(self, memo):
+        if self.group is not None:
+            raise Unsupported("snapshot of a batch row: transformers batches through one shared cache")
+        s = Seq()
+        s.cache = copy.deepcopy(self.cache, memo)
+        s.length, s.delta, s.prompt = self.length, self.delta, self.prompt
+        return s
+
+
+# ---------------------------------------------------------------- transformers
+
+
+class Prompt:
+    pass
+
+
+class Group:
+    pass
+
+
+class TransformersBackend:
+    def __init__(self, args):
+        import torch
+        import transformers
+        self.torch, self.tf, self.args = torch, transformers, args
+        self.dtype = getattr(torch, args.dtype)
+        self.device = torch.device(args.device)
+        if args.device == "cuda" and not torch.cuda.is_available():
+            raise SystemExit("transformers_engine: --device cuda, but torch sees no CUDA device")
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        if args.tf32 == "off":
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
+        torch.set_grad_enabled(False)
+        try:
+            import PIL  # noqa: F401  (the image processors decode PNG through PIL)
+            self.have_pil = True
+        except ImportError:
+            self.have_pil = False
+            print("transformers_engine: PIL is not installed: image prompts are not offered", file=sys.stderr)
+        self.model = None
+        self.loaded = False
+
+    def describe(self):
+        caps = (["images"] if self.have_pil else []) + CAPS_BASE
+        dev = self.args.device
+        if dev == "cuda":
+            dev = f"cuda ({self.torch.cuda.get_device_name(0)})"
+        return {"name": "transformers", "version": self.tf.__version__, "precision": PRECISION[self.args.dtype],
+                "detail": f"{self.args.dtype}, {dev}, attn {self.args.attn}, experts {self.args.experts}, "
+                          f"tf32 {self.args.tf32}, torch {self.torch.__version__}",
+                "capabilities": caps}
+
+    # ---- checkpoint
+
+    def load(self, ckpt):
+        torch, tf = self.torch, self.tf
+        if not os.path.isfile(os.path.join(ckpt, "config.json")):
+            raise InputError(f"{ckpt}: no config.json")
+        if self.model is not None and self.ckpt == os.path.realpath(ckpt):
+            self.loaded = True
+            return self.model_info
+        self.model = None
+        config = tf.AutoConfig.from_pretrained(ckpt)
+        kw = dict(dtype=self.dtype, attn_implementation=self.args.attn)
+        if "moe" in config.model_type and self.args.experts != "default":
+            kw["experts_implementation"] = self.args.experts
+        try:
+            model = tf.AutoModelForImageTextToText.from_pretrained(ckpt, **kw)
+        except (ValueError, KeyError):
+            cls = {"qwen3_5": "Qwen3_5ForConditionalGeneration",
+                   "qwen3_5_moe": "Qwen3_5MoeForConditionalGeneration"}.get(config.model_type)
+            if cls is None:
+                raise InputError(f"{ckpt}: model_type {config.model_type} is not a Qwen3.5 checkpoint")
+            model = getattr(tf, cls).from_pretrained(ckpt, **kw)
+        self.model = model.to(self.device).eval()
+        self.config = config
+        self.ckpt = os.path.realpath(ckpt)
+        inner = self.model.model
+        self.lm = inner.language_model
+        self.embed = self.lm.get_input_embeddings()
+        self.visual = getattr(inner, "visual", None)
+        tc = getattr(config, "text_config", config)
+        self.merge = config.vision_config.spatial_merge_size if self.visual is not None else 1
+        self.image_token = getattr(config, "image_token_id", -1)
+        rp = getattr(tc, "rope_parameters", None) or {}
+        head_dim = getattr(tc, "head_dim", None) or tc.hidden_size // tc.num_attention_heads
+        self.rotary_dim = int(head_dim * rp.get("partial_rotary_factor", getattr(tc, "partial_rotary_factor", 1.0)))
+        self.proc = self.make_image_processor(ckpt, config) if self.visual is not None else None
+        self.install_hooks()
+        self.model_info = {
+            "model_type": config.model_type, "vocab_size": tc.vocab_size, "hidden_size": tc.hidden_size,
+            "num_layers": tc.num_hidden_layers, "has_vision": self.visual is not None,
+            "image_token_id": self.image_token, "video_token_id": getattr(config, "video_token_id", -1),
+            "vision_start_token_id": getattr(config, "vision_start_token_id", -1),
+            "vision_end_token_id": getattr(config, "vision_end_token_id", -1),
+            "rotary_dim": self.rotary_dim,
+            "rope_theta": float(rp.get("rope_theta", getattr(tc, "rope_theta", 10000.0))),
+            "mrope_section": [int(x) for x in rp.get("mrope_section", [0, 0, 0])],
+            "mrope_interleaved": bool(rp.get("mrope_interleaved", True)),
+        }
+        self.loaded = True
+        print(f"transformers_engine: loaded {ckpt} ({config.model_type}, {self.args.dtype}, {self.args.device})",
+              file=sys.stderr)
+        return self.model_info
+
+    def make_image_processor(self, ckpt, config):
+        """The checkpoint's own image processor (preprocessor_config.json), else the Qwen2-VL-family
+        processor Qwen3.5 uses, with the vision config's patch, temporal patch and merge sizes."""
+        if os.path.exists(os.path.join(ckpt, "preprocessor_config.json")):
+            return self.tf.AutoImageProcessor.from_pretrained(ckpt)
+        from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
+        vc = config.vision_config
+        return Qwen2VLImageProcessor(patch_size=vc.patch_size, temporal_patch_size=vc.temporal_patch_size,
+                                     merge_size=vc.spatial_merge_size, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+
+    def install_hooks(self):
+        """Hidden taps: the decoder's input embeddings and each decoder layer's output."""
+        self.capture = None
+
+        def pre(module, args, kwargs):
+            if self.capture is not None:
+                self.capture.append(kwargs.get("inputs_embeds"))
+
+        def layer(module, inputs, output):
+            if self.capture is not None:
+                self.capture.append(output[0] if isinstance(output, tuple) else output)
+
+        self.lm.register_forward_pre_hook(pre, with_kwargs=True)
+        for l in self.lm.layers:
+            l.register_forward_hook(layer)
+
+    # ---- prompts
+
+    def prompt_open(self, segs, vision_from):
+        torch = self.torch
+        if not self.loaded:
+            raise InputError("no checkpoint loaded")
+        ids, images = [], []
+        V = self.model_info["vocab_size"]
+        for s in segs:
+            if "image" in s:
+                if self.visual is None or not self.have_pil:
+                    raise Unsupported("image prompts need a vision checkpoint and PIL")
+                pv, grid = self.preprocess(s["image"])
+                n = int(grid.prod()) // (self.merge * self.merge)
+                ids += [self.model_info["vision_start_token_id"]] + [self.image_token] * n + \
+                       [self.model_info["vision_end_token_id"]]
+                images.append((pv, grid))
+            else:
+                for t in s["ids"]:
+                    if not isinstance(t, int) or not 0 <= t < V:
+                        raise InputError(f"token id {t} is outside the vocabulary ({V})")
+                ids += s["ids"]
+        if vision_from > len(images):
+            raise InputError(f"vision_from {vision_from} is beyond the prompt's {len(images)} images")
+        p = Prompt()
+        p.n = len(ids)
+        p.ids = torch.tensor(ids, dtype=torch.int64, device=self.device)
+        p.grids = [[int(x) for x in g] for _, g in images]
+        grid = torch.stack([g for _, g in images]).to(self.device) if images else None
+        mm = (p.ids == self.image_token).to(torch.int64)[None] if self.image_token >= 0 else torch.zeros_like(p.ids)[None]
+        pos, delta = self.model.model.get_rope_index(p.ids[None], mm_token_type_ids=mm, image_grid_thw=grid)
+        p.pos = pos[:, 0].to(torch.int64)                      # (3, N)
+        p.delta = int(delta.reshape(-1)[0])
+        p.ids_np = p.ids.to("cpu").to(torch.int32).numpy()
+        p.pos_np = p.pos.to("cpu").numpy()
+        # merged vision embeddings of the images >= vision_from, image after image; rows of the
+        # earlier images are unavailable (None)
+        p.n_before = sum(int(g.prod()) // (self.merge * self.merge) for _, g in images[:vision_from])
+        p.features = None
+        if images[vision_from:]:
+            pv = torch.cat([x for x, _ in images[vision_from:]]).to(self.device, self.dtype)
+            g = torch.stack([g for _, g in images[vision_from:]]).to(self.device)
+            out = self.model.model.get_image_features(pv, g)
+            feats = getattr(out, "pooler_output", out)
+            if isinstance(feats, (list, tuple)):
+                feats = torch.cat(list(feats), dim=0)
+            p.features = feats.to(self.dtype)
+        return p
+
+    def preprocess(self, path):
+        """Stock image processor on the PNG as PIL decodes it -> (pixel_values, grid (3,))."""
+        from PIL import Image
+        try:
+            with Image.open(path) as im:
+                im.load()
+                out = self.proc(images=[im], return_tensors="pt")
+        except (OSError, ValueError, SyntaxError) as e:
+            raise InputError(f"{path}: cannot read the image: {e}")
+        return out["pixel_values"], out["image_grid_thw"][0].to(self.torch.int64)
+
+    def span_embeds(self, p, a, b):
+        """inputs_embeds of prompt columns [a, b): token embeddings, image rows replaced by the
+        prompt's merged vision embeddings."""
+        torch = self.torch
+        ids = p.ids[a:b]
+        emb = self.embed(ids)
+        img = ids == self.image_token
+        if bool(img.any()):
+            before = int((p.ids[:a] == self.image_token).sum())
+            k = torch.arange(int(img.sum()), device=self.device) + before - p.n_before
+            if p.features is None or int(k.min()) < 0 or int(k.max()) >= p.features.shape[0]:
+                raise InputError(f"span [{a}, {b}) covers image rows that were not run through the vision tower "
+                                 f"(vision_from)")
+            emb = emb.clone()
+            emb[img] = p.features[k].to(emb.dtype)
+        return emb
+
+    # ---- one sequence
+
+    def forward(self, cache, **kw):
+        out = self.model(past_key_values=cache, use_cache=True, return_dict=True, **kw)
+        return out.logits, out.past_key_values
+
+    def prefill(self, s, p, a, b, sel, hidden):
+        torch = self.torch
+        emb = self.span_embeds(p, a, b)[None]
+        pos = p.pos[:, a:b][:, None, :]
+        self.capture = [] if hidden else None
+        try:
+            logits, cache = self.forward(s.cache, inputs_embeds=emb, position_ids=pos,
+                                         logits_to_keep=0 if sel == "all" else 1)
+        finally:
+            cap, self.capture = self.capture, None
+        s.cache, s.length = cache, b
+        s.delta = p.delta  # the prompt's delta from now on (a second turn's prompt extends the first)
+        out_logits = logits[0] if sel == "all" else logits[0, -1]
+        out_hidden = None
+        if hidden:
+            L = self.model_info["num_layers"]
+            if len(cap) != L + 1:
+                raise RuntimeError(f"hidden taps: captured {len(cap)} tensors, expected {L + 1}")
+            out_hidden = torch.stack([h[0] for h in cap])
+        return out_logits, out_hidden
+
+    def decode(self, s, token):
+        torch = self.torch
+        if not 0 <= token < self.model_info["vocab_size"]:
+            raise InputError(f"token {token} is outside the vocabulary")
+        ids = torch.tensor([[token]], dtype=torch.int64, device=self.device)
+        pos = torch.full((3, 1, 1), s.length + s.delta, dtype=torch.int64, device=self.device)
+        logits, s.cache = self.forward(s.cache, input_ids=ids, position_ids=pos)
+        s.length += 1
+        return logits[0, -1]
+
+    # ---- batches: transformers' left-padded batched call through one cache
+
+    def batch_group(self, prompts, handles):
+        torch = self.torch
+        g = Group()
+        g.B, g.M, g.done, g.cache = len(prompts), max(p.n for p in prompts), 0, None
+        g.prompt_handles = list(handles)
+        H = self.model_info["hidden_size"]
+        g.mask = torch.zeros((g.B, g.M), dtype=torch.int64, device=self.device)
+        ids = torch.zeros((g.B, g.M), dtype=torch.int64, device=self.device)
+        g.embeds = torch.zeros((g.B, g.M, H), dtype=self.dtype, device=self.device)
+        grids = []
+        for r, p in enumerate(prompts):
+            pad = g.M - p.n
+            g.mask[r, pad:] = 1
+            ids[r, pad:] = p.ids
+            g.embeds[r, pad:] = self.span_embeds(p, 0, p.n)
+            g.embeds[r, :pad] = self.embed(ids[r, :pad])
+            grids += [torch.tensor(x, dtype=torch.int64) for x in p.grids]
+        grid = torch.stack(grids).to(self.device) if grids else None
+        mm = (ids == self.image_token).to(torch.int64) * g.mask
+        g.pos, delta = self.model.model.get_rope_index(ids, mm_token_type_ids=mm, image_grid_thw=grid,
+                                                       attention_mask=g.mask)
+        g.delta = [int(x) for x in delta.reshape(-1)]
+        g.lengths = [p.n for p in prompts]
+        return g
+
+    def batch_prefill(self, g, a, b):
+        logits, g.cache = self.forward(g.cache, inputs_embeds=g.embeds[:, a:b], attention_mask=g.mask[:, :b],
+                                       position_ids=g.pos[:, :, a:b])
+        g.done = b
+        return logits
+
+    def batch_decode(self, g, seqs, toks):
+        torch = self.torch
+        ids = torch.tensor(toks, dtype=torch.int64, device=self.device)[:, None]
+        pos = torch.tensor([s.length + s.delta for s in seqs], dtype=torch.int64, device=self.device)
+        pos = pos[None, :, None].expand(3, -1, 1)
+        g.mask = torch.cat([g.mask, torch.ones((g.B, 1), dtype=torch.int64, device=self.device)], dim=1)
+        logits, g.cache = self.forward(g.cache, input_ids=ids, attention_mask=g.mask, position_ids=pos)
+        return logits[:, -1]
+
+    # ---- taps
+
+    def state(self, s):
+        """The sequence's cache flattened layer by layer (f32, or f64 for a float64 model: every
+        cache dtype converts exactly)."""
+        return self.flat_cache(s.cache, 0, None)
+
+    def state_row(self, g, r):
+        """Row r of a batch's cache, its pad columns left out of the attention layers' keys and
+        values (the row's own state, comparable with the same prompt run alone)."""
+        return self.flat_cache(g.cache, r, g.mask[r].bool())
+
+    def flat_cache(self, cache, r, real):
+        torch = self.torch
+        out_dt = torch.float64 if self.dtype == torch.float64 else torch.float32
+        parts = []
+        for layer in (cache.layers if cache is not None else []):
+            if hasattr(layer, "conv_states"):
+                for t in (layer.conv_states.get(0), layer.recurrent_states.get(0)):
+                    if t is not None:
+                        parts.append(t[r].reshape(-1).to(out_dt))
+            if getattr(layer, "keys", None) is not None and torch.is_tensor(layer.keys):
+                for t in (layer.keys[r], layer.values[r]):          # (heads, length, head_dim)
+                    if real is not None:
+                        t = t[:, real[: t.shape[1]]]
+                    parts.append(t.reshape(-1).to(out_dt))
+        return torch.cat(parts) if parts else torch.zeros(0, dtype=out_dt)
+
+    def vision(self, p):
+        if p.features is None:
+            return self.torch.zeros((0, self.model_info["hidden_size"]), dtype=self.dtype)
+        return p.features
+
+    def rope(self, positions):
+        torch = self.torch
+        pos = torch.tensor(positions, dtype=torch.int64, device=self.device)[:, None, :]   # (3, 1, n)
+        x = torch.zeros((1, 1, 1), dtype=self.dtype, device=self.device)
+        cos, sin = self.lm.rotary_emb(x, pos)
+        half = self.rotary_dim // 2
+        return torch.cat([cos[0, :, :half], sin[0, :, :half]], dim=-1)
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dtype", choices=sorted(PRECISION), default="float32")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--attn", choices=["eager", "sdpa"], default="eager")
+    ap.add_argument("--experts", default="eager",
+                    help="MoE experts implementation passed to from_pretrained ('default': transformers' choice)")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--tf32", choices=["default", "off"], default="default",
+                    help="CUDA: 'off' disables TF32 in cuDNN convolutions and matmuls (PyTorch lets cuDNN use "
+                         "TF32 for float32 convolutions by default)")
+    args = ap.parse_args(argv)
+    wire = Wire(sys.stdin.buffer, sys.stdout.buffer)
+    sys.stdout = sys.stderr  # nothing but replies on the protocol stream
+    try:
+        backend = TransformersBackend(args)
+    except ImportError as e:
+        print(f"transformers_engine: {e} (needs numpy, torch and transformers)", file=sys.stderr)
+        return 2
+    Server(backend, wire).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

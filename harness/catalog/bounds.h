@@ -1,0 +1,40 @@
+/*
+ * Default bounds: one table keyed by (comparison class, engine compute precision), each row
+ * with the measured floor it was derived from (bounds.c; cases/README.md shows the same
+ * table). A case's own bounds for a precision override the golden and cross defaults; same
+ * schedule comparisons are bitwise and exact ones max_abs 0 whatever a case says.
+ */
+#ifndef LC_BOUNDS_H
+#define LC_BOUNDS_H
+
+#include "cases.h"
+#include "lc_precision.h"
+
+/* id, name in results and reports, what the class compares */
+#define LC_CMP_CLASS_MAP(X)                                                         \
+    X(GOLDEN, "golden", "the engine against transformers (float64 goldens)")       \
+    X(CROSS, "cross", "the engine against itself on another schedule")              \
+    X(SAME, "same", "the engine against itself on the same schedule: bitwise")      \
+    X(EXACT, "exact", "integers (ids, positions, lengths): exactly")
+
+typedef enum {
+    LC_CLASS_UNKNOWN = -1,
+#define LC__CLASS_ENUM(id, name, text) LC_CLASS_##id,
+    LC_CMP_CLASS_MAP(LC__CLASS_ENUM)
+#undef LC__CLASS_ENUM
+    LC_CLASS_COUNT
+} lc_cmp_class;
+
+const char *lc_cmp_class_name(lc_cmp_class c);     /* "golden"...; "unknown" out of range */
+const char *lc_cmp_class_text(lc_cmp_class c);
+lc_cmp_class lc_cmp_class_from_name(const char *s);
+
+/* The default bounds of (class, precision), never NULL (static; lc_bounds as cases.h has
+ * them). `tensor` selects the bounds of flat tensors (states, hidden states, embeddings)
+ * instead of logits rows. */
+const lc_bounds *lc_default_bounds(lc_cmp_class c, lc_precision p, int tensor);
+
+/* The measured floor a row comes from, one line; "" when none. */
+const char *lc_default_bounds_floor(lc_cmp_class c, lc_precision p);
+
+#endif /* LC_BOUNDS_H */

@@ -1,0 +1,720 @@
+/*
+ * logitcheck serve: the in-process reference engine behind the engine protocol
+ * (harness/PROTOCOL.md) on stdin/stdout, so `run --engine 'logitcheck serve'` drives it out of
+ * process exactly as it drives any other engine.
+ *
+ *   serve [--inject FAULT ...]
+ *
+ * Numbers leave in the build's precision without conversion: f64 payloads from a double
+ * build, f32 from a float build (the engine's doubles are exact images of its floats), so
+ * results through the protocol equal the in-process run bit for bit. Nothing but protocol
+ * replies is written to stdout; diagnostics go to stderr.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+#include "faults.h"
+#include "lc_engine.h"
+#include "proto_wire.h"
+
+typedef struct {
+    int handle, n;
+} srv_prompt;
+
+typedef struct {
+    lc_engine *e;
+    lc_model_info mi;
+    int loaded;
+    lc_dtype out_dt;            /* f64 or f32: the build's precision */
+    srv_prompt *prompts;
+    int n_prompts, cap_prompts;
+} server;
+
+/* ---------------------------------------------------------------- replies */
+
+typedef struct {
+    const char *name;
+    lc_dtype dt;                /* of the payload */
+    int ndim;
+    int64_t dims[LC_PROTO_MAX_DIMS];
+    const double *f;            /* float tensors: written as dt */
+    const int64_t *i64;         /* integer tensors (i64) */
+    const int32_t *i32;         /* integer tensors (i32) */
+} out_tensor;
+
+static size_t tensor_count(const out_tensor *t)
+{
+    size_t n = 1;
+    for (int d = 0; d < t->ndim; d++)
+        n *= (size_t)t->dims[d];
+    return n;
+}
+
+static void write_payload(const out_tensor *t)
+{
+    size_t n = tensor_count(t), esize = lc__dtype_size(t->dt);
+    if (t->i32) {
+        fwrite(t->i32, 4, n, stdout);
+        return;
+    }
+    if (t->i64) {
+        fwrite(t->i64, 8, n, stdout);
+        return;
+    }
+    unsigned char buf[8192];
+    size_t per = sizeof buf / esize;
+    for (size_t k = 0; k < n; k += per) {
+        size_t m = n - k < per ? n - k : per;
+        for (size_t j = 0; j < m; j++) {
+            if (t->dt == LC_DT_F64)
+                lc__wire_put_f64(buf + j * 8, t->f[k + j]);
+            else
+                lc__wire_put_f32(buf + j * 4, (float)t->f[k + j]);
+        }
+        fwrite(buf, esize, m, stdout);
+    }
+}
+
+/* Writes reply h (consumed) with "id", "ok": true and the tensors' headers, then the payloads. */
+static void reply_ok(cJSON *h, long id, const out_tensor *ts, int nt)
+{
+    cJSON_AddNumberToObject(h, "id", (double)id);
+    cJSON_AddBoolToObject(h, "ok", 1);
+    if (nt > 0) {
+        cJSON *arr = cJSON_AddArrayToObject(h, "tensors");
+        for (int i = 0; i < nt; i++) {
+            cJSON *t = cJSON_CreateObject(), *sh = cJSON_AddArrayToObject(t, "shape");
+            cJSON_AddStringToObject(t, "name", ts[i].name);
+            cJSON_AddStringToObject(t, "dtype", lc__dtype_name(ts[i].dt));
+            for (int d = 0; d < ts[i].ndim; d++)
+                cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)ts[i].dims[d]));
+            cJSON_AddNumberToObject(t, "bytes", (double)(tensor_count(&ts[i]) * lc__dtype_size(ts[i].dt)));
+            cJSON_AddItemToArray(arr, t);
+        }
+    }
+    char *s = cJSON_PrintUnformatted(h);
+    cJSON_Delete(h);
+    fputs(s ? s : "{}", stdout);
+    fputc('\n', stdout);
+    free(s);
+    for (int i = 0; i < nt; i++)
+        write_payload(&ts[i]);
+    fflush(stdout);
+}
+
+static void reply_err(long id, int code, const char *msg)
+{
+    cJSON *h = cJSON_CreateObject();
+    cJSON_AddNumberToObject(h, "id", (double)id);
+    cJSON_AddBoolToObject(h, "ok", 0);
+    cJSON_AddStringToObject(h, "kind", code == LC_EINPUT ? "input" : code == LC_EUNSUPPORTED ? "unsupported" : "engine");
+    cJSON_AddStringToObject(h, "error", msg);
+    char *s = cJSON_PrintUnformatted(h);
+    cJSON_Delete(h);
+    fputs(s ? s : "{}", stdout);
+    fputc('\n', stdout);
+    free(s);
+    fflush(stdout);
+}
+
+/* ---------------------------------------------------------------- request fields */
+
+/* An integer field; fills err (LC_EINPUT) when missing or not an integer. */
+static int req_int(const cJSON *r, const char *key, long *out, lc_error *err)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(r, key);
+    if (!cJSON_IsNumber(x) || x->valuedouble != floor(x->valuedouble) || fabs(x->valuedouble) > 9.0e15)
+        return lc_fail(err, LC_EINPUT, "request field \"%s\" is missing or not an integer", key);
+    *out = (long)x->valuedouble;
+    return LC_OK;
+}
+
+/* An array of integers; *out malloc'ed (caller frees). */
+static int req_ints(const cJSON *r, const char *key, int **out, int *n, lc_error *err)
+{
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(r, key);
+    *out = NULL;
+    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) < 1)
+        return lc_fail(err, LC_EINPUT, "request field \"%s\" is missing or not a non-empty array", key);
+    *n = cJSON_GetArraySize(a);
+    *out = malloc((size_t)*n * sizeof **out);
+    if (!*out)
+        return lc_fail(err, LC_EINTERNAL, "out of memory");
+    int k = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, a)
+    {
+        if (!cJSON_IsNumber(x) || x->valuedouble != floor(x->valuedouble) || fabs(x->valuedouble) > 2147483647.0) {
+            free(*out);
+            *out = NULL;
+            return lc_fail(err, LC_EINPUT, "request field \"%s\" holds a value that is not a 32-bit integer", key);
+        }
+        (*out)[k++] = (int)x->valuedouble;
+    }
+    return LC_OK;
+}
+
+static int req_bool(const cJSON *r, const char *key)
+{
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, key));
+}
+
+static srv_prompt *find_prompt(server *s, int h)
+{
+    for (int i = 0; i < s->n_prompts; i++)
+        if (s->prompts[i].handle == h)
+            return &s->prompts[i];
+    return NULL;
+}
+
+static int need_model(server *s, lc_error *err)
+{
+    return s->loaded ? LC_OK : lc_fail(err, LC_EINPUT, "no checkpoint loaded");
+}
+
+/* ---------------------------------------------------------------- operations */
+
+static int do_hello(server *s, const cJSON *r, long id, lc_error *err)
+{
+    long v;
+    if (req_int(r, "protocol", &v, err))
+        return err->code;
+    if (v != LC_PROTO_VERSION)
+        return lc_fail(err, LC_EINPUT, "this engine speaks protocol version %d, the harness %ld", LC_PROTO_VERSION, v);
+    const lc_engine_info *in = &s->e->info;
+    cJSON *h = cJSON_CreateObject(), *caps = cJSON_CreateArray();
+    cJSON_AddNumberToObject(h, "protocol", LC_PROTO_VERSION);
+    cJSON_AddStringToObject(h, "name", in->name);
+    cJSON_AddStringToObject(h, "version", in->version);
+    cJSON_AddStringToObject(h, "precision", lc_eprec_name(in->precision));
+    /* the in-process engine's detail, said of the server */
+    const char *d = in->detail;
+    char detail[300];
+    if (!strncmp(d, "in process, ", 12))
+        d += 12;
+    snprintf(detail, sizeof detail, "logitcheck serve, %s", d);
+    cJSON_AddStringToObject(h, "detail", detail);
+    for (int c = 0; c < LC_CAP_COUNT; c++)
+        if (lc_engine_info_has(in, (lc_cap)c))
+            cJSON_AddItemToArray(caps, cJSON_CreateString(lc_cap_name((lc_cap)c)));
+    cJSON_AddItemToObject(h, "capabilities", caps);
+    reply_ok(h, id, NULL, 0);
+    return LC_OK;
+}
+
+static int do_load(server *s, const cJSON *r, long id, lc_error *err)
+{
+    const cJSON *dir = cJSON_GetObjectItemCaseSensitive(r, "dir");
+    if (!cJSON_IsString(dir))
+        return lc_fail(err, LC_EINPUT, "request field \"dir\" is missing or not a string");
+    s->n_prompts = 0;
+    s->loaded = 0;
+    int rc = lc_engine_load(s->e, dir->valuestring, &s->mi, err);
+    if (rc)
+        return rc;
+    s->loaded = 1;
+    const lc_model_info *m = &s->mi;
+    cJSON *h = cJSON_CreateObject(), *o = cJSON_AddObjectToObject(h, "model");
+    cJSON_AddStringToObject(o, "model_type", m->model_type);
+    cJSON_AddNumberToObject(o, "vocab_size", m->vocab_size);
+    cJSON_AddNumberToObject(o, "hidden_size", m->hidden_size);
+    cJSON_AddNumberToObject(o, "num_layers", m->num_layers);
+    cJSON_AddBoolToObject(o, "has_vision", m->has_vision);
+    cJSON_AddNumberToObject(o, "image_token_id", m->image_token_id);
+    cJSON_AddNumberToObject(o, "video_token_id", m->video_token_id);
+    cJSON_AddNumberToObject(o, "vision_start_token_id", m->vision_start_token_id);
+    cJSON_AddNumberToObject(o, "vision_end_token_id", m->vision_end_token_id);
+    cJSON_AddNumberToObject(o, "rotary_dim", m->rotary_dim);
+    cJSON_AddNumberToObject(o, "rope_theta", m->rope_theta);
+    cJSON *sec = cJSON_AddArrayToObject(o, "mrope_section");
+    for (int i = 0; i < 3; i++)
+        cJSON_AddItemToArray(sec, cJSON_CreateNumber(m->mrope_section[i]));
+    cJSON_AddBoolToObject(o, "mrope_interleaved", m->mrope_interleaved);
+    reply_ok(h, id, NULL, 0);
+    return LC_OK;
+}
+
+static int do_prompt_open(server *s, const cJSON *r, long id, lc_error *err)
+{
+    int rc = need_model(s, err);
+    if (rc)
+        return rc;
+    const cJSON *segs = cJSON_GetObjectItemCaseSensitive(r, "segments");
+    if (!cJSON_IsArray(segs))
+        return lc_fail(err, LC_EINPUT, "request field \"segments\" is missing or not an array");
+    int ns = cJSON_GetArraySize(segs);
+    lc_pseg *sg = calloc((size_t)ns + 1, sizeof *sg);
+    int32_t **ids = calloc((size_t)ns + 1, sizeof *ids);
+    lc_prompt_info pi = {0};
+    if (!sg || !ids) {
+        rc = lc_fail(err, LC_EINTERNAL, "out of memory");
+        goto done;
+    }
+    for (int k = 0; k < ns; k++) {
+        const cJSON *g = cJSON_GetArrayItem(segs, k);
+        const cJSON *img = cJSON_GetObjectItemCaseSensitive(g, "image");
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(g, "ids");
+        if (cJSON_IsString(img)) {
+            sg[k].type = LC_PSEG_IMAGE;
+            sg[k].image = img->valuestring;
+            continue;
+        }
+        if (!cJSON_IsArray(a)) {
+            rc = lc_fail(err, LC_EINPUT, "segment %d has neither \"ids\" nor \"image\"", k);
+            goto done;
+        }
+        int n = cJSON_GetArraySize(a), j = 0;
+        ids[k] = malloc(((size_t)n + 1) * sizeof **ids);
+        if (!ids[k]) {
+            rc = lc_fail(err, LC_EINTERNAL, "out of memory");
+            goto done;
+        }
+        const cJSON *x;
+        cJSON_ArrayForEach(x, a)
+        {
+            if (!cJSON_IsNumber(x) || x->valuedouble != floor(x->valuedouble) || fabs(x->valuedouble) > 2147483647.0) {
+                rc = lc_fail(err, LC_EINPUT, "segment %d: an id that is not a 32-bit integer", k);
+                goto done;
+            }
+            ids[k][j++] = (int32_t)x->valuedouble;
+        }
+        sg[k] = (lc_pseg){LC_PSEG_IDS, ids[k], n, NULL};
+    }
+    long vf = 0;
+    if (cJSON_GetObjectItemCaseSensitive(r, "vision_from") && (rc = req_int(r, "vision_from", &vf, err)))
+        goto done;
+    lc_prompt_in in = {sg, ns, (int)vf};
+    if ((rc = lc_engine_prompt_open(s->e, &in, &pi, err)))
+        goto done;
+    if (s->n_prompts == s->cap_prompts) {
+        int nc = s->cap_prompts ? 2 * s->cap_prompts : 16;
+        srv_prompt *np = realloc(s->prompts, (size_t)nc * sizeof *np);
+        if (!np) {
+            lc_engine_prompt_close(s->e, pi.handle);
+            rc = lc_fail(err, LC_EINTERNAL, "out of memory");
+            goto done;
+        }
+        s->prompts = np;
+        s->cap_prompts = nc;
+    }
+    srv_prompt *old = find_prompt(s, pi.handle);
+    if (old)
+        old->n = pi.n;
+    else
+        s->prompts[s->n_prompts++] = (srv_prompt){pi.handle, pi.n};
+    cJSON *h = cJSON_CreateObject(), *grid = cJSON_CreateArray();
+    cJSON_AddNumberToObject(h, "prompt", pi.handle);
+    cJSON_AddNumberToObject(h, "n", pi.n);
+    cJSON_AddNumberToObject(h, "n_images", pi.n_images);
+    cJSON_AddNumberToObject(h, "rope_delta", (double)pi.rope_delta);
+    for (int k = 0; k < pi.n_images; k++) {
+        cJSON *g = cJSON_CreateArray();
+        for (int j = 0; j < 3; j++)
+            cJSON_AddItemToArray(g, cJSON_CreateNumber(pi.grid[k][j]));
+        cJSON_AddItemToArray(grid, g);
+    }
+    cJSON_AddItemToObject(h, "grid", grid);
+    out_tensor ts[2] = {
+        {.name = "ids", .dt = LC_DT_I32, .ndim = 1, .dims = {pi.n}, .i32 = pi.ids},
+        {.name = "positions", .dt = LC_DT_I64, .ndim = 2, .dims = {3, pi.n}, .i64 = pi.pos},
+    };
+    reply_ok(h, id, ts, pi.pos ? 2 : 1);
+done:
+    lc_prompt_info_free(&pi);
+    for (int k = 0; ids && k < ns; k++)
+        free(ids[k]);
+    free(ids);
+    free(sg);
+    return rc;
+}
+
+static int do_prefill(server *s, const cJSON *r, long id, lc_error *err)
+{
+    long seq, prompt, from, to;
+    int rc = need_model(s, err);
+    if (rc || (rc = req_int(r, "seq", &seq, err)) || (rc = req_int(r, "prompt", &prompt, err)) ||
+        (rc = req_int(r, "from", &from, err)) || (rc = req_int(r, "to", &to, err)))
+        return rc;
+    srv_prompt *sp = find_prompt(s, (int)prompt);
+    if (!sp)
+        return lc_fail(err, LC_EINPUT, "no prompt %ld", prompt);
+    if (from < 0 || to <= from || to > sp->n)
+        return lc_fail(err, LC_EINPUT, "span [%ld, %ld) is not inside the prompt's %d tokens", from, to, sp->n);
+    const cJSON *jsel = cJSON_GetObjectItemCaseSensitive(r, "logits");
+    const char *sel = cJSON_IsString(jsel) ? jsel->valuestring : "";
+    lc_prefill_out out = {0};
+    if (!strcmp(sel, "none"))
+        out.sel = LC_LOGITS_NONE;
+    else if (!strcmp(sel, "last"))
+        out.sel = LC_LOGITS_LAST;
+    else if (!strcmp(sel, "all"))
+        out.sel = LC_LOGITS_ALL;
+    else
+        return lc_fail(err, LC_EINPUT, "request field \"logits\" is none of \"none\", \"last\", \"all\"");
+    const cJSON *jg = cJSON_GetObjectItemCaseSensitive(r, "gdn_mode");
+    if (jg) {
+        const char *g = cJSON_IsString(jg) ? jg->valuestring : "";
+        if (!strcmp(g, "auto"))
+            out.gdn_mode = LC_GDN_AUTO;
+        else if (!strcmp(g, "chunked"))
+            out.gdn_mode = LC_GDN_CHUNKED;
+        else if (!strcmp(g, "recurrent"))
+            out.gdn_mode = LC_GDN_RECURRENT;
+        else
+            return lc_fail(err, LC_EINPUT, "request field \"gdn_mode\" is none of \"auto\", \"chunked\", \"recurrent\"");
+        long ch = 0;
+        if (cJSON_GetObjectItemCaseSensitive(r, "gdn_chunk") && (rc = req_int(r, "gdn_chunk", &ch, err)))
+            return rc;
+        out.gdn_chunk = (int)ch;
+    }
+    const int T = (int)(to - from), V = s->mi.vocab_size, H = s->mi.hidden_size, L = s->mi.num_layers;
+    size_t nl = out.sel == LC_LOGITS_ALL ? (size_t)T * V : out.sel == LC_LOGITS_LAST ? (size_t)V : 0;
+    size_t nh = req_bool(r, "hidden") ? (size_t)(L + 1) * T * H : 0;
+    out.logits = nl ? malloc(nl * sizeof(double)) : NULL;
+    out.hidden = nh ? malloc(nh * sizeof(double)) : NULL;
+    if ((nl && !out.logits) || (nh && !out.hidden)) {
+        free(out.logits);
+        free(out.hidden);
+        return lc_fail(err, LC_EINTERNAL, "out of memory");
+    }
+    rc = lc_engine_prefill(s->e, (int)seq, (int)prompt, (int)from, (int)to, &out, err);
+    if (!rc) {
+        out_tensor ts[2];
+        int nt = 0;
+        if (nl) {
+            ts[nt] = (out_tensor){.name = "logits", .dt = s->out_dt, .f = out.logits};
+            if (out.sel == LC_LOGITS_ALL) {
+                ts[nt].ndim = 2;
+                ts[nt].dims[0] = T;
+                ts[nt].dims[1] = V;
+            } else {
+                ts[nt].ndim = 1;
+                ts[nt].dims[0] = V;
+            }
+            nt++;
+        }
+        if (nh)
+            ts[nt++] = (out_tensor){.name = "hidden", .dt = s->out_dt, .ndim = 3, .dims = {L + 1, T, H}, .f = out.hidden};
+        reply_ok(cJSON_CreateObject(), id, ts, nt);
+    }
+    free(out.logits);
+    free(out.hidden);
+    return rc;
+}
+
+static int do_decode(server *s, const cJSON *r, long id, lc_error *err)
+{
+    long seq, token;
+    int rc = need_model(s, err);
+    if (rc || (rc = req_int(r, "seq", &seq, err)) || (rc = req_int(r, "token", &token, err)))
+        return rc;
+    const int V = s->mi.vocab_size, want = req_bool(r, "logits");
+    double *lg = want ? malloc((size_t)V * sizeof *lg) : NULL;
+    if (want && !lg)
+        return lc_fail(err, LC_EINTERNAL, "out of memory");
+    rc = lc_engine_decode(s->e, (int)seq, (int32_t)token, lg, err);
+    if (!rc) {
+        out_tensor t = {.name = "logits", .dt = s->out_dt, .ndim = 1, .dims = {V}, .f = lg};
+        reply_ok(cJSON_CreateObject(), id, &t, want ? 1 : 0);
+    }
+    free(lg);
+    return rc;
+}
+
+static int do_batch(server *s, const cJSON *r, long id, int prefill, lc_error *err)
+{
+    int *seqs = NULL, *prompts = NULL, *tokens = NULL, B = 0, Bp = 0;
+    long from = 0, to = 0;
+    int rc = need_model(s, err);
+    if (rc || (rc = req_ints(r, "seqs", &seqs, &B, err)))
+        return rc;
+    if (prefill) {
+        if ((rc = req_ints(r, "prompts", &prompts, &Bp, err)) || (rc = req_int(r, "from", &from, err)) ||
+            (rc = req_int(r, "to", &to, err)))
+            goto done;
+        int Lmax = 0;
+        for (int b = 0; b < Bp; b++) {
+            srv_prompt *sp = find_prompt(s, prompts[b]);
+            if (!sp) {
+                rc = lc_fail(err, LC_EINPUT, "no prompt %d", prompts[b]);
+                goto done;
+            }
+            Lmax = sp->n > Lmax ? sp->n : Lmax;
+        }
+        if (from < 0 || to <= from || to > Lmax) {
+            rc = lc_fail(err, LC_EINPUT, "columns [%ld, %ld) are not inside the batch's %d columns", from, to, Lmax);
+            goto done;
+        }
+    } else if ((rc = req_ints(r, "tokens", &tokens, &Bp, err)))
+        goto done;
+    if (Bp != B) {
+        rc = lc_fail(err, LC_EINPUT, "\"seqs\" has %d entries, \"%s\" %d", B, prefill ? "prompts" : "tokens", Bp);
+        goto done;
+    }
+    const int V = s->mi.vocab_size, T = prefill ? (int)(to - from) : 1, want = req_bool(r, "logits");
+    double *lg = want ? malloc((size_t)B * T * V * sizeof *lg) : NULL;
+    if (want && !lg) {
+        rc = lc_fail(err, LC_EINTERNAL, "out of memory");
+        goto done;
+    }
+    if (prefill)
+        rc = lc_engine_batch_prefill(s->e, seqs, prompts, B, (int)from, (int)to, lg, err);
+    else
+        rc = lc_engine_batch_decode(s->e, seqs, (const int32_t *)tokens, B, lg, err);
+    if (!rc) {
+        out_tensor t = {.name = "logits", .dt = s->out_dt, .f = lg};
+        if (prefill) {
+            t.ndim = 3;
+            t.dims[0] = B, t.dims[1] = T, t.dims[2] = V;
+        } else {
+            t.ndim = 2;
+            t.dims[0] = B, t.dims[1] = V;
+        }
+        reply_ok(cJSON_CreateObject(), id, &t, want ? 1 : 0);
+    }
+    free(lg);
+done:
+    free(seqs);
+    free(prompts);
+    free(tokens);
+    return rc;
+}
+
+static int do_handle_op(server *s, const cJSON *r, long id, const char *op, lc_error *err)
+{
+    long in;
+    int out = -1, rc;
+    const char *in_key = !strcmp(op, "snapshot") ? "seq" : "snap";
+    if ((rc = need_model(s, err)) || (rc = req_int(r, in_key, &in, err)))
+        return rc;
+    if (!strcmp(op, "snapshot"))
+        rc = lc_engine_snapshot(s->e, (int)in, &out, err);
+    else
+        rc = lc_engine_restore(s->e, (int)in, &out, err);
+    if (rc)
+        return rc;
+    cJSON *h = cJSON_CreateObject();
+    cJSON_AddNumberToObject(h, !strcmp(op, "snapshot") ? "snap" : "seq", out);
+    reply_ok(h, id, NULL, 0);
+    return LC_OK;
+}
+
+static int do_state(server *s, const cJSON *r, long id, lc_error *err)
+{
+    long seq;
+    int rc = need_model(s, err);
+    if (rc || (rc = req_int(r, "seq", &seq, err)))
+        return rc;
+    lc_state st = {0};
+    if ((rc = lc_engine_state(s->e, (int)seq, &st, err)))
+        return rc;
+    cJSON *h = cJSON_CreateObject();
+    cJSON_AddNumberToObject(h, "len", st.len);
+    out_tensor t = {.name = "state", .dt = s->out_dt, .ndim = 1, .dims = {(int64_t)st.n}, .f = st.data};
+    reply_ok(h, id, &t, 1);
+    lc_state_free(&st);
+    return LC_OK;
+}
+
+static int do_vision(server *s, const cJSON *r, long id, lc_error *err)
+{
+    long prompt;
+    int rc = need_model(s, err);
+    if (rc || (rc = req_int(r, "prompt", &prompt, err)))
+        return rc;
+    double *emb = NULL;
+    int rows = 0;
+    if ((rc = lc_engine_vision(s->e, (int)prompt, &emb, &rows, err)))
+        return rc;
+    out_tensor t = {.name = "embeds", .dt = s->out_dt, .ndim = 2, .dims = {rows, s->mi.hidden_size}, .f = emb};
+    reply_ok(cJSON_CreateObject(), id, &t, 1);
+    free(emb);
+    return LC_OK;
+}
+
+static int do_rope(server *s, const cJSON *r, long id, lc_error *err)
+{
+    int rc = need_model(s, err);
+    if (rc)
+        return rc;
+    const cJSON *pa = cJSON_GetObjectItemCaseSensitive(r, "positions");
+    if (!cJSON_IsArray(pa) || cJSON_GetArraySize(pa) != 3)
+        return lc_fail(err, LC_EINPUT, "request field \"positions\" is not three arrays (T, H, W)");
+    int n = cJSON_GetArraySize(cJSON_GetArrayItem(pa, 0));
+    int64_t *pos = malloc((size_t)3 * n * sizeof *pos + 1);
+    double *out = malloc((size_t)n * s->mi.rotary_dim * sizeof *out + 1);
+    if (!pos || !out) {
+        rc = lc_fail(err, LC_EINTERNAL, "out of memory");
+        goto done;
+    }
+    for (int a = 0; a < 3; a++) {
+        const cJSON *row = cJSON_GetArrayItem(pa, a), *x;
+        if (!cJSON_IsArray(row) || cJSON_GetArraySize(row) != n) {
+            rc = lc_fail(err, LC_EINPUT, "request field \"positions\": the three rows differ in length");
+            goto done;
+        }
+        int i = 0;
+        cJSON_ArrayForEach(x, row)
+        {
+            if (!cJSON_IsNumber(x) || x->valuedouble != floor(x->valuedouble)) {
+                rc = lc_fail(err, LC_EINPUT, "request field \"positions\" holds a non-integer");
+                goto done;
+            }
+            pos[(size_t)a * n + i++] = (int64_t)x->valuedouble;
+        }
+    }
+    if ((rc = lc_engine_rope(s->e, pos, n, out, err)))
+        goto done;
+    out_tensor t = {.name = "rope", .dt = s->out_dt, .ndim = 2, .dims = {n, s->mi.rotary_dim}, .f = out};
+    reply_ok(cJSON_CreateObject(), id, &t, 1);
+done:
+    free(pos);
+    free(out);
+    return rc;
+}
+
+/* Closes and releases: the reply is ok whether or not the handle was open. */
+static int do_close(server *s, const cJSON *r, long id, const char *op, lc_error *err)
+{
+    long h;
+    const char *key = !strcmp(op, "prompt_close") ? "prompt" : !strcmp(op, "seq_close") ? "seq" : "snap";
+    int rc = req_int(r, key, &h, err);
+    if (rc)
+        return rc;
+    if (!strcmp(op, "prompt_close")) {
+        srv_prompt *sp = find_prompt(s, (int)h);
+        if (sp)
+            *sp = s->prompts[--s->n_prompts];
+        lc_engine_prompt_close(s->e, (int)h);
+    } else if (!strcmp(op, "seq_close"))
+        lc_engine_seq_close(s->e, (int)h);
+    else
+        lc_engine_snap_release(s->e, (int)h);
+    reply_ok(cJSON_CreateObject(), id, NULL, 0);
+    return LC_OK;
+}
+
+/* One request; returns 1 after shutdown. */
+static int serve_one(server *s, const char *line)
+{
+    lc_error err = {0};
+    cJSON *r = cJSON_Parse(line);
+    long id = -1;
+    const cJSON *jid = cJSON_GetObjectItemCaseSensitive(r, "id");
+    const cJSON *jop = cJSON_GetObjectItemCaseSensitive(r, "op");
+    if (cJSON_IsNumber(jid))
+        id = (long)jid->valuedouble;
+    if (!cJSON_IsObject(r) || !cJSON_IsNumber(jid) || !cJSON_IsString(jop)) {
+        reply_err(id, LC_EINPUT, "logitcheck serve: a request must be a JSON object with \"id\" and \"op\"");
+        cJSON_Delete(r);
+        return 0;
+    }
+    const char *op = jop->valuestring;
+    int rc = LC_OK, done = 0;
+    if (!strcmp(op, "hello"))
+        rc = do_hello(s, r, id, &err);
+    else if (!strcmp(op, "load"))
+        rc = do_load(s, r, id, &err);
+    else if (!strcmp(op, "prompt_open"))
+        rc = do_prompt_open(s, r, id, &err);
+    else if (!strcmp(op, "prompt_close") || !strcmp(op, "seq_close") || !strcmp(op, "release"))
+        rc = do_close(s, r, id, op, &err);
+    else if (!strcmp(op, "seq_open")) {
+        int seq = -1;
+        if (!(rc = need_model(s, &err)) && !(rc = lc_engine_seq_open(s->e, &seq, &err))) {
+            cJSON *h = cJSON_CreateObject();
+            cJSON_AddNumberToObject(h, "seq", seq);
+            reply_ok(h, id, NULL, 0);
+        }
+    } else if (!strcmp(op, "prefill"))
+        rc = do_prefill(s, r, id, &err);
+    else if (!strcmp(op, "decode"))
+        rc = do_decode(s, r, id, &err);
+    else if (!strcmp(op, "snapshot") || !strcmp(op, "restore"))
+        rc = do_handle_op(s, r, id, op, &err);
+    else if (!strcmp(op, "batch_prefill") || !strcmp(op, "batch_decode"))
+        rc = do_batch(s, r, id, !strcmp(op, "batch_prefill"), &err);
+    else if (!strcmp(op, "state"))
+        rc = do_state(s, r, id, &err);
+    else if (!strcmp(op, "vision"))
+        rc = do_vision(s, r, id, &err);
+    else if (!strcmp(op, "rope"))
+        rc = do_rope(s, r, id, &err);
+    else if (!strcmp(op, "reset")) {
+        if (!(rc = lc_engine_reset(s->e, &err))) {
+            s->n_prompts = 0;
+            reply_ok(cJSON_CreateObject(), id, NULL, 0);
+        }
+    } else if (!strcmp(op, "shutdown")) {
+        reply_ok(cJSON_CreateObject(), id, NULL, 0);
+        done = 1;
+    } else
+        rc = lc_fail(&err, LC_EUNSUPPORTED, "unknown op '%.64s'", op);
+    if (rc)
+        reply_err(id, rc, err.msg);
+    cJSON_Delete(r);
+    return done;
+}
+
+static void serve_usage(FILE *to)
+{
+    fprintf(to, "usage: logitcheck serve [--inject FAULT ...]\n"
+                "  The reference engine of this build behind the engine protocol (harness/PROTOCOL.md)\n"
+                "  on stdin/stdout, for `logitcheck run --engine 'logitcheck serve'`. Diagnostics on stderr.\n"
+                "  --inject FAULT  plant a bug in the engine (as `run --inject`):\n");
+    lc_fault_usage(to, "                   ");
+}
+
+int lc_cmd_serve(int argc, char **argv)
+{
+    lc_fault_set faults;
+    memset(&faults, 0, sizeof faults);
+    for (int i = 1; i < argc; i++) {
+        lc_error err = {0};
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            serve_usage(stdout);
+            return 0;
+        }
+        if (!strcmp(argv[i], "--inject") && i + 1 < argc) {
+            if (lc_fault_parse(&faults, argv[++i], &err)) {
+                fprintf(stderr, "logitcheck serve: %s\n", err.msg);
+                return 2;
+            }
+            continue;
+        }
+        fprintf(stderr, "logitcheck serve: unknown option '%s'%s\n", argv[i],
+                !strcmp(argv[i], "--inject") ? " without a value" : "");
+        return 2;
+    }
+    server s = {0};
+    lc_error err = {0};
+    if (lc_engine_ref_new(&s.e, &faults, &err)) {
+        fprintf(stderr, "logitcheck serve: %s\n", err.msg);
+        return 3;
+    }
+    s.out_dt = s.e->info.precision == LC_EPREC_F64 ? LC_DT_F64 : LC_DT_F32;
+    static char outbuf[1 << 20];
+    setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int rc = 0;
+    while ((n = getline(&line, &cap, stdin)) > 0) {
+        if ((size_t)n > LC_PROTO_MAX_LINE) {
+            reply_err(-1, LC_EINPUT, "logitcheck serve: a request line longer than the protocol's limit");
+            continue;
+        }
+        if (serve_one(&s, line))
+            break;
+    }
+    free(line);
+    free(s.prompts);
+    lc_engine_free(s.e);
+    fflush(stdout);
+    return rc;
+}

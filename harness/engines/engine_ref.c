@@ -1,0 +1,850 @@
+/*
+ * The in-process reference engine: lc_engine (lc_engine.h) on top of the qref_ API.
+ *
+ *   prompt    = qref_prompt (images decoded here, vision tower run once, positions computed)
+ *   sequence  = qref_cache
+ *   snapshot  = a deep clone of a qref_cache
+ *   batch     = qref_padded_* / qref_forward_batch
+ *   taps      = qref_forward's hidden states, the prompt's merged embeddings, qref_rotary
+ *
+ * Every number leaves as double (exact for float). The planted bugs of engines/faults.h land
+ * here: MODEL plants through the model's fault struct, CONFIG plants in the engine's copy of
+ * the configuration, ENGINE plants in the sequence and snapshot handling below.
+ *
+ * Handles are indices into three slot tables (prompts, sequences, snapshots); a closed slot
+ * is reused. Loaded checkpoints stay loaded (a pool keyed by directory) until the engine is
+ * destroyed, so switching checkpoints between cases costs nothing after the first load.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "faults.h"
+#include "images.h"
+#include "lc_engine.h"
+#include "qref.h"
+#include "qref_faults.h"
+
+#ifndef LC_VERSION
+#define LC_VERSION "0"
+#endif
+
+/* ---------------------------------------------------------------- state */
+
+typedef struct {
+    int used;
+    qref_prompt p;
+    int vision_from;            /* images before it have no embedding rows */
+    int rows_before;            /* placeholder rows of those images */
+} ref_prompt;
+
+typedef struct {
+    int used;
+    qref_cache c;
+    int32_t last;               /* the last token the sequence took in (-1: none) */
+    int refeed;                 /* refeed_last_token: restored, nothing fed since */
+} ref_seq;
+
+typedef struct {
+    int used;
+    qref_cache c;               /* the deep copy; unused for a shallow (view) snapshot */
+    int32_t last;
+    int view_of;                /* shallow_snapshot: the live sequence it views, else -1 */
+    int len;                    /* view: tokens at the snapshot */
+    int64_t delta;
+} ref_snap;
+
+typedef struct {
+    char *dir;
+    qref_model m;
+} ref_loaded;
+
+typedef struct {
+    lc_fault_set faults;
+    qref_faults qf;
+    int any_model_fault;
+    ref_loaded *pool;
+    int n_pool;
+    int cur;                    /* index into pool, -1 before the first load */
+    qref_model m;               /* shallow copy of the current model: faults and config plants */
+    ref_prompt *prompts;
+    int n_prompts;
+    ref_seq *seqs;
+    int n_seqs;
+    ref_snap *snaps;
+    int n_snaps;
+} ref_engine;
+
+static ref_engine *impl(lc_engine *e) { return e->impl; }
+
+static int efail(lc_engine *e, lc_error *err, int code, const char *op, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* One line: "engine logitcheck-reference: prefill: <what>". */
+static int efail(lc_engine *e, lc_error *err, int code, const char *op, const char *fmt, ...)
+{
+    char what[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    (void)e;
+    return lc_fail(err, code, "%s: %s", op, what);
+}
+
+/* A free slot of a table whose slots start with their `used` flag, growing the table by one
+ * zeroed slot when every slot is taken; -1 on out of memory. */
+static int slot_take(void **table, int *n, size_t size)
+{
+    for (int i = 0; i < *n; i++)
+        if (!*(const int *)((const char *)*table + (size_t)i * size))
+            return i;
+    void *t = realloc(*table, (size_t)(*n + 1) * size);
+    if (!t)
+        return -1;
+    memset((char *)t + (size_t)*n * size, 0, size);
+    *table = t;
+    return (*n)++;
+}
+
+#define TAKE(tab, n) slot_take((void **)&(tab), &(n), sizeof *(tab))
+
+static ref_prompt *get_prompt(ref_engine *r, int h) { return h >= 0 && h < r->n_prompts && r->prompts[h].used ? &r->prompts[h] : NULL; }
+static ref_seq *get_seq(ref_engine *r, int h) { return h >= 0 && h < r->n_seqs && r->seqs[h].used ? &r->seqs[h] : NULL; }
+static ref_snap *get_snap(ref_engine *r, int h) { return h >= 0 && h < r->n_snaps && r->snaps[h].used ? &r->snaps[h] : NULL; }
+
+static void release_all(ref_engine *r)
+{
+    for (int i = 0; i < r->n_prompts; i++)
+        qref_prompt_free(&r->prompts[i].p);
+    for (int i = 0; i < r->n_seqs; i++)
+        qref_cache_free(&r->seqs[i].c);
+    for (int i = 0; i < r->n_snaps; i++)
+        qref_cache_free(&r->snaps[i].c);
+    free(r->prompts);
+    free(r->seqs);
+    free(r->snaps);
+    r->prompts = NULL;
+    r->seqs = NULL;
+    r->snaps = NULL;
+    r->n_prompts = r->n_seqs = r->n_snaps = 0;
+}
+
+static int have_model(lc_engine *e, const char *op, lc_error *err)
+{
+    if (impl(e)->cur < 0)
+        return efail(e, err, LC_EINPUT, op, "no checkpoint loaded");
+    return LC_OK;
+}
+
+static double *to_double(double *dst, const qref_real *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = (double)src[i];
+    return dst;
+}
+
+/* ---------------------------------------------------------------- load */
+
+static int ref_load(lc_engine *e, const char *dir, lc_model_info *mi, lc_error *err)
+{
+    ref_engine *r = impl(e);
+    int k = -1;
+    for (int i = 0; i < r->n_pool; i++)
+        if (!strcmp(r->pool[i].dir, dir))
+            k = i;
+    if (k < 0) {
+        ref_loaded *p = realloc(r->pool, (size_t)(r->n_pool + 1) * sizeof *p);
+        if (!p)
+            return efail(e, err, LC_EINTERNAL, "load", "out of memory");
+        r->pool = p;
+        qref_error qe = {0};
+        memset(&p[r->n_pool], 0, sizeof *p);
+        if (qref_model_load(&p[r->n_pool].m, dir, &qe) != QREF_OK)
+            return lc_fail(err, LC_EINPUT, "%s", qe.msg);
+        p[r->n_pool].dir = strdup(dir);
+        if (!p[r->n_pool].dir) {
+            qref_model_free(&p[r->n_pool].m);
+            return efail(e, err, LC_EINTERNAL, "load", "out of memory");
+        }
+        k = r->n_pool++;
+    }
+    release_all(r);
+    r->cur = k;
+    r->m = r->pool[k].m; /* shallow: shares the weights; config and faults are this engine's */
+    r->m.faults = r->any_model_fault ? &r->qf : NULL;
+    if (r->faults.on[LC_FAULT_RMS_EPS])
+        r->m.cfg.rms_norm_eps = r->faults.value[LC_FAULT_RMS_EPS];
+    if (r->faults.on[LC_FAULT_ROPE_THETA_SCALE])
+        r->m.cfg.rope_theta *= r->faults.value[LC_FAULT_ROPE_THETA_SCALE];
+
+    const qref_config *c = &r->pool[k].m.cfg; /* what the checkpoint declares */
+    snprintf(mi->model_type, sizeof mi->model_type, "%s", c->model_type);
+    mi->vocab_size = c->vocab_size;
+    mi->hidden_size = c->hidden_size;
+    mi->num_layers = c->num_layers;
+    mi->has_vision = c->has_vision;
+    mi->image_token_id = c->image_token_id;
+    mi->video_token_id = c->video_token_id;
+    mi->vision_start_token_id = c->vision_start_token_id;
+    mi->vision_end_token_id = c->vision_end_token_id;
+    mi->rotary_dim = c->rotary_dim;
+    mi->rope_theta = c->rope_theta;
+    memcpy(mi->mrope_section, c->mrope_section, sizeof mi->mrope_section);
+    mi->mrope_interleaved = c->mrope_interleaved;
+    return LC_OK;
+}
+
+/* ---------------------------------------------------------------- prompts */
+
+static int count_images(const lc_prompt_in *in)
+{
+    int n = 0;
+    for (int s = 0; s < in->n_segs; s++)
+        n += in->segs[s].type == LC_PSEG_IMAGE;
+    return n;
+}
+
+/* Builds p from the expanded ids: vision over the images from vision_from on, their rows
+ * placed after `rows_before` zero rows (the images before run no vision). */
+static int build_partial(lc_engine *e, qref_prompt *p, const int32_t *ids, int n, const lc_image_set *imgs,
+                         const int (*grid)[3], int vision_from, int rows_before, lc_error *err)
+{
+    ref_engine *r = impl(e);
+    const int H = r->m.cfg.hidden_size;
+    qref_error qe = {0};
+    memset(p, 0, sizeof *p);
+    p->n = n;
+    p->n_images = imgs->n;
+    p->ids = malloc((size_t)n * sizeof *p->ids);
+    p->pos = malloc(3 * (size_t)n * sizeof *p->pos);
+    p->grid = calloc((size_t)imgs->n + 1, sizeof *p->grid);
+    if (!p->ids || !p->pos || !p->grid)
+        goto nomem;
+    memcpy(p->ids, ids, (size_t)n * sizeof *ids);
+    memcpy(p->grid, grid, (size_t)imgs->n * sizeof *grid);
+    if (qref_rope_index(&r->m.cfg, ids, n, (const int(*)[3])p->grid, imgs->n, p->pos, &p->delta, &qe) != QREF_OK)
+        goto fail;
+    int new_imgs = imgs->n - vision_from, n_new = 0;
+    int (*g2)[3] = calloc((size_t)new_imgs + 1, sizeof *g2);
+    qref_real *rows = NULL;
+    if (!g2)
+        goto nomem;
+    if (qref_images_embed(&r->m, imgs->images + vision_from, new_imgs, g2, &rows, &n_new, &qe) != QREF_OK) {
+        free(g2);
+        goto fail;
+    }
+    free(g2);
+    p->n_embeds = rows_before + n_new;
+    p->embeds = calloc(((size_t)p->n_embeds + 1) * H, sizeof *p->embeds);
+    if (!p->embeds) {
+        free(rows);
+        goto nomem;
+    }
+    memcpy(p->embeds + (size_t)rows_before * H, rows, (size_t)n_new * H * sizeof *rows);
+    free(rows);
+    return LC_OK;
+nomem:
+    qref_prompt_free(p);
+    return efail(e, err, LC_EINTERNAL, "prompt_open", "out of memory");
+fail:
+    qref_prompt_free(p);
+    return lc_fail(err, LC_EINPUT, "%s", qe.msg);
+}
+
+static int ref_prompt_open(lc_engine *e, const lc_prompt_in *in, lc_prompt_info *out, lc_error *err)
+{
+    ref_engine *r = impl(e);
+    int rc = have_model(e, "prompt_open", err);
+    if (rc)
+        return rc;
+    const qref_config *cfg = &r->m.cfg;
+    const int n_img = count_images(in);
+    lc_image_set imgs = {0};
+    const char **paths = calloc((size_t)n_img + 1, sizeof *paths);
+    int (*grid)[3] = calloc((size_t)n_img + 1, sizeof *grid);
+    int32_t *ids = NULL;
+    qref_error qe = {0};
+    int n = 0, rows_before = 0;
+    if (!paths || !grid) {
+        rc = efail(e, err, LC_EINTERNAL, "prompt_open", "out of memory");
+        goto done;
+    }
+    if (in->vision_from < 0 || in->vision_from > n_img) {
+        rc = efail(e, err, LC_EINPUT, "prompt_open", "vision_from %d outside the %d images", in->vision_from, n_img);
+        goto done;
+    }
+    for (int s = 0, k = 0; s < in->n_segs; s++)
+        if (in->segs[s].type == LC_PSEG_IMAGE)
+            paths[k++] = in->segs[s].image;
+    if ((rc = lc_image_set_load(&imgs, paths, n_img, err)))
+        goto done;
+    /* an image expands to vision_start, its placeholders, vision_end */
+    for (int k = 0; k < n_img; k++)
+        if (qref_image_grid(cfg, imgs.images[k].width, imgs.images[k].height, grid[k], &qe) != QREF_OK) {
+            rc = lc_fail(err, LC_EINPUT, "%s: %s", paths[k], qe.msg);
+            goto done;
+        }
+    for (int s = 0, k = 0; s < in->n_segs; s++)
+        n += in->segs[s].type == LC_PSEG_IDS ? in->segs[s].n_ids : qref_image_tokens(cfg, grid[k++]) + 2;
+    ids = malloc((size_t)(n ? n : 1) * sizeof *ids);
+    if (!ids) {
+        rc = efail(e, err, LC_EINTERNAL, "prompt_open", "out of memory");
+        goto done;
+    }
+    for (int s = 0, k = 0, o = 0; s < in->n_segs; s++) {
+        if (in->segs[s].type == LC_PSEG_IDS) {
+            memcpy(ids + o, in->segs[s].ids, (size_t)in->segs[s].n_ids * sizeof *ids);
+            o += in->segs[s].n_ids;
+            continue;
+        }
+        int t = qref_image_tokens(cfg, grid[k]);
+        if (k < in->vision_from)
+            rows_before += t;
+        ids[o++] = cfg->vision_start_token_id;
+        for (int i = 0; i < t; i++)
+            ids[o++] = cfg->image_token_id;
+        ids[o++] = cfg->vision_end_token_id;
+        k++;
+    }
+    int h = TAKE(r->prompts, r->n_prompts);
+    if (h < 0) {
+        rc = efail(e, err, LC_EINTERNAL, "prompt_open", "out of memory");
+        goto done;
+    }
+    ref_prompt *rp = &r->prompts[h];
+    memset(rp, 0, sizeof *rp);
+    if (in->vision_from == 0) {
+        if (qref_prompt_build(&rp->p, &r->m, ids, n, imgs.images, imgs.n, &qe) != QREF_OK) {
+            rc = lc_fail(err, LC_EINPUT, "%s", qe.msg);
+            goto done;
+        }
+    } else if ((rc = build_partial(e, &rp->p, ids, n, &imgs, (const int(*)[3])grid, in->vision_from, rows_before,
+                                   err))) {
+        goto done;
+    }
+    rp->used = 1;
+    rp->vision_from = in->vision_from;
+    rp->rows_before = rows_before;
+    const qref_prompt *p = &rp->p;
+    out->handle = h;
+    out->n = p->n;
+    out->rope_delta = p->delta;
+    out->n_images = p->n_images;
+    out->ids = malloc((size_t)p->n * sizeof *out->ids);
+    out->pos = malloc(3 * (size_t)p->n * sizeof *out->pos);
+    out->grid = p->n_images ? malloc((size_t)p->n_images * sizeof *out->grid) : NULL;
+    if (!out->ids || !out->pos || (p->n_images && !out->grid)) {
+        lc_prompt_info_free(out);
+        qref_prompt_free(&rp->p);
+        rp->used = 0;
+        rc = efail(e, err, LC_EINTERNAL, "prompt_open", "out of memory");
+        goto done;
+    }
+    memcpy(out->ids, p->ids, (size_t)p->n * sizeof *out->ids);
+    memcpy(out->pos, p->pos, 3 * (size_t)p->n * sizeof *out->pos);
+    if (p->n_images)
+        memcpy(out->grid, p->grid, (size_t)p->n_images * sizeof *out->grid);
+done:
+    free(ids);
+    free(paths);
+    free(grid);
+    lc_image_set_free(&imgs);
+    return rc;
+}
+
+static void ref_prompt_close(lc_engine *e, int h)
+{
+    ref_prompt *p = get_prompt(impl(e), h);
+    if (p) {
+        qref_prompt_free(&p->p);
+        p->used = 0;
+    }
+}
+
+/* ---------------------------------------------------------------- sequences */
+
+static int ref_seq_open(lc_engine *e, int *seq, lc_error *err)
+{
+    ref_engine *r = impl(e);
+    int rc = have_model(e, "seq_open", err);
+    if (rc)
+        return rc;
+    int h = TAKE(r->seqs, r->n_seqs);
+    qref_error qe = {0};
+    if (h < 0)
+        return efail(e, err, LC_EINTERNAL, "seq_open", "out of memory");
+    memset(&r->seqs[h], 0, sizeof r->seqs[h]);
+    if (qref_cache_init(&r->seqs[h].c, &r->m, &qe) != QREF_OK)
+        return lc_fail(err, LC_EINTERNAL, "seq_open: %s", qe.msg);
+    r->seqs[h].used = 1;
+    r->seqs[h].last = -1;
+    *seq = h;
+    return LC_OK;
+}
+
+static void ref_seq_close(lc_engine *e, int h)
+{
+    ref_seq *s = get_seq(impl(e), h);
+    if (s) {
+        qref_cache_free(&s->c);
+        s->used = 0;
+    }
+}
+
+static int placeholders(const qref_config *cfg, const int32_t *ids, int n)
+{
+    int k = 0;
+    for (int i = 0; cfg->has_vision && i < n; i++)
+        k += ids[i] == cfg->image_token_id;
+    return k;
+}
+
+static int ref_prefill(lc_engine *e, int seq, int prompt, int from, int to, const lc_prefill_out *out, lc_error *err)
+{
+    ref_engine *r = impl(e);
+    ref_seq *s = get_seq(r, seq);
+    ref_prompt *rp = get_prompt(r, prompt);
+    const qref_config *cfg = &r->m.cfg;
+    if (!s || !rp)
+        return efail(e, err, LC_EINPUT, "prefill", "no %s %d", s ? "prompt" : "sequence", s ? prompt : seq);
+    const qref_prompt *p = &rp->p;
+    if (from < 0 || to > p->n || from >= to)
+        return efail(e, err, LC_EINPUT, "prefill", "span [%d, %d) outside the prompt of %d tokens", from, to, p->n);
+    if (s->c.len != from)
+        return efail(e, err, LC_EINPUT, "prefill", "the sequence holds %d tokens, the span starts at %d", s->c.len,
+                     from);
+    const int n = to - from, V = cfg->vocab_size, H = cfg->hidden_size, NL = cfg->num_layers;
+    const int e0 = placeholders(cfg, p->ids, from), k = placeholders(cfg, p->ids + from, n);
+    if (k && e0 < rp->rows_before)
+        return efail(e, err, LC_EINPUT, "prefill", "span [%d, %d) covers an image that ran no vision (vision_from %d)",
+                     from, to, rp->vision_from);
+    const int want = out && out->logits && out->sel != LC_LOGITS_NONE;
+    qref_real *lg = want ? malloc((size_t)n * V * sizeof *lg) : NULL;
+    qref_real *hd = out && out->hidden ? malloc((size_t)(NL + 1) * n * H * sizeof *hd) : NULL;
+    int64_t *pos = malloc(3 * (size_t)n * sizeof *pos);
+    int rc = LC_OK;
+    if ((want && !lg) || (out && out->hidden && !hd) || !pos) {
+        rc = efail(e, err, LC_EINTERNAL, "prefill", "out of memory for %d tokens", n);
+        goto done;
+    }
+    for (int a = 0; a < 3; a++)
+        memcpy(pos + (size_t)a * n, p->pos + (size_t)a * p->n + from, (size_t)n * sizeof *pos);
+    s->c.rope_delta = p->delta;
+    qref_tokens in = {.ids = p->ids + from,
+                      .n = n,
+                      .pos = pos,
+                      .embeds = k ? p->embeds + (size_t)e0 * H : NULL,
+                      .n_embeds = k,
+                      .gdn_mode = out ? (int)out->gdn_mode : QREF_GDN_AUTO,
+                      .gdn_chunk = out ? out->gdn_chunk : 0};
+    qref_outputs o = {.logits = lg, .hidden = hd};
+    qref_error qe = {0};
+    if (qref_forward(&r->m, &s->c, &in, &o, &qe) != QREF_OK) {
+        rc = lc_fail(err, LC_EINPUT, "prefill: %s", qe.msg);
+        goto done;
+    }
+    if (r->faults.on[LC_FAULT_STALE_ROPE_DELTA])
+        s->c.rope_delta = 0;
+    s->last = p->ids[to - 1];
+    s->refeed = 0;
+    if (want && out->sel == LC_LOGITS_ALL)
+        to_double(out->logits, lg, (size_t)n * V);
+    else if (want)
+        to_double(out->logits, lg + (size_t)(n - 1) * V, (size_t)V);
+    if (hd)
+        to_double(out->hidden, hd, (size_t)(NL + 1) * n * H);
+done:
+    free(lg);
+    free(hd);
+    free(pos);
+    return rc;
+}
+
+/* One token through the cache; logits (V) as qref_real into lg, or NULL. */
+static int feed(ref_engine *r, ref_seq *s, int32_t token, qref_real *lg, qref_error *qe)
+{
+    qref_tokens in = {.ids = &token, .n = 1};
+    qref_outputs o = {.logits = lg};
+    if (qref_forward(&r->m, &s->c, &in, &o, qe) != QREF_OK)
+        return -1;
+    s->last = token;
+    return 0;
+}
+
+static int ref_decode(lc_engine *e, int seq, int32_t token, double *logits, lc_error *err)
+{
+    ref_engine *r = impl(e);
+    ref_seq *s = get_seq(r, seq);
+    if (!s)
+        return efail(e, err, LC_EINPUT, "decode", "no sequence %d", seq);
+    const int V = r->m.cfg.vocab_size;
+    qref_real *lg = logits ? malloc((size_t)V * sizeof *lg) : NULL;
+    qref_error qe = {0};
+    int rc = LC_OK;
+    if (logits && !lg)
+        return efail(e, err, LC_EINTERNAL, "decode", "out of memory");
+    /* planted: a restored sequence takes its last token in again before the new one */
+    if (s->refeed && s->last >= 0 && feed(r, s, s->last, NULL, &qe))
+        rc = lc_fail(err, LC_EINPUT, "decode: %s", qe.msg);
+    s->refeed = 0;
+    if (!rc && feed(r, s, token, lg, &qe))
+        rc = lc_fail(err, LC_EINPUT, "decode: %s", qe.msg);
+    if (!rc && logits)
+        to_double(logits, lg, (size_t)V);
+    free(lg);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- snapshots */
+
+static int ref_snapshot(lc_engine *e, int seq, int *snap, lc_error *err)
+{
+    ref_engine *r = impl(e);
+    ref_seq *s = get_seq(r, seq);
+    if (!s)
+        return efail(e, err, LC_EINPUT, "snapshot", "no sequence %d", seq);
+    int h = TAKE(r->snaps, r->n_snaps);
+    if (h < 0)
+        return efail(e, err, LC_EINTERNAL, "snapshot", "out of memory");
+    ref_snap *sn = &r->snaps[h];
+    memset(sn, 0, sizeof *sn);
+    sn->last = s->last;
+    sn->view_of = -1;
+    sn->len = s->c.len;
+    sn->delta = s->c.rope_delta;
+    if (r->faults.on[LC_FAULT_SHALLOW_SNAPSHOT]) {
+        sn->view_of = seq; /* planted: no copy, the live sequence's memory */
+    } else {
+        qref_error qe = {0};
+        if (qref_cache_clone(&sn->c, &s->c, &qe) != QREF_OK)
+            return lc_fail(err, LC_EINTERNAL, "snapshot: %s", qe.msg);
+    }
+    sn->used = 1;
+    *snap = h;
+    return LC_OK;
+}
+
+static int ref_restore(lc_engine *e, int snap, int *seq, lc_error *err)
+{
+    ref_engine *r = impl(e);
+    ref_snap *sn = get_snap(r, snap);
+    if (!sn)
+        return efail(e, err, LC_EINPUT, "restore", "no snapshot %d", snap);
+    const qref_cache *src = &sn->c;
+    if (sn->view_of >= 0) {
+        ref_seq *live = get_seq(r, sn->view_of);
+        if (!live)
+            return efail(e, err, LC_EENGINE, "restore", "snapshot %d viewed sequence %d, which is closed", snap,
+                         sn->view_of);
+        src = &live->c;
+    }
+    int h = TAKE(r->seqs, r->n_seqs);
+    if (h < 0)
+        return efail(e, err, LC_EINTERNAL, "restore", "out of memory");
+    sn = get_snap(r, snap);
+    if (sn->view_of >= 0)
+        src = &r->seqs[sn->view_of].c; /* the table may have moved */
+    ref_seq *s = &r->seqs[h];
+    qref_error qe = {0};
+    memset(s, 0, sizeof *s);
+    if (qref_cache_clone(&s->c, src, &qe) != QREF_OK)
+        return lc_fail(err, LC_EINTERNAL, "restore: %s", qe.msg);
+    /* a view sees the live memory as it is now, with the length and delta it had */
+    s->c.len = sn->len;
+    s->c.rope_delta = sn->delta;
+    s->used = 1;
+    s->last = sn->last;
+    s->refeed = r->faults.on[LC_FAULT_REFEED_LAST_TOKEN];
+    *seq = h;
+    return LC_OK;
+}
+
+static void ref_snap_release(lc_engine *e, int h)
+{
+    ref_snap *sn = get_snap(impl(e), h);
+    if (sn) {
+        qref_cache_free(&sn->c);
+        sn->used = 0;
+    }
+}
+
+/* ---------------------------------------------------------------- batches */
+
+static int ref_batch_prefill(lc_engine *e, const int *seqs, const int *prompts, int B, int from, int to,
+                             double *logits, lc_error *err)
+{
+    ref_engine *r = impl(e);
+    const int V = r->m.cfg.vocab_size;
+    qref_prompt *rows = calloc((size_t)B + 1, sizeof *rows);
+    qref_cache **caches = calloc((size_t)B + 1, sizeof *caches);
+    qref_padded pad = {0};
+    qref_real *lg = NULL;
+    qref_error qe = {0};
+    int rc = LC_OK;
+    if (!rows || !caches) {
+        rc = efail(e, err, LC_EINTERNAL, "batch_prefill", "out of memory");
+        goto done;
+    }
+    for (int b = 0; b < B; b++) {
+        ref_seq *s = get_seq(r, seqs[b]);
+        ref_prompt *rp = get_prompt(r, prompts[b]);
+        if (!s || !rp) {
+            rc = efail(e, err, LC_EINPUT, "batch_prefill", "row %d: no %s", b, s ? "prompt" : "sequence");
+            goto done;
+        }
+        if (rp->vision_from > 0) {
+            rc = efail(e, err, LC_EINPUT, "batch_prefill", "row %d: a prompt with vision_from > 0", b);
+            goto done;
+        }
+        rows[b] = rp->p; /* views: the padded layout borrows them */
+        caches[b] = &s->c;
+    }
+    if (qref_padded_build(&pad, rows, B, 0, &qe) != QREF_OK) {
+        rc = lc_fail(err, LC_EINPUT, "batch_prefill: %s", qe.msg);
+        goto done;
+    }
+    if (from < 0 || to > pad.L || from >= to) {
+        rc = efail(e, err, LC_EINPUT, "batch_prefill", "columns [%d, %d) outside the batch of %d", from, to, pad.L);
+        goto done;
+    }
+    for (int b = 0; b < B; b++) {
+        int held = from - (pad.L - rows[b].n);
+        held = held > 0 ? held : 0;
+        if (r->faults.on[LC_FAULT_PAD_INTO_ATTENTION])
+            held = from; /* planted: the pads went into the cache too */
+        if (caches[b]->len != held) {
+            rc = efail(e, err, LC_EINPUT, "batch_prefill", "row %d holds %d tokens, expected %d before column %d", b,
+                       caches[b]->len, held, from);
+            goto done;
+        }
+    }
+    lg = logits ? malloc((size_t)B * (to - from) * V * sizeof *lg) : NULL;
+    if (logits && !lg) {
+        rc = efail(e, err, LC_EINTERNAL, "batch_prefill", "out of memory");
+        goto done;
+    }
+    if (qref_padded_prefill(&r->m, caches, &pad, from, to, lg, &qe) != QREF_OK) {
+        rc = lc_fail(err, LC_EINPUT, "batch_prefill: %s", qe.msg);
+        goto done;
+    }
+    for (int b = 0; b < B; b++) {
+        ref_seq *s = get_seq(r, seqs[b]);
+        if (r->faults.on[LC_FAULT_STALE_ROPE_DELTA])
+            s->c.rope_delta = 0;
+        int last = to - 1 - (pad.L - rows[b].n);
+        if (last >= 0)
+            s->last = rows[b].ids[last];
+        s->refeed = 0;
+    }
+    if (logits)
+        to_double(logits, lg, (size_t)B * (to - from) * V);
+done:
+    qref_padded_free(&pad);
+    free(rows);
+    free(caches);
+    free(lg);
+    return rc;
+}
+
+static int ref_batch_decode(lc_engine *e, const int *seqs, const int32_t *tokens, int B, double *logits,
+                            lc_error *err)
+{
+    ref_engine *r = impl(e);
+    const int V = r->m.cfg.vocab_size;
+    qref_cache **caches = calloc((size_t)B + 1, sizeof *caches);
+    qref_real *lg = logits ? malloc((size_t)B * V * sizeof *lg) : NULL;
+    qref_error qe = {0};
+    int rc = LC_OK;
+    if (!caches || (logits && !lg)) {
+        rc = efail(e, err, LC_EINTERNAL, "batch_decode", "out of memory");
+        goto done;
+    }
+    for (int b = 0; b < B; b++) {
+        ref_seq *s = get_seq(r, seqs[b]);
+        if (!s) {
+            rc = efail(e, err, LC_EINPUT, "batch_decode", "row %d: no sequence %d", b, seqs[b]);
+            goto done;
+        }
+        caches[b] = &s->c;
+    }
+    qref_batch in = {.B = B, .L = 1, .ids = tokens};
+    qref_outputs o = {.logits = lg};
+    if (qref_forward_batch(&r->m, caches, &in, &o, &qe) != QREF_OK) {
+        rc = lc_fail(err, LC_EINPUT, "batch_decode: %s", qe.msg);
+        goto done;
+    }
+    for (int b = 0; b < B; b++) {
+        get_seq(r, seqs[b])->last = tokens[b];
+        get_seq(r, seqs[b])->refeed = 0;
+    }
+    if (logits)
+        to_double(logits, lg, (size_t)B * V);
+done:
+    free(caches);
+    free(lg);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- taps */
+
+/* For each GDN layer its conv then recurrent state, for each attention layer K then V. */
+static int ref_state(lc_engine *e, int seq, lc_state *out, lc_error *err)
+{
+    ref_seq *s = get_seq(impl(e), seq);
+    if (!s)
+        return efail(e, err, LC_EINPUT, "state", "no sequence %d", seq);
+    const qref_cache *c = &s->c;
+    size_t total = 0;
+    for (int l = 0; l < c->num_layers; l++)
+        total += c->conv[l] ? (size_t)c->conv_len * c->conv_channels + c->rec_size : 2 * (size_t)c->len * c->kv_row;
+    out->data = malloc((total ? total : 1) * sizeof *out->data);
+    if (!out->data)
+        return efail(e, err, LC_EINTERNAL, "state", "out of memory");
+    double *p = out->data;
+    for (int l = 0; l < c->num_layers; l++) {
+        if (c->conv[l]) {
+            size_t cn = (size_t)c->conv_len * c->conv_channels;
+            p = to_double(p, c->conv[l], cn) + cn;
+            p = to_double(p, c->rec[l], (size_t)c->rec_size) + c->rec_size;
+        } else {
+            size_t kn = (size_t)c->len * c->kv_row;
+            p = to_double(p, c->k[l], kn) + kn;
+            p = to_double(p, c->v[l], kn) + kn;
+        }
+    }
+    out->n = total;
+    out->len = c->len;
+    return LC_OK;
+}
+
+static int ref_vision(lc_engine *e, int prompt, double **embeds, int *rows, lc_error *err)
+{
+    ref_engine *r = impl(e);
+    ref_prompt *rp = get_prompt(r, prompt);
+    if (!rp)
+        return efail(e, err, LC_EINPUT, "vision", "no prompt %d", prompt);
+    const int H = r->m.cfg.hidden_size, n = rp->p.n_embeds - rp->rows_before;
+    *embeds = malloc(((size_t)n * H + 1) * sizeof **embeds);
+    if (!*embeds)
+        return efail(e, err, LC_EINTERNAL, "vision", "out of memory");
+    to_double(*embeds, rp->p.embeds + (size_t)rp->rows_before * H, (size_t)n * H);
+    *rows = n;
+    return LC_OK;
+}
+
+static int ref_rope(lc_engine *e, const int64_t *pos, int n, double *out, lc_error *err)
+{
+    ref_engine *r = impl(e);
+    int rc = have_model(e, "rope", err);
+    if (rc)
+        return rc;
+    const int half = r->m.cfg.rotary_dim / 2;
+    qref_real *cs = malloc(((size_t)n * half * 2 + 1) * sizeof *cs);
+    if (!cs)
+        return efail(e, err, LC_EINTERNAL, "rope", "out of memory");
+    qref_rotary(&r->m, pos, n, cs, cs + (size_t)n * half);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < half; j++) {
+            out[(size_t)i * 2 * half + j] = (double)cs[(size_t)i * half + j];
+            out[(size_t)i * 2 * half + half + j] = (double)cs[(size_t)n * half + (size_t)i * half + j];
+        }
+    free(cs);
+    return LC_OK;
+}
+
+/* ---------------------------------------------------------------- life cycle */
+
+static int ref_reset(lc_engine *e, lc_error *err)
+{
+    (void)err;
+    release_all(impl(e));
+    return LC_OK;
+}
+
+static void ref_destroy(lc_engine *e)
+{
+    ref_engine *r = impl(e);
+    if (r) {
+        release_all(r);
+        for (int i = 0; i < r->n_pool; i++) {
+            free(r->pool[i].dir);
+            qref_model_free(&r->pool[i].m);
+        }
+        free(r->pool);
+        free(r);
+    }
+    free(e);
+}
+
+static const lc_engine_ops ref_ops = {
+    .load = ref_load,
+    .prompt_open = ref_prompt_open,
+    .prompt_close = ref_prompt_close,
+    .seq_open = ref_seq_open,
+    .seq_close = ref_seq_close,
+    .prefill = ref_prefill,
+    .decode = ref_decode,
+    .snapshot = ref_snapshot,
+    .restore = ref_restore,
+    .snap_release = ref_snap_release,
+    .batch_prefill = ref_batch_prefill,
+    .batch_decode = ref_batch_decode,
+    .state = ref_state,
+    .vision = ref_vision,
+    .rope = ref_rope,
+    .restart = ref_reset, /* nothing outlives a failure in process but the handles */
+    .destroy = ref_destroy,
+    .reset = ref_reset,
+};
+
+int lc_engine_ref_new(lc_engine **out, const struct lc_fault_set *faults, lc_error *err)
+{
+    lc_engine *e = calloc(1, sizeof *e);
+    ref_engine *r = calloc(1, sizeof *r);
+    *out = NULL;
+    if (!e || !r) {
+        free(e);
+        free(r);
+        return lc_fail(err, LC_EINTERNAL, "out of memory for the reference engine");
+    }
+    r->cur = -1;
+    if (faults)
+        r->faults = *faults;
+    const lc_fault_set *f = &r->faults;
+    r->qf.pad_into_conv = f->on[LC_FAULT_PAD_INTO_CONV];
+    r->qf.pad_into_gdn = f->on[LC_FAULT_PAD_INTO_GDN];
+    r->qf.pad_into_attention = f->on[LC_FAULT_PAD_INTO_ATTENTION];
+    r->qf.row0_delta = f->on[LC_FAULT_ROW0_DELTA];
+    r->qf.rope_pairs_adjacent = f->on[LC_FAULT_ROPE_PAIRS_ADJACENT];
+    r->qf.post_norm_eps_scale = f->on[LC_FAULT_POST_NORM_EPS_X10] ? 10.0 : 0.0;
+    r->qf.gdn_norm_eps_scale = f->on[LC_FAULT_GDN_NORM_EPS_X10] ? 10.0 : 0.0;
+    r->qf.moe_no_renorm = f->on[LC_FAULT_MOE_NO_RENORM];
+    /* MODEL plants reach the forward pass through qf; the rest act here */
+#define LC__FAULT_IS_MODEL_MODEL 1
+#define LC__FAULT_IS_MODEL_ENGINE 0
+#define LC__FAULT_IS_MODEL_CONFIG 0
+#define LC__FAULT_MODEL_ON(id, name, arg, where, help) r->any_model_fault |= LC__FAULT_IS_MODEL_##where && f->on[LC_FAULT_##id];
+    LC_FAULT_MAP(LC__FAULT_MODEL_ON)
+#undef LC__FAULT_MODEL_ON
+    e->ops = &ref_ops;
+    e->impl = r;
+    lc_engine_info *i = &e->info;
+    snprintf(i->name, sizeof i->name, "logitcheck-reference");
+    snprintf(i->version, sizeof i->version, "%s", LC_VERSION);
+#if defined(QREF_PRECISION_F64)
+    i->precision = LC_EPREC_F64;
+#else
+    i->precision = LC_EPREC_F32;
+#endif
+    size_t off = (size_t)snprintf(i->detail, sizeof i->detail, "in process, %s build", QREF_PRECISION_NAME);
+    for (int k = 0; k < LC_FAULT_COUNT && off < sizeof i->detail; k++)
+        if (f->on[k])
+            off += (size_t)snprintf(i->detail + off, sizeof i->detail - off, ", planted %s", lc_fault_name((lc_fault)k));
+    for (int c = 0; c < LC_CAP_COUNT; c++)
+        i->caps |= 1u << c;
+    *out = e;
+    return LC_OK;
+}

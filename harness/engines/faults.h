@@ -1,0 +1,63 @@
+/*
+ * Planted bugs of the in-process reference engine: the one table that drives
+ * `logitcheck run --inject`, its usage text, the engine (engines/engine_ref.c) and the
+ * sensitivity tests (tests/test_sensitivity.c, which fails when a row of this table has no
+ * case proven to catch it).
+ *
+ * Columns: id, name on the command line, what the plant takes (NONE: a switch; VALUE: a
+ * number, written name=X), where it lands (MODEL: the forward pass, through the reference
+ * engine's fault struct; ENGINE: the in-process engine's own sequence and snapshot handling;
+ * CONFIG: a configuration value the forward pass reads), and the help text.
+ * New plants are new rows; nothing else in the harness lists fault names.
+ */
+#ifndef LC_FAULTS_H
+#define LC_FAULTS_H
+
+#include <stdio.h>
+
+#include "lc_error.h"
+
+#define LC_FAULT_MAP(X)                                                                                      \
+    X(PAD_INTO_CONV, "pad_into_conv", NONE, MODEL, "pad tokens enter the GDN conv window")                  \
+    X(PAD_INTO_GDN, "pad_into_gdn", NONE, MODEL, "pad tokens enter the GDN conv and recurrent state")       \
+    X(PAD_INTO_ATTENTION, "pad_into_attention", NONE, MODEL, "pad tokens are stored in the KV cache and attended") \
+    X(ROW0_DELTA, "row0_delta", NONE, MODEL, "every batch row decodes with row 0's rope delta")             \
+    X(ROPE_PAIRS_ADJACENT, "rope_pairs_adjacent", NONE, MODEL, "rotary pairs (2i, 2i+1) instead of rotate-half") \
+    X(STALE_ROPE_DELTA, "stale_rope_delta", NONE, ENGINE, "decode ignores the prompt's rope delta")         \
+    X(SHALLOW_SNAPSHOT, "shallow_snapshot", NONE, ENGINE, "a snapshot is a view of the live sequence, not a copy") \
+    X(REFEED_LAST_TOKEN, "refeed_last_token", NONE, ENGINE,                                                 \
+      "decoding right after a restore feeds the last prompt token again")                                   \
+    X(RMS_EPS, "rms_eps", VALUE, CONFIG, "every decoder RMSNorm uses epsilon X instead of the config's")    \
+    X(POST_NORM_EPS_X10, "post_norm_eps_x10", NONE, MODEL, "the post-attention RMSNorm's epsilon is 10x too large") \
+    X(GDN_NORM_EPS_X10, "gdn_norm_eps_x10", NONE, MODEL, "the GDN gated RMSNorm's epsilon is 10x too large") \
+    X(ROPE_THETA_SCALE, "rope_theta_scale", VALUE, CONFIG, "the text rotary theta is multiplied by X (1.01: 1% off)") \
+    X(MOE_NO_RENORM, "moe_no_renorm", NONE, MODEL, "MoE top-k routing weights are not renormalised")
+
+typedef enum {
+#define LC__FAULT_ENUM(id, name, arg, where, help) LC_FAULT_##id,
+    LC_FAULT_MAP(LC__FAULT_ENUM)
+#undef LC__FAULT_ENUM
+    LC_FAULT_COUNT
+} lc_fault;
+
+/* The planted bugs of one engine: on[f] set, value[f] its number for VALUE plants. A zeroed
+ * set is a correct engine. */
+struct lc_fault_set {
+    int on[LC_FAULT_COUNT];
+    double value[LC_FAULT_COUNT];
+};
+typedef struct lc_fault_set lc_fault_set;
+
+const char *lc_fault_name(lc_fault f);     /* "pad_into_conv"...; "unknown" out of range */
+const char *lc_fault_help(lc_fault f);
+int lc_fault_takes_value(lc_fault f);      /* 1 for VALUE plants (name=X) */
+
+/* Adds one plant written as on the command line ("pad_into_conv", "rms_eps=1e-5"). An unknown
+ * name, a missing or non-positive value, or a value given to a switch is LC_EINPUT with a
+ * one-line message naming the spec. */
+int lc_fault_parse(lc_fault_set *s, const char *spec, lc_error *err);
+
+/* The plants' names and help, one per line, each prefixed by indent (for usage texts). */
+void lc_fault_usage(FILE *to, const char *indent);
+
+#endif /* LC_FAULTS_H */

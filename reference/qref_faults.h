@@ -1,0 +1,24 @@
+/*
+ * Deliberate engine bugs of the reference engine, for proving that the suite catches them.
+ * Not part of the engine's API (qref.h): only the in-process engine of the harness
+ * (harness/engines/engine_ref.c, driven by its fault table harness/engines/faults.h) and the
+ * engine's own sources include this header. A model reaches its faults through
+ * qref_model.faults, which the loader leaves NULL (no fault).
+ */
+#ifndef QREF_FAULTS_H
+#define QREF_FAULTS_H
+
+struct qref_faults {
+    int pad_into_conv;          /* pad tokens enter the GDN conv window (not the recurrent state) */
+    int pad_into_gdn;           /* pad tokens enter the GDN conv and recurrent state */
+    int pad_into_attention;     /* pad tokens are stored in the KV cache and attended */
+    int row0_delta;             /* every batch row uses row 0's MRoPE delta */
+    int rope_pairs_adjacent;    /* rotary pairs (2i, 2i+1) instead of rotate-half (i, i+R/2) */
+    double post_norm_eps_scale; /* > 0: the post-attention RMSNorm's epsilon times this */
+    double gdn_norm_eps_scale;  /* > 0: the GDN gated RMSNorm's epsilon times this */
+    int moe_no_renorm;          /* MoE: the top-k routing weights are not renormalised */
+};
+
+typedef struct qref_faults qref_faults;
+
+#endif /* QREF_FAULTS_H */

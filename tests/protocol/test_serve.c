@@ -1,0 +1,197 @@
+/*
+ * `logitcheck serve` through the protocol client equals the in-process reference engine bit
+ * for bit, operation by operation, on the tiny dense and MoE checkpoints: an image prompt's
+ * ids, positions and rope delta; one-shot and chunked prefill logits and hidden taps; decode;
+ * snapshot/restore; a left-padded batch (pads NaN on both sides); state; vision; rope. A
+ * refused request comes back as the in-process engine's LC_EINPUT, and serve exits cleanly
+ * (no child left) when the client goes.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <check.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "check_main.h"
+#include "lc_engine.h"
+
+#ifndef LOGITCHECK
+#error "LOGITCHECK must name the logitcheck executable"
+#endif
+
+static const char *const ckpts[] = {LC_SOURCE_DIR "/golden/tiny-dense", LC_SOURCE_DIR "/golden/tiny-moe"};
+
+/* a == b as bytes, NaN equal to NaN (batch pads) */
+static int same(const double *a, const double *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!(isnan(a[i]) && isnan(b[i])) && memcmp(&a[i], &b[i], sizeof a[i]))
+            return 0;
+    return 1;
+}
+
+typedef struct {
+    lc_prompt_info pi, pt;
+    double *all, *hidden, *chunk, *dec, *dec2, *batch, *bdec, *vis, *rope;
+    lc_state st;
+    int vis_rows, V, H, R;
+    size_t n_all, n_hidden, n_batch;
+} run_out;
+
+static void run_free(run_out *o)
+{
+    lc_prompt_info_free(&o->pi);
+    lc_prompt_info_free(&o->pt);
+    free(o->all), free(o->hidden), free(o->chunk), free(o->dec), free(o->dec2), free(o->batch), free(o->bdec);
+    free(o->vis), free(o->rope);
+    lc_state_free(&o->st);
+}
+
+#define OK(call) ck_assert_msg((call) == LC_OK, "%s: %s", #call, err.msg)
+
+static void run_all(lc_engine *e, const char *ckpt, run_out *o)
+{
+    lc_error err = {0};
+    lc_model_info mi;
+    char img[600];
+    snprintf(img, sizeof img, "%s/img_a.png", ckpt);
+    OK(lc_engine_load(e, ckpt, &mi, &err));
+    OK(lc_engine_reset(e, &err));
+    const int V = mi.vocab_size, H = mi.hidden_size, L = mi.num_layers;
+    o->V = V, o->H = H, o->R = mi.rotary_dim;
+    int32_t a[] = {902, 925, 888, 517, 416}, b[] = {201, 160, 308, 88, 209, 917, 152, 23}, t[] = {30, 396, 848, 267};
+    lc_pseg segs[3] = {{LC_PSEG_IDS, a, 5, NULL}, {LC_PSEG_IMAGE, NULL, 0, img}, {LC_PSEG_IDS, b, 8, NULL}};
+    lc_pseg tseg = {LC_PSEG_IDS, t, 4, NULL};
+    lc_prompt_in in = {segs, 3, 0}, tin = {&tseg, 1, 0};
+    OK(lc_engine_prompt_open(e, &in, &o->pi, &err));
+    OK(lc_engine_prompt_open(e, &tin, &o->pt, &err));
+    const int N = o->pi.n;
+    o->n_all = (size_t)N * V;
+    o->n_hidden = (size_t)(L + 1) * N * H;
+    o->all = malloc(o->n_all * sizeof(double));
+    o->hidden = malloc(o->n_hidden * sizeof(double));
+    o->chunk = malloc(o->n_all * sizeof(double));
+    o->dec = malloc((size_t)V * sizeof(double));
+    o->dec2 = malloc((size_t)V * sizeof(double));
+    o->n_batch = (size_t)2 * N * V;
+    o->batch = malloc(o->n_batch * sizeof(double));
+    o->bdec = malloc((size_t)2 * V * sizeof(double));
+    o->rope = malloc((size_t)N * mi.rotary_dim * sizeof(double) + 8);
+    int s1, s2, s3, snap, b1, b2;
+    lc_prefill_out one = {.sel = LC_LOGITS_ALL, .logits = o->all, .hidden = o->hidden};
+    OK(lc_engine_seq_open(e, &s1, &err));
+    OK(lc_engine_prefill(e, s1, o->pi.handle, 0, N, &one, &err));
+    /* chunks of 5 through the image */
+    OK(lc_engine_seq_open(e, &s2, &err));
+    for (int f = 0; f < N; f += 5) {
+        int to = f + 5 < N ? f + 5 : N;
+        lc_prefill_out part = {.sel = LC_LOGITS_ALL, .logits = o->chunk + (size_t)f * V};
+        OK(lc_engine_prefill(e, s2, o->pi.handle, f, to, &part, &err));
+    }
+    OK(lc_engine_snapshot(e, s1, &snap, &err));
+    OK(lc_engine_decode(e, s1, 77, o->dec, &err));
+    OK(lc_engine_restore(e, snap, &s3, &err));
+    OK(lc_engine_decode(e, s3, 77, o->dec2, &err));
+    OK(lc_engine_state(e, s3, &o->st, &err));
+    OK(lc_engine_vision(e, o->pi.handle, &o->vis, &o->vis_rows, &err));
+    OK(lc_engine_rope(e, o->pi.pos, N, o->rope, &err));
+    int seqs[2], prompts[2] = {o->pi.handle, o->pt.handle};
+    int32_t toks[2] = {5, 6};
+    OK(lc_engine_seq_open(e, &b1, &err));
+    OK(lc_engine_seq_open(e, &b2, &err));
+    seqs[0] = b1, seqs[1] = b2;
+    OK(lc_engine_batch_prefill(e, seqs, prompts, 2, 0, N, o->batch, &err));
+    OK(lc_engine_batch_decode(e, seqs, toks, 2, o->bdec, &err));
+    /* a refusal: a span that does not continue the sequence */
+    lc_prefill_out none = {.sel = LC_LOGITS_NONE};
+    ck_assert_int_eq(lc_engine_prefill(e, s1, o->pi.handle, 2, 4, &none, &err), LC_EINPUT);
+    lc_engine_snap_release(e, snap);
+    lc_engine_seq_close(e, s1), lc_engine_seq_close(e, s2), lc_engine_seq_close(e, s3);
+    lc_engine_seq_close(e, b1), lc_engine_seq_close(e, b2);
+    lc_engine_prompt_close(e, o->pi.handle);
+    lc_engine_prompt_close(e, o->pt.handle);
+}
+
+START_TEST(test_serve_equals_in_process)
+{
+    const char *ckpt = ckpts[_i];
+    lc_engine *ref = NULL, *srv = NULL;
+    lc_error err = {0};
+    OK(lc_engine_ref_new(&ref, NULL, &err));
+    OK(lc_engine_proc_new(&srv, LOGITCHECK " serve", 60, NULL, &err));
+    ck_assert_str_eq(srv->info.name, ref->info.name);
+    ck_assert_int_eq(srv->info.precision, ref->info.precision);
+    ck_assert_uint_eq(srv->info.caps, ref->info.caps);
+    run_out a = {0}, b = {0};
+    run_all(ref, ckpt, &a);
+    run_all(srv, ckpt, &b);
+    ck_assert_int_eq(a.pi.n, b.pi.n);
+    ck_assert_int_eq(a.pi.n_images, 1);
+    ck_assert_int_eq(b.pi.n_images, 1);
+    ck_assert_mem_eq(a.pi.grid, b.pi.grid, sizeof *a.pi.grid);
+    ck_assert_mem_eq(a.pi.ids, b.pi.ids, (size_t)a.pi.n * sizeof *a.pi.ids);
+    ck_assert_mem_eq(a.pi.pos, b.pi.pos, (size_t)3 * a.pi.n * sizeof *a.pi.pos);
+    ck_assert_int_eq((int)a.pi.rope_delta, (int)b.pi.rope_delta);
+    ck_assert_msg(same(a.all, b.all, a.n_all), "one-shot logits differ");
+    ck_assert_msg(same(a.hidden, b.hidden, a.n_hidden), "hidden taps differ");
+    ck_assert_msg(same(a.chunk, b.chunk, a.n_all), "chunked logits differ");
+    ck_assert_msg(same(a.dec, b.dec, (size_t)a.V), "decode logits differ");
+    ck_assert_msg(same(a.dec2, b.dec2, (size_t)a.V), "restored decode logits differ");
+    ck_assert_msg(same(a.batch, b.batch, a.n_batch), "batch logits differ");
+    ck_assert_msg(isnan(b.batch[(size_t)a.pi.n * a.V]), "a batch pad is not NaN");
+    ck_assert_msg(same(a.bdec, b.bdec, (size_t)2 * a.V), "batch decode logits differ");
+    ck_assert_int_eq(a.st.len, b.st.len);
+    ck_assert_uint_eq(a.st.n, b.st.n);
+    ck_assert_msg(same(a.st.data, b.st.data, a.st.n), "states differ");
+    ck_assert_int_eq(a.vis_rows, b.vis_rows);
+    ck_assert_msg(same(a.vis, b.vis, (size_t)a.vis_rows * a.H), "vision embeddings differ");
+    ck_assert_msg(same(a.rope, b.rope, (size_t)a.pi.n * a.R), "rope taps differ");
+    run_free(&a);
+    run_free(&b);
+    lc_engine_free(ref);
+    lc_engine_free(srv);
+    errno = 0;
+    ck_assert_msg(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD, "a child process is left");
+}
+END_TEST
+
+START_TEST(test_serve_refuses_bad_input)
+{
+    lc_engine *srv = NULL;
+    lc_error err = {0};
+    lc_model_info mi;
+    OK(lc_engine_proc_new(&srv, LOGITCHECK " serve", 60, NULL, &err));
+    ck_assert_int_eq(lc_engine_load(srv, LC_SOURCE_DIR "/no/such/checkpoint", &mi, &err), LC_EINPUT);
+    ck_assert_msg(strstr(err.msg, "engine '" LOGITCHECK " serve': load (request 1) refused: ") &&
+                      strstr(err.msg, "no/such/checkpoint"),
+                  "%s", err.msg);
+    OK(lc_engine_load(srv, ckpts[0], &mi, &err));
+    lc_pseg seg = {LC_PSEG_IMAGE, NULL, 0, LC_SOURCE_DIR "/no-such.png"};
+    lc_prompt_in in = {&seg, 1, 0};
+    lc_prompt_info pi = {0};
+    ck_assert_int_eq(lc_engine_prompt_open(srv, &in, &pi, &err), LC_EINPUT);
+    ck_assert_msg(strstr(err.msg, "prompt_open (request 3) refused: ") && strstr(err.msg, "no-such.png"), "%s",
+                  err.msg);
+    lc_engine_free(srv);
+}
+END_TEST
+
+static Suite *serve_suite(void)
+{
+    Suite *s = suite_create("serve");
+    TCase *tc = tcase_create("serve");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, test_serve_equals_in_process, 0, 2);
+    tcase_add_test(tc, test_serve_refuses_bad_input);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return lc_check_run(serve_suite());
+}
