@@ -233,6 +233,11 @@ int lc_h5_read_attr_str(const lc_h5 *f, const char *obj, const char *attr, char 
     return rc;
 }
 
+int lc_h5_attr_exists(const lc_h5 *f, const char *obj, const char *attr)
+{
+    return H5Aexists_by_name((hid_t)f->id, obj, attr, H5P_DEFAULT) > 0;
+}
+
 int lc_h5_read_attr_f64(const lc_h5 *f, const char *obj, const char *attr, double *out, lc_error *err)
 {
     if (H5Aexists_by_name((hid_t)f->id, obj, attr, H5P_DEFAULT) <= 0)

@@ -153,16 +153,18 @@ typedef struct {
     int n_want;
 } request;
 
-/* Runs the vjp of fn with the request's tensors and parameters (chunk < 0: not sent); the
- * results land in want[i].data, owned by the arena. */
-static int call_vjp(lc__run *r, request *q, lc_grad_fn fn, double chunk, double layer)
+/* Runs the vjp of fn with the request's tensors and parameters (a parameter < 0: not sent);
+ * the results land in want[i].data, owned by the arena. */
+static int call_vjp(lc__run *r, request *q, lc_grad_fn fn, double chunk, double layer, double eps)
 {
-    lc_vjp_param params[2];
+    lc_vjp_param params[3];
     int np = 0;
     if (chunk >= 0)
         params[np++] = (lc_vjp_param){"chunk", chunk};
     if (layer >= 0)
         params[np++] = (lc_vjp_param){"layer", layer};
+    if (eps >= 0)
+        params[np++] = (lc_vjp_param){"eps", eps};
     lc_vjp_in in = {.fn = lc_grad_fn_name(fn),
                     .params = params,
                     .n_params = np,
@@ -179,6 +181,20 @@ static int call_vjp(lc__run *r, request *q, lc_grad_fn fn, double chunk, double 
                 free(q->want[k].data);
             return 0;
         }
+    return 1;
+}
+
+/* A numeric attribute of the case's group into *v; absent: *v unchanged (optional) or the
+ * case's error. */
+static int group_attr(lc__run *r, lc__golden *g, const char *name, double *v, int optional)
+{
+    lc_error le = {0};
+    if (optional && !lc_h5_attr_exists(&g->f, g->group, name))
+        return 1;
+    if (lc_h5_read_attr_f64(&g->f, g->group, name, v, &le)) {
+        lc__set_error(r, "%s", le.msg);
+        return 0;
+    }
     return 1;
 }
 
@@ -285,21 +301,26 @@ void lc__kind_gradient(lc__run *r)
         memcpy(w->shape, e->shape.shape, (size_t)w->ndim * sizeof w->shape[0]);
     }
 
-    /* parameters: the case's chunk, else the group's; the layer from the group */
-    double chunk = c->grad_chunk, layer = -1;
-    lc_error le = {0};
-    if (chunk < 0 && c->function == LC_GRAD_FN_GDN_CHUNKED &&
-        lc_h5_read_attr_f64(&g->f, g->group, "chunk", &chunk, &le)) {
-        lc__set_error(r, "%s", le.msg);
+    /* parameters: the case's chunk, else the group's; the layer and the norms' epsilon from
+     * the group; the rotary from the checkpoint, which must be the one the golden used */
+    double chunk = c->grad_chunk, layer = -1, eps = -1, theta = r->mi.rope_theta, rdim = r->mi.rotary_dim;
+    if (chunk < 0 && c->function == LC_GRAD_FN_GDN_CHUNKED && !group_attr(r, g, "chunk", &chunk, 0))
         return;
-    }
-    if (c->function == LC_GRAD_FN_DECODER_LAYER && lc_h5_read_attr_f64(&g->f, g->group, "layer", &layer, &le)) {
-        lc__set_error(r, "%s", le.msg);
+    if (c->function == LC_GRAD_FN_DECODER_LAYER && !group_attr(r, g, "layer", &layer, 0))
+        return;
+    if (!group_attr(r, g, "eps", &eps, 1))
+        return;
+    if (c->function == LC_GRAD_FN_ROPE &&
+        (!group_attr(r, g, "rope_theta", &theta, 0) || !group_attr(r, g, "rotary_dim", &rdim, 0)))
+        return;
+    if (theta != r->mi.rope_theta || rdim != r->mi.rotary_dim) {
+        lc__set_error(r, "%s: %s: rotary theta %g over %g dims, but checkpoint %s has %g over %d", c->golden, g->group,
+                      theta, rdim, c->checkpoint, r->mi.rope_theta, r->mi.rotary_dim);
         return;
     }
 
     /* the engine's gradients against autograd's */
-    if (!call_vjp(r, q, c->function, chunk, layer))
+    if (!call_vjp(r, q, c->function, chunk, layer, eps))
         return;
     double **first = lc__alloc(r, (size_t)q->n_want * sizeof *first + 1);
     if (!first)
@@ -310,9 +331,10 @@ void lc__kind_gradient(lc__run *r)
         if (!w->data) {
             if (!is_gradient(w->name))
                 continue; /* forward outputs are optional */
+            /* recorded as a failed comparison (NaN throughout), the reason naming it */
+            fail_reason(r, "engine returned no gradient for %s", differentiated(w->name));
             double *nan = lc__nans(r, q->expect[i].shape.count + 1);
             compare_one(r, q, i, nan, q->expect[i].data, LC_CLASS_GOLDEN, "", "engine", "autograd");
-            fail_reason(r, "engine returned no gradient for %s", differentiated(w->name));
             continue;
         }
         compare_one(r, q, i, w->data, q->expect[i].data, LC_CLASS_GOLDEN, "", "engine", "autograd");
@@ -321,7 +343,7 @@ void lc__kind_gradient(lc__run *r)
     /* the chunked form against the recurrent form of the same engine */
     if (c->cross_recurrent && lc__ok(r)) {
         const lc_grad_fn rf = c->function == LC_GRAD_FN_GDN_CHUNKED ? LC_GRAD_FN_GDN_RECURRENT : c->function;
-        if (!call_vjp(r, q, rf, c->function == LC_GRAD_FN_DECODER_LAYER ? 0 : -1, layer))
+        if (!call_vjp(r, q, rf, c->function == LC_GRAD_FN_DECODER_LAYER ? 0 : -1, layer, eps))
             return;
         for (int i = 0; i < q->n_want; i++)
             if (first[i] && q->want[i].data && is_gradient(q->want[i].name))
