@@ -69,11 +69,14 @@ static void run_line(FILE *f, const char *what, const lc_run_result *r)
     fputs(", engine ", f);
     if (r->engine[0]) {
         md_text(f, r->engine);
+        fputs(" ", f);
+    }
+    md_text(f, r->engine_precision);
+    if (r->engine_detail[0]) {
         fputs(" (", f);
-        md_text(f, r->engine_precision);
+        md_text(f, r->engine_detail);
         fputs(")", f);
-    } else
-        md_text(f, r->engine_precision);
+    }
     if (r->git[0]) {
         fputs(", git ", f);
         md_code(f, r->git);
@@ -87,11 +90,6 @@ static void run_line(FILE *f, const char *what, const lc_run_result *r)
         md_text(f, r->started);
     }
     fprintf(f, ", %d cases in %s s\n\n", r->n_cases, lc__num(b, r->seconds));
-    if (r->engine_detail[0]) {
-        fputs("Engine detail: ", f);
-        md_text(f, r->engine_detail);
-        fputs("\n\n", f);
-    }
 }
 
 /* "max_abs | 3.2e-05 | ≤ 5e-04 | 4.68e-04 (94%)" as four cells. */
