@@ -49,6 +49,7 @@ static const metric_field metric_fields[] = {
     MF(nonfinite_index, F_POS),    MF(max_abs, F_DBL),
     MF(max_abs_pos, F_POS),        MF(max_abs_index, F_POS),
     MF(max_abs_actual, F_DBL),     MF(max_abs_expected, F_DBL),
+    MF(max_abs_scaled, F_DBL),
     MF(max_rel, F_DBL),            MF(max_rel_pos, F_POS),
     MF(max_rel_index, F_POS),      MF(allclose_fail, F_CNT),
     MF(allclose_frac, F_DBL),      MF(allclose_first_pos, F_POS),

@@ -160,7 +160,8 @@ const char *lc__where(char *buf, size_t n, const lc_comparison *c, lc_metric_id 
     size_t pos = LC_NO_POS, idx = LC_NO_POS;
     const char *lead = "at";
     switch (id) {
-    case LC_METRIC_MAX_ABS: pos = m->max_abs_pos; idx = m->max_abs_index; break;
+    case LC_METRIC_MAX_ABS:
+    case LC_METRIC_MAX_ABS_SCALED: pos = m->max_abs_pos; idx = m->max_abs_index; break;
     case LC_METRIC_MAX_REL: pos = m->max_rel_pos; idx = m->max_rel_index; break;
     case LC_METRIC_ALLCLOSE_FAIL:
     case LC_METRIC_ALLCLOSE_FRAC:

@@ -427,10 +427,12 @@ static const lc_case *find_case(const char *name)
 START_TEST(test_engine_ref_runner_skips_missing_capability)
 {
     lc_run_opts o = {.root = LC_SOURCE_DIR};
-    lc_engine *m = masked_new(eng, 1u << LC_CAP_SNAPSHOT | 1u << LC_CAP_IMAGES);
+    lc_engine *m = masked_new(eng, 1u << LC_CAP_SNAPSHOT | 1u << LC_CAP_IMAGES | 1u << LC_CAP_VJP);
     static const struct {
         const char *name, *reason;
     } rows[] = {{"dense.snapshot.prefix", "engine lacks snapshot"},
+                {"dense.gradient.layer_gdn", "engine lacks vjp"},
+                {"dense.gradient.l2norm", "engine lacks vjp"},
                 {"dense.golden.image", "engine lacks images"},
                 {"moe.image_checkpoint.after_image", "engine lacks images"}};
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
@@ -520,6 +522,106 @@ START_TEST(test_engine_ref_runner_engine_failure)
 }
 END_TEST
 
+/* A test-only engine whose vjp forwards to the reference engine, then damages one result:
+ * drops it (a kernel with no backward) or puts a NaN in it. */
+static struct {
+    const lc_engine_ops *inner;
+    const char *name;           /* the result damaged */
+    int nan;                    /* 1: a NaN at element 3; 0: dropped */
+} lossy;
+
+static int lossy_vjp(lc_engine *e, const lc_vjp_in *in, lc_vjp_result *want, int n_want, lc_error *err)
+{
+    int rc = lossy.inner->vjp(e, in, want, n_want, err);
+    for (int i = 0; !rc && i < n_want; i++)
+        if (!strcmp(want[i].name, lossy.name) && want[i].data) {
+            if (lossy.nan) {
+                want[i].data[3] = NAN;
+            } else {
+                free(want[i].data);
+                want[i].data = NULL;
+            }
+        }
+    return rc;
+}
+
+START_TEST(test_engine_ref_runner_gradient_damaged)
+{
+    static const struct {
+        const char *cas, *result;
+        int nan;
+        lc_verdict v;
+        const char *reason;
+    } rows[] = {
+        {"dense.gradient.gdn_n9.recurrent", "grad_beta", 0, LC_VERDICT_FAIL, "engine returned no gradient for beta"},
+        {"dense.gradient.layer_gdn", "grad_w/linear_attn.A_log", 0, LC_VERDICT_FAIL,
+         "engine returned no gradient for linear_attn.A_log"},
+        {"dense.gradient.conv", "grad_w", 1, LC_VERDICT_FAIL,
+         "engine returned a non-finite gradient for w (1 values, the first at element 3: nan)"},
+        /* forward outputs are optional: left out, the case still passes on its gradients */
+        {"dense.gradient.rmsnorm", "out", 0, LC_VERDICT_PASS, ""},
+    };
+    lc_engine_ops ops = *eng->ops;
+    lossy.inner = eng->ops;
+    ops.vjp = lossy_vjp;
+    lc_engine le = *eng;
+    le.ops = &ops;
+    lc_run_opts o = {.root = LC_SOURCE_DIR};
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        lossy.name = rows[i].result;
+        lossy.nan = rows[i].nan;
+        lc_case_result r = {0};
+        lc_verdict v = lc_run_case(find_case(rows[i].cas), &o, &le, &r);
+        ck_assert_msg(v == rows[i].v, "%s without %s: verdict %s (%s)", rows[i].cas, rows[i].result,
+                      lc_verdict_name(v), r.reason);
+        ck_assert_str_eq(r.reason, rows[i].reason);
+        int found = 0;
+        for (int k = 0; k < r.n_cmps; k++)
+            found |= !strcmp(r.cmps[k].id, rows[i].result);
+        /* a missing or damaged gradient is still a recorded (failing) comparison */
+        ck_assert_msg(found == (rows[i].v == LC_VERDICT_FAIL), "%s: comparison %s %s", rows[i].cas, rows[i].result,
+                      found ? "recorded" : "missing");
+        lc_case_result_free(&r);
+    }
+}
+END_TEST
+
+/* The vjp operation refuses bad requests with a message naming what is wrong. */
+START_TEST(test_engine_ref_vjp_errors)
+{
+    const double x[6] = {1, 2, 3, 4, 5, 6}, w[3] = {0.1, 0.2, 0.3};
+    lc_vjp_tensor in[2] = {{.name = "x", .ndim = 2, .shape = {2, 3}, .data = x},
+                           {.name = "w", .ndim = 1, .shape = {3}, .data = w}};
+    lc_vjp_tensor dy = {.name = "d_out", .ndim = 2, .shape = {2, 3}, .data = x};
+    lc_vjp_result want[2] = {{.name = "grad_x", .ndim = 2, .shape = {2, 3}}, {.name = "grad_w", .ndim = 1, .shape = {3}}};
+    lc_vjp_in req = {.fn = "rmsnorm", .inputs = in, .n_inputs = 2, .grads = &dy, .n_grads = 1};
+    lc_error err = {0};
+    ck_assert_msg(lc_engine_vjp(eng, &req, want, 2, &err) == LC_OK, "%s", err.msg);
+    ck_assert(want[0].data && want[1].data && isfinite(want[0].data[5]));
+    lc_vjp_results_free(want, 2);
+    ck_assert(!want[0].data);
+    req.fn = "rmsnorm_fused";
+    ck_assert_int_eq(lc_engine_vjp(eng, &req, want, 2, &err), LC_EINPUT);
+    ck_assert_msg(strstr(err.msg, "unknown function 'rmsnorm_fused'"), "%s", err.msg);
+    req.fn = "rmsnorm";
+    req.n_inputs = 1;
+    ck_assert_int_eq(lc_engine_vjp(eng, &req, want, 2, &err), LC_EINPUT);
+    ck_assert_msg(strstr(err.msg, "no input 'w'"), "%s", err.msg);
+    req.n_inputs = 2;
+    in[1].shape[0] = 4;
+    ck_assert_int_eq(lc_engine_vjp(eng, &req, want, 2, &err), LC_EINPUT);
+    ck_assert_msg(strstr(err.msg, "input 'w': dimension 0 is 4, expected 3"), "%s", err.msg);
+    in[1].shape[0] = 3;
+    want[1].shape[0] = 5;
+    ck_assert_int_eq(lc_engine_vjp(eng, &req, want, 2, &err), LC_EINPUT);
+    ck_assert_msg(strstr(err.msg, "result 'grad_w': 5 values asked for, the function gives 3"), "%s", err.msg);
+    ck_assert(!want[0].data && !want[1].data);
+    req.fn = "decoder_layer";
+    ck_assert_int_eq(lc_engine_vjp(eng, &req, want, 2, &err), LC_EINPUT);
+    ck_assert_msg(strstr(err.msg, "parameter 'layer' is required"), "%s", err.msg);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("engine_ref");
@@ -538,6 +640,8 @@ int main(void)
     tcase_add_test(tc, test_engine_ref_fault_parse);
     tcase_add_test(tc, test_engine_ref_runner_skips_missing_capability);
     tcase_add_test(tc, test_engine_ref_runner_engine_failure);
+    tcase_add_test(tc, test_engine_ref_runner_gradient_damaged);
+    tcase_add_test(tc, test_engine_ref_vjp_errors);
     suite_add_tcase(s, tc);
     return lc_check_run(s);
 }

@@ -479,6 +479,29 @@ START_TEST(test_metrics_inf_handling)
 }
 END_TEST
 
+/* max |a - e| / max |e|: relative to the tensor's magnitude, so elements near zero (a
+ * gradient crosses zero everywhere) do not blow it up as max_rel does; NaN stays NaN; an
+ * all-zero expected tensor leaves max_abs itself; an infinity in e does not set the scale. */
+START_TEST(test_metrics_max_abs_scaled)
+{
+    const double e[4] = {4, -8, 1e-12, 0}, a[4] = {4, -8.004, 2e-12, 0};
+    lc_metrics m = compare_ok(a, e, 2, 2, NULL);
+    ck_assert_double_eq_tol(m.max_abs_scaled, 0.004 / 8, 1e-15);
+    ck_assert(m.max_rel > 0.9);                           /* 1e-12 off on 1e-12 */
+    const double z[2] = {0, 0}, x[2] = {0, 3e-7};
+    m = compare_ok(x, z, 1, 2, NULL);
+    ck_assert_double_eq(m.max_abs_scaled, 3e-7);
+    const double n[2] = {NAN, 1};
+    m = compare_ok(n, x, 1, 2, NULL);
+    ck_assert(isnan(m.max_abs_scaled));
+    const double ei[2] = {INFINITY, 2}, ai[2] = {INFINITY, 2.5};
+    m = compare_ok(ai, ei, 1, 2, NULL);
+    ck_assert_double_eq(m.max_abs_scaled, 0.25);
+    ck_assert_str_eq(lc_metric_name(LC_METRIC_MAX_ABS_SCALED), "max_abs_scaled");
+    ck_assert_int_eq(lc_metric_from_name("max_abs_scaled"), LC_METRIC_MAX_ABS_SCALED);
+}
+END_TEST
+
 START_TEST(test_metrics_nmse_and_cosine_zero)
 {
     const double z[3] = {0, 0, 0}, x[3] = {0, 1e-3, 0};
@@ -665,12 +688,13 @@ START_TEST(test_metrics_value_by_id)
     m.topk_mean = 13;
     m.topk_min = 14;
     m.nonfinite = 15;
+    m.max_abs_scaled = 16;
     static const lc_metric_id order[] = {
         LC_METRIC_MAX_ABS,    LC_METRIC_MAX_REL,   LC_METRIC_ALLCLOSE_FAIL,
         LC_METRIC_ALLCLOSE_FRAC, LC_METRIC_NMSE,   LC_METRIC_MAX_ULP,
         LC_METRIC_MIN_COSINE, LC_METRIC_KL_MEAN,   LC_METRIC_KL_MAX,
         LC_METRIC_KL_P999,    LC_METRIC_TOP1_AGREE, LC_METRIC_TOP1_AGREE_MARGIN, LC_METRIC_TOPK_OVERLAP_MEAN,
-        LC_METRIC_TOPK_OVERLAP_MIN, LC_METRIC_NONFINITE,
+        LC_METRIC_TOPK_OVERLAP_MIN, LC_METRIC_NONFINITE, LC_METRIC_MAX_ABS_SCALED,
     };
     ck_assert_int_eq(sizeof order / sizeof order[0], LC_METRIC_COUNT);
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
@@ -765,6 +789,7 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, test_metrics_mask_excludes);
     tcase_add_test(tc, test_metrics_empty_and_invalid);
     tcase_add_test(tc, test_metrics_nmse_and_cosine_zero);
+    tcase_add_test(tc, test_metrics_max_abs_scaled);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("top1_margin");

@@ -23,6 +23,14 @@ transformers only; PIL, which transformers' image processors use, for images):
              last conv_kernel inputs, as transformers keeps them) then its recurrent state, an
              attention layer's keys then values
 
+  vjp        torch autograd through transformers' own functions (torch_chunk_gated_delta_rule,
+             torch_recurrent_gated_delta_rule, causal_conv1d_fn or the depthwise conv it falls
+             back to, l2norm, the RMSNorm modules, the text rotary + apply_rotary_pos_emb, a whole
+             decoder layer) in the model's dtype on its device, as golden/export_grad.py runs
+             them in float64; a decoder layer's `chunk` routes its GDN core to the chunked form
+             in chunks of that length (0: the recurrent form); `conv` runs in one piece whatever
+             `chunk` says (transformers has no piecewise conv backward)
+
 Not offered: `gdn_mode` (transformers chooses its GDN path itself).
 The declared precision follows --dtype. Everything but protocol replies goes to stderr.
 """
@@ -34,7 +42,7 @@ import sys
 import traceback
 
 PROTOCOL = 1
-CAPS_BASE = ["positions", "snapshot", "batch", "state", "hidden", "vision", "partial_vision", "rope"]
+CAPS_BASE = ["positions", "snapshot", "batch", "state", "hidden", "vision", "partial_vision", "rope", "vjp"]
 PRECISION = {"float32": "f32", "bfloat16": "bf16", "float16": "f16", "float64": "f64"}
 
 
@@ -78,6 +86,32 @@ class Wire:
             raise TypeError(f"no protocol dtype for {x.dtype}")
         name, le = names[x.dtype.name]
         return name, list(x.shape), x.astype(le, copy=False).tobytes()
+
+    DTYPES = {"f64": "<f8", "f32": "<f4", "f16": "<f2", "i32": "<i4", "i64": "<i8"}
+
+    def read_tensors(self, descs, key):
+        """The payloads a request declares (vjp: "inputs", then "grads"), read in order into
+        {name: numpy array}. Every declared payload is read before anything is checked, so a
+        refused request leaves the stream in step."""
+        import numpy as np
+        if descs is None:
+            return {}
+        if not isinstance(descs, list) or not all(isinstance(d, dict) and isinstance(d.get("bytes"), int)
+                                                  for d in descs):
+            raise InputError(f'request field "{key}" is not an array of tensors with "bytes"')
+        raw = [self.rfile.read(d["bytes"]) for d in descs]
+        out = {}
+        for d, b in zip(descs, raw):
+            name, dt, shape = d.get("name"), d.get("dtype"), d.get("shape")
+            if len(b) != d["bytes"]:
+                raise InputError(f"{key}: tensor '{name}': payload cut short")
+            if not isinstance(name, str) or dt not in self.DTYPES or not isinstance(shape, list):
+                raise InputError(f'{key}: a tensor needs "name", "dtype" ({", ".join(self.DTYPES)}) and "shape"')
+            a = np.frombuffer(b, dtype=self.DTYPES[dt])
+            if a.size != int(np.prod(shape, dtype=np.int64)):
+                raise InputError(f"{key}: tensor '{name}': {d['bytes']} bytes for shape {shape}")
+            out[name] = a.reshape(shape).astype(a.dtype.newbyteorder("="))
+        return out
 
     def reply(self, rid, fields=None, tensors=()):
         hdr = {"id": rid, "ok": True}
@@ -317,6 +351,31 @@ class Server:
                 and len({len(r) for r in pos}) == 1):
             raise InputError('request field "positions" is not three arrays of one length (T, H, W)')
         self.w.reply(rid, None, [("rope", self.b.rope(pos))])
+
+    def op_vjp(self, rid, req):
+        ins = self.w.read_tensors(req.get("inputs"), "inputs")
+        grads = self.w.read_tensors(req.get("grads"), "grads")
+        fn = need(req, "fn", str)
+        params = req.get("params") or {}
+        if not isinstance(params, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                   for v in params.values()):
+            raise InputError('request field "params" is not an object of numbers')
+        want = req.get("want")
+        if not isinstance(want, list) or not all(isinstance(w, dict) and isinstance(w.get("name"), str)
+                                                 and isinstance(w.get("shape"), list) for w in want):
+            raise InputError('request field "want" is not an array of {"name", "shape"}')
+        if not self.b.loaded:
+            raise InputError("vjp: no checkpoint loaded")
+        res = self.b.vjp(fn, params, ins, grads, [w["name"] for w in want])
+        out = []
+        for w in want:
+            x = res.get(w["name"])
+            if x is None:
+                continue  # not computed: the harness names the missing gradient
+            if list(x.shape) != w["shape"]:
+                raise RuntimeError(f"vjp {fn}: result {w['name']} has shape {list(x.shape)}, asked {w['shape']}")
+            out.append((w["name"], x))
+        self.w.reply(rid, None, out)
 
     def op_state(self, rid, req):
         s = self.handle_of(self.seqs, "sequence", need(req, "seq"))
@@ -653,6 +712,138 @@ class TransformersBackend:
         if p.features is None:
             return self.torch.zeros((0, self.model_info["hidden_size"]), dtype=self.dtype)
         return p.features
+
+    # ---- gradients: torch autograd through transformers' own functions
+
+    def vjp(self, fn, params, ins, grads, want):
+        import importlib
+        import numpy as np
+        torch = self.torch
+        F = torch.nn.functional
+        M = importlib.import_module("transformers.models.qwen3_5.modeling_qwen3_5")
+
+        def inp(name):
+            if name not in ins:
+                raise InputError(f"vjp {fn}: no input '{name}'")
+            return ins[name]
+
+        def leaf(name):
+            return torch.as_tensor(np.ascontiguousarray(inp(name)), device=self.device).to(self.dtype).requires_grad_()
+
+        def dout(name):
+            g = grads.get(name)
+            return None if g is None else torch.as_tensor(np.ascontiguousarray(g), device=self.device).to(self.dtype)
+
+        def backward(outs, douts, leaves):
+            terms = [(o * d).sum() for o, d in zip(outs, douts) if d is not None]
+            if not terms:
+                raise InputError(f"vjp {fn}: no output gradient")
+            gs = torch.autograd.grad(sum(terms), leaves, allow_unused=True)
+            return [torch.zeros_like(l) if g is None else g for g, l in zip(gs, leaves)]
+
+        eps = float(params.get("eps", 1e-6))
+        res = {}
+        with torch.enable_grad():
+            if fn in ("gdn_recurrent", "gdn_chunked"):
+                names = ("q", "k", "v", "g", "beta", "state0")
+                L = [leaf(n) for n in names]
+                rep = L[2].shape[1] // L[0].shape[1]
+                args = (L[0][None].repeat_interleave(rep, dim=2), L[1][None].repeat_interleave(rep, dim=2),
+                        L[2][None], L[3][None], L[4][None])
+                if fn == "gdn_chunked":
+                    o, st = M.torch_chunk_gated_delta_rule(*args, chunk_size=int(params.get("chunk", 64)),
+                                                           initial_state=L[5][None], output_final_state=True,
+                                                           use_qk_l2norm_in_kernel=False)
+                else:
+                    o, st = M.torch_recurrent_gated_delta_rule(*args, initial_state=L[5][None],
+                                                               output_final_state=True, use_qk_l2norm_in_kernel=False)
+                o, st = o[0], st[0]
+                gr = backward((o, st), (dout("d_out"), dout("d_state")), L)
+                res = {"grad_" + n: g for n, g in zip(names, gr)}
+                res.update(out=o, state=st)
+            elif fn == "conv":
+                L = [leaf(n) for n in ("x", "w", "state0")]
+                n, C, K = L[0].shape[0], L[0].shape[1], L[1].shape[1]
+                full = torch.cat([L[2], L[0]], dim=0).T[None]          # (1, C, K-1+n)
+                conv = getattr(M, "causal_conv1d_fn", None)
+                if conv is not None:
+                    y = conv(full, L[1], None, activation="silu")
+                else:
+                    y = F.silu(F.conv1d(full, L[1][:, None, :], groups=C, padding=K - 1)[..., :full.shape[-1]])
+                y = y[0].T[-n:]
+                st = full[0].T[-(K - 1):]
+                gr = backward((y, st), (dout("d_out"), dout("d_state")), L)
+                res = dict(grad_x=gr[0], grad_w=gr[1], grad_state0=gr[2], out=y, state=st)
+            elif fn == "l2norm":
+                x = leaf("x")
+                y = M.l2norm(x, dim=-1, eps=eps)
+                res = dict(grad_x=backward((y,), (dout("d_out"),), [x])[0], out=y)
+            elif fn in ("rmsnorm", "rmsnorm_gated"):
+                x, w = leaf("x"), inp("w")
+                gated = fn == "rmsnorm_gated"
+                cls = M.Qwen3_5RMSNormGated if gated else M.Qwen3_5RMSNorm
+                mod = cls(x.shape[-1], eps=eps).to(device=self.device, dtype=self.dtype)
+                with torch.no_grad():
+                    mod.weight.copy_(torch.as_tensor(np.ascontiguousarray(w)))
+                L = [x, leaf("z")] if gated else [x]
+                o = mod(*L)
+                gr = backward((o,), (dout("d_out"),), L + [mod.weight])
+                res = dict(grad_x=gr[0], grad_w=gr[-1], out=o)
+                if gated:
+                    res["grad_z"] = gr[1]
+            elif fn == "rope":
+                q, k = leaf("q"), leaf("k")
+                pid = torch.as_tensor(inp("position_ids"), dtype=torch.int64, device=self.device)[:, None, :]
+                cos, sin = self.lm.rotary_emb(q, pid)
+                qo, ko = M.apply_rotary_pos_emb(q.transpose(0, 1)[None], k.transpose(0, 1)[None], cos, sin)
+                qo, ko = qo[0].transpose(0, 1), ko[0].transpose(0, 1)
+                gr = backward((qo, ko), (dout("d_q"), dout("d_k")), [q, k])
+                res = dict(grad_q=gr[0], grad_k=gr[1], q_out=qo, k_out=ko)
+            elif fn == "decoder_layer":
+                res = self.vjp_layer(params, inp, leaf, dout, backward)
+            else:
+                raise InputError(f"vjp: unknown function '{fn[:64]}'")
+        return {k: v.detach() for k, v in res.items() if k in want}
+
+    def vjp_layer(self, params, inp, leaf, dout, backward):
+        """One decoder layer as golden/export_grad.py runs it: no cache; a GDN layer gets the 2-D
+        mask, an attention layer a causal additive mask and the rotary of position_ids."""
+        import importlib
+        torch = self.torch
+        if "layer" not in params or not 0 <= int(params["layer"]) < len(self.lm.layers):
+            raise InputError(f"vjp decoder_layer: parameter 'layer' missing or outside 0..{len(self.lm.layers) - 1}")
+        layer = self.lm.layers[int(params["layer"])]
+        x = leaf("x")
+        n = x.shape[0]
+        named = list(layer.named_parameters())
+        pos = torch.as_tensor(inp("position_ids"), dtype=torch.int64, device=self.device)[:, None, :]
+        if hasattr(layer, "linear_attn"):
+            m2 = torch.as_tensor(inp("mask"), dtype=torch.int64, device=self.device)[None]
+            gdn = layer.linear_attn
+            M = importlib.import_module(type(layer).__module__)
+            chunk = int(params.get("chunk", 64))
+            if not hasattr(gdn, "chunk_gated_delta_rule"):
+                raise Unsupported("vjp decoder_layer: this transformers' GDN layer has no chunk_gated_delta_rule "
+                                  "to route the chunk length through")
+            saved = gdn.chunk_gated_delta_rule
+            if chunk > 0:
+                gdn.chunk_gated_delta_rule = lambda *a, **kw: M.torch_chunk_gated_delta_rule(*a, chunk_size=chunk, **kw)
+            else:
+                gdn.chunk_gated_delta_rule = M.torch_recurrent_gated_delta_rule
+            try:
+                out = layer(x[None], position_embeddings=None, attention_mask=m2)
+            finally:
+                gdn.chunk_gated_delta_rule = saved
+        else:
+            pe = self.lm.rotary_emb(x[None], pos)
+            neg = torch.finfo(self.dtype).min
+            m4 = torch.full((n, n), neg, dtype=self.dtype, device=self.device).triu(1)[None, None]
+            out = layer(x[None], position_embeddings=pe, attention_mask=m4, position_ids=pos)
+        out = (out[0] if isinstance(out, tuple) else out)[0]
+        gr = backward((out,), (dout("d_out"),), [x] + [p for _, p in named])
+        res = {"grad_x": gr[0], "out": out}
+        res.update({"grad_w/" + nm: g for (nm, _), g in zip(named, gr[1:])})
+        return res
 
     def rope(self, positions):
         torch = self.torch

@@ -34,6 +34,12 @@ static const char *const kind_names[] = {
 #undef LC__KIND_NAME
 };
 
+static const char *const grad_fn_names[] = {
+#define LC__GRAD_FN_NAME(id, name) name,
+    LC_GRAD_FN_MAP(LC__GRAD_FN_NAME)
+#undef LC__GRAD_FN_NAME
+};
+
 static const char *const kernel_names[] = {
 #define LC__KERNEL_NAME(id, name) name,
     LC_KERNEL_MAP(LC__KERNEL_NAME)
@@ -56,7 +62,12 @@ lc_kind lc_kind_from_name(const char *name)
 
 int lc_kind_needs_golden(lc_kind k)
 {
-    return k == LC_KIND_GOLDEN || k == LC_KIND_MULTI_IMAGE;
+    return k == LC_KIND_GOLDEN || k == LC_KIND_MULTI_IMAGE || k == LC_KIND_GRADIENT;
+}
+
+const char *lc_grad_fn_name(lc_grad_fn f)
+{
+    return (f >= 0 && f < LC_GRAD_FN_COUNT) ? grad_fn_names[f] : "unknown";
 }
 
 const char *lc_kernel_check_name(lc_kernel_check k)
@@ -79,11 +90,12 @@ static const key_rule key_rules[] = {
     {"name", ALL_KINDS, ALL_KINDS},
     {"kind", ALL_KINDS, ALL_KINDS},
     {"checkpoint", ALL_KINDS, ALL_KINDS},
-    {"golden", ALL_KINDS, KIND_BIT(LC_KIND_GOLDEN) | KIND_BIT(LC_KIND_MULTI_IMAGE)},
+    {"golden", ALL_KINDS, KIND_BIT(LC_KIND_GOLDEN) | KIND_BIT(LC_KIND_MULTI_IMAGE) | KIND_BIT(LC_KIND_GRADIENT)},
     {"labels", ALL_KINDS, 0},
     {"description", ALL_KINDS, ALL_KINDS},
-    {"prompt", ALL_KINDS & ~KIND_BIT(LC_KIND_BATCH), ALL_KINDS & ~KIND_BIT(LC_KIND_BATCH)},
-    {"decode", ALL_KINDS, 0},
+    {"prompt", ALL_KINDS & ~KIND_BIT(LC_KIND_BATCH) & ~KIND_BIT(LC_KIND_GRADIENT),
+     ALL_KINDS & ~KIND_BIT(LC_KIND_BATCH) & ~KIND_BIT(LC_KIND_GRADIENT)},
+    {"decode", ALL_KINDS & ~KIND_BIT(LC_KIND_GRADIENT), 0},
     {"bounds", ALL_KINDS, ALL_KINDS},
     {"lengths", KIND_BIT(LC_KIND_PREFILL_DECODE), KIND_BIT(LC_KIND_PREFILL_DECODE)},
     {"chunks", KIND_BIT(LC_KIND_CHUNKED) | KIND_BIT(LC_KIND_BATCH), KIND_BIT(LC_KIND_CHUNKED)},
@@ -92,7 +104,11 @@ static const key_rule key_rules[] = {
     {"other_prompt", KIND_BIT(LC_KIND_ISOLATION), KIND_BIT(LC_KIND_ISOLATION)},
     {"steps", KIND_BIT(LC_KIND_CACHE), KIND_BIT(LC_KIND_CACHE)},
     {"kernel", KIND_BIT(LC_KIND_KERNEL), KIND_BIT(LC_KIND_KERNEL)},
-    {"chunk", KIND_BIT(LC_KIND_KERNEL), 0},
+    {"chunk", KIND_BIT(LC_KIND_KERNEL) | KIND_BIT(LC_KIND_GRADIENT), 0},
+    {"function", KIND_BIT(LC_KIND_GRADIENT), KIND_BIT(LC_KIND_GRADIENT)},
+    {"group", KIND_BIT(LC_KIND_GRADIENT), KIND_BIT(LC_KIND_GRADIENT)},
+    {"expected", KIND_BIT(LC_KIND_GRADIENT), 0},
+    {"cross_recurrent", KIND_BIT(LC_KIND_GRADIENT), 0},
     {"split", KIND_BIT(LC_KIND_SNAPSHOT), KIND_BIT(LC_KIND_SNAPSHOT)},
     {"after_segment", KIND_BIT(LC_KIND_IMAGE_CHECKPOINT), KIND_BIT(LC_KIND_IMAGE_CHECKPOINT)},
 };
@@ -440,6 +456,8 @@ static void case_free(lc_case *c)
     free(c->decode.ids);
     free(c->lengths);
     free(c->chunks);
+    free(c->group);
+    free(c->expected);
     for (int i = 0; i < c->n_rows; i++)
         prompt_free(&c->rows[i]);
     free(c->rows);
@@ -786,6 +804,17 @@ static int check_case_consistency(const ctx *cx, const lc_case *c)
             return fail(cx, "after_segment", "segment %d is not an image segment",
                         c->after_segment);
         break;
+    case LC_KIND_GRADIENT:
+        if (c->cross_recurrent && c->function != LC_GRAD_FN_GDN_CHUNKED && c->function != LC_GRAD_FN_DECODER_LAYER)
+            return fail(cx, "cross_recurrent", "applies to gdn_chunked and decoder_layer only, not %s",
+                        lc_grad_fn_name(c->function));
+        if (c->grad_chunk >= 0 && c->function != LC_GRAD_FN_GDN_CHUNKED && c->function != LC_GRAD_FN_CONV &&
+            c->function != LC_GRAD_FN_DECODER_LAYER)
+            return fail(cx, "chunk", "applies to gdn_chunked, conv and decoder_layer only, not %s",
+                        lc_grad_fn_name(c->function));
+        if (c->grad_chunk == 0 && c->function != LC_GRAD_FN_DECODER_LAYER)
+            return fail(cx, "chunk", "0 (the recurrent form) applies to decoder_layer only");
+        break;
     case LC_KIND_MULTI_IMAGE:
         if (lc_prompt_image_count(&c->prompt) < 2)
             return fail(cx, "prompt", "a multi_image case needs at least 2 image segments, found %d",
@@ -879,9 +908,39 @@ static int parse_field(const ctx *cx, const char *key, const cJSON *v, const cha
         return fail(cx, key, "unknown kernel check '%s' (expected %s or %s)", v->valuestring,
                     kernel_names[0], kernel_names[1]);
     }
+    if (strcmp(key, "chunk") == 0 && c->kind == LC_KIND_GRADIENT) {
+        /* 0: the recurrent form (decoder_layer) */
+        rc = read_int(cx, key, v, 0, 1 << 20, &n);
+        c->grad_chunk = (int)n;
+        return rc;
+    }
     if (strcmp(key, "chunk") == 0) {
         rc = read_int(cx, key, v, 1, 1 << 20, &n);
         c->chunk = (int)n;
+        return rc;
+    }
+    if (strcmp(key, "function") == 0) {
+        rc = expect(cx, key, v, cJSON_IsString(v), "a string");
+        if (rc)
+            return rc;
+        for (int f = 0; f < LC_GRAD_FN_COUNT; f++)
+            if (strcmp(v->valuestring, grad_fn_names[f]) == 0) {
+                c->function = (lc_grad_fn)f;
+                return LC_OK;
+            }
+        return fail(cx, key, "unknown function '%s' (expected gdn_recurrent, gdn_chunked, conv, l2norm, rmsnorm, "
+                    "rmsnorm_gated, rope or decoder_layer)", v->valuestring);
+    }
+    if (strcmp(key, "group") == 0 || strcmp(key, "expected") == 0) {
+        char **dst = key[0] == 'g' ? &c->group : &c->expected;
+        rc = read_string(cx, key, v, dst);
+        if (!rc && (!(*dst)[0] || (*dst)[0] == '/' || strstr(*dst, "..")))
+            rc = fail(cx, key, "'%s': expected a relative HDF5 group path", *dst);
+        return rc;
+    }
+    if (strcmp(key, "cross_recurrent") == 0) {
+        rc = expect(cx, key, v, cJSON_IsBool(v), "a boolean");
+        c->cross_recurrent = !rc && cJSON_IsTrue(v);
         return rc;
     }
     if (strcmp(key, "split") == 0) {
@@ -905,6 +964,8 @@ static int parse_case(ctx *cx, const cJSON *j, int idx, const char *root, lc_cas
     snprintf(cx->where, sizeof cx->where, "case #%d", idx + 1);
     c->kernel = LC_KERNEL_NONE;
     c->chunk = DEFAULT_KERNEL_CHUNK;
+    c->function = LC_GRAD_FN_NONE;
+    c->grad_chunk = -1;
     int rc = expect(cx, "case", j, cJSON_IsObject(j), "an object");
     if (rc)
         return rc;
@@ -932,7 +993,7 @@ static int parse_case(ctx *cx, const cJSON *j, int idx, const char *root, lc_cas
     c->kind = lc_kind_from_name(kind->valuestring);
     if (c->kind == LC_KIND_UNKNOWN)
         return fail(cx, "kind", "unknown kind '%s' (expected golden, prefill_decode, chunked, "
-                    "isolation, multi_image, cache, kernel, batch, snapshot or image_checkpoint)",
+                    "isolation, multi_image, cache, kernel, batch, snapshot, image_checkpoint or gradient)",
                     kind->valuestring);
 
     unsigned bit = KIND_BIT(c->kind);

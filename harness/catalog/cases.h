@@ -35,7 +35,8 @@
     X(KERNEL, "kernel")                         \
     X(BATCH, "batch")                           \
     X(SNAPSHOT, "snapshot")                     \
-    X(IMAGE_CHECKPOINT, "image_checkpoint")
+    X(IMAGE_CHECKPOINT, "image_checkpoint")     \
+    X(GRADIENT, "gradient")
 
 typedef enum {
     LC_KIND_UNKNOWN = -1,
@@ -66,6 +67,28 @@ typedef enum {
 } lc_kernel_check;
 
 const char *lc_kernel_check_name(lc_kernel_check k);
+
+/* Which backward pass a `gradient` case grades: the function names of the engine's vjp
+ * operation (harness/engines/lc_engine.h, "gradients"). */
+#define LC_GRAD_FN_MAP(X)                       \
+    X(GDN_RECURRENT, "gdn_recurrent")           \
+    X(GDN_CHUNKED, "gdn_chunked")               \
+    X(CONV, "conv")                             \
+    X(L2NORM, "l2norm")                         \
+    X(RMSNORM, "rmsnorm")                       \
+    X(RMSNORM_GATED, "rmsnorm_gated")           \
+    X(ROPE, "rope")                             \
+    X(DECODER_LAYER, "decoder_layer")
+
+typedef enum {
+    LC_GRAD_FN_NONE = -1,
+#define LC__GRAD_FN_ENUM(id, name) LC_GRAD_FN_##id,
+    LC_GRAD_FN_MAP(LC__GRAD_FN_ENUM)
+#undef LC__GRAD_FN_ENUM
+    LC_GRAD_FN_COUNT
+} lc_grad_fn;
+
+const char *lc_grad_fn_name(lc_grad_fn f);   /* "gdn_chunked"...; "unknown" out of range */
 
 /* Engine precisions (f64, f32, bf16, f16: records/lc_precision.h) key the bounds. */
 
@@ -149,6 +172,11 @@ typedef struct {
     int chunk;                  /* kernel: GDN chunk size (default 64) */
     int split;                  /* snapshot: tokens before the snapshot */
     int after_segment;          /* image_checkpoint: snapshot after this image segment */
+    lc_grad_fn function;        /* gradient: the backward pass graded (LC_GRAD_FN_NONE otherwise) */
+    char *group;                /* gradient: the golden group holding inputs and output gradients */
+    char *expected;             /* gradient: its subgroup holding the autograd results; NULL: the group */
+    int grad_chunk;             /* gradient: the function's chunk parameter; -1: not given */
+    int cross_recurrent;        /* gradient: also run the recurrent form and compare with it */
 
     lc_bounds bounds[LC_PREC_COUNT];
 } lc_case;

@@ -578,6 +578,134 @@ done:
     return rc;
 }
 
+/* ---------------------------------------------------------------- vjp */
+
+/* Request tensor descriptors of one array ("inputs" or "grads"), their payloads read from
+ * stdin in order into t[*n...] (data malloc'ed, names borrowed from the request). Every
+ * declared payload is read before anything else is checked, so the stream stays in step. */
+static int vjp_tensors(const cJSON *arr, const char *key, lc_vjp_tensor *t, int *n, int max, lc_error *err)
+{
+    const cJSON *d;
+    int rc = LC_OK;
+    if (arr && !cJSON_IsArray(arr))
+        return lc_fail(err, LC_EINPUT, "request field \"%s\" is not an array", key);
+    cJSON_ArrayForEach(d, arr)
+    {
+        const cJSON *jn = cJSON_GetObjectItemCaseSensitive(d, "name");
+        const cJSON *jd = cJSON_GetObjectItemCaseSensitive(d, "dtype");
+        const cJSON *js = cJSON_GetObjectItemCaseSensitive(d, "shape");
+        const cJSON *jb = cJSON_GetObjectItemCaseSensitive(d, "bytes");
+        if (!cJSON_IsString(jn) || !cJSON_IsString(jd) || !cJSON_IsArray(js) || !cJSON_IsNumber(jb))
+            return lc_fail(err, LC_EINPUT, "%s: a tensor needs \"name\", \"dtype\", \"shape\" and \"bytes\"", key);
+        if (*n == max)
+            return lc_fail(err, LC_EINPUT, "%s: more than %d tensors", key, max);
+        lc_vjp_tensor *x = &t[(*n)++];
+        lc_dtype dt = lc__dtype_from_name(jd->valuestring);
+        x->name = jn->valuestring;
+        x->ndim = cJSON_GetArraySize(js);
+        x->is_int = dt != LC_DT_NONE && !lc__dtype_is_float(dt);
+        size_t cnt = 1;
+        int shape_ok = dt != LC_DT_NONE && x->ndim <= LC_VJP_MAX_DIMS;
+        for (int i = 0; shape_ok && i < x->ndim; i++) {
+            const cJSON *v = cJSON_GetArrayItem(js, i);
+            shape_ok = cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble == floor(v->valuedouble) &&
+                       v->valuedouble <= (double)LC_PROTO_MAX_ELEMS;
+            if (shape_ok) {
+                x->shape[i] = (int64_t)v->valuedouble;
+                cnt *= (size_t)x->shape[i];
+                shape_ok = cnt <= LC_PROTO_MAX_ELEMS;
+            }
+        }
+        const size_t es = lc__dtype_size(dt);
+        if (!shape_ok || jb->valuedouble != (double)(cnt * es))
+            return lc_fail(err, LC_EINPUT, "%s: tensor '%.64s': bad dtype, shape or byte count", key, x->name);
+        unsigned char *raw = malloc(cnt * es + 1);
+        double *v = malloc(cnt * sizeof *v + 1);
+        if (!raw || !v || fread(raw, 1, cnt * es, stdin) != cnt * es) {
+            free(raw);
+            free(v);
+            return lc_fail(err, raw && v ? LC_EINPUT : LC_EINTERNAL, "%s: tensor '%.64s': %s", key, x->name,
+                           raw && v ? "payload cut short" : "out of memory");
+        }
+        for (size_t i = 0; i < cnt; i++)
+            v[i] = x->is_int ? (double)lc__wire_get_i(raw + i * es, dt) : lc__wire_get_f(raw + i * es, dt);
+        free(raw);
+        x->data = v;
+    }
+    return rc;
+}
+
+static int do_vjp(server *s, const cJSON *r, long id, lc_error *err)
+{
+    enum { MAX_T = 16, MAX_W = 64, MAX_P = 8 };
+    lc_vjp_tensor t[2 * MAX_T];
+    lc_vjp_param params[MAX_P];
+    lc_vjp_result want[MAX_W];
+    out_tensor outs[MAX_W];
+    int ni = 0, ng = 0, np = 0, nw = 0;
+    memset(t, 0, sizeof t);
+    memset(want, 0, sizeof want);
+    /* payloads first (inputs, then output gradients), whatever else is wrong */
+    int rc = vjp_tensors(cJSON_GetObjectItemCaseSensitive(r, "inputs"), "inputs", t, &ni, MAX_T, err);
+    if (!rc)
+        rc = vjp_tensors(cJSON_GetObjectItemCaseSensitive(r, "grads"), "grads", t + MAX_T, &ng, MAX_T, err);
+    const cJSON *fn = cJSON_GetObjectItemCaseSensitive(r, "fn");
+    const cJSON *pr = cJSON_GetObjectItemCaseSensitive(r, "params");
+    const cJSON *jw = cJSON_GetObjectItemCaseSensitive(r, "want"), *x;
+    if (!rc)
+        rc = need_model(s, err);
+    if (!rc && !cJSON_IsString(fn))
+        rc = lc_fail(err, LC_EINPUT, "request field \"fn\" is missing or not a string");
+    if (!rc && pr && !cJSON_IsObject(pr))
+        rc = lc_fail(err, LC_EINPUT, "request field \"params\" is not an object");
+    const cJSON *pr_ok = rc ? NULL : pr;
+    cJSON_ArrayForEach(x, pr_ok)
+    {
+        if (!cJSON_IsNumber(x) || np == MAX_P) {
+            rc = lc_fail(err, LC_EINPUT, "request field \"params\": '%.64s' is not a number", x->string);
+            break;
+        }
+        params[np++] = (lc_vjp_param){x->string, x->valuedouble};
+    }
+    if (!rc && !cJSON_IsArray(jw))
+        rc = lc_fail(err, LC_EINPUT, "request field \"want\" is missing or not an array");
+    const cJSON *jw_ok = rc ? NULL : jw;
+    cJSON_ArrayForEach(x, jw_ok)
+    {
+        const cJSON *jn = cJSON_GetObjectItemCaseSensitive(x, "name"), *js = cJSON_GetObjectItemCaseSensitive(x, "shape");
+        if (!cJSON_IsString(jn) || !cJSON_IsArray(js) || cJSON_GetArraySize(js) > LC_VJP_MAX_DIMS || nw == MAX_W) {
+            rc = lc_fail(err, LC_EINPUT, "request field \"want\": entry %d needs \"name\" and \"shape\"", nw);
+            break;
+        }
+        want[nw].name = jn->valuestring;
+        want[nw].ndim = cJSON_GetArraySize(js);
+        for (int d = 0; d < want[nw].ndim; d++)
+            want[nw].shape[d] = (int64_t)cJSON_GetArrayItem(js, d)->valuedouble;
+        nw++;
+    }
+    if (!rc) {
+        lc_vjp_in in = {.fn = fn->valuestring, .params = params, .n_params = np, .inputs = t, .n_inputs = ni,
+                        .grads = t + MAX_T, .n_grads = ng};
+        rc = lc_engine_vjp(s->e, &in, want, nw, err);
+    }
+    if (!rc) {
+        /* every result computed, in the order asked, in the build's precision */
+        int no = 0;
+        for (int i = 0; i < nw; i++) {
+            if (!want[i].data)
+                continue;
+            outs[no] = (out_tensor){.name = want[i].name, .dt = s->out_dt, .ndim = want[i].ndim, .f = want[i].data};
+            memcpy(outs[no].dims, want[i].shape, sizeof want[i].shape);
+            no++;
+        }
+        reply_ok(cJSON_CreateObject(), id, outs, no);
+    }
+    lc_vjp_results_free(want, nw);
+    for (int i = 0; i < 2 * MAX_T; i++)
+        free((void *)t[i].data);
+    return rc;
+}
+
 /* Closes and releases: the reply is ok whether or not the handle was open. */
 static int do_close(server *s, const cJSON *r, long id, const char *op, lc_error *err)
 {
@@ -645,6 +773,8 @@ static int serve_one(server *s, const char *line)
         rc = do_vision(s, r, id, &err);
     else if (!strcmp(op, "rope"))
         rc = do_rope(s, r, id, &err);
+    else if (!strcmp(op, "vjp"))
+        rc = do_vjp(s, r, id, &err);
     else if (!strcmp(op, "reset")) {
         if (!(rc = lc_engine_reset(s->e, &err))) {
             s->n_prompts = 0;

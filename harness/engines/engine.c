@@ -59,6 +59,22 @@ void lc_state_free(lc_state *s)
     memset(s, 0, sizeof *s);
 }
 
+void lc_vjp_results_free(lc_vjp_result *r, int n)
+{
+    for (int i = 0; r && i < n; i++) {
+        free(r[i].data);
+        r[i].data = NULL;
+    }
+}
+
+size_t lc_vjp_count(int ndim, const int64_t *shape)
+{
+    size_t c = 1;
+    for (int i = 0; i < ndim; i++)
+        c *= shape[i] > 0 ? (size_t)shape[i] : 0;
+    return c;
+}
+
 /* ---------------------------------------------------------------- wrappers */
 
 /* LC_EUNSUPPORTED unless the engine has operation `op` (non-NULL) and, for cap >= 0, declares
@@ -186,6 +202,14 @@ int lc_engine_rope(lc_engine *e, const int64_t *pos, int n, double *out, lc_erro
 {
     NEED(rope, LC_CAP_ROPE);
     return e->ops->rope(e, pos, n, out, err);
+}
+
+int lc_engine_vjp(lc_engine *e, const lc_vjp_in *in, lc_vjp_result *want, int n_want, lc_error *err)
+{
+    NEED(vjp, LC_CAP_VJP);
+    for (int i = 0; i < n_want; i++)
+        want[i].data = NULL;
+    return e->ops->vjp(e, in, want, n_want, err);
 }
 
 int lc_engine_restart(lc_engine *e, lc_error *err)

@@ -544,7 +544,17 @@ static int read_tensors(proc *p, const char *op, long id, double deadline, const
 /* Sends req (consumed: freed here) as request `op` and reads the reply header into *reply
  * (the caller frees it) and its tensors into specs. A reply {"ok": false} returns the code
  * its kind names, its payloads (none allowed) not read. */
+static int call_with(proc *p, const char *op, cJSON *req, const unsigned char *payload, size_t plen, tspec *specs,
+                     int ns, cJSON **reply, lc_error *err);
+
 static int call(proc *p, const char *op, cJSON *req, tspec *specs, int ns, cJSON **reply, lc_error *err)
+{
+    return call_with(p, op, req, NULL, 0, specs, ns, reply, err);
+}
+
+/* As call, with `plen` payload bytes written right after the request line (vjp). */
+static int call_with(proc *p, const char *op, cJSON *req, const unsigned char *payload, size_t plen, tspec *specs,
+                     int ns, cJSON **reply, lc_error *err)
 {
     *reply = NULL;
     if (p->dead || p->pid <= 0) {
@@ -569,6 +579,8 @@ static int call(proc *p, const char *op, cJSON *req, tspec *specs, int ns, cJSON
     double deadline = now_s() + p->timeout_s;
     int rc = write_all(p, op, id, line, n + 1, deadline, err);
     free(line);
+    if (!rc && plen)
+        rc = write_all(p, op, id, (const char *)payload, plen, deadline, err);
     if (rc)
         return rc;
     char *hline = NULL;
@@ -1295,6 +1307,84 @@ static int op_rope(lc_engine *e, const int64_t *pos, int n, double *out, lc_erro
     return LC_OK;
 }
 
+/* A tensor descriptor of a request ({"name", "dtype", "shape", "bytes"}); appends its payload
+ * (f64 or i64, little-endian) at *at. */
+static cJSON *request_tensor(const lc_vjp_tensor *t, unsigned char *blob, size_t *at)
+{
+    cJSON *d = cJSON_CreateObject(), *sh = cJSON_AddArrayToObject(d, "shape");
+    const size_t cnt = lc_vjp_count(t->ndim, t->shape);
+    cJSON_AddStringToObject(d, "name", t->name);
+    cJSON_AddStringToObject(d, "dtype", t->is_int ? "i64" : "f64");
+    for (int i = 0; i < t->ndim; i++)
+        cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->shape[i]));
+    cJSON_AddNumberToObject(d, "bytes", (double)(cnt * 8));
+    for (size_t i = 0; i < cnt; i++, *at += 8) {
+        if (!t->is_int) {
+            lc__wire_put_f64(blob + *at, t->data[i]);
+            continue;
+        }
+        const uint64_t v = (uint64_t)(int64_t)t->data[i];
+        for (int b = 0; b < 8; b++)
+            blob[*at + b] = (unsigned char)(v >> (8 * b));
+    }
+    return d;
+}
+
+static int op_vjp(lc_engine *e, const lc_vjp_in *in, lc_vjp_result *want, int n_want, lc_error *err)
+{
+    proc *p = P(e);
+    const char *op = "vjp";
+    int rc = need_model(p, op, err);
+    if (rc)
+        return rc;
+    size_t bytes = 0;
+    for (int i = 0; i < in->n_inputs + in->n_grads; i++) {
+        const lc_vjp_tensor *t = i < in->n_inputs ? &in->inputs[i] : &in->grads[i - in->n_inputs];
+        if (t->ndim < 0 || t->ndim > LC_PROTO_MAX_DIMS || lc_vjp_count(t->ndim, t->shape) > LC_PROTO_MAX_ELEMS)
+            return lc_fail(err, LC_EINPUT, "%s: vjp: tensor '%s' exceeds the protocol's limits", p->label, t->name);
+        bytes += 8 * lc_vjp_count(t->ndim, t->shape);
+    }
+    tspec *ts = calloc((size_t)n_want + 1, sizeof *ts);
+    unsigned char *blob = malloc(bytes + 1);
+    if (!ts || !blob) {
+        free(ts);
+        free(blob);
+        return lc_fail(err, LC_EINTERNAL, "%s: vjp: out of memory", p->label);
+    }
+    cJSON *req = cJSON_CreateObject(), *h = NULL;
+    cJSON_AddStringToObject(req, "fn", in->fn);
+    cJSON *pr = cJSON_AddObjectToObject(req, "params");
+    for (int i = 0; i < in->n_params; i++)
+        cJSON_AddNumberToObject(pr, in->params[i].name, in->params[i].value);
+    size_t at = 0;
+    cJSON *ji = cJSON_AddArrayToObject(req, "inputs"), *jg = cJSON_AddArrayToObject(req, "grads");
+    for (int i = 0; i < in->n_inputs; i++)
+        cJSON_AddItemToArray(ji, request_tensor(&in->inputs[i], blob, &at));
+    for (int i = 0; i < in->n_grads; i++)
+        cJSON_AddItemToArray(jg, request_tensor(&in->grads[i], blob, &at));
+    cJSON *jw = cJSON_AddArrayToObject(req, "want");
+    for (int i = 0; i < n_want; i++) {
+        cJSON *w = cJSON_CreateObject(), *sh = cJSON_AddArrayToObject(w, "shape");
+        cJSON_AddStringToObject(w, "name", want[i].name);
+        for (int d = 0; d < want[i].ndim; d++)
+            cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)want[i].shape[d]));
+        cJSON_AddItemToArray(jw, w);
+        ts[i].name = want[i].name;
+        ts[i].is_float = 1;
+        ts[i].ndim = want[i].ndim;
+        memcpy(ts[i].dims, want[i].shape, (size_t)want[i].ndim * sizeof ts[i].dims[0]);
+    }
+    rc = call_with(p, op, req, blob, at, ts, n_want, &h, err);
+    free(blob);
+    if (!rc) {
+        for (int i = 0; i < n_want; i++)
+            want[i].data = ts[i].seen ? ts[i].data : NULL; /* a result not sent: not computed */
+        cJSON_Delete(h);
+    }
+    free(ts);
+    return rc;
+}
+
 /* Every handle released, the model kept. */
 static int op_reset(lc_engine *e, lc_error *err)
 {
@@ -1409,6 +1499,7 @@ static const lc_engine_ops proc_ops = {
     .state = op_state,
     .vision = op_vision,
     .rope = op_rope,
+    .vjp = op_vjp,
     .restart = op_restart,
     .destroy = op_destroy,
     .reset = op_reset,

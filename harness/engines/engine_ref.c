@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine_ref_vjp.h"
 #include "faults.h"
 #include "images.h"
 #include "lc_engine.h"
@@ -65,6 +66,7 @@ typedef struct {
     lc_fault_set faults;
     qref_faults qf;
     int any_model_fault;
+    qref_vjp_faults vf;         /* VJP plants: the vjp operation's backward passes */
     ref_loaded *pool;
     int n_pool;
     int cur;                    /* index into pool, -1 before the first load */
@@ -763,6 +765,17 @@ static int ref_rope(lc_engine *e, const int64_t *pos, int n, double *out, lc_err
     return LC_OK;
 }
 
+/* ---------------------------------------------------------------- gradients */
+
+static int ref_vjp(lc_engine *e, const lc_vjp_in *in, lc_vjp_result *want, int n_want, lc_error *err)
+{
+    ref_engine *r = impl(e);
+    int rc = have_model(e, "vjp", err);
+    if (rc)
+        return rc;
+    return lc__ref_vjp(&r->m, &r->vf, in, want, n_want, err);
+}
+
 /* ---------------------------------------------------------------- life cycle */
 
 static int ref_reset(lc_engine *e, lc_error *err)
@@ -803,6 +816,7 @@ static const lc_engine_ops ref_ops = {
     .state = ref_state,
     .vision = ref_vision,
     .rope = ref_rope,
+    .vjp = ref_vjp,
     .restart = ref_reset, /* nothing outlives a failure in process but the handles */
     .destroy = ref_destroy,
     .reset = ref_reset,
@@ -830,10 +844,16 @@ int lc_engine_ref_new(lc_engine **out, const struct lc_fault_set *faults, lc_err
     r->qf.post_norm_eps_scale = f->on[LC_FAULT_POST_NORM_EPS_X10] ? 10.0 : 0.0;
     r->qf.gdn_norm_eps_scale = f->on[LC_FAULT_GDN_NORM_EPS_X10] ? 10.0 : 0.0;
     r->qf.moe_no_renorm = f->on[LC_FAULT_MOE_NO_RENORM];
+    r->vf.gdn_no_decay = f->on[LC_FAULT_VJP_GDN_NO_DECAY];
+    r->vf.beta_no_sigmoid = f->on[LC_FAULT_VJP_BETA_NO_SIGMOID];
+    r->vf.conv_state_dropped = f->on[LC_FAULT_VJP_CONV_STATE_DROPPED];
+    r->vf.rope_wrong_way = f->on[LC_FAULT_VJP_ROPE_WRONG_WAY];
+    r->vf.l2norm_no_eps = f->on[LC_FAULT_VJP_L2NORM_NO_EPS];
     /* MODEL plants reach the forward pass through qf; the rest act here */
 #define LC__FAULT_IS_MODEL_MODEL 1
 #define LC__FAULT_IS_MODEL_ENGINE 0
 #define LC__FAULT_IS_MODEL_CONFIG 0
+#define LC__FAULT_IS_MODEL_VJP 0
 #define LC__FAULT_MODEL_ON(id, name, arg, where, help) r->any_model_fault |= LC__FAULT_IS_MODEL_##where && f->on[LC_FAULT_##id];
     LC_FAULT_MAP(LC__FAULT_MODEL_ON)
 #undef LC__FAULT_MODEL_ON

@@ -7,7 +7,8 @@
  * Columns: id, name on the command line, what the plant takes (NONE: a switch; VALUE: a
  * number, written name=X), where it lands (MODEL: the forward pass, through the reference
  * engine's fault struct; ENGINE: the in-process engine's own sequence and snapshot handling;
- * CONFIG: a configuration value the forward pass reads), and the help text.
+ * CONFIG: a configuration value the forward pass reads; VJP: the backward passes of the vjp
+ * operation), and the help text.
  * New plants are new rows; nothing else in the harness lists fault names.
  */
 #ifndef LC_FAULTS_H
@@ -33,7 +34,19 @@
     X(POST_NORM_EPS_X10, "post_norm_eps_x10", NONE, MODEL, "the post-attention RMSNorm's epsilon is 10x too large") \
     X(GDN_NORM_EPS_X10, "gdn_norm_eps_x10", NONE, MODEL, "the GDN gated RMSNorm's epsilon is 10x too large") \
     X(ROPE_THETA_SCALE, "rope_theta_scale", VALUE, CONFIG, "the text rotary theta is multiplied by X (1.01: 1% off)") \
-    X(MOE_NO_RENORM, "moe_no_renorm", NONE, MODEL, "MoE top-k routing weights are not renormalised")
+    X(MOE_NO_RENORM, "moe_no_renorm", NONE, MODEL, "MoE top-k routing weights are not renormalised")     \
+    LC_FAULT_MAP_VJP(X)
+
+/* Backward-pass plants (where VJP: the vjp operation, through qref_vjp_internal.h). */
+#define LC_FAULT_MAP_VJP(X)                                                                                  \
+    X(VJP_GDN_NO_DECAY, "vjp_gdn_no_decay", NONE, VJP,                                                       \
+      "the gated delta rule's backward does not apply the decay to the state gradient")                     \
+    X(VJP_BETA_NO_SIGMOID, "vjp_beta_no_sigmoid", NONE, VJP, "beta's gradient misses the sigmoid derivative") \
+    X(VJP_CONV_STATE_DROPPED, "vjp_conv_state_dropped", NONE, VJP,                                           \
+      "the conv backward drops the state gradient at a chunk edge")                                         \
+    X(VJP_ROPE_WRONG_WAY, "vjp_rope_wrong_way", NONE, VJP, "the rotary backward rotates forward, not back")  \
+    X(VJP_L2NORM_NO_EPS, "vjp_l2norm_no_eps", NONE, VJP,                                                     \
+      "the l2-norm backward leaves out its epsilon (singular on a zero row)")
 
 typedef enum {
 #define LC__FAULT_ENUM(id, name, arg, where, help) LC_FAULT_##id,

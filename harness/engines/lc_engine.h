@@ -85,7 +85,8 @@ lc_eprec lc_eprec_from_name(const char *s);  /* LC_EPREC_UNKNOWN when not a name
     X(VISION, "vision")       /* prompt tap: merged vision embeddings */                      \
     X(PARTIAL_VISION, "partial_vision") /* prompts with vision_from > 0 (image checkpoints) */ \
     X(GDN_MODE, "gdn_mode")   /* prefill with a forced GDN path and chunk length */            \
-    X(ROPE, "rope")           /* tap: rotary cos/sin of the text decoder for given positions */
+    X(ROPE, "rope")           /* tap: rotary cos/sin of the text decoder for given positions */ \
+    X(VJP, "vjp")             /* backward passes: vector-Jacobian products (see "gradients") */
 
 typedef enum {
 #define LC__CAP_ENUM(id, name) LC_CAP_##id,
@@ -186,6 +187,91 @@ typedef struct {
 
 void lc_state_free(lc_state *s);
 
+/* ---------------------------------------------------------------- gradients (LC_CAP_VJP) */
+
+/* One vector-Jacobian product of a building block, graded against float64 autograd. The
+ * loss is sum(out * d_out) (+ sum(state * d_state) where a state comes out); every gradient
+ * returned is dL/d(input). Tensors are float64, row-major; integer inputs (mask, position_ids)
+ * travel as doubles holding integers (is_int set; the protocol sends them as i64).
+ *
+ * Functions (fn), their inputs / output gradients -> results, and the conventions:
+ *   gdn_recurrent, gdn_chunked   the gated delta rule, recurrent and chunked (WY) forms.
+ *       in: q, k (n, Hk, Dk) unit rows, q NOT scaled (the engine scales by Dk^-0.5 inside);
+ *           v (n, Hv, Dv); g (n, Hv) log decays; beta (n, Hv) (after the sigmoid);
+ *           state0 (Hv, Dk, Dv). Value head h reads key head h / (Hv / Hk).
+ *       grads: d_out (n, Hv, Dv), d_state (Hv, Dk, Dv).  params: chunk (gdn_chunked, default 64).
+ *       results: grad_q (w.r.t. the unscaled q), grad_k, grad_v, grad_g, grad_beta,
+ *           grad_state0; forward: out, state.
+ *   conv     depthwise causal conv + SiLU over (state0 | x).
+ *       in: x (n, C), state0 (K-1, C), w (C, K) (transformers' conv1d.weight (C, 1, K) squeezed).
+ *       grads: d_out (n, C), d_state (K-1, C) (the outgoing state = last K-1 rows of state0 | x).
+ *       params: chunk (the backward runs piece by piece, last piece first, each piece's state
+ *           gradient handed to the piece before; absent: one piece).
+ *       results: grad_x, grad_w, grad_state0; forward: out, state.
+ *   l2norm   y = x / sqrt(sum x^2 + eps) over the last axis.  in: x (rows..., D).
+ *       grads: d_out.  params: eps (default 1e-6).  results: grad_x; forward: out.
+ *   rmsnorm  y = x / sqrt(mean x^2 + eps) * (1 + w).  in: x (n, D), w (D).  grads: d_out.
+ *       params: eps (default 1e-6).  results: grad_x, grad_w; forward: out.
+ *   rmsnorm_gated  y = x / sqrt(mean x^2 + eps) * w * silu(z).  in: x, z (n, D), w (D).
+ *       grads: d_out.  params: eps (default 1e-6).  results: grad_x, grad_z, grad_w; forward: out.
+ *   rope     the loaded checkpoint's text rotary embedding (partial, rotate-half, interleaved
+ *       3-axis MRoPE as its config says) applied to q and k.
+ *       in: q (n, Hq, D), k (n, Hkv, D), position_ids (3, n) (T, H, W).  grads: d_q, d_k.
+ *       results: grad_q, grad_k; forward: q_out, k_out.
+ *   decoder_layer  layer `layer` of the loaded checkpoint as transformers' decoder layer runs
+ *       it over one sequence with no cache (zero conv / recurrent state, causal attention).
+ *       in: x (n, H); mask (n) 1 real / 0 pad (GDN layers: a pad's normed input is zeroed
+ *       before the projections, transformers' 2-D attention mask; attention layers accept no
+ *       pad); position_ids (3, n).  grads: d_out (n, H).
+ *       params: layer (required); chunk (GDN layers: the chunked form in chunks of this length;
+ *           0: the recurrent form; default 64).
+ *       results: grad_x and grad_w/<name> for every parameter of the layer under transformers'
+ *           name relative to the layer (grad_w/linear_attn.in_proj_qkv.weight,
+ *           grad_w/linear_attn.conv1d.weight (C, 1, K), grad_w/mlp.experts.gate_up_proj ...),
+ *           in transformers' shape; forward: out.
+ *
+ * The caller lists the results it wants, each with the shape it expects; the engine fills
+ * data (malloc'ed, the caller frees with lc_vjp_results_free) for every one it can compute and
+ * leaves data NULL for one it cannot (a kernel that cannot differentiate an input): the
+ * harness reports that as a failure naming the gradient, not as an engine error. An unknown
+ * fn, a missing input, or an input of the wrong shape is LC_EINPUT. */
+#define LC_VJP_MAX_DIMS 4
+
+typedef struct {
+    const char *name;
+    int ndim;
+    int64_t shape[LC_VJP_MAX_DIMS];
+    const double *data;         /* (product of shape), the caller's */
+    int is_int;                 /* holds integers (mask, position_ids) */
+} lc_vjp_tensor;
+
+typedef struct {
+    const char *name;
+    double value;
+} lc_vjp_param;
+
+typedef struct {
+    const char *fn;
+    const lc_vjp_param *params;     /* (n_params) */
+    int n_params;
+    const lc_vjp_tensor *inputs;    /* (n_inputs) forward inputs */
+    int n_inputs;
+    const lc_vjp_tensor *grads;     /* (n_grads) output gradients d_out, d_state, d_q ... */
+    int n_grads;
+} lc_vjp_in;
+
+typedef struct {
+    const char *name;           /* in: "grad_q", "grad_w/mlp.up_proj.weight", "out" ... */
+    int ndim;                   /* in: the expected shape */
+    int64_t shape[LC_VJP_MAX_DIMS];
+    double *data;               /* out: (product of shape) malloc'ed, or NULL: not computed */
+} lc_vjp_result;
+
+/* Frees every result's data and sets it NULL; safe twice. */
+void lc_vjp_results_free(lc_vjp_result *r, int n);
+/* Elements of a shape. */
+size_t lc_vjp_count(int ndim, const int64_t *shape);
+
 /* ---------------------------------------------------------------- the operation table */
 
 typedef struct lc_engine lc_engine;
@@ -224,6 +310,8 @@ typedef struct {
     /* LC_CAP_ROPE: cos | sin of the text decoder's rotary embedding at positions pos (3, n):
      * out (n, R) with R/2 cos values then R/2 sin values per position. */
     int (*rope)(lc_engine *e, const int64_t *pos, int n, double *out, lc_error *err);
+    /* LC_CAP_VJP: one backward pass (see "gradients" above); fills want[i].data. */
+    int (*vjp)(lc_engine *e, const lc_vjp_in *in, lc_vjp_result *want, int n_want, lc_error *err);
     /* Starts the engine afresh after a failure (process engines: kill, reap, spawn, reload the
      * last model); every handle is gone afterwards. In-process: releases every handle. */
     int (*restart)(lc_engine *e, lc_error *err);
@@ -261,6 +349,7 @@ int lc_engine_batch_decode(lc_engine *e, const int *seqs, const int32_t *tokens,
 int lc_engine_state(lc_engine *e, int seq, lc_state *out, lc_error *err);
 int lc_engine_vision(lc_engine *e, int prompt, double **embeds, int *rows, lc_error *err);
 int lc_engine_rope(lc_engine *e, const int64_t *pos, int n, double *out, lc_error *err);
+int lc_engine_vjp(lc_engine *e, const lc_vjp_in *in, lc_vjp_result *want, int n_want, lc_error *err);
 int lc_engine_restart(lc_engine *e, lc_error *err);
 int lc_engine_reset(lc_engine *e, lc_error *err);   /* ops->reset, else ops->restart */
 void lc_engine_free(lc_engine *e);

@@ -601,6 +601,28 @@ int lc_h5_read_attr_str(const lc_h5 *f, const char *obj, const char *attr, char 
     return rc;
 }
 
+int lc_h5_attr_exists(const lc_h5 *f, const char *obj, const char *attr)
+{
+    return H5Aexists_by_name((hid_t)f->id, obj, attr, H5P_DEFAULT) > 0;
+}
+
+int lc_h5_read_attr_f64(const lc_h5 *f, const char *obj, const char *attr, double *out, lc_error *err)
+{
+    if (H5Aexists_by_name((hid_t)f->id, obj, attr, H5P_DEFAULT) <= 0)
+        return lc_fail(err, LC_EINPUT, "%s: attribute '%s' of '%s' is missing", f->path, attr, obj);
+    hid_t a = H5Aopen_by_name((hid_t)f->id, obj, attr, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t t = H5Aget_type(a), sp = H5Aget_space(a);
+    int rc = LC_OK;
+    const H5T_class_t cl = H5Tget_class(t);
+    if ((cl != H5T_INTEGER && cl != H5T_FLOAT) || H5Sget_simple_extent_npoints(sp) != 1 ||
+        H5Aread(a, H5T_NATIVE_DOUBLE, out) < 0)
+        rc = lc_fail(err, LC_EINPUT, "%s: attribute '%s' of '%s' is not one number", f->path, attr, obj);
+    H5Sclose(sp);
+    H5Tclose(t);
+    H5Aclose(a);
+    return rc;
+}
+
 int lc_h5_expect_shape(const lc_h5 *f, const char *name, const lc_h5_shape *got, int ndim, const int64_t *want,
                        lc_error *err)
 {

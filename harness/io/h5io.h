@@ -78,6 +78,10 @@ int lc_h5_read_strings(const lc_h5 *f, const char *name, char ***out, int *n, lc
 void lc_h5_strings_free(char **s, int n);
 /* Reads a string attribute of object `obj` ("/" for the root); *out malloc'ed. */
 int lc_h5_read_attr_str(const lc_h5 *f, const char *obj, const char *attr, char **out, lc_error *err);
+/* Whether object `obj` has attribute `attr`. */
+int lc_h5_attr_exists(const lc_h5 *f, const char *obj, const char *attr);
+/* Reads a scalar numeric (integer or float) attribute of object `obj` as a double. */
+int lc_h5_read_attr_f64(const lc_h5 *f, const char *obj, const char *attr, double *out, lc_error *err);
 
 /* Checks that dataset `name` has exactly the given shape (ndim entries); a clear error if not. */
 int lc_h5_expect_shape(const lc_h5 *f, const char *name, const lc_h5_shape *got, int ndim,

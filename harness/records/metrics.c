@@ -283,7 +283,7 @@ int lc_compare(lc_metrics *out, const double *a, const double *e, size_t P, size
 
     m->ulp = o.ulp;
     m->topk = (int)k;
-    double nmse_num = 0.0, nmse_den = 0.0;
+    double nmse_num = 0.0, nmse_den = 0.0, e_max = 0.0;
     int nmse_nan = 0, nmse_inf = 0;
     size_t n_kl_seen = 0, topk_rows = 0;
     int kl_nan = 0, top1_nan = 0, topk_nan = 0;
@@ -345,6 +345,8 @@ int lc_compare(lc_metrics *out, const double *a, const double *e, size_t P, size
                     m->allclose_first_index = j;
                 }
             }
+            if (isfinite(ev) && fabs(ev) > e_max)
+                e_max = fabs(ev);
             if (finite) {
                 nmse_num += d * d;
                 nmse_den += ev * ev;
@@ -426,6 +428,7 @@ int lc_compare(lc_metrics *out, const double *a, const double *e, size_t P, size
     m->n_values = m->n_included * V;
     m->n_kl = n_kl_seen;
     m->allclose_frac = m->n_values ? (double)m->allclose_fail / (double)m->n_values : 0.0;
+    m->max_abs_scaled = isnan(m->max_abs) || e_max == 0.0 ? m->max_abs : m->max_abs / e_max;
     if (nmse_nan)
         m->nmse = NAN;
     else if (nmse_inf)
@@ -529,6 +532,7 @@ double lc_metric_value(const lc_metrics *m, lc_metric_id id)
     switch (id) {
     case LC_METRIC_MAX_ABS: return m->max_abs;
     case LC_METRIC_MAX_REL: return m->max_rel;
+    case LC_METRIC_MAX_ABS_SCALED: return m->max_abs_scaled;
     case LC_METRIC_ALLCLOSE_FAIL: return (double)m->allclose_fail;
     case LC_METRIC_ALLCLOSE_FRAC: return m->allclose_frac;
     case LC_METRIC_NMSE: return m->nmse;

@@ -83,6 +83,10 @@ typedef struct {
     size_t max_abs_pos, max_abs_index;
     double max_abs_actual, max_abs_expected;
 
+    /* max |a - e| / max |e| over finite expected values (max_abs itself when e is all zero):
+     * the error relative to the tensor's magnitude, for gradients whose elements cross zero */
+    double max_abs_scaled;
+
     /* max |a - e| / max(|e|, LC_REL_FLOOR) */
     double max_rel;
     size_t max_rel_pos, max_rel_index;
@@ -160,6 +164,7 @@ typedef enum { LC_BOUND_UPPER, LC_BOUND_LOWER } lc_bound_direction;
 #define LC_METRIC_MAP(X)                                                                    \
     X(MAX_ABS, "max_abs", UPPER, "max |a-e|")                                               \
     X(MAX_REL, "max_rel", UPPER, "max |a-e|/|e|")                                           \
+    X(MAX_ABS_SCALED, "max_abs_scaled", UPPER, "max |a-e| / max |e|")                       \
     X(ALLCLOSE_FAIL, "allclose_fail", UPPER, "values failing |a-e| <= atol+rtol*|e|")       \
     X(ALLCLOSE_FRAC, "allclose_frac", UPPER, "fraction of values failing allclose")         \
     X(NMSE, "nmse", UPPER, "sum (a-e)^2 / sum e^2")                                         \

@@ -95,7 +95,7 @@ static const lc_bounds *bounds_for(const lc__run *r, lc_cmp_class cls, lc__data 
 /* Metrics that make sense for a flat tensor (states, embeddings) or exact integers. */
 static int elementwise_metric(lc_metric_id id)
 {
-    return id == LC_METRIC_MAX_ABS || id == LC_METRIC_MAX_REL || id == LC_METRIC_ALLCLOSE_FAIL ||
+    return id == LC_METRIC_MAX_ABS || id == LC_METRIC_MAX_REL || id == LC_METRIC_MAX_ABS_SCALED || id == LC_METRIC_ALLCLOSE_FAIL ||
            id == LC_METRIC_ALLCLOSE_FRAC || id == LC_METRIC_NMSE || id == LC_METRIC_MAX_ULP ||
            id == LC_METRIC_NONFINITE;
 }

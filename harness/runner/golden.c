@@ -26,7 +26,10 @@ lc__golden *lc__golden_open(lc__run *r)
         lc__set_error(r, "%s", le.msg);
         return NULL;
     }
-    snprintf(g->group, sizeof g->group, "/cases/%s", r->c->name);
+    if (r->c->group) /* gradient cases name their group in the gradient goldens */
+        snprintf(g->group, sizeof g->group, "/%s", r->c->group);
+    else
+        snprintf(g->group, sizeof g->group, "/cases/%s", r->c->name);
     if (!lc_h5_exists(&g->f, g->group)) {
         lc__set_error(r, "%s: no group '%s' (regenerate the goldens: golden/README.md)", path, g->group);
         lc_h5_close(&g->f);

@@ -26,6 +26,7 @@ static const struct {
     {LC_KIND_BATCH, lc__kind_batch, CAP(BATCH)},
     {LC_KIND_SNAPSHOT, lc__kind_snapshot, CAP(SNAPSHOT)},
     {LC_KIND_IMAGE_CHECKPOINT, lc__kind_image_checkpoint, CAP(SNAPSHOT) | CAP(PARTIAL_VISION)},
+    {LC_KIND_GRADIENT, lc__kind_gradient, CAP(VJP)},
 };
 #define N_KINDS ((int)(sizeof kinds / sizeof kinds[0]))
 

@@ -4,6 +4,7 @@
  *   runner.c         entry point: fresh engine state, capability check (SKIP), the kind's
  *                    function, engine restart after an engine failure, the verdict
  *   kinds_*.c        one short function per case kind, over the helpers below only
+ *   kinds_gradient.c the backward passes (vjp) against autograd
  *   steps.c          engine steps written once: open a prompt, prefill on a chunk schedule,
  *                    the greedy / teacher-forced decode loop, taps
  *   compare.c        the run's arena and errors, compare-and-record with bounds by class
@@ -153,5 +154,6 @@ void lc__kind_kernel(lc__run *r);
 void lc__kind_batch(lc__run *r);             /* kinds_state.c */
 void lc__kind_snapshot(lc__run *r);
 void lc__kind_image_checkpoint(lc__run *r);
+void lc__kind_gradient(lc__run *r);          /* kinds_gradient.c */
 
 #endif /* LC_RUNNER_INTERNAL_H */

@@ -44,7 +44,7 @@ class FakeBackend:
 
     def describe(self):
         return {"name": "fake-transformers", "version": "0", "precision": "f64", "detail": "toy numpy model",
-                "capabilities": ["positions", "snapshot", "batch", "state", "hidden", "rope"]}
+                "capabilities": ["positions", "snapshot", "batch", "state", "hidden", "rope", "vjp"]}
 
     def load(self, ckpt):
         self.loaded = True
@@ -117,6 +117,19 @@ class FakeBackend:
     def state_row(self, g, r):
         return np.array([float(g.done - (g.M - g.prompts[r].n)), float(g.h[r])])
 
+    def vjp(self, fn, params, ins, grads, want):
+        """The toy differentiates the decoder RMSNorm only, in closed form (float64)."""
+        if fn != "rmsnorm":
+            raise te.InputError(f"vjp: the toy model differentiates rmsnorm only, not '{fn}'")
+        x, w, dy = ins["x"], ins["w"], grads["d_out"]
+        eps = params.get("eps", 1e-6)
+        r = 1.0 / np.sqrt((x * x).mean(-1, keepdims=True) + eps)
+        xh = x * r
+        g = dy * (1.0 + w)
+        res = {"grad_x": r * (g - xh * (g * xh).mean(-1, keepdims=True)), "grad_w": (dy * xh).sum(0),
+               "out": xh * (1.0 + w)}
+        return {k: v for k, v in res.items() if k in want}
+
     def rope(self, positions):
         t = np.array(positions[0], dtype=np.float64)[:, None]
         ang = t * 10000.0 ** (-2.0 * np.arange(R // 2) / R)
@@ -132,10 +145,10 @@ class Client:
                                   stdout=subprocess.PIPE)
         self.id = 0
 
-    def call(self, op, **fields):
+    def call(self, op, payload=b"", **fields):
         req = dict(id=self.id, op=op, **fields)
         self.id += 1
-        self.p.stdin.write(json.dumps(req).encode() + b"\n")
+        self.p.stdin.write(json.dumps(req).encode() + b"\n" + payload)
         self.p.stdin.flush()
         hdr = json.loads(self.p.stdout.readline())
         assert hdr["id"] == req["id"], hdr
@@ -202,6 +215,27 @@ def self_test():
     s5 = c.call("restore", snap=snap)[0]["seq"]
     h, cont = c.call("prefill", seq=s5, prompt=h["prompt"], **{"from": 10, "to": 13}, logits="last", hidden=False)
     assert h["ok"] and cont["logits"].shape == (V,), h
+    # vjp: payloads after the request line; results as asked, one not computed left out
+    rng = np.random.RandomState(3)
+    x, w, dy = rng.standard_normal((5, 8)), rng.standard_normal(8), rng.standard_normal((5, 8))
+    desc = lambda n, a: {"name": n, "dtype": "f64", "shape": list(a.shape), "bytes": a.size * 8}
+    pay = x.astype("<f8").tobytes() + w.astype("<f8").tobytes() + dy.astype("<f8").tobytes()
+    want = [{"name": "grad_x", "shape": [5, 8]}, {"name": "grad_w", "shape": [8]}, {"name": "grad_nothing", "shape": [1]}]
+    h, g = c.call("vjp", payload=pay, fn="rmsnorm", params={"eps": 1e-6}, inputs=[desc("x", x), desc("w", w)],
+                  grads=[desc("d_out", dy)], want=want)
+    assert h["ok"] and sorted(g) == ["grad_w", "grad_x"], (h, list(g))
+
+    def loss(xx):
+        return float((xx / np.sqrt((xx * xx).mean(-1, keepdims=True) + 1e-6) * (1 + w) * dy).sum())
+    e = np.zeros_like(x)
+    e[2, 3] = 1e-6
+    fd = (loss(x + e) - loss(x - e)) / 2e-6
+    assert abs(fd - g["grad_x"][2, 3]) < 1e-7, (fd, g["grad_x"][2, 3])
+    h, _ = c.call("vjp", payload=pay, fn="gdn_fused", params={}, inputs=[desc("x", x), desc("w", w)],
+                  grads=[desc("d_out", dy)], want=want)
+    assert not h["ok"] and h["kind"] == "input" and "gdn_fused" in h["error"], h
+    h, _ = c.call("seq_open")
+    assert h["ok"], "a refused vjp left the stream out of step"
     h, _ = c.call("no_such_op")
     assert not h["ok"] and h["kind"] == "unsupported", h
     c.p.stdin.write(b"this is not json\n")

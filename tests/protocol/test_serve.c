@@ -2,7 +2,7 @@
  * `logitcheck serve` through the protocol client equals the in-process reference engine bit
  * for bit, operation by operation, on the tiny dense and MoE checkpoints: an image prompt's
  * ids, positions and rope delta; one-shot and chunked prefill logits and hidden taps; decode;
- * snapshot/restore; a left-padded batch (pads NaN on both sides); state; vision; rope. A
+ * snapshot/restore; a left-padded batch (pads NaN on both sides); state; vision; rope; vjp. A
  * refused request comes back as the in-process engine's LC_EINPUT, and serve exits cleanly
  * (no child left) when the client goes.
  */
@@ -180,6 +180,69 @@ START_TEST(test_serve_refuses_bad_input)
 }
 END_TEST
 
+/* vjp through serve == in process, bit for bit: a padded GDN decoder layer (integer mask
+ * and positions on the wire, weight gradients under transformers' names) and the rotary. A
+ * refused vjp (its payloads sent all the same) leaves the stream in step. */
+static void vjp_run(lc_engine *e, const char *fn, const lc_vjp_param *pr, int np, const lc_vjp_tensor *in, int ni,
+                    const lc_vjp_tensor *g, int ng, lc_vjp_result *w, int nw)
+{
+    lc_error err = {0};
+    lc_vjp_in req = {.fn = fn, .params = pr, .n_params = np, .inputs = in, .n_inputs = ni, .grads = g, .n_grads = ng};
+    OK(lc_engine_vjp(e, &req, w, nw, &err));
+}
+
+START_TEST(test_serve_vjp_equals_in_process)
+{
+    enum { N = 9, HID = 64, HQ = 4, HKV = 2, D = 64 };
+    static double x[N * HID], dy[N * HID], mask[N], pos[3 * N], q[N * HQ * D], k[N * HKV * D], dq[N * HQ * D],
+        dk[N * HKV * D];
+    for (int i = 0; i < N * HID; i++)
+        x[i] = sin(0.37 * i), dy[i] = cos(0.11 * i);
+    for (int t = 0; t < N; t++)
+        mask[t] = t >= 2, pos[t] = t, pos[N + t] = t + (t > 4), pos[2 * N + t] = t + 2 * (t > 4);
+    for (int i = 0; i < N * HQ * D; i++)
+        q[i] = sin(0.05 * i + 1), dq[i] = cos(0.07 * i);
+    for (int i = 0; i < N * HKV * D; i++)
+        k[i] = cos(0.03 * i), dk[i] = sin(0.09 * i + 2);
+    lc_vjp_tensor lin[3] = {{"x", 2, {N, HID}, x, 0}, {"mask", 1, {N}, mask, 1}, {"position_ids", 2, {3, N}, pos, 1}};
+    lc_vjp_tensor lg = {"d_out", 2, {N, HID}, dy, 0};
+    lc_vjp_param lp[2] = {{"layer", 0}, {"chunk", 4}};
+    lc_vjp_tensor rin[3] = {{"q", 3, {N, HQ, D}, q, 0}, {"k", 3, {N, HKV, D}, k, 0}, {"position_ids", 2, {3, N}, pos, 1}};
+    lc_vjp_tensor rg[2] = {{"d_q", 3, {N, HQ, D}, dq, 0}, {"d_k", 3, {N, HKV, D}, dk, 0}};
+    lc_engine *eng[2] = {NULL, NULL};
+    lc_error err = {0};
+    lc_model_info mi;
+    OK(lc_engine_ref_new(&eng[0], NULL, &err));
+    OK(lc_engine_proc_new(&eng[1], LOGITCHECK " serve", 60, NULL, &err));
+    lc_vjp_result w[2][5];
+    for (int s = 0; s < 2; s++) {
+        OK(lc_engine_load(eng[s], ckpts[0], &mi, &err));
+        lc_vjp_result lw[3] = {{"grad_x", 2, {N, HID}, NULL},
+                               {"grad_w/linear_attn.conv1d.weight", 3, {192, 1, 4}, NULL},
+                               {"grad_w/no.such.weight", 1, {3}, NULL}};
+        /* refused: no such function; the next request is answered */
+        lc_vjp_in bad = {.fn = "gdn_fused", .inputs = lin, .n_inputs = 3, .grads = &lg, .n_grads = 1};
+        ck_assert_int_eq(lc_engine_vjp(eng[s], &bad, lw, 3, &err), LC_EINPUT);
+        ck_assert_msg(strstr(err.msg, "unknown function 'gdn_fused'"), "%s", err.msg);
+        vjp_run(eng[s], "decoder_layer", lp, 2, lin, 3, &lg, 1, lw, 3);
+        ck_assert_msg(lw[0].data && lw[1].data, "layer gradients missing");
+        ck_assert_msg(!lw[2].data, "a gradient for a weight the layer lacks");
+        lc_vjp_result rw[2] = {{"grad_q", 3, {N, HQ, D}, NULL}, {"k_out", 3, {N, HKV, D}, NULL}};
+        vjp_run(eng[s], "rope", NULL, 0, rin, 3, rg, 2, rw, 2);
+        w[s][0] = lw[0], w[s][1] = lw[1], w[s][2] = rw[0], w[s][3] = rw[1];
+    }
+    const size_t cnt[4] = {N * HID, 192 * 4, N * HQ * D, N * HKV * D};
+    for (int i = 0; i < 4; i++) {
+        ck_assert_msg(w[0][i].data && w[1][i].data, "result %s missing", w[0][i].name);
+        ck_assert_msg(same(w[0][i].data, w[1][i].data, cnt[i]), "%s differs through serve", w[0][i].name);
+        ck_assert_msg(isfinite(w[0][i].data[cnt[i] - 1]), "%s not finite", w[0][i].name);
+        free(w[0][i].data), free(w[1][i].data);
+    }
+    lc_engine_free(eng[0]);
+    lc_engine_free(eng[1]);
+}
+END_TEST
+
 static Suite *serve_suite(void)
 {
     Suite *s = suite_create("serve");
@@ -187,6 +250,7 @@ static Suite *serve_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_serve_equals_in_process, 0, 2);
     tcase_add_test(tc, test_serve_refuses_bad_input);
+    tcase_add_test(tc, test_serve_vjp_equals_in_process);
     suite_add_tcase(s, tc);
     return s;
 }
