@@ -20,6 +20,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "lc_file.h"
+#include "lc_json.h"
 #include "metrics.h"
 
 #define NAME_MAX_LEN 128            /* case names and labels */
@@ -347,44 +349,6 @@ static int is_directory(const char *path)
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* Reads a whole file into a NUL-terminated buffer (caller frees). 0 ok, -1 cannot read,
- * -2 too large, -3 out of memory. */
-static int slurp(const char *path, char **out, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    if (fseek(f, 0, SEEK_END) != 0) {
-        fclose(f);
-        return -1;
-    }
-    long size = ftell(f);
-    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return -1;
-    }
-    if (size > FILE_MAX_BYTES) {
-        fclose(f);
-        return -2;
-    }
-    char *buf = malloc((size_t)size + 1);
-    if (!buf) {
-        fclose(f);
-        return -3;
-    }
-    size_t got = fread(buf, 1, (size_t)size, f);
-    int bad = ferror(f) || got != (size_t)size;
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return -1;
-    }
-    buf[size] = '\0';
-    *out = buf;
-    *len = (size_t)size;
-    return 0;
-}
-
 /* The checkpoint directory must hold a config.json; its model_type tells dense from MoE. */
 static int check_checkpoint(const ctx *cx, const char *root, const char *rel, lc_family *family)
 {
@@ -396,13 +360,19 @@ static int check_checkpoint(const ctx *cx, const char *root, const char *rel, lc
         return fail(cx, "checkpoint", "directory not found: %s", dir);
     char *text = NULL;
     size_t len = 0;
-    int rc = slurp(cfg_path, &text, &len);
-    if (rc == -3)
+    lc_error fe = {0};
+    int rc = lc_file_read(cfg_path, NULL, FILE_MAX_BYTES, &text, &len, &fe);
+    if (rc == LC_EINTERNAL)
         return oom(cx);
-    if (rc != 0)
-        return fail(cx, "checkpoint", "cannot read %s", cfg_path);
-    cJSON *cfg = cJSON_ParseWithLength(text, len);
+    if (rc != LC_OK)
+        return fail(cx, "checkpoint", "%s", fe.msg);
+    cJSON *cfg = NULL;
+    rc = lc_json_parse(cfg_path, text, len, &cfg, &fe);
     free(text);
+    if (rc == LC_EINTERNAL)
+        return oom(cx);
+    if (rc != LC_OK)
+        return fail(cx, "checkpoint", "%s", fe.msg);
     if (!cJSON_IsObject(cfg)) {
         cJSON_Delete(cfg);
         return fail(cx, "checkpoint", "%s is not a JSON object", cfg_path);
@@ -1065,48 +1035,20 @@ static int catalog_reserve(lc_catalog *cat, int extra)
     return 1;
 }
 
-/* 1-based line and column of byte offset off in text. */
-static void line_col(const char *text, size_t off, int *line, int *col)
-{
-    *line = 1;
-    *col = 1;
-    for (size_t i = 0; i < off && text[i]; i++) {
-        if (text[i] == '\n') {
-            (*line)++;
-            *col = 1;
-        } else {
-            (*col)++;
-        }
-    }
-}
-
 int lc_catalog_load_file(lc_catalog *cat, const char *path, const char *root, lc_error *err)
 {
     ctx cx = {.file = path, .where = "", .err = err};
     char *text = NULL;
     size_t len = 0;
-    errno = 0;
-    int rc = slurp(path, &text, &len);
-    if (rc == -1)
-        return plain_fail(err, LC_EINPUT, "%s: cannot read the case file (%s)", path,
-                          strerror(errno ? errno : EIO));
-    if (rc == -2)
-        return plain_fail(err, LC_EINPUT, "%s: larger than %ld bytes; not a case file", path,
-                          FILE_MAX_BYTES);
-    if (rc == -3)
-        return oom(&cx);
-
-    const char *end = NULL;
-    cJSON *doc = cJSON_ParseWithLengthOpts(text, len + 1, &end, 1); /* + the NUL */
-    if (!doc) {
-        int line = 0, col = 0;
-        size_t off = end && end >= text ? (size_t)(end - text) : 0;
-        line_col(text, off, &line, &col);
-        free(text);
-        return plain_fail(err, LC_EINPUT, "%s: line %d, column %d: malformed JSON", path, line,
-                          col);
-    }
+    int rc = lc_file_read(path, NULL, FILE_MAX_BYTES, &text, &len, err);
+    if (rc != LC_OK)
+        return rc;
+    /* one JSON value; no key twice in one object, no NUL or raw control byte in a string */
+    cJSON *doc = NULL;
+    rc = lc_json_parse(path, text, len, &doc, err);
     free(text);
+    if (rc != LC_OK)
+        return rc;
 
     /* {"cases": [...]} or one case object */
     const cJSON *list = NULL;

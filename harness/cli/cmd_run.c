@@ -152,6 +152,7 @@ static int load_catalog(const run_args *a, lc_catalog *cat)
     lc_catalog_init(cat);
     if (lc_catalog_load_dir(cat, dir, a->root, &err)) {
         fprintf(stderr, "logitcheck: %s\n", err.msg);
+        lc_catalog_free(cat);
         return 2;
     }
     return 0;
