@@ -323,24 +323,6 @@ static int64_t checkpoint_bytes(const char *dir, int *files)
     return total;
 }
 
-/* Removes the temporary directory this command created, with the files in it. */
-static void remove_tmp_dir(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-                continue;
-            char p[4600];
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-            unlink(p);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
-}
-
 /* ---------------------------------------------------------------- runs */
 
 typedef struct {
@@ -905,6 +887,6 @@ done:
     free(ms);
     qref_model_free(&m);
     if (tmp[0])
-        remove_tmp_dir(tmp);
+        lc_synth_remove_dir(tmp);
     return rc;
 }

@@ -1142,8 +1142,7 @@ int lc_synth_hash(const lc_synth_opts *o, lc_synth_info *info, char hex[65], lc_
     return rc;
 }
 
-/* Removes the regular files of dir and dir itself (a temporary directory of ours). */
-static void remove_tree(const char *dir)
+void lc_synth_remove_dir(const char *dir)
 {
     DIR *d = opendir(dir);
     if (d) {
@@ -1188,7 +1187,7 @@ int lc_synth_write_checkpoint(const char *out, const lc_synth_opts *o, lc_synth_
     if (!rc && rename(tmp, out) != 0)
         rc = lc_fail(err, LC_EINPUT, "%s: cannot rename %s to it: %s", out, tmp, strerror(errno));
     if (rc)
-        remove_tree(tmp);
+        lc_synth_remove_dir(tmp);
     free(m);
     return rc;
 }

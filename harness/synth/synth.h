@@ -123,4 +123,8 @@ int lc_synth_hash(const lc_synth_opts *o, lc_synth_info *info, char hex[65], lc_
  * or LC_EINPUT (not a directory, unreadable, no files) with err naming the path. */
 int lc_synth_dir_hash(const char *dir, char hex[65], lc_error *err);
 
+/* Removes the files of dir (a checkpoint directory, flat) and dir itself: for temporary
+ * checkpoints of a benchmark or a partial write. Errors are ignored. */
+void lc_synth_remove_dir(const char *dir);
+
 #endif /* LC_SYNTH_H */
