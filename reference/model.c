@@ -102,7 +102,7 @@ typedef struct {
     int B, L;
     const uint8_t *mask;        /* (B, L) or NULL */
     int pad_into_conv, pad_into_gdn, pad_into_attention, rope_pairs_adjacent; /* planted bugs */
-    double gdn_norm_eps_scale;
+    double gdn_norm_eps_scale, q_norm_eps_scale, k_norm_eps_scale;
     int moe_no_renorm;
 } batch_view;
 
@@ -252,8 +252,10 @@ static void attention_layer(const qref_config *c, const qref_layer_weights *w, q
         memcpy(q + r * D, qg + r * 2 * D, (size_t)D * sizeof *q);
         memcpy(gate + r * D, qg + r * 2 * D + D, (size_t)D * sizeof *q);
     }
-    qref__rmsnorm(q, q, w->q_norm, N * Hq, D, c->rms_norm_eps);
-    qref__rmsnorm(k, k, w->k_norm, N * Hkv, D, c->rms_norm_eps);
+    qref__rmsnorm(q, q, w->q_norm, N * Hq, D,
+                  c->rms_norm_eps * (v->q_norm_eps_scale > 0 ? v->q_norm_eps_scale : 1));
+    qref__rmsnorm(k, k, w->k_norm, N * Hkv, D,
+                  c->rms_norm_eps * (v->k_norm_eps_scale > 0 ? v->k_norm_eps_scale : 1));
     if (v->rope_pairs_adjacent) {
         rope_apply_adjacent(q, cos_t, sin_t, N, Hq, D, c->rotary_dim);
         rope_apply_adjacent(k, cos_t, sin_t, N, Hkv, D, c->rotary_dim);
@@ -421,7 +423,8 @@ qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, c
     const qref_faults nofault = {0};
     const qref_faults *f = m->faults ? m->faults : &nofault;
     const batch_view view = {B, L, in->mask, f->pad_into_conv, f->pad_into_gdn, f->pad_into_attention,
-                             f->rope_pairs_adjacent, f->gdn_norm_eps_scale, f->moe_no_renorm};
+                             f->rope_pairs_adjacent, f->gdn_norm_eps_scale, f->q_norm_eps_scale,
+                             f->k_norm_eps_scale, f->moe_no_renorm};
 
     scratch s;
     if (!scratch_init(&s, cfg, N, L, chunk)) {
@@ -468,7 +471,8 @@ qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, c
 
     for (int l = 0; l < NL; l++) {
         const qref_layer_weights *w = &m->layers[l];
-        qref__rmsnorm(s.h, s.x, w->input_norm, N, H, cfg->rms_norm_eps);
+        qref__rmsnorm(s.h, s.x, w->input_norm, N, H,
+                      cfg->rms_norm_eps * (f->input_norm_eps_scale > 0 ? f->input_norm_eps_scale : 1));
         if (w->type == QREF_LAYER_LINEAR)
             gdn_layer(cfg, w, caches, l, &view, s.h, s.o, in->gdn_mode, chunk, s.big, s.idx);
         else
@@ -493,7 +497,8 @@ qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, c
     }
 
     if (out && out->logits) {
-        qref__rmsnorm(s.h, s.x, m->final_norm, N, H, cfg->rms_norm_eps);
+        qref__rmsnorm(s.h, s.x, m->final_norm, N, H,
+                      cfg->rms_norm_eps * (f->final_norm_eps_scale > 0 ? f->final_norm_eps_scale : 1));
         linear_rows(out->logits, s.h, m->lm_head, B, L, H, V);
         for (size_t i = 0; in->mask && i < (size_t)N; i++)
             if (!in->mask[i])
