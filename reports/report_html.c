@@ -63,11 +63,14 @@ static void run_line(FILE *f, const char *what, const lc_run_result *r)
     fputs(" · engine ", f);
     if (r->engine[0]) {
         H(r->engine);
+        fputs(" ", f);
+    }
+    H(r->engine_precision);
+    if (r->engine_detail[0]) {
         fputs(" (", f);
-        H(r->engine_precision);
+        H(r->engine_detail);
         fputs(")", f);
-    } else
-        H(r->engine_precision);
+    }
     if (r->git[0]) {
         fputs(" · git <code>", f);
         H(r->git);

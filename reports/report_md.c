@@ -69,11 +69,14 @@ static void run_line(FILE *f, const char *what, const lc_run_result *r)
     fputs(", engine ", f);
     if (r->engine[0]) {
         md_text(f, r->engine);
+        fputs(" ", f);
+    }
+    md_text(f, r->engine_precision);
+    if (r->engine_detail[0]) {
         fputs(" (", f);
-        md_text(f, r->engine_precision);
+        md_text(f, r->engine_detail);
         fputs(")", f);
-    } else
-        md_text(f, r->engine_precision);
+    }
     if (r->git[0]) {
         fputs(", git ", f);
         md_code(f, r->git);

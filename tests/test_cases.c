@@ -12,7 +12,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "bounds.h"
 #include "cases.h"
+#include "metrics.h"
 #include "check_main.h"
 
 #define TMP_DIR LC_BINARY_DIR "/test_cases_tmp"
@@ -201,6 +203,17 @@ static const bad_file bad_files[] = {
      "{\"cases\": [{\"name\": \"bad.prec\", \"kind\": \"golden\", " CKPT ", " GOLD ", " DESC ", "
      PROMPT ", \"bounds\": {\"f32\": {\"max_abs\": 5e-4}}}]}",
      NULL, {"case 'bad.prec': bounds: missing bounds for precision 'f64'", NULL, NULL}},
+    {"margin_without_param",
+     "{\"cases\": [{\"name\": \"bad.margin\", \"kind\": \"golden\", " CKPT ", " GOLD ", " DESC ", "
+     PROMPT ", \"bounds\": {\"f32\": {\"max_abs\": 5e-4}, \"f64\": {\"max_abs\": 1e-9}, \"bf16\": "
+     "{\"top1_agree_margin\": 1}}}]}",
+     NULL, {"case 'bad.margin': bounds.bf16: top1_agree_margin needs 'top1_margin' alongside", NULL, NULL}},
+    {"unknown_precision",
+     "{\"cases\": [{\"name\": \"bad.fp8\", \"kind\": \"golden\", " CKPT ", " GOLD ", " DESC ", "
+     PROMPT ", \"bounds\": {\"f32\": {\"max_abs\": 5e-4}, \"f64\": {\"max_abs\": 1e-9}, \"fp8\": "
+     "{\"max_abs\": 1}}}]}",
+     NULL, {"case 'bad.fp8': bounds: unknown precision 'fp8' (expected \"f32\", \"f64\", \"bf16\" or \"f16\")",
+            NULL, NULL}},
     {"bad_name",
      "{\"cases\": [{\"name\": \"Bad Name\", \"kind\": \"golden\", " CKPT ", " GOLD ", " DESC ", "
      PROMPT ", " BOUNDS "}]}",
@@ -336,7 +349,8 @@ static const char filter_catalog[] =
     DESC ", " PROMPT ", \"chunks\": [1, 64], \"bounds\": {\"f32\": {\"bitwise\": true}, \"f64\": "
     "{\"allclose_frac\": 0, \"atol\": 1e-12, \"rtol\": 0, \"topk_overlap_min\": 1, \"topk\": 5}}},\n"
     " {\"name\": \"dense.kernel.gdn\", \"kind\": \"kernel\", " CKPT ", " DESC ", " PROMPT ", "
-    "\"kernel\": \"gdn_chunked_vs_recurrent\", " BOUNDS "},\n"
+    "\"kernel\": \"gdn_chunked_vs_recurrent\", \"bounds\": {\"f32\": {\"max_abs\": 5e-4}, \"f64\": "
+    "{\"max_abs\": 1e-9}, \"bf16\": {\"kl_mean\": 5e-3, \"top1_agree_margin\": 1, \"top1_margin\": 1.2}}},\n"
     " {\"name\": \"dense.batch.two\", \"kind\": \"batch\", " CKPT ", " GOLD ", " DESC ", \"rows\": "
     "[[{\"ids\": [1, 2]}], [{\"ids\": [3]}]], \"pad_id\": 9, " BOUNDS "}\n"
     "]}\n";
@@ -373,6 +387,11 @@ START_TEST(test_cases_parse_params)
     ck_assert_int_eq(b->topk, 5);
 
     c = lc_catalog_find(&cat, "dense.kernel.gdn");
+    /* optional bf16 bounds with the margin parameter; f16 left to the class defaults */
+    ck_assert(c->bounds[LC_PREC_BF16].present && !c->bounds[LC_PREC_F16].present);
+    ck_assert_int_eq(c->bounds[LC_PREC_BF16].n_items, 2);
+    ck_assert_str_eq(c->bounds[LC_PREC_BF16].items[1].name, "top1_agree_margin");
+    ck_assert(c->bounds[LC_PREC_BF16].has_top1_margin && c->bounds[LC_PREC_BF16].top1_margin == 1.2);
     ck_assert_int_eq(c->kernel, LC_KERNEL_GDN_CHUNKED_RECURRENT);
     ck_assert_int_eq(c->chunk, 64); /* default */
 
@@ -448,6 +467,42 @@ START_TEST(test_cases_names_and_free)
 }
 END_TEST
 
+/* The default bounds table: a row with its floor for every (class, precision); same and
+ * exact bitwise; low precisions graded on distributions only, with the margin parameter. */
+START_TEST(test_cases_default_bounds_table)
+{
+    for (int c = 0; c < LC_CLASS_COUNT; c++) {
+        ck_assert_int_eq(lc_cmp_class_from_name(lc_cmp_class_name((lc_cmp_class)c)), c);
+        for (int p = 0; p < LC_PREC_COUNT; p++) {
+            ck_assert_msg(lc_default_bounds_floor((lc_cmp_class)c, (lc_precision)p)[0], "%s/%s has no floor",
+                          lc_cmp_class_name((lc_cmp_class)c), lc_precision_name((lc_precision)p));
+            for (int t = 0; t < 2; t++) {
+                const lc_bounds *b = lc_default_bounds((lc_cmp_class)c, (lc_precision)p, t);
+                ck_assert(b && b->present);
+                const int exact = c == LC_CLASS_SAME || c == LC_CLASS_EXACT;
+                ck_assert_int_eq(b->bitwise, exact);
+                ck_assert(exact || b->n_items > 0);
+                for (int i = 0; i < b->n_items; i++) {
+                    lc_metric_id m = lc_metric_from_name(b->items[i].name);
+                    ck_assert_msg(m != LC_METRIC_UNKNOWN, "unknown metric %s", b->items[i].name);
+                    if (p == LC_PREC_BF16 || p == LC_PREC_F16)
+                        ck_assert_msg(m != LC_METRIC_MAX_ABS, "%s/%s bounds max_abs", lc_cmp_class_name((lc_cmp_class)c),
+                                      lc_precision_name((lc_precision)p));
+                    if (m == LC_METRIC_TOP1_AGREE_MARGIN)
+                        ck_assert(b->has_top1_margin && b->top1_margin > 0);
+                }
+            }
+        }
+    }
+    ck_assert_int_eq(lc_cmp_class_from_name("bitwise"), LC_CLASS_UNKNOWN);
+    /* out of range: the strictest answer, never NULL */
+    ck_assert(lc_default_bounds(LC_CLASS_UNKNOWN, LC_PREC_F32, 0)->bitwise);
+    ck_assert(lc_default_bounds(LC_CLASS_GOLDEN, LC_PREC_UNKNOWN, 0)->bitwise);
+    ck_assert_str_eq(lc_precision_name(lc_precision_from_name("bf16")), "bf16");
+    ck_assert_int_eq(lc_precision_from_name("fp8"), LC_PREC_UNKNOWN);
+}
+END_TEST
+
 static Suite *cases_suite(void)
 {
     Suite *s = suite_create("cases");
@@ -461,6 +516,7 @@ static Suite *cases_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("filter");
     tcase_add_test(tc, test_cases_parse_params);
+    tcase_add_test(tc, test_cases_default_bounds_table);
     tcase_add_loop_test(tc, test_cases_filtering, 0,
                         (int)(sizeof filter_rows / sizeof filter_rows[0]));
     tcase_add_test(tc, test_cases_names_and_free);

@@ -173,6 +173,8 @@ static void build_run(lc_run_result *r)
 {
     memset(r, 0, sizeof *r);
     snprintf(r->engine_precision, sizeof r->engine_precision, "f32");
+    snprintf(r->engine, sizeof r->engine, "logitcheck-reference 0.1.0");
+    snprintf(r->engine_detail, sizeof r->engine_detail, "in process, f32 build");
     snprintf(r->started, sizeof r->started, "2025-06-01T12:00:00Z");
     snprintf(r->host, sizeof r->host, "ci-host");
     snprintf(r->version, sizeof r->version, "0.1.0");
@@ -668,6 +670,7 @@ START_TEST(test_reports_md_contents)
     char *md = slurp(path);
     ck_assert_ptr_nonnull(md);
     ck_assert_contains(md, "## logitcheck f32: 2 passed, 2 failed, 1 errors, 1 skipped\n");
+    ck_assert_contains(md, "engine logitcheck-reference 0.1.0 f32 (in process, f32 build)");
     /* the failing check: margin 5e-4 - 1.2e-3 = -7e-4, -140% of the budget */
     ck_assert_contains(md, "| `moe.chunked.edges` | `chunk_5_vs_one-shot` chunk 5 vs one-shot | max_abs | 1.2e-03 | "
                            "≤ 5e-04 | -7e-04 (-140%) | at pos 7, token 1234 |\n");

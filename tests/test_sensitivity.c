@@ -123,6 +123,8 @@ static const expectation expectations[] = {
      {"dense.snapshot.prefix", "moe.image_checkpoint.after_image"}, "*.suffix", NULL, LC_METRIC_MAX_ABS},
     {"refeed_last_token", {"dense.snapshot.prefix", "moe.snapshot.prefix"},
      {"dense.snapshot.prefix", "moe.snapshot.prefix"}, "*.hit_decode", NULL, LC_METRIC_MAX_ABS},
+    {"image_delta_kept", {"dense.isolation.text_after_image", "moe.isolation.text_after_image"},
+     {"dense.isolation.text_after_image", "moe.isolation.text_after_image"}, "a_after_b", NULL, LC_METRIC_MAX_ABS},
     {"rms_eps=1e-5", {"dense.golden.text", "moe.golden.text"}, {"dense.golden.text", "moe.golden.text"},
      "prefill_logits", NULL, LC_METRIC_MAX_ABS},
     {"input_norm_eps_x10", {"dense.golden.text", "moe.golden.text"}, {"dense.golden.text", "moe.golden.text"},

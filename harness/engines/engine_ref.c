@@ -75,6 +75,7 @@ typedef struct {
     int n_seqs;
     ref_snap *snaps;
     int n_snaps;
+    int64_t kept_delta;         /* image_delta_kept: engine-level state a reset clears */
 } ref_engine;
 
 static ref_engine *impl(lc_engine *e) { return e->impl; }
@@ -130,6 +131,7 @@ static void release_all(ref_engine *r)
     r->seqs = NULL;
     r->snaps = NULL;
     r->n_prompts = r->n_seqs = r->n_snaps = 0;
+    r->kept_delta = 0;
 }
 
 static int have_model(lc_engine *e, const char *op, lc_error *err)
@@ -448,6 +450,12 @@ static int ref_prefill(lc_engine *e, int seq, int prompt, int from, int to, cons
     }
     if (r->faults.on[LC_FAULT_STALE_ROPE_DELTA])
         s->c.rope_delta = 0;
+    if (r->faults.on[LC_FAULT_IMAGE_DELTA_KEPT]) { /* planted: the delta lives in the engine */
+        if (p->n_images)
+            r->kept_delta = p->delta;
+        else
+            s->c.rope_delta = r->kept_delta;
+    }
     s->last = p->ids[to - 1];
     s->refeed = 0;
     if (want && out->sel == LC_LOGITS_ALL)

@@ -27,6 +27,8 @@
     X(SHALLOW_SNAPSHOT, "shallow_snapshot", NONE, ENGINE, "a snapshot is a view of the live sequence, not a copy") \
     X(REFEED_LAST_TOKEN, "refeed_last_token", NONE, ENGINE,                                                 \
       "decoding right after a restore feeds the last prompt token again")                                   \
+    X(IMAGE_DELTA_KEPT, "image_delta_kept", NONE, ENGINE,                                                   \
+      "the engine keeps the last image prompt's rope delta and text prompts decode with it")              \
     X(RMS_EPS, "rms_eps", VALUE, CONFIG, "every decoder RMSNorm uses epsilon X instead of the config's")    \
     X(INPUT_NORM_EPS_X10, "input_norm_eps_x10", NONE, MODEL, "the input RMSNorm's epsilon is 10x too large") \
     X(POST_NORM_EPS_X10, "post_norm_eps_x10", NONE, MODEL, "the post-attention RMSNorm's epsilon is 10x too large") \
