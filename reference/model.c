@@ -92,7 +92,7 @@ typedef struct {
     int B, L;
     const uint8_t *mask;        /* (B, L) or NULL */
     int pad_into_conv, pad_into_gdn, pad_into_attention, rope_pairs_adjacent; /* planted bugs */
-    double gdn_norm_eps_scale;
+    double gdn_norm_eps_scale, q_norm_eps_scale, k_norm_eps_scale;
     int moe_no_renorm;
 } batch_view;
 
@@ -283,8 +283,10 @@ static void attention_layer(const qref_config *c, const qref_layer_weights *w, q
         memcpy(q + r * D, qg + r * 2 * D, (size_t)D * sizeof *q);
         memcpy(gate + r * D, qg + r * 2 * D + D, (size_t)D * sizeof *q);
     }
-    qref__rmsnorm(q, q, w->q_norm, N * Hq, D, c->rms_norm_eps);
-    qref__rmsnorm(k, k, w->k_norm, N * Hkv, D, c->rms_norm_eps);
+    qref__rmsnorm(q, q, w->q_norm, N * Hq, D,
+                  c->rms_norm_eps * (v->q_norm_eps_scale > 0 ? v->q_norm_eps_scale : 1));
+    qref__rmsnorm(k, k, w->k_norm, N * Hkv, D,
+                  c->rms_norm_eps * (v->k_norm_eps_scale > 0 ? v->k_norm_eps_scale : 1));
     if (v->rope_pairs_adjacent) {
         rope_apply_adjacent(q, cos_t, sin_t, N, Hq, D, c->rotary_dim);
         rope_apply_adjacent(k, cos_t, sin_t, N, Hkv, D, c->rotary_dim);
@@ -375,7 +377,8 @@ qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, c
     const qref_faults nofault = {0};
     const qref_faults *f = m->faults ? m->faults : &nofault;
     const batch_view view = {B, L, in->mask, f->pad_into_conv, f->pad_into_gdn, f->pad_into_attention,
-                             f->rope_pairs_adjacent, f->gdn_norm_eps_scale, f->moe_no_renorm};
+                             f->rope_pairs_adjacent, f->gdn_norm_eps_scale, f->q_norm_eps_scale,
+                             f->k_norm_eps_scale, f->moe_no_renorm};
 
     qref_stage_times *times = out ? out->times : NULL;
     const double t_start = times ? qref__now() : 0;
@@ -424,7 +427,8 @@ qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, c
 
     for (int l = 0; l < NL; l++) {
         const qref_layer_weights *w = &m->layers[l];
-        qref__rmsnorm(s.h, s.x, w->input_norm, N, H, cfg->rms_norm_eps);
+        qref__rmsnorm(s.h, s.x, w->input_norm, N, H,
+                      cfg->rms_norm_eps * (f->input_norm_eps_scale > 0 ? f->input_norm_eps_scale : 1));
         if (times)
             t_mark = qref__now();
         if (w->type == QREF_LAYER_LINEAR)
@@ -464,7 +468,8 @@ qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, c
     if (out && out->logits) {
         if (times)
             t_mark = qref__now();
-        qref__rmsnorm(s.h, s.x, m->final_norm, N, H, cfg->rms_norm_eps);
+        qref__rmsnorm(s.h, s.x, m->final_norm, N, H,
+                      cfg->rms_norm_eps * (f->final_norm_eps_scale > 0 ? f->final_norm_eps_scale : 1));
         linear_rows(out->logits, s.h, m->lm_head, B, L, H, V);
         for (size_t i = 0; in->mask && i < (size_t)N; i++)
             if (!in->mask[i])

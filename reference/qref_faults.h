@@ -14,7 +14,11 @@ struct qref_faults {
     int pad_into_attention;     /* pad tokens are stored in the KV cache and attended */
     int row0_delta;             /* every batch row uses row 0's MRoPE delta */
     int rope_pairs_adjacent;    /* rotary pairs (2i, 2i+1) instead of rotate-half (i, i+R/2) */
+    double input_norm_eps_scale; /* > 0: the input RMSNorm's epsilon times this */
     double post_norm_eps_scale; /* > 0: the post-attention RMSNorm's epsilon times this */
+    double final_norm_eps_scale; /* > 0: the final RMSNorm's epsilon times this */
+    double q_norm_eps_scale;    /* > 0: the attention q_norm's epsilon times this */
+    double k_norm_eps_scale;    /* > 0: the attention k_norm's epsilon times this */
     double gdn_norm_eps_scale;  /* > 0: the GDN gated RMSNorm's epsilon times this */
     int moe_no_renorm;          /* MoE: the top-k routing weights are not renormalised */
 };

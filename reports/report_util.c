@@ -202,6 +202,7 @@ const char *lc__where(char *buf, size_t n, const lc_comparison *c, lc_metric_id 
         lead = "first at";
         break;
     case LC_METRIC_NMSE:
+    case LC_METRIC_SCALE_BIAS: /* over every row: no one place */
     case LC_METRIC_UNKNOWN:
     case LC_METRIC_COUNT:
         break;

@@ -667,6 +667,32 @@ START_TEST(test_metrics_names_round_trip)
 }
 END_TEST
 
+/* scale_bias: a row scaled by 1.02 and shifted reads 0.02; equal rows read exactly 0;
+ * deviations orthogonal to the centred row read 0 although max_abs does not; a NaN reads NaN */
+START_TEST(test_metrics_scale_bias)
+{
+    const double e[8] = {1, 2, 3, 4, -2, 0, 2, 4};
+    double a[8];
+    for (int i = 0; i < 8; i++)
+        a[i] = 1.02 * e[i] + (i < 4 ? 5.0 : -3.0); /* one shift per row */
+    lc_metrics m;
+    ck_assert_int_eq(lc_compare(&m, a, e, 2, 4, NULL), 0);
+    ck_assert_double_eq_tol(m.scale_bias, 0.02, 1e-12);
+    ck_assert_int_eq(lc_compare(&m, e, e, 2, 4, NULL), 0);
+    ck_assert_double_eq(m.scale_bias, 0.0);
+    /* row 0 centred is (-1.5, -0.5, 0.5, 1.5); (+1, -1, -1, +1) is orthogonal to it and to the
+     * constant row */
+    const double o[4] = {2, 1, 2, 5};
+    ck_assert_int_eq(lc_compare(&m, o, e, 1, 4, NULL), 0);
+    ck_assert_double_eq_tol(m.scale_bias, 0.0, 1e-15);
+    ck_assert_double_eq(m.max_abs, 1.0);
+    a[5] = NAN;
+    ck_assert_int_eq(lc_compare(&m, a, e, 2, 4, NULL), 0);
+    ck_assert(isnan(m.scale_bias));
+    ck_assert(isnan(lc_metric_value(&m, LC_METRIC_SCALE_BIAS)));
+}
+END_TEST
+
 START_TEST(test_metrics_value_by_id)
 {
     /* every id reads its own field: give each field a distinct value */
@@ -689,12 +715,13 @@ START_TEST(test_metrics_value_by_id)
     m.topk_min = 14;
     m.nonfinite = 15;
     m.max_abs_scaled = 16;
+    m.scale_bias = 17;
     static const lc_metric_id order[] = {
         LC_METRIC_MAX_ABS,    LC_METRIC_MAX_REL,   LC_METRIC_ALLCLOSE_FAIL,
         LC_METRIC_ALLCLOSE_FRAC, LC_METRIC_NMSE,   LC_METRIC_MAX_ULP,
         LC_METRIC_MIN_COSINE, LC_METRIC_KL_MEAN,   LC_METRIC_KL_MAX,
         LC_METRIC_KL_P999,    LC_METRIC_TOP1_AGREE, LC_METRIC_TOP1_AGREE_MARGIN, LC_METRIC_TOPK_OVERLAP_MEAN,
-        LC_METRIC_TOPK_OVERLAP_MIN, LC_METRIC_NONFINITE, LC_METRIC_MAX_ABS_SCALED,
+        LC_METRIC_TOPK_OVERLAP_MIN, LC_METRIC_NONFINITE, LC_METRIC_MAX_ABS_SCALED, LC_METRIC_SCALE_BIAS,
     };
     ck_assert_int_eq(sizeof order / sizeof order[0], LC_METRIC_COUNT);
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
@@ -831,6 +858,7 @@ static Suite *metrics_suite(void)
                         (int)(sizeof bound_rows / sizeof bound_rows[0]));
     tcase_add_test(tc, test_metrics_names_round_trip);
     tcase_add_test(tc, test_metrics_value_by_id);
+    tcase_add_test(tc, test_metrics_scale_bias);
     suite_add_tcase(s, tc);
     return s;
 }

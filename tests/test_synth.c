@@ -762,6 +762,46 @@ START_TEST(test_synth_partial_write_leaves_nothing)
 }
 END_TEST
 
+/* checkpoint_synth: a missing directory is written (parent created) and verified; an existing
+ * one is verified from disk and left alone; a wrong expected hash or an altered file is a
+ * one-line input error naming the directory, both hashes and the synth command */
+START_TEST(test_synth_ensure)
+{
+    lc_synth_opts o = lc_synth_defaults();
+    char root[1024], dir[1100], want[65], p[1200], wrong[65];
+    fresh_dir(root, sizeof root, "ensure");
+    remove_sub(root, "ckpts/tiny-s1");
+    remove_sub(root, "ckpts");
+    snprintf(dir, sizeof dir, "%s/ckpts/tiny-s1", root);
+    lc_error le = {0};
+    ck_assert_msg(lc_synth_hash(&o, NULL, want, &le) == 0, "%s", le.msg); /* in memory, nothing written */
+    int written = -1;
+    ck_assert_msg(lc_synth_ensure(dir, &o, want, &written, &le) == 0, "%s", le.msg);
+    ck_assert_int_eq(written, 1);
+    char got[65];
+    hash_of_dir(dir, got);
+    ck_assert_str_eq(got, want);
+    ck_assert_msg(lc_synth_ensure(dir, &o, want, &written, &le) == 0, "%s", le.msg);
+    ck_assert_int_eq(written, 0);
+    /* the case names another hash */
+    memcpy(wrong, want, sizeof wrong);
+    wrong[0] = wrong[0] == '0' ? '1' : '0';
+    ck_assert_int_eq(lc_synth_ensure(dir, &o, wrong, &written, &le), LC_EINPUT);
+    ck_assert_msg(strstr(le.msg, dir) && strstr(le.msg, want) && strstr(le.msg, wrong) &&
+                      strstr(le.msg, "logitcheck synth --preset tiny --seed 1 --out"),
+                  "%s", le.msg);
+    /* a file altered on disk */
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    FILE *f = fopen(p, "ab");
+    ck_assert(f && fwrite(" ", 1, 1, f) == 1 && fclose(f) == 0);
+    ck_assert_int_eq(lc_synth_ensure(dir, &o, want, &written, &le), LC_EINPUT);
+    ck_assert_int_eq(written, 0);
+    ck_assert_msg(strstr(le.msg, "stale or altered") != NULL, "%s", le.msg);
+    hash_of_dir(dir, got); /* left as it was found */
+    ck_assert_str_ne(got, want);
+}
+END_TEST
+
 static Suite *synth_suite(void)
 {
     Suite *s = suite_create("synth");
@@ -781,6 +821,7 @@ static Suite *synth_suite(void)
     tcase_add_test(th, test_synth_hash_agrees);
     tcase_add_test(th, test_synth_dir_hash_definition);
     tcase_add_test(th, test_synth_partial_write_leaves_nothing);
+    tcase_add_test(th, test_synth_ensure);
     suite_add_tcase(s, th);
     TCase *tb = tcase_create("errors");
     tcase_add_loop_test(tb, test_synth_bad_options, 0, (int)(sizeof bad / sizeof bad[0]));

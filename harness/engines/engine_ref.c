@@ -841,7 +841,11 @@ int lc_engine_ref_new(lc_engine **out, const struct lc_fault_set *faults, lc_err
     r->qf.pad_into_attention = f->on[LC_FAULT_PAD_INTO_ATTENTION];
     r->qf.row0_delta = f->on[LC_FAULT_ROW0_DELTA];
     r->qf.rope_pairs_adjacent = f->on[LC_FAULT_ROPE_PAIRS_ADJACENT];
+    r->qf.input_norm_eps_scale = f->on[LC_FAULT_INPUT_NORM_EPS_X10] ? 10.0 : 0.0;
     r->qf.post_norm_eps_scale = f->on[LC_FAULT_POST_NORM_EPS_X10] ? 10.0 : 0.0;
+    r->qf.final_norm_eps_scale = f->on[LC_FAULT_FINAL_NORM_EPS_X10] ? 10.0 : 0.0;
+    r->qf.q_norm_eps_scale = f->on[LC_FAULT_Q_NORM_EPS_X10] ? 10.0 : 0.0;
+    r->qf.k_norm_eps_scale = f->on[LC_FAULT_K_NORM_EPS_X10] ? 10.0 : 0.0;
     r->qf.gdn_norm_eps_scale = f->on[LC_FAULT_GDN_NORM_EPS_X10] ? 10.0 : 0.0;
     r->qf.moe_no_renorm = f->on[LC_FAULT_MOE_NO_RENORM];
     r->vf.gdn_no_decay = f->on[LC_FAULT_VJP_GDN_NO_DECAY];

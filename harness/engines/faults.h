@@ -31,7 +31,11 @@
     X(IMAGE_DELTA_KEPT, "image_delta_kept", NONE, ENGINE,                                                   \
       "the engine keeps the last image prompt's rope delta and text prompts decode with it")              \
     X(RMS_EPS, "rms_eps", VALUE, CONFIG, "every decoder RMSNorm uses epsilon X instead of the config's")    \
+    X(INPUT_NORM_EPS_X10, "input_norm_eps_x10", NONE, MODEL, "the input RMSNorm's epsilon is 10x too large") \
     X(POST_NORM_EPS_X10, "post_norm_eps_x10", NONE, MODEL, "the post-attention RMSNorm's epsilon is 10x too large") \
+    X(FINAL_NORM_EPS_X10, "final_norm_eps_x10", NONE, MODEL, "the final RMSNorm's epsilon is 10x too large") \
+    X(Q_NORM_EPS_X10, "q_norm_eps_x10", NONE, MODEL, "the attention q_norm's epsilon is 10x too large") \
+    X(K_NORM_EPS_X10, "k_norm_eps_x10", NONE, MODEL, "the attention k_norm's epsilon is 10x too large") \
     X(GDN_NORM_EPS_X10, "gdn_norm_eps_x10", NONE, MODEL, "the GDN gated RMSNorm's epsilon is 10x too large") \
     X(ROPE_THETA_SCALE, "rope_theta_scale", VALUE, CONFIG, "the text rotary theta is multiplied by X (1.01: 1% off)") \
     X(MOE_NO_RENORM, "moe_no_renorm", NONE, MODEL, "MoE top-k routing weights are not renormalised")     \

@@ -285,6 +285,8 @@ int lc_compare(lc_metrics *out, const double *a, const double *e, size_t P, size
     m->topk = (int)k;
     double nmse_num = 0.0, nmse_den = 0.0, e_max = 0.0;
     int nmse_nan = 0, nmse_inf = 0;
+    double scale_xy = 0.0, scale_xx = 0.0;
+    int scale_nan = 0;
     size_t n_kl_seen = 0, topk_rows = 0;
     int kl_nan = 0, top1_nan = 0, topk_nan = 0;
     double kl_sum = 0.0, topk_sum = 0.0;
@@ -368,6 +370,23 @@ int lc_compare(lc_metrics *out, const double *a, const double *e, size_t P, size
             ne += ev * ev;
         }
 
+        /* the row's share of the scale fit, centred on the row's means */
+        if (row_nonfinite) {
+            scale_nan = 1;
+        } else if (V > 0) {
+            double ma = 0.0, me = 0.0;
+            for (size_t j = 0; j < V; j++) {
+                ma += ar[j];
+                me += er[j];
+            }
+            ma /= (double)V;
+            me /= (double)V;
+            for (size_t j = 0; j < V; j++) {
+                scale_xy += (ar[j] - ma) * (er[j] - me);
+                scale_xx += (er[j] - me) * (er[j] - me);
+            }
+        }
+
         /* cosine of the row; sqrt(na * ne) keeps identical rows at exactly 1 */
         double cosine;
         if (row_nonfinite)
@@ -437,6 +456,13 @@ int lc_compare(lc_metrics *out, const double *a, const double *e, size_t P, size
         m->nmse = nmse_num == 0.0 ? 0.0 : INFINITY;
     else
         m->nmse = nmse_num / nmse_den;
+
+    if (scale_nan)
+        m->scale_bias = NAN;
+    else if (scale_xx == 0.0)
+        m->scale_bias = scale_xy == 0.0 ? 0.0 : INFINITY;
+    else
+        m->scale_bias = scale_xy == scale_xx ? 0.0 : fabs(scale_xy / scale_xx - 1.0);
 
     if (n_kl_seen > 0) {
         m->kl_mean = kl_nan ? NAN : kl_sum / (double)n_kl_seen;
@@ -551,6 +577,7 @@ double lc_metric_value(const lc_metrics *m, lc_metric_id id)
     case LC_METRIC_TOPK_OVERLAP_MEAN: return m->topk_mean;
     case LC_METRIC_TOPK_OVERLAP_MIN: return m->topk_min;
     case LC_METRIC_NONFINITE: return (double)m->nonfinite;
+    case LC_METRIC_SCALE_BIAS: return m->scale_bias;
     case LC_METRIC_UNKNOWN:
     case LC_METRIC_COUNT: break;
     }

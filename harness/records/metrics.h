@@ -100,6 +100,13 @@ typedef struct {
      * Values where a == e == +-inf are left out of both sums. */
     double nmse;
 
+    /* Systematic scale: |Σ (a - ā)(e - ē) / Σ (e - ē)² - 1| over the included rows, each row
+     * centred on its own mean (a shift of a whole logits row changes no probability). Random
+     * rounding averages out of both sums, a row scaled by (1 + s) gives |s|: it sees a norm
+     * whose epsilon is off long before max_abs does. 0 when both sums are 0 (or a == e);
+     * +inf when only the second is 0; NaN when an included row holds a non-finite value. */
+    double scale_bias;
+
     /* ULP distance (only when opts.ulp != LC_ULP_NONE; UINT64_MAX for NaN or a mismatched
      * infinity) */
     lc_ulp_precision ulp;
@@ -178,7 +185,8 @@ typedef enum { LC_BOUND_UPPER, LC_BOUND_LOWER } lc_bound_direction;
       "fraction agreeing on top-1, flips within top1_margin of a tie tolerated")             \
     X(TOPK_OVERLAP_MEAN, "topk_overlap_mean", LOWER, "mean top-k overlap fraction")         \
     X(TOPK_OVERLAP_MIN, "topk_overlap_min", LOWER, "min top-k overlap fraction")            \
-    X(NONFINITE, "nonfinite", UPPER, "values with a NaN or inf")
+    X(NONFINITE, "nonfinite", UPPER, "values with a NaN or inf")                            \
+    X(SCALE_BIAS, "scale_bias", UPPER, "|least-squares slope of a on e - 1|, rows centred")
 
 typedef enum {
     LC_METRIC_UNKNOWN = -1,

@@ -127,4 +127,13 @@ int lc_synth_dir_hash(const char *dir, char hex[65], lc_error *err);
  * checkpoints of a benchmark or a partial write. Errors are ignored. */
 void lc_synth_remove_dir(const char *dir);
 
+/* A case's checkpoint_synth: makes sure DIR holds the checkpoint `o` describes, with the
+ * checkpoint hash `sha256` (64 lowercase hex digits). A missing DIR is written with
+ * lc_synth_write_checkpoint (atomic; DIR's parent is created when missing, one level), and
+ * *written set to 1; an existing one is hashed from disk (lc_synth_dir_hash), *written 0.
+ * Returns 0 when the hash is `sha256`; LC_EINPUT otherwise, with one line naming DIR, both
+ * hashes and the command that writes the checkpoint (`logitcheck synth --preset P --seed S
+ * --out DIR`), and for a write or read failure the path. DIR is never removed or rewritten. */
+int lc_synth_ensure(const char *dir, const lc_synth_opts *o, const char *sha256, int *written, lc_error *err);
+
 #endif /* LC_SYNTH_H */
