@@ -30,6 +30,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,7 @@ typedef struct {
     int synth_given;            /* a synthetic-only option was given */
     const char *model, *json, *synth_dir;
     int prompt, decode, chunk, batch, repeat, threads, image_w, image_h;
+    int gemm;                   /* side of the same-run reference product (0: not measured) */
 } bench_args;
 
 static void bench_usage(FILE *to)
@@ -61,7 +63,7 @@ static void bench_usage(FILE *to)
     fprintf(to,
             "usage: logitcheck bench [--preset tiny|small|medium] [--moe] [--dtype f32|bf16] [--shards N]\n"
             "                        [--model DIR] [--synth-dir DIR] [--prompt N] [--decode N] [--chunk N]\n"
-            "                        [--batch B] [--threads T] [--image WxH] [--repeat R] [--json FILE]\n"
+            "                        [--batch B] [--threads T] [--image WxH] [--repeat R] [--gemm N] [--json FILE]\n"
             "  --preset  synthetic checkpoint size (default small); --moe for the MoE variant\n"
             "  --dtype   synthetic checkpoint dtype (default bf16); --shards N files (default 1)\n"
             "  --model   benchmark this checkpoint directory instead of a synthetic one\n"
@@ -73,6 +75,8 @@ static void bench_usage(FILE *to)
             "  --threads engine threads (default: QREF_THREADS, OPENBLAS_NUM_THREADS, else all CPUs)\n"
             "  --image   also time a random WxH RGB image (e.g. 1920x1080) through the vision tower\n"
             "  --repeat  runs; medians with min and max are reported (default 3)\n"
+            "  --gemm    side of the same-run N^3 reference product the GFLOP/s are fractions of (default\n"
+            "            2048; 0 skips it, e.g. under valgrind)\n"
             "  --json    also write the numbers to FILE as JSON\n");
 }
 
@@ -100,6 +104,7 @@ static int parse_args(int argc, char **argv, bench_args *a)
     a->decode = 32;
     a->batch = 1;
     a->repeat = 3;
+    a->gemm = 2048;
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i];
         if (!strcmp(k, "-h") || !strcmp(k, "--help")) {
@@ -164,6 +169,8 @@ static int parse_args(int argc, char **argv, bench_args *a)
             bad = parse_int(k, v, 1, 4096, &a->batch);
         else if (!strcmp(k, "--repeat"))
             bad = parse_int(k, v, 1, MAX_REPEAT, &a->repeat);
+        else if (!strcmp(k, "--gemm"))
+            bad = parse_int(k, v, 0, 8192, &a->gemm);
         else {
             fprintf(stderr, "logitcheck bench: unknown option '%s'\n", k);
             bad = 1;
@@ -440,11 +447,18 @@ done:
 #define BENCH_GEMM_NAME "sgemm"
 #endif
 
-/* GFLOP/s of a 2048^3 product on `threads` OpenBLAS threads: best of 3 after a warm-up.
- * The engine keeps OpenBLAS at one thread; qref_set_threads puts that back afterwards. */
-static double measure_gemm(int threads)
+/* x as a percentage of the reference product's rate; NaN when that was not measured. */
+static double pct_of(double x, double ref)
 {
-    enum { G = 2048 };
+    return ref > 0 ? 100 * x / ref : NAN;
+}
+
+/* GFLOP/s of a G^3 product on `threads` OpenBLAS threads: best of 3 after a warm-up (0 when
+ * G is 0). The engine keeps OpenBLAS at one thread; qref_set_threads puts that back afterwards. */
+static double measure_gemm(int G, int threads)
+{
+    if (G <= 0)
+        return 0;
     qref_real *a = malloc((size_t)G * G * sizeof *a), *b = malloc((size_t)G * G * sizeof *b);
     qref_real *c = malloc((size_t)G * G * sizeof *c);
     double best = 0;
@@ -588,8 +602,11 @@ static void print_console(const bench_run *run)
            c->num_layers, c->hidden_size, V, (double)run->m->block_len / 1e6);
     printf("machine       %ld CPUs online; engine %s on %d threads (OpenBLAS %s, %s kernels, one thread per call)\n",
            sysconf(_SC_NPROCESSORS_ONLN), QREF_PRECISION_NAME, qref_threads(), blas_parallel(), openblas_get_corename());
-    printf("%-13s 2048^3 on %d OpenBLAS threads: %.1f GFLOP/s (the rates below are fractions of this)\n",
-           BENCH_GEMM_NAME, qref_threads(), ms->gemm_gflops);
+    if (a.gemm > 0)
+        printf("%-13s %d^3 on %d OpenBLAS threads: %.1f GFLOP/s (the rates below are fractions of this)\n",
+               BENCH_GEMM_NAME, a.gemm, qref_threads(), ms->gemm_gflops);
+    else
+        printf("%-13s not measured (--gemm 0): the fractions below read nan\n", BENCH_GEMM_NAME);
     printf("checkpoint    %.1f MB on disk in %d file%s", mb(ckpt), files, files == 1 ? "" : "s");
     if (write_secs >= 0)
         printf(" (written in %.2f s)", write_secs);
@@ -610,7 +627,7 @@ static void print_console(const bench_run *run)
     print_rate("prefill", line, ms->prefill, R, a.prompt);
     const double gp = ms->prefill_flops / summarize(ms->prefill, R).median / 1e9;
     printf("%-13s %.2f GFLOP per token, %.1f GFLOP/s (%.0f%% of %s)\n", "", ms->prefill_flops / a.prompt / 1e9, gp,
-           100 * gp / ms->gemm_gflops, BENCH_GEMM_NAME);
+           pct_of(gp, ms->gemm_gflops), BENCH_GEMM_NAME);
     const qref_stage_times *st = &ms->stages;
     const double tot = st->attention + st->gdn + st->mlp + st->lm_head + st->other;
     if (tot > 0)
@@ -622,7 +639,7 @@ static void print_console(const bench_run *run)
     if (a.decode) {
         print_rate("decode", line, ms->decode, R, a.decode);
         const double gd = ms->decode_flops / summarize(ms->decode, R).median / 1e9;
-        printf("%-13s %.1f GFLOP/s (%.0f%% of %s)\n", "", gd, 100 * gd / ms->gemm_gflops, BENCH_GEMM_NAME);
+        printf("%-13s %.1f GFLOP/s (%.0f%% of %s)\n", "", gd, pct_of(gd, ms->gemm_gflops), BENCH_GEMM_NAME);
     }
     if (a.image_w) {
         summary vt = summarize(ms->vision, R);
@@ -630,7 +647,7 @@ static void print_console(const bench_run *run)
         printf("vision        %dx%d image, grid %dx%dx%d (%d patches): %.3f s median (min %.3f, max %.3f), "
                "%.1f GFLOP/s (%.0f%% of %s); preprocessing %.3f s\n", a.image_w, a.image_h, ms->grid[0],
                ms->grid[1], ms->grid[2], ms->grid[0] * ms->grid[1] * ms->grid[2], vt.median, vt.min, vt.max, gv,
-               100 * gv / ms->gemm_gflops, BENCH_GEMM_NAME, ms->preprocess);
+               pct_of(gv, ms->gemm_gflops), BENCH_GEMM_NAME, ms->preprocess);
     }
     if (B > 1) {
         char label[32];
@@ -851,7 +868,7 @@ int lc_cmd_bench(int argc, char **argv)
     }
     fill_tokens(ids, (size_t)B * a.prompt, c, &seed);
     fill_tokens(feed, (size_t)B * a.decode, c, &seed);
-    ms->gemm_gflops = measure_gemm(qref_threads());
+    ms->gemm_gflops = measure_gemm(a.gemm, qref_threads());
     count_flops(c, &a, ms);
     for (int r = 0; r < a.repeat; r++) {
         if (run_batch(&m, 1, a.prompt, a.chunk, a.decode, ids, feed, logits, &ms->prefill[r], &ms->decode[r],
