@@ -670,32 +670,6 @@ static int handle_err(proc *p, const char *op, const char *what, int h, lc_error
 
 /* ---------------------------------------------------------------- hello */
 
-static int cap_from_name(const char *s)
-{
-    static const char *const names[] = {
-#define LC__CAP_NAME(id, name) name,
-        LC_CAP_MAP(LC__CAP_NAME)
-#undef LC__CAP_NAME
-    };
-    for (int c = 0; c < LC_CAP_COUNT; c++)
-        if (!strcmp(s, names[c]))
-            return c;
-    return -1;
-}
-
-static lc_eprec prec_from_name(const char *s)
-{
-    static const char *const names[] = {
-#define LC__PREC_NAME(id, name) name,
-        LC_EPREC_MAP(LC__PREC_NAME)
-#undef LC__PREC_NAME
-    };
-    for (int c = 0; c < LC_EPREC_COUNT; c++)
-        if (!strcmp(s, names[c]))
-            return (lc_eprec)c;
-    return LC_EPREC_UNKNOWN;
-}
-
 static int copy_str(proc *p, const cJSON *h, const char *key, char *out, size_t len, int required, lc_error *err)
 {
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(h, key);
@@ -736,7 +710,7 @@ static int hello(proc *p, lc_engine_info *info, lc_error *err)
         cJSON_Delete(h);
         return rc;
     }
-    in.precision = prec_from_name(prec);
+    in.precision = lc_eprec_from_name(prec);
     if (in.precision == LC_EPREC_UNKNOWN) {
         cJSON_Delete(h);
         return engine_fail(p, "hello", 0, err, "hello reply: precision '%s' is none of f64, f32, bf16, f16", prec);
@@ -749,7 +723,7 @@ static int hello(proc *p, lc_engine_info *info, lc_error *err)
     const cJSON *c;
     cJSON_ArrayForEach(c, caps)
     {
-        int k = cJSON_IsString(c) ? cap_from_name(c->valuestring) : -1;
+        int k = cJSON_IsString(c) ? lc_cap_from_name(c->valuestring) : -1;
         if (k < 0) {
             char nm[64];
             one_line(nm, sizeof nm, cJSON_IsString(c) ? c->valuestring : "(not a string)");
