@@ -273,6 +273,21 @@ qref_status qref_model_load(qref_model *m, const char *dir, qref_error *err)
         goto done;
     }
 
+    /* Every weight comes from a checkpoint tensor, so a configuration implying more weights
+     * than the files hold is wrong: refuse it before allocating from its sizes. */
+    size_t held = 0;
+    for (int i = 0; i < a.ntensors; i++) {
+        const qref_dtype dt = a.tensors[i].dtype;
+        held += a.tensors[i].nbytes / (dt == QREF_DT_F64 ? 8 : dt == QREF_DT_F32 ? 4 : 2);
+    }
+    if (t.total > held) {
+        st = qref__fail(err, QREF_ESHAPE,
+                        "%s/config.json: implies %zu weights but the checkpoint's tensors hold %zu: the sizes in "
+                        "config.json do not match the safetensors files",
+                        dir, t.total, held);
+        goto done;
+    }
+
     m->block = malloc(t.total * sizeof *m->block);
     if (!m->block) {
         st = qref__fail(err, QREF_ENOMEM, "%s: cannot allocate %zu bytes for the weights", dir,

@@ -4,6 +4,7 @@
  * filtering and queries.
  */
 #define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* realpath */
 
 #include "cases.h"
 
@@ -11,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fnmatch.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -349,6 +351,22 @@ static int is_directory(const char *path)
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/* A path that exists must stay inside the repository root once symlinks are resolved: a case
+ * file never reads outside the tree it belongs to. */
+static int check_inside_root(const ctx *cx, const char *field, const char *root, const char *full)
+{
+    char real_root[PATH_MAX], real_full[PATH_MAX];
+    if (!realpath(root, real_root))
+        return fail(cx, field, "cannot resolve the repository root %s: %s", root, strerror(errno));
+    if (!realpath(full, real_full))
+        return fail(cx, field, "cannot resolve %s: %s", full, strerror(errno));
+    size_t n = strlen(real_root);
+    if (strcmp(real_root, "/") != 0 &&
+        (strncmp(real_full, real_root, n) != 0 || (real_full[n] != '/' && real_full[n] != '\0')))
+        return fail(cx, field, "%s resolves to %s, outside the repository root %s", full, real_full, real_root);
+    return LC_OK;
+}
+
 /* The checkpoint directory must hold a config.json; its model_type tells dense from MoE. */
 static int check_checkpoint(const ctx *cx, const char *root, const char *rel, lc_family *family)
 {
@@ -358,6 +376,9 @@ static int check_checkpoint(const ctx *cx, const char *root, const char *rel, lc
         return fail(cx, "checkpoint", "path too long: '%s'", rel);
     if (!is_directory(dir))
         return fail(cx, "checkpoint", "directory not found: %s", dir);
+    int inside = check_inside_root(cx, "checkpoint", root, dir);
+    if (inside)
+        return inside;
     char *text = NULL;
     size_t len = 0;
     lc_error fe = {0};
@@ -482,6 +503,9 @@ static int parse_segment(const ctx *cx, const char *field, const cJSON *j, const
             return fail(cx, sub, "path too long: '%s'", seg->image);
         if (!is_regular_file(full))
             return fail(cx, sub, "image file not found: %s", full);
+        rc = check_inside_root(cx, sub, root, full);
+        if (rc)
+            return rc;
     }
     return LC_OK;
 }

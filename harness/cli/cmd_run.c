@@ -6,6 +6,7 @@
  *       [--engine-log FILE] [--inject FAULT ...] [--all]
  *   list [CASE|GLOB ...] [--label L ...] [--root DIR] [--cases DIR]
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,7 @@ static int is_dir(const char *p)
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* mkdir -p: creates dir and its missing parents; 0 on success. */
+/* mkdir -p: creates dir and its missing parents; 0 on success, else -1 with errno set. */
 static int make_dirs(const char *dir)
 {
     char buf[4096];
@@ -52,11 +53,18 @@ static int make_dirs(const char *dir)
         if (*p != '/')
             continue;
         *p = '\0';
-        if (!is_dir(buf) && mkdir(buf, 0777) != 0)
+        if (!is_dir(buf) && mkdir(buf, 0777) != 0) {
+            if (errno == EEXIST)
+                errno = ENOTDIR; /* a file stands where a directory must be */
             return -1;
+        }
         *p = '/';
     }
-    return is_dir(buf) || mkdir(buf, 0777) == 0 ? 0 : -1;
+    if (is_dir(buf) || mkdir(buf, 0777) == 0)
+        return 0;
+    if (errno == EEXIST)
+        errno = ENOTDIR;
+    return -1;
 }
 
 static void run_usage(FILE *to)
@@ -218,7 +226,7 @@ static int write_reports(const run_args *a, const lc_run_result *res)
         return 2;
     }
     if (make_dirs(dir) != 0) {
-        fprintf(stderr, "logitcheck run: %s: cannot create the report directory\n", dir);
+        fprintf(stderr, "logitcheck run: %s: cannot create the report directory: %s\n", dir, strerror(errno));
         lc_run_result_free(&base);
         return 2;
     }

@@ -52,6 +52,59 @@ unsigned lc_case_required_caps(const lc_case *c)
     return images ? caps | CAP(IMAGES) : caps;
 }
 
+/* Token ids the case file gives must be ids of the loaded checkpoint: inside its vocabulary and
+ * never a placeholder token (images are given as image segments; the engine writes their
+ * placeholders itself). Refused before anything runs, naming the case file. */
+static int check_prompt_ids(lc__run *r, const lc_prompt *p, const char *what)
+{
+    for (int s = 0; s < p->n_segs; s++) {
+        const lc_segment *g = &p->segs[s];
+        for (int i = 0; g->type == LC_SEG_IDS && i < g->n_ids; i++) {
+            const int32_t id = g->ids[i];
+            if (id < 0 || id >= r->V) {
+                lc__set_error(r, "%s: case '%s': %s[%d].ids[%d]: token %d is outside the vocabulary [0, %d) of %s",
+                              r->c->file, r->c->name, what, s, i, (int)id, r->V, r->c->checkpoint);
+                return 0;
+            }
+            if (r->mi.has_vision && (id == r->mi.image_token_id || id == r->mi.video_token_id)) {
+                lc__set_error(r,
+                              "%s: case '%s': %s[%d].ids[%d]: token %d is the %s placeholder of %s; give the %s "
+                              "as its own segment",
+                              r->c->file, r->c->name, what, s, i, (int)id,
+                              id == r->mi.image_token_id ? "image" : "video", r->c->checkpoint,
+                              id == r->mi.image_token_id ? "image" : "video");
+                return 0;
+            }
+        }
+    }
+    return 1;
+}
+
+static int check_ids(lc__run *r)
+{
+    const lc_case *c = r->c;
+    if (!check_prompt_ids(r, &c->prompt, "prompt") || !check_prompt_ids(r, &c->other_prompt, "other_prompt"))
+        return 0;
+    for (int b = 0; b < c->n_rows; b++) {
+        char what[32];
+        snprintf(what, sizeof what, "rows[%d]", b);
+        if (!check_prompt_ids(r, &c->rows[b], what))
+            return 0;
+    }
+    for (int i = 0; c->decode.mode == LC_DECODE_IDS && i < c->decode.n_ids; i++)
+        if (c->decode.ids[i] < 0 || c->decode.ids[i] >= r->V) {
+            lc__set_error(r, "%s: case '%s': decode.ids[%d]: token %d is outside the vocabulary [0, %d) of %s",
+                          c->file, c->name, i, (int)c->decode.ids[i], r->V, c->checkpoint);
+            return 0;
+        }
+    if (c->kind == LC_KIND_BATCH && (c->pad_id < 0 || c->pad_id >= r->V)) {
+        lc__set_error(r, "%s: case '%s': pad_id: token %d is outside the vocabulary [0, %d) of %s", c->file,
+                      c->name, (int)c->pad_id, r->V, c->checkpoint);
+        return 0;
+    }
+    return 1;
+}
+
 /* The reason of a failure: the first failing check, with where it happened. */
 static void set_verdict(lc__run *r)
 {
@@ -124,7 +177,8 @@ lc_verdict lc_run_case(const lc_case *c, const lc_run_opts *o, lc_engine *e, lc_
         r.V = r.mi.vocab_size;
         r.H = r.mi.hidden_size;
         r.NL = r.mi.num_layers;
-        kinds[kind].run(&r);
+        if (check_ids(&r))
+            kinds[kind].run(&r);
     }
     lc__run_release(&r);
     if (r.engine_failed) {

@@ -45,6 +45,10 @@ foreach(pair
     PRE "copy|${CORPUS}/config/${name}.json|ck/config.json"
     COMMAND ${LC} infer --model ck --ids 1,2,3 --out out.h5)
 endforeach()
+lc_corpus_test(NAME config.sizes_past_files
+  STDERR "ck/config\\.json: implies [0-9]+ weights but the checkpoint's tensors hold 548520"
+  PRE "copy|${CORPUS}/config/sizes_past_files.json|ck/config.json" "copy|${ck}/model.safetensors|ck/model.safetensors"
+  COMMAND ${LC} infer --model ck --ids 1,2,3 --out out.h5)
 # made at test time: special files, a link leaving the checkpoint, a file too big to be a config
 lc_corpus_test(NAME config.fifo STDERR "ck/config\\.json: not a regular file \\(a FIFO\\)"
   PRE "mkdir|ck" "run|mkfifo|ck/config.json" COMMAND ${LC} infer --model ck --ids 1,2,3 --out out.h5)

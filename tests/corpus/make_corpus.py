@@ -36,6 +36,9 @@ out("config", "control_byte.json", dense.replace('"qwen3_5_text"', '"qwen3_5\x01
 out("config", "trailing_garbage.json", dense + "\n{}")
 out("config", "deep_nesting.json", '{"a": ' + "[" * 3000 + "]" * 3000 + "}")
 out("config", "empty.json", "")
+# sizes that fit the machine but imply more weights than the safetensors files hold: refused
+# before the weight block is allocated from them (the old path allocated 12 GB first)
+out("config", "sizes_past_files.json", dense.replace('"intermediate_size": 128,', '"intermediate_size": 4000000,', 1))
 out("config", "heads_wrap.json", text_only(num_attention_heads=2147483646))
 out("config", "state_wrap.json", text_only(linear_value_head_dim=2000000000))
 # vocab x hidden x 4 bytes wraps 2^64 (cfg_count_wrap): the weight block size
