@@ -12,6 +12,7 @@
 
 #include "check_main.h"
 #include "lc_engine.h"
+#include "runner.h"
 
 #define DENSE LC_SOURCE_DIR "/golden/tiny-dense"
 
@@ -164,6 +165,38 @@ START_TEST(test_serving_prefix_cache)
 }
 END_TEST
 
+/* An engine without the serving capabilities (the transformers adapter declares neither): the
+ * serving kinds are SKIP naming the capability; the interleaved isolation case still runs. */
+START_TEST(test_serving_skip_without_capability)
+{
+    lc_catalog cat;
+    lc_error err = {0};
+    lc_catalog_init(&cat);
+    ck_assert_msg(lc_catalog_load_file(&cat, LC_SOURCE_DIR "/cases/serving.json", LC_SOURCE_DIR, &err) == LC_OK, "%s",
+                  err.msg);
+    lc_engine masked = *eng; /* the same engine, declaring less (never freed itself) */
+    masked.info.caps &= ~((1u << LC_CAP_STEP) | (1u << LC_CAP_PREFIX_CACHE));
+    const struct {
+        const char *name;
+        lc_verdict v;
+        const char *reason;
+    } want[] = {{"dense.continuous_batch.schedule", LC_VERDICT_SKIP, "engine lacks step"},
+                {"moe.prefix_cache.turns", LC_VERDICT_SKIP, "engine lacks prefix_cache"},
+                {"dense.isolation.interleaved_images", LC_VERDICT_PASS, ""}};
+    lc_run_opts o = {.root = LC_SOURCE_DIR};
+    for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
+        lc_case_result res = {0};
+        const lc_case *c = lc_catalog_find(&cat, want[k].name);
+        ck_assert_msg(c != NULL, "%s is not in cases/serving.json", want[k].name);
+        lc_verdict v = lc_run_case(c, &o, &masked, &res);
+        ck_assert_msg(v == want[k].v && !strcmp(res.reason, want[k].reason), "%s: %s (%s)", want[k].name,
+                      lc_verdict_name(v), res.reason);
+        lc_case_result_free(&res);
+    }
+    lc_catalog_free(&cat);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("serving");
@@ -173,6 +206,7 @@ int main(void)
     tcase_add_test(tc, test_serving_step_bad_rows);
     tcase_add_test(tc, test_serving_step_rows_alone);
     tcase_add_test(tc, test_serving_prefix_cache);
+    tcase_add_test(tc, test_serving_skip_without_capability);
     suite_add_tcase(s, tc);
     return lc_check_run(s);
 }
