@@ -730,20 +730,28 @@ static int parse_request(const ctx *cx, const char *field, const cJSON *j, const
     for (int i = 0; i < 3; i++)
         if (!cJSON_GetObjectItemCaseSensitive(j, required[i]))
             return fail(cx, field, "missing required field '%s'", required[i]);
+    /* the integer fields: key, kind (1: continuous_batch only, 0: prefix_cache only, -1: both) */
+    const struct {
+        const char *key;
+        int cb;
+        long hi;
+        int *dst;
+    } ints[] = {{"decode", -1, 1 << 16, &q->decode},
+                {"arrive", 1, 1 << 16, &q->arrive},
+                {"chunk", 1, 1 << 20, &q->chunk},
+                {"reused", 0, INT32_MAX, &q->reused}};
     for (const cJSON *k = j->child; k; k = k->next) {
         char sub[256];
-        long n = 0;
         snprintf(sub, sizeof sub, "%s.%s", field, k->string);
-        if (!strcmp(k->string, "prompt"))
+        int f = 0;
+        while (f < 4 && (strcmp(k->string, ints[f].key) || (ints[f].cb >= 0 && ints[f].cb != cb)))
+            f++;
+        if (f < 4) {
+            long n = 0;
+            rc = read_int(cx, sub, k, 0, ints[f].hi, &n);
+            *ints[f].dst = (int)n;
+        } else if (!strcmp(k->string, "prompt"))
             rc = parse_prompt(cx, sub, k, root, &q->prompt);
-        else if (!strcmp(k->string, "decode"))
-            rc = read_int(cx, sub, k, 0, 1 << 16, &n), q->decode = (int)n;
-        else if (cb && !strcmp(k->string, "arrive"))
-            rc = read_int(cx, sub, k, 0, 1 << 16, &n), q->arrive = (int)n;
-        else if (cb && !strcmp(k->string, "chunk"))
-            rc = read_int(cx, sub, k, 0, 1 << 20, &n), q->chunk = (int)n;
-        else if (!cb && !strcmp(k->string, "reused"))
-            rc = read_int(cx, sub, k, 0, INT32_MAX, &n), q->reused = (int)n;
         else if (!cb && !strcmp(k->string, "refused")) {
             rc = expect(cx, sub, k, cJSON_IsBool(k), "a boolean");
             q->refused = !rc && cJSON_IsTrue(k);

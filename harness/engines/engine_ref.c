@@ -442,16 +442,17 @@ static int placeholders(const qref_config *cfg, const int32_t *ids, int n)
     return k;
 }
 
-/* Positions (3, n) of prompt tokens [from, from + n) and the sequence's rope delta, from the
- * prompt; planted (prefix_pos_from_offset): after a prefix hit, text positions from the
- * cache's offset and no delta. */
-static void prompt_positions(const ref_engine *r, ref_seq *s, const qref_prompt *p, int from, int n, int64_t *pos)
+/* Positions (3, n) of prompt tokens [from, from + n), from the prompt; returns the rope delta
+ * the sequence takes from it. Planted (prefix_pos_from_offset): after a prefix hit, text
+ * positions from the cache's offset and no delta. */
+static int64_t prompt_positions(const ref_engine *r, const ref_seq *s, const qref_prompt *p, int from, int n,
+                                int64_t *pos)
 {
     const int from_offset = s->prefix_hit && r->faults.on[LC_FAULT_PREFIX_POS_FROM_OFFSET];
     for (int a = 0; a < 3; a++)
         for (int i = 0; i < n; i++)
             pos[(size_t)a * n + i] = from_offset ? (int64_t)(from + i) : p->pos[(size_t)a * p->n + from + i];
-    s->c.rope_delta = from_offset ? 0 : p->delta;
+    return from_offset ? 0 : p->delta;
 }
 
 static int ref_prefill(lc_engine *e, int seq, int prompt, int from, int to, const lc_prefill_out *out, lc_error *err)
@@ -482,7 +483,7 @@ static int ref_prefill(lc_engine *e, int seq, int prompt, int from, int to, cons
         rc = efail(e, err, LC_EINTERNAL, "prefill", "out of memory for %d tokens", n);
         goto done;
     }
-    prompt_positions(r, s, p, from, n, pos);
+    s->c.rope_delta = prompt_positions(r, s, p, from, n, pos);
     qref_tokens in = {.ids = p->ids + from,
                       .n = n,
                       .pos = pos,
@@ -764,10 +765,11 @@ static int ref_step(lc_engine *e, const lc_step_row *rows, int B, double *logits
         return efail(e, err, LC_EINPUT, "step", "no rows");
     qref_step_row *qr = calloc((size_t)B, sizeof *qr);
     int64_t **pos = calloc((size_t)B, sizeof *pos);
+    int64_t *delta = calloc((size_t)B, sizeof *delta); /* prefill rows: the delta taken on success */
     int total = 0;
     qref_real *lg = NULL;
     qref_error qe = {0};
-    if (!qr || !pos) {
+    if (!qr || !pos || !delta) {
         rc = efail(e, err, LC_EINTERNAL, "step", "out of memory for %d rows", B);
         goto done;
     }
@@ -820,17 +822,17 @@ static int ref_step(lc_engine *e, const lc_step_row *rows, int B, double *logits
         qr[b].n_embeds = k;
         total += n;
     }
-    /* every check passed: the rows' deltas, then one forward */
+    /* every check passed: the prefill rows' positions, then one forward */
+    int64_t shared = r->shared_delta;
     for (int b = 0; b < B; b++)
         if (rows[b].prompt >= 0) {
             const qref_prompt *p = &get_prompt(r, rows[b].prompt)->p;
-            prompt_positions(r, get_seq(r, rows[b].seq), p, rows[b].from, qr[b].n, pos[b]);
-            if (rows[b].from == 0)
-                r->shared_delta = p->delta;
+            delta[b] = prompt_positions(r, get_seq(r, rows[b].seq), p, rows[b].from, qr[b].n, pos[b]);
+            shared = rows[b].from == 0 ? p->delta : shared;
         }
     for (int b = 0; b < B; b++)
         if (rows[b].prompt < 0 && r->faults.on[LC_FAULT_SHARED_ROPE_DELTA])
-            qr[b].cache->rope_delta = r->shared_delta; /* planted: the engine's one delta */
+            qr[b].cache->rope_delta = shared; /* planted: the engine's one delta, a joining row's */
     if (logits && !(lg = malloc((size_t)total * V * sizeof *lg))) {
         rc = efail(e, err, LC_EINTERNAL, "step", "out of memory for %d logits rows", total);
         goto done;
@@ -839,10 +841,13 @@ static int ref_step(lc_engine *e, const lc_step_row *rows, int B, double *logits
         rc = lc_fail(err, LC_EINPUT, "step: %s", qe.msg);
         goto done;
     }
+    r->shared_delta = shared;
     for (int b = 0; b < B; b++) {
         ref_seq *s = get_seq(r, rows[b].seq);
         s->last = qr[b].ids[qr[b].n - 1];
         s->refeed = 0;
+        if (rows[b].prompt >= 0)
+            s->c.rope_delta = delta[b];
     }
     if (logits)
         to_double(logits, lg, (size_t)total * V);
@@ -850,6 +855,7 @@ done:
     for (int b = 0; pos && b < B; b++)
         free(pos[b]);
     free(pos);
+    free(delta);
     free(qr);
     free(lg);
     return rc;
