@@ -428,4 +428,27 @@ void qref_padded_free(qref_padded *pb);
 qref_status qref_padded_prefill(const qref_model *m, qref_cache *const *caches, const qref_padded *pb, int from,
                                 int to, qref_real *logits, qref_error *err);
 
+
+/* ---------------------------------------------------------------- continuous batching (step.c) */
+
+/* One row of a continuous-batching step: n new tokens of one sequence (a decode row: n = 1).
+ *   pos     (3, n) positions, or NULL for text positions cache->len + cache->rope_delta + i
+ *   embeds  (n_embeds, H) rows for the image placeholders among ids, in order; NULL if none */
+typedef struct {
+    qref_cache *cache;
+    const int32_t *ids;         /* (n) */
+    int n;
+    const int64_t *pos;
+    const qref_real *embeds;
+    int n_embeds;
+} qref_step_row;
+
+/* One batched forward over B rows of different lengths (distinct caches): the rows are
+ * right-padded to the longest into one (B, L) layout and run by qref_forward_batch, pads
+ * excluded from attention, conv and recurrent state; each cache advances by its row's
+ * tokens. The GDN takes the recurrent form for a one-token row and the chunked one for a
+ * longer row, as a single-sequence call would. logits (sum of n, V), row after row, or NULL.
+ * The rope delta of a cache is the caller's to set (a prefill row's prompt delta). */
+qref_status qref_step(const qref_model *m, const qref_step_row *rows, int B, qref_real *logits, qref_error *err);
+
 #endif /* QREF_H */

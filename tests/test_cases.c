@@ -237,6 +237,35 @@ static const bad_file bad_files[] = {
      {"x.json: expected an object ({\"cases\": [...]} or one case), found array", NULL, NULL}},
     {"top_level_extra_key", "{\"cases\": [" GOOD("a") "], \"version\": 1}", NULL,
      {"x.json: version: unknown top-level key", NULL, NULL}},
+    /* serving kinds: requests instead of one prompt */
+    {"serving_prompt_not_for_kind",
+     "{\"cases\": [{\"name\": \"bad.cb\", \"kind\": \"continuous_batch\", " CKPT ", " DESC ", " PROMPT
+     ", \"requests\": [], " BOUNDS "}]}",
+     NULL, {"case 'bad.cb': prompt: does not apply to kind 'continuous_batch'", NULL, NULL}},
+    {"serving_one_request",
+     "{\"cases\": [{\"name\": \"bad.cb1\", \"kind\": \"continuous_batch\", " CKPT ", " DESC
+     ", \"requests\": [{\"arrive\": 0, \"prompt\": [{\"ids\": [1]}], \"decode\": 1}], " BOUNDS "}]}",
+     NULL, {"case 'bad.cb1': requests: a continuous_batch case needs at least 2 requests, found 1", NULL, NULL}},
+    {"serving_arrival_order",
+     "{\"cases\": [{\"name\": \"bad.cb2\", \"kind\": \"continuous_batch\", " CKPT ", " DESC
+     ", \"requests\": [{\"arrive\": 3, \"prompt\": [{\"ids\": [1]}], \"decode\": 1}, {\"arrive\": 1, "
+     "\"prompt\": [{\"ids\": [2]}], \"decode\": 1}], " BOUNDS "}]}",
+     NULL, {"case 'bad.cb2': requests[1]: requests must be listed in arrival order", NULL, NULL}},
+    {"serving_request_missing_field",
+     "{\"cases\": [{\"name\": \"bad.pc\", \"kind\": \"prefix_cache\", " CKPT ", " DESC
+     ", \"requests\": [{\"prompt\": [{\"ids\": [1]}], \"decode\": 1}, {\"prompt\": [{\"ids\": [2]}], "
+     "\"decode\": 1, \"reused\": 0}], " BOUNDS "}]}",
+     NULL, {"case 'bad.pc': requests[0]: missing required field 'reused'", NULL, NULL}},
+    {"serving_key_of_other_kind",
+     "{\"cases\": [{\"name\": \"bad.pc2\", \"kind\": \"prefix_cache\", " CKPT ", " DESC
+     ", \"requests\": [{\"prompt\": [{\"ids\": [1]}], \"decode\": 1, \"reused\": 0, \"arrive\": 0}, "
+     "{\"prompt\": [{\"ids\": [2]}], \"decode\": 1, \"reused\": 0}], " BOUNDS "}]}",
+     NULL, {"case 'bad.pc2': requests[0].arrive: unknown key", NULL, NULL}},
+    {"serving_store_after_outside",
+     "{\"cases\": [{\"name\": \"bad.pc3\", \"kind\": \"prefix_cache\", " CKPT ", " DESC
+     ", \"requests\": [{\"prompt\": [{\"ids\": [1]}], \"decode\": 1, \"reused\": 0, \"store_after\": [1]}, "
+     "{\"prompt\": [{\"ids\": [2]}], \"decode\": 1, \"reused\": 0}], " BOUNDS "}]}",
+     NULL, {"case 'bad.pc3': requests[0].store_after[0]: segment 1 does not exist (the prompt has 1)", NULL, NULL}},
 };
 
 START_TEST(test_cases_rejects_malformed)

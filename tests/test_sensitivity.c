@@ -150,6 +150,22 @@ static const expectation expectations[] = {
      {"dense.kernel.mrope_text", "moe.multi_image.three"}, "*", NULL, NULL, LC_METRIC_MAX_ABS, LC_METRIC_MAX_ABS},
     {"moe_no_renorm", {"moe.golden.text", "moe.golden.image_first"}, {"moe.golden.text", "moe.golden.image_first"},
      "prefill_logits", NULL, NULL, LC_METRIC_MAX_ABS, LC_METRIC_MAX_ABS},
+    /* ---- serving state: continuous batching, the prefix cache, interleaved requests */
+    {"prefix_longer_state", {"dense.prefix_cache.turns", "moe.prefix_cache.turns"},
+     {"dense.prefix_cache.turns", "moe.prefix_cache.turns"}, "req1.logits", NULL, "counters", LC_METRIC_MAX_ABS,
+     LC_METRIC_MAX_ABS},
+    {"slot_conv_kept", {"dense.continuous_batch.schedule", "moe.continuous_batch.schedule"},
+     {"dense.continuous_batch.schedule", "moe.continuous_batch.schedule"}, "req*.logits", NULL, NULL,
+     LC_METRIC_MAX_ABS, LC_METRIC_MAX_ABS},
+    {"shared_rope_delta", {"dense.continuous_batch.schedule", "moe.isolation.interleaved_images"},
+     {"dense.continuous_batch.schedule", "moe.isolation.interleaved_images"}, "req0.logits", NULL, "a_interleaved",
+     LC_METRIC_MAX_ABS, LC_METRIC_MAX_ABS},
+    {"prefix_pos_from_offset", {"dense.prefix_cache.turns", "moe.prefix_cache.turns"},
+     {"dense.prefix_cache.turns", "moe.prefix_cache.turns"}, "req5.logits", NULL, NULL, LC_METRIC_MAX_ABS,
+     LC_METRIC_MAX_ABS},
+    {"prefix_trim_kv_only", {"dense.prefix_cache.turns", "moe.prefix_cache.turns"},
+     {"dense.prefix_cache.turns", "moe.prefix_cache.turns"}, "req3.logits", NULL, "counters", LC_METRIC_MAX_ABS,
+     LC_METRIC_MAX_ABS},
     /* ---- backward passes (vjp): the gradient cases against float64 autograd */
 #define GRAD_CASES(a, b) {a, b}, {a, b}
     {"vjp_gdn_no_decay", GRAD_CASES("dense.gradient.gdn_n70.recurrent", "moe.gradient.layer_gdn_chunk5"),

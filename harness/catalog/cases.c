@@ -82,6 +82,8 @@ const char *lc_kernel_check_name(lc_kernel_check k)
 
 #define KIND_BIT(k) (1u << (k))
 #define ALL_KINDS ((1u << LC_KIND_COUNT) - 1u)
+/* kinds whose cases are a list of requests instead of one prompt */
+#define SERVING_KINDS (KIND_BIT(LC_KIND_CONTINUOUS_BATCH) | KIND_BIT(LC_KIND_PREFIX_CACHE))
 
 /* Keys a case may hold: which kinds accept the key and which require it. */
 typedef struct {
@@ -97,9 +99,9 @@ static const key_rule key_rules[] = {
     {"golden", ALL_KINDS, KIND_BIT(LC_KIND_GOLDEN) | KIND_BIT(LC_KIND_MULTI_IMAGE) | KIND_BIT(LC_KIND_GRADIENT)},
     {"labels", ALL_KINDS, 0},
     {"description", ALL_KINDS, ALL_KINDS},
-    {"prompt", ALL_KINDS & ~KIND_BIT(LC_KIND_BATCH) & ~KIND_BIT(LC_KIND_GRADIENT),
-     ALL_KINDS & ~KIND_BIT(LC_KIND_BATCH) & ~KIND_BIT(LC_KIND_GRADIENT)},
-    {"decode", ALL_KINDS & ~KIND_BIT(LC_KIND_GRADIENT), 0},
+    {"prompt", ALL_KINDS & ~KIND_BIT(LC_KIND_BATCH) & ~KIND_BIT(LC_KIND_GRADIENT) & ~SERVING_KINDS,
+     ALL_KINDS & ~KIND_BIT(LC_KIND_BATCH) & ~KIND_BIT(LC_KIND_GRADIENT) & ~SERVING_KINDS},
+    {"decode", ALL_KINDS & ~KIND_BIT(LC_KIND_GRADIENT) & ~SERVING_KINDS, 0},
     {"bounds", ALL_KINDS, ALL_KINDS},
     {"lengths", KIND_BIT(LC_KIND_PREFILL_DECODE), KIND_BIT(LC_KIND_PREFILL_DECODE)},
     {"chunks", KIND_BIT(LC_KIND_CHUNKED) | KIND_BIT(LC_KIND_BATCH), KIND_BIT(LC_KIND_CHUNKED)},
@@ -115,6 +117,8 @@ static const key_rule key_rules[] = {
     {"cross_recurrent", KIND_BIT(LC_KIND_GRADIENT), 0},
     {"split", KIND_BIT(LC_KIND_SNAPSHOT), KIND_BIT(LC_KIND_SNAPSHOT)},
     {"after_segment", KIND_BIT(LC_KIND_IMAGE_CHECKPOINT), KIND_BIT(LC_KIND_IMAGE_CHECKPOINT)},
+    {"requests", SERVING_KINDS, SERVING_KINDS},
+    {"interleave", KIND_BIT(LC_KIND_ISOLATION), 0},
 };
 #define N_KEY_RULES ((int)(sizeof key_rules / sizeof key_rules[0]))
 
@@ -453,6 +457,11 @@ static void case_free(lc_case *c)
         prompt_free(&c->rows[i]);
     free(c->rows);
     prompt_free(&c->other_prompt);
+    for (int i = 0; i < c->n_requests; i++) {
+        prompt_free(&c->requests[i].prompt);
+        free(c->requests[i].store_after);
+    }
+    free(c->requests);
     for (int p = 0; p < LC_PREC_COUNT; p++)
         bounds_free(&c->bounds[p]);
     memset(c, 0, sizeof *c);
@@ -731,6 +740,90 @@ static int parse_bounds(const ctx *cx, const cJSON *j, lc_bounds bounds[LC_PREC_
     return LC_OK;
 }
 
+/* ---------------------------------------------------------------- requests (serving kinds) */
+
+/* One request object of a continuous_batch or prefix_cache case. */
+static int parse_request(const ctx *cx, const char *field, const cJSON *j, const char *root, lc_kind kind,
+                         lc_request *q)
+{
+    int rc = expect(cx, field, j, cJSON_IsObject(j), "an object");
+    if (rc || (rc = check_object_keys_unique(cx, field, j)))
+        return rc;
+    const int cb = kind == LC_KIND_CONTINUOUS_BATCH;
+    const char *required[] = {"prompt", "decode", cb ? "arrive" : "reused"};
+    for (int i = 0; i < 3; i++)
+        if (!cJSON_GetObjectItemCaseSensitive(j, required[i]))
+            return fail(cx, field, "missing required field '%s'", required[i]);
+    /* the integer fields: key, kind (1: continuous_batch only, 0: prefix_cache only, -1: both) */
+    const struct {
+        const char *key;
+        int cb;
+        long hi;
+        int *dst;
+    } ints[] = {{"decode", -1, 1 << 16, &q->decode},
+                {"arrive", 1, 1 << 16, &q->arrive},
+                {"chunk", 1, 1 << 20, &q->chunk},
+                {"reused", 0, INT32_MAX, &q->reused}};
+    for (const cJSON *k = j->child; k; k = k->next) {
+        char sub[256];
+        snprintf(sub, sizeof sub, "%s.%s", field, k->string);
+        int f = 0;
+        while (f < 4 && (strcmp(k->string, ints[f].key) || (ints[f].cb >= 0 && ints[f].cb != cb)))
+            f++;
+        if (f < 4) {
+            long n = 0;
+            rc = read_int(cx, sub, k, 0, ints[f].hi, &n);
+            *ints[f].dst = (int)n;
+        } else if (!strcmp(k->string, "prompt"))
+            rc = parse_prompt(cx, sub, k, root, &q->prompt);
+        else if (!cb && !strcmp(k->string, "refused")) {
+            rc = expect(cx, sub, k, cJSON_IsBool(k), "a boolean");
+            q->refused = !rc && cJSON_IsTrue(k);
+        } else if (!cb && !strcmp(k->string, "store_after"))
+            rc = read_plain_int_array(cx, sub, k, 0, &q->store_after, &q->n_store);
+        else
+            return fail(cx, sub, "unknown key (a %s request has prompt, decode, %s)", lc_kind_name(kind),
+                        cb ? "arrive and optionally chunk" : "reused and optionally refused, store_after");
+        if (rc)
+            return rc;
+    }
+    for (int i = 0; i < q->n_store; i++) {
+        char sub[256];
+        snprintf(sub, sizeof sub, "%s.store_after[%d]", field, i);
+        if (q->store_after[i] >= q->prompt.n_segs)
+            return fail(cx, sub, "segment %d does not exist (the prompt has %d)", q->store_after[i],
+                        q->prompt.n_segs);
+        if (i > 0 && q->store_after[i] <= q->store_after[i - 1])
+            return fail(cx, sub, "segments must be given in increasing order");
+    }
+    return LC_OK;
+}
+
+static int parse_requests(const ctx *cx, const cJSON *v, const char *root, lc_case *c)
+{
+    int rc = expect(cx, "requests", v, cJSON_IsArray(v), "an array of requests");
+    if (rc)
+        return rc;
+    const int n = cJSON_GetArraySize(v);
+    if (n < 2)
+        return fail(cx, "requests", "a %s case needs at least 2 requests, found %d", lc_kind_name(c->kind), n);
+    if (!(c->requests = calloc((size_t)n, sizeof *c->requests)))
+        return oom(cx);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, v) {
+        char sub[64];
+        snprintf(sub, sizeof sub, "requests[%d]", c->n_requests);
+        rc = parse_request(cx, sub, e, root, c->kind, &c->requests[c->n_requests]);
+        c->n_requests++; /* counted even on failure so case_free releases it */
+        if (rc)
+            return rc;
+        if (c->n_requests > 1 && c->kind == LC_KIND_CONTINUOUS_BATCH &&
+            c->requests[c->n_requests - 1].arrive < c->requests[c->n_requests - 2].arrive)
+            return fail(cx, sub, "requests must be listed in arrival order");
+    }
+    return LC_OK;
+}
+
 /* ---------------------------------------------------------------- one case */
 
 static int parse_labels(const ctx *cx, const cJSON *j, lc_case *c)
@@ -947,6 +1040,13 @@ static int parse_field(const ctx *cx, const char *key, const cJSON *v, const cha
         c->after_segment = (int)n;
         return rc;
     }
+    if (strcmp(key, "requests") == 0)
+        return parse_requests(cx, v, root, c);
+    if (strcmp(key, "interleave") == 0) {
+        rc = expect(cx, key, v, cJSON_IsBool(v), "a boolean");
+        c->interleave = !rc && cJSON_IsTrue(v);
+        return rc;
+    }
     assert(!"a key of key_rules has no parser");
     return fail(cx, key, "internal: no parser for this key");
 }
@@ -987,7 +1087,8 @@ static int parse_case(ctx *cx, const cJSON *j, int idx, const char *root, lc_cas
     c->kind = lc_kind_from_name(kind->valuestring);
     if (c->kind == LC_KIND_UNKNOWN)
         return fail(cx, "kind", "unknown kind '%s' (expected golden, prefill_decode, chunked, "
-                    "isolation, multi_image, cache, kernel, batch, snapshot, image_checkpoint or gradient)",
+                    "isolation, multi_image, cache, kernel, batch, snapshot, image_checkpoint, gradient, "
+                    "continuous_batch or prefix_cache)",
                     kind->valuestring);
 
     unsigned bit = KIND_BIT(c->kind);

@@ -36,7 +36,9 @@
     X(BATCH, "batch")                           \
     X(SNAPSHOT, "snapshot")                     \
     X(IMAGE_CHECKPOINT, "image_checkpoint")     \
-    X(GRADIENT, "gradient")
+    X(GRADIENT, "gradient")                     \
+    X(CONTINUOUS_BATCH, "continuous_batch")     \
+    X(PREFIX_CACHE, "prefix_cache")
 
 typedef enum {
     LC_KIND_UNKNOWN = -1,
@@ -144,6 +146,18 @@ typedef struct {
 
 typedef enum { LC_FAMILY_UNKNOWN = 0, LC_FAMILY_DENSE, LC_FAMILY_MOE } lc_family;
 
+/* One request of a serving case (continuous_batch, prefix_cache). */
+typedef struct {
+    lc_prompt prompt;
+    int decode;                 /* tokens decoded after the prompt (greedy, chosen by its B=1 run) */
+    int arrive;                 /* continuous_batch: the step it joins the running batch at */
+    int chunk;                  /* continuous_batch: prompt tokens per step; 0: the whole prompt at once */
+    int *store_after;           /* (n_store) prefix_cache: segments after whose end a boundary is stored */
+    int n_store;
+    int reused;                 /* prefix_cache: tokens its lookup must reuse (hand-derived) */
+    int refused;                /* prefix_cache: its lookup must refuse a partial match */
+} lc_request;
+
 typedef struct {
     char *name;                 /* unique, [a-z0-9_.-]+ */
     lc_kind kind;
@@ -177,6 +191,9 @@ typedef struct {
     char *expected;             /* gradient: its subgroup holding the autograd results; NULL: the group */
     int grad_chunk;             /* gradient: the function's chunk parameter; -1: not given */
     int cross_recurrent;        /* gradient: also run the recurrent form and compare with it */
+    lc_request *requests;       /* (n_requests) continuous_batch, prefix_cache: in schedule order */
+    int n_requests;
+    int interleave;             /* isolation: also decode A and B interleaved token by token */
 
     lc_bounds bounds[LC_PREC_COUNT];
 } lc_case;

@@ -727,6 +727,109 @@ static int do_close(server *s, const cJSON *r, long id, const char *op, lc_error
     return LC_OK;
 }
 
+/* step: {"rows": [{"seq", "prompt", "from", "to"} | {"seq", "token"}], "logits"} -> logits [N, V] */
+static int do_step(server *s, const cJSON *r, long id, lc_error *err)
+{
+    int rc = need_model(s, err);
+    if (rc)
+        return rc;
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(r, "rows");
+    if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) < 1)
+        return lc_fail(err, LC_EINPUT, "request field \"rows\" is missing or not a non-empty array");
+    const int B = cJSON_GetArraySize(arr), V = s->mi.vocab_size, want = req_bool(r, "logits");
+    lc_step_row *rows = calloc((size_t)B, sizeof *rows);
+    double *lg = NULL;
+    long total = 0;
+    if (!rows)
+        return lc_fail(err, LC_EINTERNAL, "out of memory");
+    int b = 0;
+    const cJSON *w;
+    cJSON_ArrayForEach(w, arr)
+    {
+        long seq, v;
+        if (!cJSON_IsObject(w) || (rc = req_int(w, "seq", &seq, err)))
+            goto bad_row;
+        rows[b].seq = (int)seq;
+        if (cJSON_GetObjectItemCaseSensitive(w, "prompt")) {
+            long from, to;
+            if ((rc = req_int(w, "prompt", &v, err)) || (rc = req_int(w, "from", &from, err)) ||
+                (rc = req_int(w, "to", &to, err)))
+                goto bad_row;
+            srv_prompt *sp = find_prompt(s, (int)v);
+            if (!sp || from < 0 || to <= from || to > sp->n) {
+                rc = lc_fail(err, LC_EINPUT, "row %d: %s", b, sp ? "span outside the prompt" : "no such prompt");
+                goto done;
+            }
+            rows[b].prompt = (int)v;
+            rows[b].from = (int)from;
+            rows[b].to = (int)to;
+            total += to - from;
+        } else {
+            if ((rc = req_int(w, "token", &v, err)))
+                goto bad_row;
+            rows[b].prompt = -1;
+            rows[b].token = (int32_t)v;
+            total += 1;
+        }
+        b++;
+    }
+    if (want && !(lg = malloc((size_t)total * V * sizeof *lg))) {
+        rc = lc_fail(err, LC_EINTERNAL, "out of memory");
+        goto done;
+    }
+    if (!(rc = lc_engine_step(s->e, rows, B, lg, err))) {
+        out_tensor t = {.name = "logits", .dt = s->out_dt, .ndim = 2, .dims = {total, V}, .f = lg};
+        reply_ok(cJSON_CreateObject(), id, &t, want ? 1 : 0);
+    }
+    goto done;
+bad_row:
+    if (!rc)
+        rc = lc_fail(err, LC_EINPUT, "row %d of \"rows\" is not an object", b);
+    else
+        snprintf(err->msg + strlen(err->msg), sizeof err->msg - strlen(err->msg), " (row %d)", b);
+done:
+    free(rows);
+    free(lg);
+    return rc;
+}
+
+/* prefix_store {"seq", "prompt"} -> {}; prefix_lookup {"prompt"} -> {"seq", "reused"};
+ * prefix_stats {} -> the counters */
+static int do_prefix(server *s, const cJSON *r, long id, const char *op, lc_error *err)
+{
+    long seq, prompt;
+    int rc = need_model(s, err);
+    if (rc)
+        return rc;
+    cJSON *h = cJSON_CreateObject();
+    if (!strcmp(op, "prefix_store")) {
+        if (!(rc = req_int(r, "seq", &seq, err)) && !(rc = req_int(r, "prompt", &prompt, err)))
+            rc = lc_engine_prefix_store(s->e, (int)seq, (int)prompt, err);
+    } else if (!strcmp(op, "prefix_lookup")) {
+        int out = -1, reused = 0;
+        if (!(rc = req_int(r, "prompt", &prompt, err)) &&
+            !(rc = lc_engine_prefix_lookup(s->e, (int)prompt, &out, &reused, err))) {
+            cJSON_AddNumberToObject(h, "seq", out);
+            cJSON_AddNumberToObject(h, "reused", reused);
+        }
+    } else {
+        lc_prefix_stats st;
+        if (!(rc = lc_engine_prefix_stats(s->e, &st, err))) {
+            cJSON_AddNumberToObject(h, "lookups", (double)st.lookups);
+            cJSON_AddNumberToObject(h, "hits", (double)st.hits);
+            cJSON_AddNumberToObject(h, "tokens_reused", (double)st.tokens_reused);
+            cJSON_AddNumberToObject(h, "refused", (double)st.refused);
+            cJSON_AddNumberToObject(h, "stored", (double)st.stored);
+        }
+    }
+    if (rc) {
+        cJSON_Delete(h);
+        return rc;
+    }
+    reply_ok(h, id, NULL, 0);
+    return LC_OK;
+}
+
 /* One request; returns 1 after shutdown. */
 static int serve_one(server *s, const char *line)
 {
@@ -775,6 +878,10 @@ static int serve_one(server *s, const char *line)
         rc = do_rope(s, r, id, &err);
     else if (!strcmp(op, "vjp"))
         rc = do_vjp(s, r, id, &err);
+    else if (!strcmp(op, "step"))
+        rc = do_step(s, r, id, &err);
+    else if (!strcmp(op, "prefix_store") || !strcmp(op, "prefix_lookup") || !strcmp(op, "prefix_stats"))
+        rc = do_prefix(s, r, id, op, &err);
     else if (!strcmp(op, "reset")) {
         if (!(rc = lc_engine_reset(s->e, &err))) {
             s->n_prompts = 0;

@@ -230,3 +230,32 @@ void lc_engine_free(lc_engine *e)
     if (e && e->ops && e->ops->destroy)
         e->ops->destroy(e);
 }
+
+/* ---------------------------------------------------------------- serving */
+
+int lc_engine_step(lc_engine *e, const lc_step_row *rows, int B, double *logits, lc_error *err)
+{
+    NEED(step, LC_CAP_STEP);
+    return e->ops->step(e, rows, B, logits, err);
+}
+
+int lc_engine_prefix_store(lc_engine *e, int seq, int prompt, lc_error *err)
+{
+    NEED(prefix_store, LC_CAP_PREFIX_CACHE);
+    return e->ops->prefix_store(e, seq, prompt, err);
+}
+
+int lc_engine_prefix_lookup(lc_engine *e, int prompt, int *seq, int *reused, lc_error *err)
+{
+    NEED(prefix_lookup, LC_CAP_PREFIX_CACHE);
+    *seq = -1;
+    *reused = 0;
+    return e->ops->prefix_lookup(e, prompt, seq, reused, err);
+}
+
+int lc_engine_prefix_stats(lc_engine *e, lc_prefix_stats *out, lc_error *err)
+{
+    NEED(prefix_stats, LC_CAP_PREFIX_CACHE);
+    memset(out, 0, sizeof *out);
+    return e->ops->prefix_stats(e, out, err);
+}

@@ -1457,6 +1457,119 @@ static void op_destroy(lc_engine *e)
     free(e);
 }
 
+/* ---------------------------------------------------------------- serving: step, prefix cache */
+
+static int op_step(lc_engine *e, const lc_step_row *rows, int B, double *logits, lc_error *err)
+{
+    proc *p = P(e);
+    const char *op = "step";
+    int rc = need_model(p, op, err);
+    if (rc)
+        return rc;
+    if (B < 1)
+        return lc_fail(err, LC_EINPUT, "%s: %s: no rows", p->label, op);
+    const int V = p->mi.vocab_size;
+    long total = 0;
+    cJSON *req = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(req, "rows"), *h = NULL;
+    for (int b = 0; b < B; b++) {
+        cJSON *w = cJSON_CreateObject();
+        cJSON_AddNumberToObject(w, "seq", rows[b].seq);
+        if (rows[b].prompt >= 0) {
+            proc_prompt *pp = find_prompt(p, rows[b].prompt);
+            if (!pp || rows[b].from < 0 || rows[b].to <= rows[b].from || rows[b].to > pp->n) {
+                cJSON_Delete(w);
+                cJSON_Delete(req);
+                return pp ? lc_fail(err, LC_EINPUT, "%s: %s: row %d: span [%d, %d) outside the prompt of %d tokens",
+                                    p->label, op, b, rows[b].from, rows[b].to, pp->n)
+                          : handle_err(p, op, "prompt", rows[b].prompt, err);
+            }
+            cJSON_AddNumberToObject(w, "prompt", rows[b].prompt);
+            cJSON_AddNumberToObject(w, "from", rows[b].from);
+            cJSON_AddNumberToObject(w, "to", rows[b].to);
+            total += rows[b].to - rows[b].from;
+        } else {
+            cJSON_AddNumberToObject(w, "token", rows[b].token);
+            total += 1;
+        }
+        cJSON_AddItemToArray(arr, w);
+    }
+    cJSON_AddBoolToObject(req, "logits", logits != NULL);
+    tspec ts[1] = {{.name = "logits", .is_float = 1, .ndim = 2, .dims = {total, V}, .required = 1}};
+    long id = p->next_id;
+    if ((rc = call(p, op, req, ts, logits ? 1 : 0, &h, err)))
+        return rc;
+    if (logits) {
+        long k = first_nan(ts[0].data, ts[0].count);
+        if (k >= 0)
+            rc = engine_fail(p, op, id, err, "NaN logits (row %ld, index %ld)", k / V, k % V);
+        else
+            memcpy(logits, ts[0].data, ts[0].count * sizeof(double));
+    }
+    tspec_free(ts, 1);
+    cJSON_Delete(h);
+    return rc;
+}
+
+static int op_prefix_store(lc_engine *e, int seq, int prompt, lc_error *err)
+{
+    proc *p = P(e);
+    int rc = need_model(p, "prefix_store", err);
+    if (rc)
+        return rc;
+    cJSON *req = cJSON_CreateObject(), *h = NULL;
+    cJSON_AddNumberToObject(req, "seq", seq);
+    cJSON_AddNumberToObject(req, "prompt", prompt);
+    if ((rc = call(p, "prefix_store", req, NULL, 0, &h, err)))
+        return rc;
+    cJSON_Delete(h);
+    return LC_OK;
+}
+
+static int op_prefix_lookup(lc_engine *e, int prompt, int *seq, int *reused, lc_error *err)
+{
+    proc *p = P(e);
+    const char *op = "prefix_lookup";
+    int rc = need_model(p, op, err);
+    if (rc)
+        return rc;
+    proc_prompt *pp = find_prompt(p, prompt);
+    if (!pp)
+        return handle_err(p, op, "prompt", prompt, err);
+    cJSON *req = cJSON_CreateObject(), *h = NULL;
+    cJSON_AddNumberToObject(req, "prompt", prompt);
+    if ((rc = call(p, op, req, NULL, 0, &h, err)))
+        return rc;
+    long s, n;
+    if (!(rc = get_int(p, op, h, "seq", 0, 1L << 30, &s, err)) &&
+        !(rc = get_int(p, op, h, "reused", 0, pp->n, &n, err))) {
+        *seq = (int)s;
+        *reused = (int)n;
+    }
+    cJSON_Delete(h);
+    return rc;
+}
+
+static int op_prefix_stats(lc_engine *e, lc_prefix_stats *out, lc_error *err)
+{
+    proc *p = P(e);
+    const char *op = "prefix_stats";
+    int rc = need_model(p, op, err);
+    if (rc)
+        return rc;
+    cJSON *h = NULL;
+    if ((rc = call(p, op, cJSON_CreateObject(), NULL, 0, &h, err)))
+        return rc;
+    const char *keys[] = {"lookups", "hits", "tokens_reused", "refused", "stored"};
+    int64_t *dst[] = {&out->lookups, &out->hits, &out->tokens_reused, &out->refused, &out->stored};
+    for (int k = 0; k < 5 && !rc; k++) {
+        long v;
+        if (!(rc = get_int(p, op, h, keys[k], 0, 1L << 52, &v, err)))
+            *dst[k] = v;
+    }
+    cJSON_Delete(h);
+    return rc;
+}
+
 static const lc_engine_ops proc_ops = {
     .load = op_load,
     .prompt_open = op_prompt_open,
@@ -1477,6 +1590,10 @@ static const lc_engine_ops proc_ops = {
     .restart = op_restart,
     .destroy = op_destroy,
     .reset = op_reset,
+    .step = op_step,
+    .prefix_store = op_prefix_store,
+    .prefix_lookup = op_prefix_lookup,
+    .prefix_stats = op_prefix_stats,
 };
 
 int lc_engine_proc_new(lc_engine **out, const char *cmd, double timeout_s, const char *log_path, lc_error *err)

@@ -5,6 +5,8 @@
  *   sequence  = qref_cache
  *   snapshot  = a deep clone of a qref_cache
  *   batch     = qref_padded_* / qref_forward_batch
+ *   step      = qref_step (continuous batching: one batched forward over live sequences)
+ *   prefix    = the engine's prefix cache (prefix_cache.h): boundaries as deep clones
  *   taps      = qref_forward's hidden states, the prompt's merged embeddings, qref_rotary
  *
  * Every number leaves as double (exact for float). The planted bugs of engines/faults.h land
@@ -25,6 +27,7 @@
 #include "faults.h"
 #include "images.h"
 #include "lc_engine.h"
+#include "prefix_cache.h"
 #include "qref.h"
 #include "qref_faults.h"
 
@@ -46,6 +49,8 @@ typedef struct {
     qref_cache c;
     int32_t last;               /* the last token the sequence took in (-1: none) */
     int refeed;                 /* refeed_last_token: restored, nothing fed since */
+    int prefix_hit;             /* made by a prefix-cache hit (prefix_pos_from_offset) */
+    int kept;                   /* slot_conv_kept: closed, its cache kept for the next open */
 } ref_seq;
 
 typedef struct {
@@ -78,6 +83,8 @@ typedef struct {
     ref_snap *snaps;
     int n_snaps;
     int64_t kept_delta;         /* image_delta_kept: engine-level state a reset clears */
+    int64_t shared_delta;       /* shared_rope_delta: the one delta of every sequence */
+    lc__pcache pc;              /* the prefix cache; a reset empties it */
 } ref_engine;
 
 static ref_engine *impl(lc_engine *e) { return e->impl; }
@@ -134,6 +141,8 @@ static void release_all(ref_engine *r)
     r->snaps = NULL;
     r->n_prompts = r->n_seqs = r->n_snaps = 0;
     r->kept_delta = 0;
+    r->shared_delta = 0;
+    lc__pcache_free(&r->pc);
 }
 
 static int have_model(lc_engine *e, const char *op, lc_error *err)
@@ -380,9 +389,22 @@ static int ref_seq_open(lc_engine *e, int *seq, lc_error *err)
     qref_error qe = {0};
     if (h < 0)
         return efail(e, err, LC_EINTERNAL, "seq_open", "out of memory");
-    memset(&r->seqs[h], 0, sizeof r->seqs[h]);
-    if (qref_cache_init(&r->seqs[h].c, &r->m, &qe) != QREF_OK)
-        return lc_fail(err, LC_EINTERNAL, "seq_open: %s", qe.msg);
+    ref_seq *s = &r->seqs[h];
+    if (s->kept) {
+        /* planted: the slot's old cache is emptied for the new sequence, its conv state is not */
+        s->c.len = 0;
+        s->c.rope_delta = 0;
+        for (int l = 0; l < s->c.num_layers; l++)
+            if (s->c.rec[l])
+                memset(s->c.rec[l], 0, (size_t)s->c.rec_size * sizeof *s->c.rec[l]);
+        qref_cache kept = s->c;
+        memset(s, 0, sizeof *s);
+        s->c = kept;
+    } else {
+        memset(s, 0, sizeof *s);
+        if (qref_cache_init(&s->c, &r->m, &qe) != QREF_OK)
+            return lc_fail(err, LC_EINTERNAL, "seq_open: %s", qe.msg);
+    }
     r->seqs[h].used = 1;
     r->seqs[h].last = -1;
     *seq = h;
@@ -393,9 +415,23 @@ static void ref_seq_close(lc_engine *e, int h)
 {
     ref_seq *s = get_seq(impl(e), h);
     if (s) {
-        qref_cache_free(&s->c);
         s->used = 0;
+        s->kept = impl(e)->faults.on[LC_FAULT_SLOT_CONV_KEPT];
+        if (!s->kept)
+            qref_cache_free(&s->c);
     }
+}
+
+/* A free sequence slot for a sequence made from a copy (restore, prefix hit): a cache kept in
+ * the slot (slot_conv_kept) is released first. -1 when out of memory. */
+static int seq_take_fresh(ref_engine *r)
+{
+    int h = TAKE(r->seqs, r->n_seqs);
+    if (h >= 0) {
+        qref_cache_free(&r->seqs[h].c);
+        memset(&r->seqs[h], 0, sizeof r->seqs[h]);
+    }
+    return h;
 }
 
 static int placeholders(const qref_config *cfg, const int32_t *ids, int n)
@@ -404,6 +440,19 @@ static int placeholders(const qref_config *cfg, const int32_t *ids, int n)
     for (int i = 0; cfg->has_vision && i < n; i++)
         k += ids[i] == cfg->image_token_id;
     return k;
+}
+
+/* Positions (3, n) of prompt tokens [from, from + n), from the prompt; returns the rope delta
+ * the sequence takes from it. Planted (prefix_pos_from_offset): after a prefix hit, text
+ * positions from the cache's offset and no delta. */
+static int64_t prompt_positions(const ref_engine *r, const ref_seq *s, const qref_prompt *p, int from, int n,
+                                int64_t *pos)
+{
+    const int from_offset = s->prefix_hit && r->faults.on[LC_FAULT_PREFIX_POS_FROM_OFFSET];
+    for (int a = 0; a < 3; a++)
+        for (int i = 0; i < n; i++)
+            pos[(size_t)a * n + i] = from_offset ? (int64_t)(from + i) : p->pos[(size_t)a * p->n + from + i];
+    return from_offset ? 0 : p->delta;
 }
 
 static int ref_prefill(lc_engine *e, int seq, int prompt, int from, int to, const lc_prefill_out *out, lc_error *err)
@@ -434,9 +483,7 @@ static int ref_prefill(lc_engine *e, int seq, int prompt, int from, int to, cons
         rc = efail(e, err, LC_EINTERNAL, "prefill", "out of memory for %d tokens", n);
         goto done;
     }
-    for (int a = 0; a < 3; a++)
-        memcpy(pos + (size_t)a * n, p->pos + (size_t)a * p->n + from, (size_t)n * sizeof *pos);
-    s->c.rope_delta = p->delta;
+    s->c.rope_delta = prompt_positions(r, s, p, from, n, pos);
     qref_tokens in = {.ids = p->ids + from,
                       .n = n,
                       .pos = pos,
@@ -460,6 +507,8 @@ static int ref_prefill(lc_engine *e, int seq, int prompt, int from, int to, cons
     }
     s->last = p->ids[to - 1];
     s->refeed = 0;
+    if (from == 0)
+        r->shared_delta = p->delta;
     if (want && out->sel == LC_LOGITS_ALL)
         to_double(out->logits, lg, (size_t)n * V);
     else if (want)
@@ -477,6 +526,8 @@ done:
 static int feed(ref_engine *r, ref_seq *s, int32_t token, qref_real *lg, qref_error *qe)
 {
     qref_tokens in = {.ids = &token, .n = 1};
+    if (r->faults.on[LC_FAULT_SHARED_ROPE_DELTA]) /* planted: the engine's one delta */
+        s->c.rope_delta = r->shared_delta;
     qref_outputs o = {.logits = lg};
     if (qref_forward(&r->m, &s->c, &in, &o, qe) != QREF_OK)
         return -1;
@@ -551,7 +602,7 @@ static int ref_restore(lc_engine *e, int snap, int *seq, lc_error *err)
                          sn->view_of);
         src = &live->c;
     }
-    int h = TAKE(r->seqs, r->n_seqs);
+    int h = seq_take_fresh(r);
     if (h < 0)
         return efail(e, err, LC_EINTERNAL, "restore", "out of memory");
     sn = get_snap(r, snap);
@@ -559,7 +610,6 @@ static int ref_restore(lc_engine *e, int snap, int *seq, lc_error *err)
         src = &r->seqs[sn->view_of].c; /* the table may have moved */
     ref_seq *s = &r->seqs[h];
     qref_error qe = {0};
-    memset(s, 0, sizeof *s);
     if (qref_cache_clone(&s->c, src, &qe) != QREF_OK)
         return lc_fail(err, LC_EINTERNAL, "restore: %s", qe.msg);
     /* a view sees the live memory as it is now, with the length and delta it had */
@@ -698,6 +748,189 @@ done:
     return rc;
 }
 
+/* ---------------------------------------------------------------- continuous batching */
+
+/* One batched forward over live sequences (qref_step): prefill rows take their prompt's
+ * positions and embedding rows for the span and their prompt's delta; decode rows their
+ * cache's length plus their own delta. Rows are checked before anything runs. */
+static int ref_step(lc_engine *e, const lc_step_row *rows, int B, double *logits, lc_error *err)
+{
+    ref_engine *r = impl(e);
+    const qref_config *cfg = &r->m.cfg;
+    const int V = cfg->vocab_size, H = cfg->hidden_size;
+    int rc = have_model(e, "step", err);
+    if (rc)
+        return rc;
+    if (B < 1)
+        return efail(e, err, LC_EINPUT, "step", "no rows");
+    qref_step_row *qr = calloc((size_t)B, sizeof *qr);
+    int64_t **pos = calloc((size_t)B, sizeof *pos);
+    int64_t *delta = calloc((size_t)B, sizeof *delta); /* prefill rows: the delta taken on success */
+    int total = 0;
+    qref_real *lg = NULL;
+    qref_error qe = {0};
+    if (!qr || !pos || !delta) {
+        rc = efail(e, err, LC_EINTERNAL, "step", "out of memory for %d rows", B);
+        goto done;
+    }
+    for (int b = 0; b < B; b++) {
+        const lc_step_row *w = &rows[b];
+        ref_seq *s = get_seq(r, w->seq);
+        if (!s) {
+            rc = efail(e, err, LC_EINPUT, "step", "row %d: no sequence %d", b, w->seq);
+            goto done;
+        }
+        for (int j = 0; j < b; j++)
+            if (rows[j].seq == w->seq) {
+                rc = efail(e, err, LC_EINPUT, "step", "rows %d and %d are both sequence %d", j, b, w->seq);
+                goto done;
+            }
+        qr[b].cache = &s->c;
+        if (w->prompt < 0) {
+            qr[b].ids = &w->token;
+            qr[b].n = 1;
+            total += 1;
+            continue;
+        }
+        ref_prompt *rp = get_prompt(r, w->prompt);
+        if (!rp) {
+            rc = efail(e, err, LC_EINPUT, "step", "row %d: no prompt %d", b, w->prompt);
+            goto done;
+        }
+        const qref_prompt *p = &rp->p;
+        if (w->from < 0 || w->to > p->n || w->from >= w->to || s->c.len != w->from) {
+            rc = efail(e, err, LC_EINPUT, "step",
+                       "row %d: span [%d, %d) of a prompt of %d tokens does not continue the sequence's %d tokens", b,
+                       w->from, w->to, p->n, s->c.len);
+            goto done;
+        }
+        const int n = w->to - w->from, e0 = placeholders(cfg, p->ids, w->from);
+        const int k = placeholders(cfg, p->ids + w->from, n);
+        if (k && e0 < rp->rows_before) {
+            rc = efail(e, err, LC_EINPUT, "step", "row %d: span [%d, %d) covers an image that ran no vision", b,
+                       w->from, w->to);
+            goto done;
+        }
+        if (!(pos[b] = malloc(3 * (size_t)n * sizeof **pos))) {
+            rc = efail(e, err, LC_EINTERNAL, "step", "out of memory");
+            goto done;
+        }
+        qr[b].ids = p->ids + w->from;
+        qr[b].n = n;
+        qr[b].pos = pos[b];
+        qr[b].embeds = k ? p->embeds + (size_t)e0 * H : NULL;
+        qr[b].n_embeds = k;
+        total += n;
+    }
+    /* every check passed: the prefill rows' positions, then one forward */
+    int64_t shared = r->shared_delta;
+    for (int b = 0; b < B; b++)
+        if (rows[b].prompt >= 0) {
+            const qref_prompt *p = &get_prompt(r, rows[b].prompt)->p;
+            delta[b] = prompt_positions(r, get_seq(r, rows[b].seq), p, rows[b].from, qr[b].n, pos[b]);
+            shared = rows[b].from == 0 ? p->delta : shared;
+        }
+    for (int b = 0; b < B; b++)
+        if (rows[b].prompt < 0 && r->faults.on[LC_FAULT_SHARED_ROPE_DELTA])
+            qr[b].cache->rope_delta = shared; /* planted: the engine's one delta, a joining row's */
+    if (logits && !(lg = malloc((size_t)total * V * sizeof *lg))) {
+        rc = efail(e, err, LC_EINTERNAL, "step", "out of memory for %d logits rows", total);
+        goto done;
+    }
+    if (qref_step(&r->m, qr, B, lg, &qe) != QREF_OK) {
+        rc = lc_fail(err, LC_EINPUT, "step: %s", qe.msg);
+        goto done;
+    }
+    r->shared_delta = shared;
+    for (int b = 0; b < B; b++) {
+        ref_seq *s = get_seq(r, rows[b].seq);
+        s->last = qr[b].ids[qr[b].n - 1];
+        s->refeed = 0;
+        if (rows[b].prompt >= 0)
+            s->c.rope_delta = delta[b];
+    }
+    if (logits)
+        to_double(logits, lg, (size_t)total * V);
+done:
+    for (int b = 0; pos && b < B; b++)
+        free(pos[b]);
+    free(pos);
+    free(delta);
+    free(qr);
+    free(lg);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- prefix cache */
+
+static int ref_prefix_store(lc_engine *e, int seq, int prompt, lc_error *err)
+{
+    ref_engine *r = impl(e);
+    ref_seq *s = get_seq(r, seq);
+    ref_prompt *rp = get_prompt(r, prompt);
+    if (!s || !rp)
+        return efail(e, err, LC_EINPUT, "prefix_store", "no %s %d", s ? "prompt" : "sequence", s ? prompt : seq);
+    if (rp->vision_from > 0)
+        return efail(e, err, LC_EINPUT, "prefix_store", "prompt %d has images without vision (vision_from %d)", prompt,
+                     rp->vision_from);
+    if (s->c.len < 1 || s->c.len > rp->p.n)
+        return efail(e, err, LC_EINPUT, "prefix_store", "sequence %d holds %d tokens, prompt %d has %d", seq,
+                     s->c.len, prompt, rp->p.n);
+    uint64_t *keys = lc__pcache_keys(&r->m.cfg, &rp->p, s->c.len);
+    qref_error qe = {0};
+    int rc = LC_OK;
+    if (!keys)
+        return efail(e, err, LC_EINTERNAL, "prefix_store", "out of memory");
+    if (lc__pcache_store(&r->pc, keys, &s->c, s->last, &qe) != QREF_OK)
+        rc = lc_fail(err, LC_EINTERNAL, "prefix_store: %s", qe.msg);
+    free(keys);
+    return rc;
+}
+
+static int ref_prefix_lookup(lc_engine *e, int prompt, int *seq, int *reused, lc_error *err)
+{
+    ref_engine *r = impl(e);
+    ref_prompt *rp = get_prompt(r, prompt);
+    if (!rp)
+        return efail(e, err, LC_EINPUT, "prefix_lookup", "no prompt %d", prompt);
+    if (rp->vision_from > 0)
+        return efail(e, err, LC_EINPUT, "prefix_lookup", "prompt %d has images without vision (vision_from %d)",
+                     prompt, rp->vision_from);
+    uint64_t *keys = lc__pcache_keys(&r->m.cfg, &rp->p, rp->p.n);
+    int h = keys ? seq_take_fresh(r) : -1;
+    if (h < 0) {
+        free(keys);
+        return efail(e, err, LC_EINTERNAL, "prefix_lookup", "out of memory");
+    }
+    const int mode = r->faults.on[LC_FAULT_PREFIX_TRIM_KV_ONLY]    ? LC__PC_TRIM_KV_ONLY
+                     : r->faults.on[LC_FAULT_PREFIX_LONGER_STATE] ? LC__PC_LONGER_STATE
+                                                                  : LC__PC_CORRECT;
+    const lc__pc_match m = lc__pcache_lookup(&r->pc, keys, rp->p.n, mode);
+    free(keys);
+    ref_seq *s = &r->seqs[h];
+    qref_error qe = {0};
+    qref_status st = m.entry >= 0 ? qref_cache_clone(&s->c, &r->pc.e[m.entry].c, &qe)
+                                  : qref_cache_init(&s->c, &r->m, &qe);
+    if (st != QREF_OK)
+        return lc_fail(err, LC_EINTERNAL, "prefix_lookup: %s", qe.msg);
+    s->used = 1;
+    s->last = m.entry >= 0 ? r->pc.e[m.entry].last : -1;
+    s->c.len = m.reused; /* the boundary's length (trim_kv_only: the KV cut back to the match) */
+    s->prefix_hit = m.reused > 0;
+    /* decode after an exact full hit runs at this prompt's positions */
+    s->c.rope_delta = s->prefix_hit && r->faults.on[LC_FAULT_PREFIX_POS_FROM_OFFSET] ? 0 : rp->p.delta;
+    *seq = h;
+    *reused = m.reused;
+    return LC_OK;
+}
+
+static int ref_prefix_stats(lc_engine *e, lc_prefix_stats *out, lc_error *err)
+{
+    (void)err;
+    *out = impl(e)->pc.st;
+    return LC_OK;
+}
+
 /* ---------------------------------------------------------------- taps */
 
 /* For each GDN layer its conv then recurrent state, for each attention layer K then V. */
@@ -820,6 +1053,10 @@ static const lc_engine_ops ref_ops = {
     .restart = ref_reset, /* nothing outlives a failure in process but the handles */
     .destroy = ref_destroy,
     .reset = ref_reset,
+    .step = ref_step,
+    .prefix_store = ref_prefix_store,
+    .prefix_lookup = ref_prefix_lookup,
+    .prefix_stats = ref_prefix_stats,
 };
 
 int lc_engine_ref_new(lc_engine **out, const struct lc_fault_set *faults, lc_error *err)

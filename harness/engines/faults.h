@@ -39,6 +39,16 @@
     X(GDN_NORM_EPS_X10, "gdn_norm_eps_x10", NONE, MODEL, "the GDN gated RMSNorm's epsilon is 10x too large") \
     X(ROPE_THETA_SCALE, "rope_theta_scale", VALUE, CONFIG, "the text rotary theta is multiplied by X (1.01: 1% off)") \
     X(MOE_NO_RENORM, "moe_no_renorm", NONE, MODEL, "MoE top-k routing weights are not renormalised")     \
+    X(PREFIX_LONGER_STATE, "prefix_longer_state", NONE, ENGINE,                                             \
+      "a prefix lookup restores the whole state of a longer cached prompt that diverges from the request")  \
+    X(SLOT_CONV_KEPT, "slot_conv_kept", NONE, ENGINE,                                                       \
+      "a closed sequence's slot is reused by the next one without clearing its conv state")                 \
+    X(SHARED_ROPE_DELTA, "shared_rope_delta", NONE, ENGINE,                                                 \
+      "one rope delta for every sequence, overwritten by each new prompt's prefill")                        \
+    X(PREFIX_POS_FROM_OFFSET, "prefix_pos_from_offset", NONE, ENGINE,                                       \
+      "after a prefix hit, positions come from the cache's offset (text positions, no rope delta)")         \
+    X(PREFIX_TRIM_KV_ONLY, "prefix_trim_kv_only", NONE, ENGINE,                                             \
+      "a partial prefix match inside a stored span is accepted, trimming the KV cache but not the GDN state") \
     LC_FAULT_MAP_VJP(X)
 
 /* Backward-pass plants (where VJP: the vjp operation, through qref_vjp_internal.h). */

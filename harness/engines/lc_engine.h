@@ -86,7 +86,9 @@ lc_eprec lc_eprec_from_name(const char *s);  /* LC_EPREC_UNKNOWN when not a name
     X(PARTIAL_VISION, "partial_vision") /* prompts with vision_from > 0 (image checkpoints) */ \
     X(GDN_MODE, "gdn_mode")   /* prefill with a forced GDN path and chunk length */            \
     X(ROPE, "rope")           /* tap: rotary cos/sin of the text decoder for given positions */ \
-    X(VJP, "vjp")             /* backward passes: vector-Jacobian products (see "gradients") */
+    X(VJP, "vjp")             /* backward passes: vector-Jacobian products (see "gradients") */ \
+    X(STEP, "step")           /* continuous batching: one batched step over live sequences */   \
+    X(PREFIX_CACHE, "prefix_cache") /* the engine's prefix cache: store, lookup, counters */
 
 typedef enum {
 #define LC__CAP_ENUM(id, name) LC_CAP_##id,
@@ -272,6 +274,33 @@ void lc_vjp_results_free(lc_vjp_result *r, int n);
 /* Elements of a shape. */
 size_t lc_vjp_count(int ndim, const int64_t *shape);
 
+/* ---------------------------------------------------------------- serving (LC_CAP_STEP, LC_CAP_PREFIX_CACHE) */
+
+/* One row of a continuous-batching step: a live sequence that either prefills a chunk of its
+ * prompt (prompt >= 0: tokens [from, to), the sequence holding exactly the first `from`, as
+ * prefill) or decodes one token (prompt < 0: `token` at the next position, cached length +
+ * the sequence's own rope delta). Rows of one step are distinct sequences. */
+typedef struct {
+    int seq;
+    int prompt;                 /* >= 0: prefill chunk; < 0: decode */
+    int from, to;               /* prefill: the span */
+    int32_t token;              /* decode: the token */
+} lc_step_row;
+
+/* Counters of an engine's prefix cache since the last reset. A lookup reuses the longest
+ * stored boundary that is a prefix of the request (a hit, tokens_reused += its length); when
+ * a stored entry matches the request beyond that boundary but diverges inside its own span
+ * (a partial match: a hybrid model cannot trim its recurrent state back to the divergence),
+ * the match is refused and counted (refused += 1), and the request recomputes from the best
+ * whole boundary (or from scratch). */
+typedef struct {
+    int64_t lookups;
+    int64_t hits;
+    int64_t tokens_reused;
+    int64_t refused;
+    int64_t stored;             /* boundaries stored (a boundary stored again counts once) */
+} lc_prefix_stats;
+
 /* ---------------------------------------------------------------- the operation table */
 
 typedef struct lc_engine lc_engine;
@@ -320,6 +349,19 @@ typedef struct {
      * requests, keeping the loaded model: every case starts from this. NULL: the wrapper
      * restarts the engine instead. */
     int (*reset)(lc_engine *e, lc_error *err);
+    /* LC_CAP_STEP: one batched forward over B live sequences, each row prefilling a chunk or
+     * decoding one token (lc_step_row), each at its own positions and rope delta; a prefill
+     * row with from == 0 sets its sequence's rope delta from its prompt. Rows are of different
+     * lengths: pads (if the engine pads) never enter attention, conv or recurrent state.
+     * logits (sum of the rows' new tokens, V), row after row, or NULL. */
+    int (*step)(lc_engine *e, const lc_step_row *rows, int B, double *logits, lc_error *err);
+    /* LC_CAP_PREFIX_CACHE. Stores a boundary: the state of seq, keyed by the first (its
+     * length) tokens of `prompt` (ids and, for image placeholders, the image's content). */
+    int (*prefix_store)(lc_engine *e, int seq, int prompt, lc_error *err);
+    /* A new sequence holding the longest stored boundary that is a prefix of `prompt`;
+     * *reused its length (0: a miss, an empty sequence). Counts the lookup. */
+    int (*prefix_lookup)(lc_engine *e, int prompt, int *seq, int *reused, lc_error *err);
+    int (*prefix_stats)(lc_engine *e, lc_prefix_stats *out, lc_error *err);
 } lc_engine_ops;
 
 struct lc_engine {
@@ -352,6 +394,10 @@ int lc_engine_rope(lc_engine *e, const int64_t *pos, int n, double *out, lc_erro
 int lc_engine_vjp(lc_engine *e, const lc_vjp_in *in, lc_vjp_result *want, int n_want, lc_error *err);
 int lc_engine_restart(lc_engine *e, lc_error *err);
 int lc_engine_reset(lc_engine *e, lc_error *err);   /* ops->reset, else ops->restart */
+int lc_engine_step(lc_engine *e, const lc_step_row *rows, int B, double *logits, lc_error *err);
+int lc_engine_prefix_store(lc_engine *e, int seq, int prompt, lc_error *err);
+int lc_engine_prefix_lookup(lc_engine *e, int prompt, int *seq, int *reused, lc_error *err);
+int lc_engine_prefix_stats(lc_engine *e, lc_prefix_stats *out, lc_error *err);
 void lc_engine_free(lc_engine *e);
 
 /* ---------------------------------------------------------------- implementations */

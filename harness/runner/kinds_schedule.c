@@ -173,6 +173,8 @@ void lc__kind_isolation(lc__run *r)
     }
     lc__compare(r, "a_after_b", "text A after image prompt B vs text A first (prefill + decode)", LC_CLASS_SAME,
                 LC__ROWS, "A after B", "A first", a2, a1, (size_t)n1, (size_t)r->V, NULL, NULL);
+    if (r->c->interleave)
+        lc__isolation_interleaved(r);
 }
 
 /* ---------------------------------------------------------------- kernel */

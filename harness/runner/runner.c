@@ -27,6 +27,8 @@ static const struct {
     {LC_KIND_SNAPSHOT, lc__kind_snapshot, CAP(SNAPSHOT)},
     {LC_KIND_IMAGE_CHECKPOINT, lc__kind_image_checkpoint, CAP(SNAPSHOT) | CAP(PARTIAL_VISION)},
     {LC_KIND_GRADIENT, lc__kind_gradient, CAP(VJP)},
+    {LC_KIND_CONTINUOUS_BATCH, lc__kind_continuous_batch, CAP(STEP)},
+    {LC_KIND_PREFIX_CACHE, lc__kind_prefix_cache, CAP(PREFIX_CACHE)},
 };
 #define N_KINDS ((int)(sizeof kinds / sizeof kinds[0]))
 
@@ -49,6 +51,8 @@ unsigned lc_case_required_caps(const lc_case *c)
     int images = has_image(&c->prompt) || has_image(&c->other_prompt);
     for (int b = 0; b < c->n_rows; b++)
         images |= has_image(&c->rows[b]);
+    for (int q = 0; q < c->n_requests; q++)
+        images |= has_image(&c->requests[q].prompt);
     return images ? caps | CAP(IMAGES) : caps;
 }
 

@@ -126,6 +126,9 @@ int32_t lc__greedy(const lc__run *r, const double *row);
 int32_t *lc__decode_plan(lc__run *r, const double *last, int *n);
 /* (T) 1 where a prompt position is not an image placeholder (the KL positions); arena. */
 uint8_t *lc__text_positions(lc__run *r, const lc_prompt_info *p);
+/* A sequence the engine opened by itself (a prefix-cache lookup): the run closes it at its
+ * end like its own; -1 (and the sequence closed) on failure. */
+int lc__adopt_seq(lc__run *r, int seq);
 /* Whether the engine declares capability c (optional taps). */
 int lc__has(const lc__run *r, lc_cap c);
 /* Path of a case file relative to the root, joined. */
@@ -155,5 +158,8 @@ void lc__kind_batch(lc__run *r);             /* kinds_state.c */
 void lc__kind_snapshot(lc__run *r);
 void lc__kind_image_checkpoint(lc__run *r);
 void lc__kind_gradient(lc__run *r);          /* kinds_gradient.c */
+void lc__kind_continuous_batch(lc__run *r);  /* kinds_serving.c */
+void lc__kind_prefix_cache(lc__run *r);
+void lc__isolation_interleaved(lc__run *r);  /* isolation with "interleave": kinds_serving.c */
 
 #endif /* LC_RUNNER_INTERNAL_H */

@@ -224,3 +224,13 @@ uint8_t *lc__text_positions(lc__run *r, const lc_prompt_info *p)
         m[i] = !(r->mi.has_vision && p->ids[i] == r->mi.image_token_id);
     return m;
 }
+
+int lc__adopt_seq(lc__run *r, int seq)
+{
+    if (seq < 0 || !keep_handle(r, H_SEQ, seq)) {
+        if (seq >= 0)
+            lc_engine_seq_close(r->e, seq);
+        return -1;
+    }
+    return seq;
+}
