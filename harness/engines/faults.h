@@ -39,6 +39,14 @@
     X(GDN_NORM_EPS_X10, "gdn_norm_eps_x10", NONE, MODEL, "the GDN gated RMSNorm's epsilon is 10x too large") \
     X(ROPE_THETA_SCALE, "rope_theta_scale", VALUE, CONFIG, "the text rotary theta is multiplied by X (1.01: 1% off)") \
     X(MOE_NO_RENORM, "moe_no_renorm", NONE, MODEL, "MoE top-k routing weights are not renormalised")     \
+    X(VIDEO_ONE_BLOCK, "video_one_block", NONE, MODEL,                                                     \
+      "a video's temporal patches are placed as one (t, h, w) block from its first patch's position")      \
+    X(VIDEO_TS_NO_ADVANCE, "video_ts_no_advance", NONE, MODEL,                                             \
+      "a video's timestamp ids between temporal patches do not advance the positions")                     \
+    X(VIDEO_TEMPORAL_PER_TOKEN, "video_temporal_per_token", NONE, MODEL,                                   \
+      "a video placeholder's temporal position counts tokens of its patch instead of staying at the start") \
+    X(VIDEO_ODD_UNPADDED, "video_odd_unpadded", NONE, ENGINE,                                              \
+      "an odd count of sampled frames is not padded: the last frame is dropped")                           \
     LC_FAULT_MAP_VJP(X)
 
 /* Backward-pass plants (where VJP: the vjp operation, through qref_vjp_internal.h). */

@@ -44,7 +44,7 @@ void lc__kind_golden(lc__run *r)
 
     int n_emb = 0;
     for (int i = 0; i < T; i++)
-        n_emb += r->mi.has_vision && p->ids[i] == r->mi.image_token_id;
+        n_emb += r->mi.has_vision && (p->ids[i] == r->mi.image_token_id || p->ids[i] == r->mi.video_token_id);
     if (n_emb > 0 && lc__golden_has(g, "vision_embeds") && !lc__has(r, LC_CAP_VISION))
         lc__note_missing(r, LC_CAP_VISION);
     if (n_emb > 0 && lc__golden_has(g, "vision_embeds") && lc__has(r, LC_CAP_VISION)) {

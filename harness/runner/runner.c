@@ -49,6 +49,8 @@ unsigned lc_case_required_caps(const lc_case *c)
     int images = has_image(&c->prompt) || has_image(&c->other_prompt);
     for (int b = 0; b < c->n_rows; b++)
         images |= has_image(&c->rows[b]);
+    if (lc_prompt_video_count(&c->prompt) || lc_prompt_video_count(&c->other_prompt))
+        caps |= CAP(VIDEO);
     return images ? caps | CAP(IMAGES) : caps;
 }
 

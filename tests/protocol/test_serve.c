@@ -64,8 +64,8 @@ static void run_all(lc_engine *e, const char *ckpt, run_out *o)
     const int V = mi.vocab_size, H = mi.hidden_size, L = mi.num_layers;
     o->V = V, o->H = H, o->R = mi.rotary_dim;
     int32_t a[] = {902, 925, 888, 517, 416}, b[] = {201, 160, 308, 88, 209, 917, 152, 23}, t[] = {30, 396, 848, 267};
-    lc_pseg segs[3] = {{LC_PSEG_IDS, a, 5, NULL}, {LC_PSEG_IMAGE, NULL, 0, img}, {LC_PSEG_IDS, b, 8, NULL}};
-    lc_pseg tseg = {LC_PSEG_IDS, t, 4, NULL};
+    lc_pseg segs[3] = {{.type = LC_PSEG_IDS, .ids = a, .n_ids = 5}, {.type = LC_PSEG_IMAGE, .image = img}, {.type = LC_PSEG_IDS, .ids = b, .n_ids = 8}};
+    lc_pseg tseg = {.type = LC_PSEG_IDS, .ids = t, .n_ids = 4};
     lc_prompt_in in = {segs, 3, 0}, tin = {&tseg, 1, 0};
     OK(lc_engine_prompt_open(e, &in, &o->pi, &err));
     OK(lc_engine_prompt_open(e, &tin, &o->pt, &err));
@@ -170,7 +170,7 @@ START_TEST(test_serve_refuses_bad_input)
                       strstr(err.msg, "no/such/checkpoint"),
                   "%s", err.msg);
     OK(lc_engine_load(srv, ckpts[0], &mi, &err));
-    lc_pseg seg = {LC_PSEG_IMAGE, NULL, 0, LC_SOURCE_DIR "/no-such.png"};
+    lc_pseg seg = {.type = LC_PSEG_IMAGE, .image = LC_SOURCE_DIR "/no-such.png"};
     lc_prompt_in in = {&seg, 1, 0};
     lc_prompt_info pi = {0};
     ck_assert_int_eq(lc_engine_prompt_open(srv, &in, &pi, &err), LC_EINPUT);
