@@ -895,8 +895,8 @@ static int check_case_consistency(const ctx *cx, const lc_case *c)
         if (c->after_segment >= c->prompt.n_segs)
             return fail(cx, "after_segment", "segment %d does not exist (the prompt has %d)",
                         c->after_segment, c->prompt.n_segs);
-        if (c->prompt.segs[c->after_segment].type != LC_SEG_IMAGE)
-            return fail(cx, "after_segment", "segment %d is not an image segment",
+        if (c->prompt.segs[c->after_segment].type == LC_SEG_IDS)
+            return fail(cx, "after_segment", "segment %d is not an image or video segment",
                         c->after_segment);
         break;
     case LC_KIND_GRADIENT:
