@@ -100,6 +100,12 @@ def load_cases(cases_dir):
     return cases
 
 
+def has_video(case):
+    """Whether a prompt of the case holds a video segment (exported by golden/export_video.py)."""
+    prompts = [case.get("prompt", []), case.get("other_prompt", [])] + list(case.get("rows", []))
+    return any("video" in seg for p in prompts for seg in p)
+
+
 def norm_rel(path):
     return os.path.normpath(path).replace(os.sep, "/")
 
@@ -882,8 +888,9 @@ def main(argv=None):
     import transformers
 
     cases_dir = args.cases if os.path.isabs(args.cases) else os.path.join(os.getcwd(), args.cases)
-    # gradient cases grade against golden/gradients.h5, which export_grad.py writes
-    cases = [c for c in load_cases(cases_dir) if "golden" in c and c["kind"] != "gradient"]
+    # gradient cases grade against golden/gradients.h5 (export_grad.py), video cases against the
+    # files golden/export_video.py writes
+    cases = [c for c in load_cases(cases_dir) if "golden" in c and c["kind"] != "gradient" and not has_video(c)]
     if args.checkpoint:
         cases = [c for c in cases if norm_rel(c["checkpoint"]) == norm_rel(args.checkpoint)]
     if args.case:

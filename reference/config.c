@@ -639,6 +639,84 @@ done:
     return st;
 }
 
+/* The video processor: DIR/video_preprocessor_config.json when present, else the Qwen3-VL
+ * video processor class's defaults (size shortest_edge 128*32*32, longest_edge 32*32*768 over
+ * t*h*w; fps 2; frames 4..768; mean/std 0.5; sizes from the vision config). */
+static qref_status parse_video_preproc(qref_config *cfg, const char *dir, qref_error *err)
+{
+    qref_video_preproc_config *vp = &cfg->video;
+    for (int c = 0; c < 3; c++) {
+        vp->image_mean[c] = 0.5;
+        vp->image_std[c] = 0.5;
+    }
+    vp->min_pixels = 128L * 32 * 32;
+    vp->max_pixels = 32L * 32 * 768;
+    vp->patch_size = cfg->vision.patch_size;
+    vp->temporal_patch_size = cfg->vision.temporal_patch_size;
+    vp->merge_size = cfg->vision.spatial_merge_size;
+    vp->fps = 2.0;
+    vp->min_frames = 4;
+    vp->max_frames = 768;
+    vp->do_sample_frames = 1;
+
+    char path[4200];
+    if (snprintf(path, sizeof path, "%s/video_preprocessor_config.json", dir) >= (int)sizeof path)
+        return qref__fail(err, QREF_EINVAL, "%s: directory path too long", dir);
+    cJSON *root;
+    int enoent;
+    qref_error load_err;
+    char root_dir[PATH_MAX];
+    const char *within = qref__checkpoint_root(dir, root_dir, NULL) == QREF_OK ? root_dir : NULL;
+    qref_status st = json_load(path, within, &root, &enoent, &load_err);
+    if (st != QREF_OK) {
+        if (st == QREF_EIO && enoent)
+            return QREF_OK; /* the file is optional */
+        if (err)
+            *err = load_err;
+        return st;
+    }
+    jctx p = {.obj = root, .file = path, .prefix = ""};
+    const cJSON *size = NULL;
+    if ((st = parse_triple(&p, "image_mean", vp->image_mean, err)) != QREF_OK ||
+        (st = parse_triple(&p, "image_std", vp->image_std, err)) != QREF_OK ||
+        (st = jint(&p, "patch_size", 0, vp->patch_size, 1, &vp->patch_size, err)) != QREF_OK ||
+        (st = jint(&p, "temporal_patch_size", 0, vp->temporal_patch_size, 1, &vp->temporal_patch_size, err)) != QREF_OK ||
+        (st = jint(&p, "merge_size", 0, vp->merge_size, 1, &vp->merge_size, err)) != QREF_OK ||
+        (st = jint(&p, "min_frames", 0, vp->min_frames, 1, &vp->min_frames, err)) != QREF_OK ||
+        (st = jint(&p, "max_frames", 0, vp->max_frames, 1, &vp->max_frames, err)) != QREF_OK ||
+        (st = jnum(&p, "fps", 0, vp->fps, &vp->fps, err)) != QREF_OK ||
+        (st = jbool(&p, "do_sample_frames", vp->do_sample_frames, &vp->do_sample_frames, err)) != QREF_OK ||
+        (st = jobj(&p, "size", &size, err)) != QREF_OK)
+        goto done;
+    if (size) {
+        jctx sz = jctx_child(&p, size, "size");
+        if ((st = jlong(&sz, "shortest_edge", &vp->min_pixels, err)) != QREF_OK ||
+            (st = jlong(&sz, "longest_edge", &vp->max_pixels, err)) != QREF_OK)
+            goto done;
+    }
+    for (int c = 0; c < 3; c++)
+        if (vp->image_std[c] == 0) {
+            st = jfail(err, QREF_EFORMAT, &p, "image_std", "entry %d is zero", c);
+            goto done;
+        }
+    if (vp->min_pixels > vp->max_pixels) {
+        st = jfail(err, QREF_EFORMAT, &p, "size", "shortest_edge %ld exceeds longest_edge %ld", vp->min_pixels,
+                   vp->max_pixels);
+        goto done;
+    }
+    if (!(vp->fps > 0) || vp->fps > 1e6) {
+        st = jfail(err, QREF_EFORMAT, &p, "fps", "%g is not a positive frame rate", vp->fps);
+        goto done;
+    }
+    if (vp->min_frames > vp->max_frames) {
+        st = jfail(err, QREF_EFORMAT, &p, "min_frames", "%d exceeds max_frames %d", vp->min_frames, vp->max_frames);
+        goto done;
+    }
+done:
+    cJSON_Delete(root);
+    return st;
+}
+
 /* ---------------------------------------------------------------- sizes the shapes imply */
 
 /* The product of n positive ints, checked: -1 when it leaves a size_t. */
@@ -830,6 +908,8 @@ qref_status qref_config_load(qref_config *cfg, const char *dir, qref_error *err)
     cJSON_Delete(root);
     if (st == QREF_OK)
         st = parse_preproc(cfg, dir, err);
+    if (st == QREF_OK && cfg->has_vision)
+        st = parse_video_preproc(cfg, dir, err);
     if (st != QREF_OK)
         memset(cfg, 0, sizeof *cfg);
     return st;

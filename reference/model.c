@@ -332,7 +332,7 @@ static int row_placeholders(const qref_config *cfg, const qref_batch *in, int b,
             continue;
         if ((in->ids[i] < 0 || in->ids[i] >= cfg->vocab_size) && *first_bad < 0)
             *first_bad = t;
-        if (cfg->has_vision && in->ids[i] == cfg->image_token_id)
+        if (qref_is_placeholder(cfg, in->ids[i]))
             k++;
     }
     return k;
@@ -417,7 +417,7 @@ qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, c
             int32_t id = in->ids[i];
             int real = !in->mask || in->mask[i];
             const qref_real *src = m->embed + (size_t)(id >= 0 && id < V ? id : 0) * H;
-            if (real && cfg->has_vision && id == cfg->image_token_id)
+            if (real && qref_is_placeholder(cfg, id))
                 src = in->embeds[b] + (size_t)e++ * H;
             memcpy(s.x + i * H, src, (size_t)H * sizeof *s.x);
         }

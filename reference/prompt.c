@@ -23,6 +23,7 @@ void qref_prompt_free(qref_prompt *p)
     free(p->pos);
     free(p->grid);
     free(p->embeds);
+    free(p->is_video);
     memset(p, 0, sizeof *p);
 }
 
@@ -30,7 +31,7 @@ static int count_placeholders(const qref_config *cfg, const int32_t *ids, int n)
 {
     int k = 0;
     for (int i = 0; cfg->has_vision && i < n; i++)
-        k += ids[i] == cfg->image_token_id;
+        k += qref_is_placeholder(cfg, ids[i]);
     return k;
 }
 
@@ -119,6 +120,100 @@ qref_status qref_prompt_build(qref_prompt *p, const qref_model *m, const int32_t
         goto fail;
     }
     if ((st = qref_rope_index(cfg, ids, n, (const int(*)[3])p->grid, n_images, p->pos, &p->delta, err)) != QREF_OK)
+        goto fail;
+    return QREF_OK;
+fail:
+    qref_prompt_free(p);
+    return st;
+}
+
+/* ---------------------------------------------------------------- images and videos */
+
+qref_status qref_visuals_embed(const qref_model *m, const qref_visual *v, int n, int (*grid)[3],
+                               qref_real **embeds, int *n_embeds, qref_error *err)
+{
+    const qref_config *cfg = &m->cfg;
+    qref_real **pix = calloc((size_t)n + 1, sizeof *pix);
+    qref_real *all = NULL;
+    qref_status st = QREF_OK;
+    size_t patches = 0;
+    const size_t dim = (size_t)cfg->vision.in_channels * cfg->vision.temporal_patch_size *
+                       cfg->vision.patch_size * cfg->vision.patch_size;
+    *embeds = NULL;
+    *n_embeds = 0;
+    if (!pix)
+        return qref__fail(err, QREF_ENOMEM, "vision: out of memory for %d visual inputs", n);
+    for (int i = 0; i < n && st == QREF_OK; i++) {
+        st = v[i].is_video ? qref_video_preprocess(cfg, v[i].frames, v[i].n_frames, &pix[i], grid[i], err)
+                           : qref_image_preprocess(cfg, &v[i].image, &pix[i], grid[i], err);
+        if (st == QREF_OK) {
+            patches += (size_t)grid[i][0] * grid[i][1] * grid[i][2];
+            *n_embeds += qref_image_tokens(cfg, grid[i]);
+        }
+    }
+    if (st == QREF_OK) {
+        all = malloc((patches ? patches : 1) * dim * sizeof *all);
+        *embeds = malloc(((size_t)*n_embeds * cfg->hidden_size + 1) * sizeof **embeds);
+        if (!all || !*embeds)
+            st = qref__fail(err, QREF_ENOMEM, "vision: out of memory for %zu patches", patches);
+    }
+    if (st == QREF_OK) {
+        size_t off = 0;
+        for (int i = 0; i < n; i++) {
+            size_t np = (size_t)grid[i][0] * grid[i][1] * grid[i][2];
+            memcpy(all + off * dim, pix[i], np * dim * sizeof *all);
+            off += np;
+        }
+        st = qref_vision_forward(m, all, (const int(*)[3])grid, n, *embeds, err);
+    }
+    for (int i = 0; i < n; i++)
+        free(pix[i]);
+    free(pix);
+    free(all);
+    if (st != QREF_OK) {
+        free(*embeds);
+        *embeds = NULL;
+        *n_embeds = 0;
+    }
+    return st;
+}
+
+qref_status qref_prompt_build_mm(qref_prompt *p, const qref_model *m, const int32_t *ids, int n,
+                                 const qref_visual *visuals, int n_visuals, qref_error *err)
+{
+    const qref_config *cfg = &m->cfg;
+    qref_status st;
+    memset(p, 0, sizeof *p);
+    if (n < 1)
+        return qref__fail(err, QREF_EINVAL, "prompt: no tokens");
+    if (n_visuals > 0 && !cfg->has_vision)
+        return qref__fail(err, QREF_EINVAL, "prompt: %d images or videos given but %s has no vision tower",
+                          n_visuals, m->dir);
+    p->n = n;
+    p->n_images = n_visuals;
+    p->ids = malloc((size_t)n * sizeof *p->ids);
+    p->pos = malloc(3 * (size_t)n * sizeof *p->pos);
+    p->grid = calloc((size_t)(n_visuals > 0 ? n_visuals : 1), sizeof *p->grid);
+    p->is_video = calloc((size_t)(n_visuals > 0 ? n_visuals : 1), 1);
+    if (!p->ids || !p->pos || !p->grid || !p->is_video) {
+        qref_prompt_free(p);
+        return qref__fail(err, QREF_ENOMEM, "prompt: out of memory for %d tokens", n);
+    }
+    memcpy(p->ids, ids, (size_t)n * sizeof *ids);
+    for (int i = 0; i < n_visuals; i++)
+        p->is_video[i] = (uint8_t)(visuals[i].is_video != 0);
+    int k = count_placeholders(cfg, ids, n);
+    if (n_visuals > 0 &&
+        (st = qref_visuals_embed(m, visuals, n_visuals, p->grid, &p->embeds, &p->n_embeds, err)) != QREF_OK)
+        goto fail;
+    if (k != p->n_embeds) {
+        st = qref__fail(err, QREF_EINVAL,
+                        "prompt: %d image and video placeholder tokens in the ids but the %d inputs give %d "
+                        "embeddings", k, n_visuals, p->n_embeds);
+        goto fail;
+    }
+    if ((st = qref__rope_index_mm(cfg, m->faults, ids, n, (const int(*)[3])p->grid, p->is_video, n_visuals, p->pos,
+                                  &p->delta, err)) != QREF_OK)
         goto fail;
     return QREF_OK;
 fail:
@@ -225,7 +320,7 @@ qref_status qref_padded_prefill(const qref_model *m, qref_cache *const *caches, 
         int before = 0;
         for (int t = 0; t < to; t++) {
             size_t i = (size_t)b * L + t;
-            int ph = pb->mask[i] && cfg->has_vision && pb->ids[i] == cfg->image_token_id;
+            int ph = pb->mask[i] && qref_is_placeholder(cfg, pb->ids[i]);
             if (t < from)
                 before += ph;
             else

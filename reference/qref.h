@@ -91,6 +91,26 @@ typedef struct {
     int merge_size;
 } qref_preproc_config;
 
+/* The video processor (Qwen3-VL's, which Qwen3.5 checkpoints use): DIR/video_preprocessor_config.json,
+ * else the processor class's defaults (shortest_edge 128*32*32, longest_edge 768*32*32, fps 2,
+ * frames 4..768, mean/std 0.5, sizes from the vision config). The pixel bounds hold for the
+ * whole video (t * h * w), not per frame. */
+typedef struct {
+    double image_mean[3];
+    double image_std[3];
+    long min_pixels;            /* size.shortest_edge, over t*h*w */
+    long max_pixels;            /* size.longest_edge, over t*h*w */
+    int patch_size;
+    int temporal_patch_size;
+    int merge_size;
+    double fps;                 /* target sampling rate, frames per second */
+    int min_frames, max_frames; /* bounds of the sampled frame count */
+    int do_sample_frames;
+} qref_video_preproc_config;
+
+/* Frame rate the processor assumes for a video that declares none (it warns and uses 24). */
+#define QREF_VIDEO_FPS_WHEN_MISSING 24.0
+
 typedef struct {
     char model_type[64];        /* "qwen3_5" or "qwen3_5_moe" (the text part's type, base name) */
     /* text decoder */
@@ -128,6 +148,7 @@ typedef struct {
     int vision_end_token_id;
     qref_vision_config vision;
     qref_preproc_config preproc;
+    qref_video_preproc_config video;    /* video processor (video.c) */
 } qref_config;
 
 /* Parses DIR/config.json (VLM layout with text_config/vision_config, or text-only) and, when
@@ -369,6 +390,63 @@ qref_status qref_rope_index(const qref_config *cfg, const int32_t *ids, int n, c
  * them: cos_t, sin_t (n, rotary_dim / 2). */
 void qref_rotary(const qref_model *m, const int64_t *pos, int n, qref_real *cos_t, qref_real *sin_t);
 
+/* ---------------------------------------------------------------- video (video.c)
+ *
+ * A video is a list of decoded frames (all of one size) and the frame rate they were taken at.
+ * As transformers' Qwen3-VL video processor: frames are sampled at cfg->video.fps (indices
+ * round(linspace(0, n - 1, k)), k = int(n / fps * target) clamped to [min_frames, n] and
+ * max_frames; a video without a rate is taken at QREF_VIDEO_FPS_WHEN_MISSING), an odd count is
+ * padded by repeating the last frame, smart_resize runs once over t * h * w (factor P*M,
+ * the pixel bounds over the whole video), every frame is resized as images are (bicubic on
+ * the bytes) and normalised, and each temporal patch holds Tp consecutive real frames.
+ * The grid (t, h, w) has t = padded frames / Tp; its prompt layout is, per temporal patch,
+ * the timestamp ids, vision_start, h*w/M^2 video placeholders, vision_end. */
+
+/* Indices of the frames the processor keeps out of n_frames taken at `fps` (<= 0: unknown).
+ * idx has room for n_frames; *n_out frames are kept; *fps_used is the rate the timestamps
+ * are computed with (fps, or QREF_VIDEO_FPS_WHEN_MISSING). Without do_sample_frames every
+ * frame is kept. */
+qref_status qref_video_sample(const qref_config *cfg, int n_frames, double fps, int *idx, int *n_out,
+                              double *fps_used, qref_error *err);
+
+/* The grid {t, h, w} (patches) of n sampled frames of width x height, without touching pixels. */
+qref_status qref_video_grid(const qref_config *cfg, int n_frames, int width, int height, int grid_thw[3],
+                            qref_error *err);
+
+/* Preprocesses n sampled frames (every frame the same size): *pixels is malloc'ed (caller
+ * frees) with shape (t*h*w, Cin*Tp*P*P), temporal patch after temporal patch, each in merge-block
+ * order, each patch flattened (C, Tp, P, P) with frame 2t then 2t + 1 (Tp = 2). */
+qref_status qref_video_preprocess(const qref_config *cfg, const qref_image *frames, int n, qref_real **pixels,
+                                  int grid_thw[3], qref_error *err);
+
+/* One visual input of a prompt: an image, or a video's sampled frames. */
+typedef struct {
+    int is_video;
+    qref_image image;           /* !is_video */
+    const qref_image *frames;   /* is_video: (n_frames) sampled frames, in order */
+    int n_frames;
+} qref_visual;
+
+/* Merged embeddings of n visual inputs in order (each through the vision tower on its own):
+ * grid (n, 3) receives each input's patch grid; *embeds is malloc'ed ((*n_embeds), H). */
+qref_status qref_visuals_embed(const qref_model *m, const qref_visual *v, int n, int (*grid)[3],
+                               qref_real **embeds, int *n_embeds, qref_error *err);
+
+/* Positions of a prompt with images and videos, as transformers 5.17's Qwen3.5 get_rope_index:
+ * a video of grid (t, h, w) is split into t grids (1, h, w), one per temporal patch, each the
+ * placeholder run of its own (runs of video_token_id, separated in the prompt by the timestamp
+ * ids and vision_end / vision_start); a run starting at s gets (s, s + row, s + col) (the
+ * temporal index of the group at its start) and the next token continues at s + max(h, w)/M;
+ * image runs as qref_rope_index; timestamp ids are text and advance like text. grid (n, 3)
+ * and is_video (n) describe the visual inputs in prompt order (is_video NULL: all images);
+ * runs and grids must agree in count and size (QREF_EINVAL naming both). */
+qref_status qref_rope_index_mm(const qref_config *cfg, const int32_t *ids, int n, const int (*grid)[3],
+                               const uint8_t *is_video, int n_visuals, int64_t *pos, int64_t *delta,
+                               qref_error *err);
+
+/* Whether id is a vision placeholder (image or video token) of this model. */
+int qref_is_placeholder(const qref_config *cfg, int32_t id);
+
 /* ---------------------------------------------------------------- prompts (prompt.c) */
 
 /* A prompt ready for the decoder: token ids (image placeholders already expanded), 3-axis
@@ -383,6 +461,7 @@ typedef struct {
     int (*grid)[3];             /* (n_images, 3) patch grids */
     qref_real *embeds;          /* (n_embeds, H) merged image embeddings, image after image */
     int n_embeds;
+    uint8_t *is_video;          /* (n_images) 1 where the visual input is a video; NULL: all images */
 } qref_prompt;
 
 /* Preprocesses n images and runs the vision tower over them in one call. grid (n, 3) receives
@@ -400,6 +479,12 @@ int qref_image_tokens(const qref_config *cfg, const int grid_thw[3]);
 qref_status qref_prompt_build(qref_prompt *p, const qref_model *m, const int32_t *ids, int n,
                               const qref_image *images, int n_images, qref_error *err);
 void qref_prompt_free(qref_prompt *p);
+
+/* As qref_prompt_build with images and videos: the n visual inputs in prompt order (grid, embeds
+ * and is_video of the prompt follow that order; n_images counts them all). ids must hold each
+ * image's and each video's expansion. */
+qref_status qref_prompt_build_mm(qref_prompt *p, const qref_model *m, const int32_t *ids, int n,
+                                 const qref_visual *visuals, int n_visuals, qref_error *err);
 
 /* Prefills prompt tokens [from, to) into the cache, which must hold exactly the first `from`
  * tokens of this prompt, in chunks of `chunk` tokens (0 = all at once), with the prompt's own

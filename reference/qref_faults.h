@@ -21,6 +21,10 @@ struct qref_faults {
     double k_norm_eps_scale;    /* > 0: the attention k_norm's epsilon times this */
     double gdn_norm_eps_scale;  /* > 0: the GDN gated RMSNorm's epsilon times this */
     int moe_no_renorm;          /* MoE: the top-k routing weights are not renormalised */
+    /* video positions (qref__rope_index_mm) */
+    int video_one_block;        /* a video's groups placed as one (t, h, w) grid from its first group */
+    int video_ts_no_advance;    /* timestamp ids between a video's groups do not advance positions */
+    int video_temporal_per_token; /* the temporal index of a video token counts tokens, not groups */
 };
 
 typedef struct qref_faults qref_faults;

@@ -21,6 +21,14 @@
 qref_status qref__fail(qref_error *err, qref_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* ---------------------------------------------------------------- positions (positions.c) */
+
+/* qref_rope_index_mm with the planted position bugs of faults (NULL: none). */
+struct qref_faults;
+qref_status qref__rope_index_mm(const qref_config *cfg, const struct qref_faults *faults, const int32_t *ids,
+                                int n, const int (*grid)[3], const uint8_t *is_video, int n_visuals, int64_t *pos,
+                                int64_t *delta, qref_error *err);
+
 /* ---------------------------------------------------------------- input files (io.c) */
 
 /* Size caps of the engine's JSON inputs (a real config.json or preprocessor_config.json is a

@@ -102,10 +102,10 @@ START_TEST(test_cases_load_real_catalog)
     ck_assert_ptr_null(lc_case_bound(c, LC_PREC_F64, "kl_max"));
     ck_assert_msg(strstr(c->file, "/cases/golden.json") != NULL, "file %s", c->file);
 
-    /* files load in sorted order: golden.json < schedule.json < state.json */
+    /* files load in sorted order: golden.json < schedule.json < state.json < video.json */
     ck_assert_msg(strstr(cat.cases[0].file, "golden.json") != NULL, "first file %s",
                   cat.cases[0].file);
-    ck_assert_msg(strstr(cat.cases[cat.n - 1].file, "state.json") != NULL, "last file %s",
+    ck_assert_msg(strstr(cat.cases[cat.n - 1].file, "video.json") != NULL, "last file %s",
                   cat.cases[cat.n - 1].file);
 
     c = lc_catalog_find(&cat, "moe.multi_image.three");
@@ -114,6 +114,23 @@ START_TEST(test_cases_load_real_catalog)
     ck_assert_int_eq(lc_prompt_image_count(&c->prompt), 3);
     ck_assert_int_eq(lc_prompt_text_length(&c->prompt), -1);
     ck_assert_str_eq(c->prompt.segs[1].image, "golden/tiny-moe/img_m0.png");
+
+    /* a video segment: frames, frame rate, one timestamp id group per temporal patch */
+    c = lc_catalog_find(&cat, "dense.video.golden_8f");
+    ck_assert_msg(c != NULL, "dense.video.golden_8f not found");
+    const lc_segment *v = &c->prompt.segs[1];
+    ck_assert_int_eq(v->type, LC_SEG_VIDEO);
+    ck_assert_int_eq(v->n_frames, 8);
+    ck_assert_str_eq(v->frames[7], "golden/videos/a_f7.png");
+    ck_assert_double_eq(v->fps, 2.0);
+    ck_assert_int_eq(v->n_ts, 4);
+    ck_assert_int_eq(v->ts_len[3], 5);
+    ck_assert_int_eq(v->ts_ids[3 * 5 + 1], 704); /* "<3.2 seconds>": '<' '3' '.' '2' ' seconds>' */
+    ck_assert_int_eq(lc_prompt_video_count(&c->prompt), 1);
+    ck_assert_int_eq(lc_prompt_image_count(&c->prompt), 0);
+    ck_assert_int_eq(lc_prompt_text_length(&c->prompt), -1);
+    c = lc_catalog_find(&cat, "dense.video.fps_missing");
+    ck_assert_msg(c != NULL && c->prompt.segs[1].fps == 0.0, "a video without fps keeps 0");
 
     lc_catalog_free(&cat);
     lc_catalog_free(&cat); /* twice is safe */
@@ -160,6 +177,30 @@ static const bad_file bad_files[] = {
      ", \"prompt\": [{\"ids\": [5]}, {\"image\": \"golden/tiny-dense/nope.png\"}], " BOUNDS "}]}",
      NULL, {"case 'bad.image': prompt[1].image: image file not found: ", "golden/tiny-dense/nope.png",
             NULL}},
+    {"video_missing_frame",
+     "{\"cases\": [{\"name\": \"bad.video\", \"kind\": \"golden\", " CKPT ", " GOLD ", " DESC
+     ", \"prompt\": [{\"ids\": [5]}, {\"video\": [\"golden/videos/a_f0.png\", \"golden/videos/nope.png\"], "
+     "\"timestamp_ids\": [[700]]}], " BOUNDS "}]}",
+     NULL, {"case 'bad.video': prompt[1].video[1]: image file not found: ", "golden/videos/nope.png", NULL}},
+    {"video_bad_fps",
+     "{\"cases\": [{\"name\": \"bad.fps\", \"kind\": \"golden\", " CKPT ", " GOLD ", " DESC
+     ", \"prompt\": [{\"video\": [\"golden/videos/a_f0.png\"], \"fps\": -2, \"timestamp_ids\": [[700]]}], "
+     BOUNDS "}]}",
+     NULL, {"case 'bad.fps': prompt[0].fps: expected a positive number of frames per second", NULL, NULL}},
+    {"video_no_timestamps",
+     "{\"cases\": [{\"name\": \"bad.ts\", \"kind\": \"golden\", " CKPT ", " GOLD ", " DESC
+     ", \"prompt\": [{\"video\": [\"golden/videos/a_f0.png\"], \"fps\": 2}], " BOUNDS "}]}",
+     NULL, {"case 'bad.ts': prompt[0].timestamp_ids: expected an array of id arrays", NULL, NULL}},
+    {"video_bad_timestamp_id",
+     "{\"cases\": [{\"name\": \"bad.tsid\", \"kind\": \"golden\", " CKPT ", " GOLD ", " DESC
+     ", \"prompt\": [{\"video\": [\"golden/videos/a_f0.png\"], \"timestamp_ids\": [[700, 1.5]]}], " BOUNDS
+     "}]}",
+     NULL, {"case 'bad.tsid': prompt[0].timestamp_ids[0][1]: expected an integer", NULL, NULL}},
+    {"video_unknown_key",
+     "{\"cases\": [{\"name\": \"bad.vkey\", \"kind\": \"golden\", " CKPT ", " GOLD ", " DESC
+     ", \"prompt\": [{\"video\": [\"golden/videos/a_f0.png\"], \"fpss\": 2, \"timestamp_ids\": [[7]]}], "
+     BOUNDS "}]}",
+     NULL, {"case 'bad.vkey': prompt[0]: unknown key 'fpss'", NULL, NULL}},
     {"empty_prompt",
      "{\"cases\": [{\"name\": \"bad.prompt\", \"kind\": \"golden\", " CKPT ", " GOLD ", " DESC
      ", \"prompt\": [], " BOUNDS "}]}",

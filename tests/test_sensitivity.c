@@ -166,6 +166,17 @@ static const expectation expectations[] = {
     {"prefix_trim_kv_only", {"dense.prefix_cache.turns", "moe.prefix_cache.turns"},
      {"dense.prefix_cache.turns", "moe.prefix_cache.turns"}, "req3.logits", NULL, "counters", LC_METRIC_MAX_ABS,
      LC_METRIC_MAX_ABS},
+    /* ---- video: positions and expansion against transformers' video processor and get_rope_index */
+#define VID_CASES(a, b) {a, b}, {a, b}
+    {"video_one_block", VID_CASES("dense.video.golden_8f", "moe.video.two_videos"), "position_ids", NULL, NULL,
+     LC_METRIC_MAX_ABS, LC_METRIC_MAX_ABS},
+    {"video_ts_no_advance", VID_CASES("dense.video.golden_7f_odd", "moe.video.golden_8f"), "position_ids", NULL, NULL,
+     LC_METRIC_MAX_ABS, LC_METRIC_MAX_ABS},
+    {"video_temporal_per_token", VID_CASES("dense.video.image_and_video", "moe.video.sampled_fps4"), "position_ids",
+     NULL, NULL, LC_METRIC_MAX_ABS, LC_METRIC_MAX_ABS},
+    {"video_odd_unpadded", VID_CASES("dense.video.golden_7f_odd", "moe.video.two_videos"), "input_ids.len", NULL, NULL,
+     LC_METRIC_MAX_ABS, LC_METRIC_MAX_ABS},
+#undef VID_CASES
     /* ---- backward passes (vjp): the gradient cases against float64 autograd */
 #define GRAD_CASES(a, b) {a, b}, {a, b}
     {"vjp_gdn_no_decay", GRAD_CASES("dense.gradient.gdn_n70.recurrent", "moe.gradient.layer_gdn_chunk5"),

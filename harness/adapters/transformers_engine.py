@@ -9,7 +9,11 @@ transformers only; PIL, which transformers' image processors use, for images):
   sequence   a transformers cache (DynamicCache with linear-attention layers), grown by calls
              with past_key_values; its length and rope delta kept beside it
   prompt     the expanded ids, the model's get_rope_index positions and delta, the stock image
-             processor's pixel values and the vision tower's merged embeddings (computed once)
+             processor's pixel values and the vision tower's merged embeddings (computed once);
+             a video segment's frames sampled by Qwen3VLVideoProcessor.sample_frames (the
+             segment's fps; none: the processor's 24 fps fallback), preprocessed by that video
+             processor (cap_pixels_per_frame off), expanded per temporal patch to the segment's
+             timestamp ids, vision_start, the patch's video placeholders, vision_end
   prefill    inputs_embeds of the span (image rows replaced by the prompt's vision embeddings,
              so a span may cut through an image) with explicit 3-axis position_ids
   decode     one token with position cached length + rope delta
@@ -219,8 +223,9 @@ class Server:
         if not isinstance(segs, list) or not segs:
             raise InputError('request field "segments" is missing or not a non-empty array')
         for k, s in enumerate(segs):
-            if not isinstance(s, dict) or not (isinstance(s.get("image"), str) or isinstance(s.get("ids"), list)):
-                raise InputError(f'segment {k} has neither "ids" nor "image"')
+            if not isinstance(s, dict) or not (isinstance(s.get("image"), str) or isinstance(s.get("ids"), list)
+                                               or isinstance(s.get("video"), list)):
+                raise InputError(f'segment {k} has neither "ids" nor "image" nor "video"')
         vf = req.get("vision_from", 0)
         if not isinstance(vf, int) or vf < 0:
             raise InputError('request field "vision_from" is not a non-negative integer')
@@ -436,7 +441,7 @@ class TransformersBackend:
         self.loaded = False
 
     def describe(self):
-        caps = (["images"] if self.have_pil else []) + CAPS_BASE
+        caps = (["images", "video"] if self.have_pil else []) + CAPS_BASE
         dev = self.args.device
         if dev == "cuda":
             dev = f"cuda ({self.torch.cuda.get_device_name(0)})"
@@ -481,6 +486,8 @@ class TransformersBackend:
         head_dim = getattr(tc, "head_dim", None) or tc.hidden_size // tc.num_attention_heads
         self.rotary_dim = int(head_dim * rp.get("partial_rotary_factor", getattr(tc, "partial_rotary_factor", 1.0)))
         self.proc = self.make_image_processor(ckpt, config) if self.visual is not None else None
+        self.video_token = getattr(config, "video_token_id", -1)
+        self.vproc = self.make_video_processor(ckpt) if self.visual is not None else None
         self.install_hooks()
         self.model_info = {
             "model_type": config.model_type, "vocab_size": tc.vocab_size, "hidden_size": tc.hidden_size,
@@ -508,6 +515,57 @@ class TransformersBackend:
         return Qwen2VLImageProcessor(patch_size=vc.patch_size, temporal_patch_size=vc.temporal_patch_size,
                                      merge_size=vc.spatial_merge_size, image_mean=[0.5] * 3, image_std=[0.5] * 3)
 
+    def make_video_processor(self, ckpt):
+        """Qwen3-VL's video processor (Qwen3.5's) with the checkpoint's video_preprocessor_config.json
+        when there is one, else the class defaults."""
+        from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
+        path = os.path.join(ckpt, "video_preprocessor_config.json")
+        kw = {}
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                kw = json.load(f)
+            kw.pop("video_processor_type", None)
+        return Qwen3VLVideoProcessor(**kw)
+
+    def preprocess_video(self, seg):
+        """A video segment -> (pixel_values_videos, grid (3,), ids of its expansion)."""
+        import inspect
+        import types
+        import numpy as np
+        from PIL import Image
+        frames, fps, ts = seg.get("video"), seg.get("fps"), seg.get("timestamp_ids")
+        if not frames or not all(isinstance(f, str) for f in frames):
+            raise InputError('a video segment needs "video": a non-empty list of PNG paths')
+        if not isinstance(ts, list) or not all(isinstance(g, list) and all(isinstance(t, int) for t in g) for g in ts):
+            raise InputError('a video segment needs "timestamp_ids": one id list per temporal patch')
+        if fps is not None and (not isinstance(fps, (int, float)) or fps <= 0):
+            raise InputError('video "fps" is not a positive number')
+        meta = types.SimpleNamespace(total_num_frames=len(frames), fps=fps, frames_indices=None)
+        idx = [int(i) for i in np.asarray(self.vproc.sample_frames(meta)).reshape(-1)]
+        arr = []
+        try:
+            for i in idx:
+                with Image.open(frames[i]) as im:
+                    arr.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
+        except (OSError, ValueError, SyntaxError) as e:
+            raise InputError(f"{frames[i]}: cannot read the frame: {e}")
+        if len({a.shape for a in arr}) != 1:
+            raise InputError(f"{frames[0]}: the frames of a video differ in size")
+        kw = {}
+        if "cap_pixels_per_frame" in inspect.signature(self.vproc._preprocess).parameters:
+            kw["cap_pixels_per_frame"] = False
+        out = self.vproc(videos=[np.stack(arr)], do_sample_frames=False, return_tensors="pt", **kw)
+        grid = out["video_grid_thw"][0].to(self.torch.int64)
+        t, per = int(grid[0]), int(grid[1] * grid[2]) // (self.merge * self.merge)
+        if len(ts) != t:
+            raise InputError(f"{frames[0]} ...: {len(ts)} timestamp groups for {t} temporal patches of {len(idx)} "
+                             f"sampled frames")
+        ids = []
+        for g in ts:
+            ids += list(g) + [self.model_info["vision_start_token_id"]] + [self.video_token] * per + \
+                   [self.model_info["vision_end_token_id"]]
+        return out["pixel_values_videos"], grid, ids
+
     def install_hooks(self):
         """Hidden taps: the decoder's input embeddings and each decoder layer's output."""
         self.capture = None
@@ -530,10 +588,17 @@ class TransformersBackend:
         torch = self.torch
         if not self.loaded:
             raise InputError("no checkpoint loaded")
-        ids, images = [], []
+        ids, images, kinds = [], [], []
         V = self.model_info["vocab_size"]
         for s in segs:
-            if "image" in s:
+            if "video" in s:
+                if self.visual is None or not self.have_pil:
+                    raise Unsupported("video prompts need a vision checkpoint and PIL")
+                pv, grid, vids = self.preprocess_video(s)
+                ids += vids
+                images.append((pv, grid))
+                kinds.append(2)
+            elif "image" in s:
                 if self.visual is None or not self.have_pil:
                     raise Unsupported("image prompts need a vision checkpoint and PIL")
                 pv, grid = self.preprocess(s["image"])
@@ -541,6 +606,7 @@ class TransformersBackend:
                 ids += [self.model_info["vision_start_token_id"]] + [self.image_token] * n + \
                        [self.model_info["vision_end_token_id"]]
                 images.append((pv, grid))
+                kinds.append(1)
             else:
                 for t in s["ids"]:
                     if not isinstance(t, int) or not 0 <= t < V:
@@ -552,9 +618,13 @@ class TransformersBackend:
         p.n = len(ids)
         p.ids = torch.tensor(ids, dtype=torch.int64, device=self.device)
         p.grids = [[int(x) for x in g] for _, g in images]
-        grid = torch.stack([g for _, g in images]).to(self.device) if images else None
-        mm = (p.ids == self.image_token).to(torch.int64)[None] if self.image_token >= 0 else torch.zeros_like(p.ids)[None]
-        pos, delta = self.model.model.get_rope_index(p.ids[None], mm_token_type_ids=mm, image_grid_thw=grid)
+        img_g = [g for (_, g), k in zip(images, kinds) if k == 1]
+        vid_g = [g for (_, g), k in zip(images, kinds) if k == 2]
+        grid = torch.stack(img_g).to(self.device) if img_g else None
+        vgrid = torch.stack(vid_g).to(self.device) if vid_g else None
+        mm = (p.ids == self.image_token).to(torch.int64) + 2 * (p.ids == self.video_token).to(torch.int64)
+        pos, delta = self.model.model.get_rope_index(p.ids[None], mm_token_type_ids=mm[None], image_grid_thw=grid,
+                                                     video_grid_thw=vgrid)
         p.pos = pos[:, 0].to(torch.int64)                      # (3, N)
         p.delta = int(delta.reshape(-1)[0])
         p.ids_np = p.ids.to("cpu").to(torch.int32).numpy()
@@ -563,7 +633,16 @@ class TransformersBackend:
         # earlier images are unavailable (None)
         p.n_before = sum(int(g.prod()) // (self.merge * self.merge) for _, g in images[:vision_from])
         p.features = None
-        if images[vision_from:]:
+        if 2 in kinds[vision_from:]:
+            # images and videos: each input through the vision tower on its own, rows in prompt order
+            rows = []
+            for (x, g), k in zip(images[vision_from:], kinds[vision_from:]):
+                fn = self.model.model.get_video_features if k == 2 else self.model.model.get_image_features
+                out = fn(x.to(self.device, self.dtype), g[None].to(self.device))
+                feats = getattr(out, "pooler_output", out)
+                rows.append(torch.cat(list(feats), dim=0) if isinstance(feats, (list, tuple)) else feats)
+            p.features = torch.cat(rows, dim=0).to(self.dtype)
+        elif images[vision_from:]:
             pv = torch.cat([x for x, _ in images[vision_from:]]).to(self.device, self.dtype)
             g = torch.stack([g for _, g in images[vision_from:]]).to(self.device)
             out = self.model.model.get_image_features(pv, g)
@@ -590,9 +669,9 @@ class TransformersBackend:
         torch = self.torch
         ids = p.ids[a:b]
         emb = self.embed(ids)
-        img = ids == self.image_token
+        img = (ids == self.image_token) | (ids == self.video_token)
         if bool(img.any()):
-            before = int((p.ids[:a] == self.image_token).sum())
+            before = int(((p.ids[:a] == self.image_token) | (p.ids[:a] == self.video_token)).sum())
             k = torch.arange(int(img.sum()), device=self.device) + before - p.n_before
             if p.features is None or int(k.min()) < 0 or int(k.max()) >= p.features.shape[0]:
                 raise InputError(f"span [{a}, {b}) covers image rows that were not run through the vision tower "

@@ -423,6 +423,11 @@ static void prompt_free(lc_prompt *p)
     for (int i = 0; i < p->n_segs; i++) {
         free(p->segs[i].ids);
         free(p->segs[i].image);
+        for (int f = 0; f < p->segs[i].n_frames; f++)
+            free(p->segs[i].frames[f]);
+        free(p->segs[i].frames);
+        free(p->segs[i].ts_ids);
+        free(p->segs[i].ts_len);
     }
     free(p->segs);
     p->segs = NULL;
@@ -469,6 +474,116 @@ static void case_free(lc_case *c)
 
 /* ---------------------------------------------------------------- prompt */
 
+/* A PNG path relative to the root that exists there (with a root). */
+static int read_png_path(const ctx *cx, const char *field, const cJSON *j, const char *root, char **out)
+{
+    int rc = read_string(cx, field, j, out);
+    if (rc)
+        return rc;
+    rc = check_relative_path(cx, field, *out);
+    if (rc)
+        return rc;
+    if (!ends_with(*out, ".png"))
+        return fail(cx, field, "'%s' is not a .png file", *out);
+    if (root) {
+        char full[4096];
+        if (!join_path(full, sizeof full, root, *out))
+            return fail(cx, field, "path too long: '%s'", *out);
+        if (!is_regular_file(full))
+            return fail(cx, field, "image file not found: %s", full);
+    }
+    return LC_OK;
+}
+
+static int sum_ints(const int *v, int n)
+{
+    int s = 0;
+    for (int i = 0; i < n; i++)
+        s += v[i];
+    return s;
+}
+
+/* Most frames a video segment may list. */
+#define MAX_VIDEO_FRAMES 4096
+
+/* {"video": [frame paths], "fps": F (optional), "timestamp_ids": [[ids of patch 0], ...]}.
+ * On failure *seg holds what was parsed (the prompt's free releases it). */
+static int parse_video_segment(const ctx *cx, const char *field, const cJSON *j, const char *root,
+                               lc_segment *seg)
+{
+    const cJSON *frames = NULL, *fps = NULL, *ts = NULL;
+    char sub[256];
+    for (const cJSON *k = j->child; k; k = k->next) {
+        if (strcmp(k->string, "video") == 0)
+            frames = k;
+        else if (strcmp(k->string, "fps") == 0)
+            fps = k;
+        else if (strcmp(k->string, "timestamp_ids") == 0)
+            ts = k;
+        else
+            return fail(cx, field, "unknown key '%s' (a video segment is {\"video\": [frames], \"fps\": F, "
+                        "\"timestamp_ids\": [[...], ...]})", k->string);
+    }
+    seg->type = LC_SEG_VIDEO;
+    snprintf(sub, sizeof sub, "%s.video", field);
+    int rc = expect(cx, sub, frames, cJSON_IsArray(frames), "an array of PNG paths");
+    if (rc)
+        return rc;
+    const int n = cJSON_GetArraySize(frames);
+    if (n < 1 || n > MAX_VIDEO_FRAMES)
+        return fail(cx, sub, "expected 1 to %d frames, found %d", MAX_VIDEO_FRAMES, n);
+    seg->frames = calloc((size_t)n, sizeof *seg->frames);
+    if (!seg->frames)
+        return oom(cx);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, frames) {
+        char fsub[300];
+        snprintf(fsub, sizeof fsub, "%s[%d]", sub, seg->n_frames);
+        rc = read_png_path(cx, fsub, e, root, &seg->frames[seg->n_frames]);
+        seg->n_frames++; /* counted even on failure so the free releases it */
+        if (rc)
+            return rc;
+    }
+    if (fps) {
+        snprintf(sub, sizeof sub, "%s.fps", field);
+        if (!cJSON_IsNumber(fps) || !isfinite(fps->valuedouble) || !(fps->valuedouble > 0) ||
+            fps->valuedouble > 1e6)
+            return fail(cx, sub, "expected a positive number of frames per second, found %s",
+                        cJSON_IsNumber(fps) ? "a number out of (0, 1e6]" : type_name(fps));
+        seg->fps = fps->valuedouble;
+    }
+    snprintf(sub, sizeof sub, "%s.timestamp_ids", field);
+    rc = expect(cx, sub, ts, cJSON_IsArray(ts), "an array of id arrays (one per temporal patch)");
+    if (rc)
+        return rc;
+    const int groups = cJSON_GetArraySize(ts);
+    if (groups < 1 || groups > MAX_VIDEO_FRAMES)
+        return fail(cx, sub, "expected 1 to %d groups, found %d", MAX_VIDEO_FRAMES, groups);
+    seg->ts_len = calloc((size_t)groups, sizeof *seg->ts_len);
+    if (!seg->ts_len)
+        return oom(cx);
+    cJSON_ArrayForEach(e, ts) {
+        char gsub[300];
+        int32_t *g = NULL;
+        int len = 0;
+        snprintf(gsub, sizeof gsub, "%s[%d]", sub, seg->n_ts);
+        rc = read_int32_array(cx, gsub, e, &g, &len);
+        if (rc)
+            return rc;
+        const int have = sum_ints(seg->ts_len, seg->n_ts);
+        int32_t *grown = realloc(seg->ts_ids, ((size_t)have + (size_t)len) * sizeof *grown);
+        if (!grown) {
+            free(g);
+            return oom(cx);
+        }
+        memcpy(grown + have, g, (size_t)len * sizeof *g);
+        free(g);
+        seg->ts_ids = grown;
+        seg->ts_len[seg->n_ts++] = len;
+    }
+    return LC_OK;
+}
+
 static int parse_segment(const ctx *cx, const char *field, const cJSON *j, const char *root,
                          lc_segment *seg)
 {
@@ -479,6 +594,8 @@ static int parse_segment(const ctx *cx, const char *field, const cJSON *j, const
     if (rc)
         return rc;
     const cJSON *ids = NULL, *image = NULL;
+    if (cJSON_GetObjectItemCaseSensitive(j, "video"))
+        return parse_video_segment(cx, field, j, root, seg);
     for (const cJSON *k = j->child; k; k = k->next) {
         if (strcmp(k->string, "ids") == 0)
             ids = k;
@@ -548,11 +665,19 @@ int lc_prompt_text_length(const lc_prompt *p)
 {
     long n = 0;
     for (int i = 0; i < p->n_segs; i++) {
-        if (p->segs[i].type == LC_SEG_IMAGE)
+        if (p->segs[i].type != LC_SEG_IDS)
             return -1;
         n += p->segs[i].n_ids;
     }
     return n > INT32_MAX ? -1 : (int)n;
+}
+
+int lc_prompt_video_count(const lc_prompt *p)
+{
+    int n = 0;
+    for (int i = 0; i < p->n_segs; i++)
+        n += p->segs[i].type == LC_SEG_VIDEO;
+    return n;
 }
 
 int lc_prompt_image_count(const lc_prompt *p)
@@ -887,8 +1012,8 @@ static int check_case_consistency(const ctx *cx, const lc_case *c)
         if (c->after_segment >= c->prompt.n_segs)
             return fail(cx, "after_segment", "segment %d does not exist (the prompt has %d)",
                         c->after_segment, c->prompt.n_segs);
-        if (c->prompt.segs[c->after_segment].type != LC_SEG_IMAGE)
-            return fail(cx, "after_segment", "segment %d is not an image segment",
+        if (c->prompt.segs[c->after_segment].type == LC_SEG_IDS)
+            return fail(cx, "after_segment", "segment %d is not an image or video segment",
                         c->after_segment);
         break;
     case LC_KIND_GRADIENT:

@@ -96,7 +96,7 @@ const char *lc_grad_fn_name(lc_grad_fn f);   /* "gdn_chunked"...; "unknown" out 
 
 /* ---------------------------------------------------------------- the case struct */
 
-typedef enum { LC_SEG_IDS = 0, LC_SEG_IMAGE = 1 } lc_segment_type;
+typedef enum { LC_SEG_IDS = 0, LC_SEG_IMAGE = 1, LC_SEG_VIDEO = 2 } lc_segment_type;
 
 /* One prompt segment: explicit token ids, or an image. An image segment expands (in the
  * runner and the exporter alike) to vision_start, N image placeholder tokens (N = merged grid
@@ -106,6 +106,14 @@ typedef struct {
     int32_t *ids;               /* (n_ids) LC_SEG_IDS */
     int n_ids;
     char *image;                /* LC_SEG_IMAGE: PNG path relative to the repository root */
+    /* LC_SEG_VIDEO {"video": [frames], "fps": F, "timestamp_ids": [[...], ...]}: expands to, per
+     * temporal patch, its timestamp ids, vision_start, the patch's placeholders, vision_end */
+    char **frames;              /* (n_frames) PNG paths relative to the root */
+    int n_frames;
+    double fps;                 /* frames per second; 0: not given */
+    int32_t *ts_ids;            /* every temporal patch's timestamp ids, concatenated */
+    int *ts_len;                /* (n_ts) ids per temporal patch */
+    int n_ts;
 } lc_segment;
 
 typedef struct {
@@ -258,5 +266,8 @@ int lc_prompt_text_length(const lc_prompt *p);
 
 /* Number of image segments in the prompt. */
 int lc_prompt_image_count(const lc_prompt *p);
+
+/* Number of video segments in the prompt. */
+int lc_prompt_video_count(const lc_prompt *p);
 
 #endif /* LC_CASES_H */

@@ -4,6 +4,12 @@
  *   logitcheck infer --model DIR --ids 1,2,3 [--image a.png ...] [--feed 7,8] [--chunk N]
  *                    --out FILE.h5
  *   logitcheck infer --model DIR --ids ... --ids ... [--image ROW:b.png ...] ...   (a batch)
+ *   logitcheck infer --model DIR --ids ... [--video f0.png,f1.png,...[@FPS] ...] ... (one row)
+ *
+ * A video's frames are sampled as the model's video processor does (FPS: the rate they were
+ * taken at; without it 24 is assumed, as the processor does); --ids must already hold its
+ * expansion: per temporal patch the timestamp ids, vision_start, the patch's placeholders
+ * (video_token_id), vision_end. Images and videos bind to the placeholder runs in order.
  *
  * One --ids: prefill_logits (T, V), decode_logits (N, V), position_ids int64 (3, T),
  * rope_delta int64 (), input_ids int64 (T). Several --ids: one left-padded batched run;
@@ -23,6 +29,8 @@
 #include "qref.h"
 
 #define MAX_IMAGES 64
+#define MAX_VIDEOS 16
+#define MAX_FRAMES 1024
 
 int lc_parse_ids(const char *s, int **out, int *n, char *msg, size_t msglen)
 {
@@ -78,6 +86,9 @@ static void infer_usage(FILE *to)
                 "            left-padded batch, one row per --ids\n"
                 "  --image   a PNG for each placeholder run, in order of appearance; ROW:path binds it to\n"
                 "            batch row ROW (0-based); a bare path belongs to row 0\n"
+                "  --video   a video's PNG frames, comma-separated, optionally @FPS (their frame rate); one\n"
+                "            --ids row only; --ids holds its expansion (timestamp ids, vision_start,\n"
+                "            placeholders, vision_end per temporal patch)\n"
                 "  --feed    tokens fed one at a time through the cache after the prompt (every row)\n"
                 "  --chunk   prefill in chunks of N tokens (default: one call)\n");
 }
@@ -101,6 +112,8 @@ typedef struct {
     const char *images[MAX_IMAGES];
     int image_row[MAX_IMAGES];
     int n_images;
+    const char *videos[MAX_VIDEOS];
+    int n_videos;
     int chunk;
 } infer_args;
 
@@ -150,6 +163,12 @@ static int parse_args(int argc, char **argv, infer_args *a)
             }
             a->image_row[a->n_images] = row;
             a->images[a->n_images++] = v;
+        } else if (!strcmp(k, "--video")) {
+            if (a->n_videos == MAX_VIDEOS) {
+                fprintf(stderr, "logitcheck infer: more than %d videos\n", MAX_VIDEOS);
+                return 2;
+            }
+            a->videos[a->n_videos++] = v;
         } else if (!strcmp(k, "--chunk")) {
             char *end;
             long c = strtol(v, &end, 10);
@@ -166,6 +185,10 @@ static int parse_args(int argc, char **argv, infer_args *a)
     if (!a->model || !a->n_rows || !a->out) {
         fprintf(stderr, "logitcheck infer: --model, --ids and --out are required\n");
         infer_usage(stderr);
+        return 2;
+    }
+    if (a->n_videos && a->n_rows != 1) {
+        fprintf(stderr, "logitcheck infer: --video needs exactly one --ids row, found %d\n", a->n_rows);
         return 2;
     }
     for (int i = 0; i < a->n_images; i++)
@@ -185,6 +208,7 @@ typedef struct {
     qref_cache *cache_ptrs[MAX_ROWS];
     qref_padded pad;
     lc_image_set imgs[MAX_ROWS];
+    lc_image_set vids[MAX_VIDEOS];  /* each video's sampled frames */
     int B;
     qref_real *prefill, *decode;
     int *feed;
@@ -198,6 +222,8 @@ static void state_free(infer_state *s)
         qref_cache_free(&s->caches[b]);
         lc_image_set_free(&s->imgs[b]);
     }
+    for (int v = 0; v < MAX_VIDEOS; v++)
+        lc_image_set_free(&s->vids[v]);
     qref_padded_free(&s->pad);
     qref_model_free(&s->m);
     free(s->prefill);
@@ -216,6 +242,105 @@ static int check_image_sizes(const qref_model *m, const lc_image_set *set, const
             fprintf(stderr, "logitcheck infer: %s: %s\n", paths[i], qe.msg);
             return 2;
         }
+    }
+    return 0;
+}
+
+/* Decodes video v's sampled frames into s->vids[v]: "f0.png,f1.png,...[@fps]". Returns an exit code. */
+static int load_video(const infer_args *a, infer_state *s, int v)
+{
+    const char *spec = a->videos[v];
+    char *copy = strdup(spec);
+    const char *paths[MAX_FRAMES], *kept[MAX_FRAMES];
+    int n = 0, idx[MAX_FRAMES], k = 0, rc = 0;
+    double fps = 0, used;
+    qref_error qe;
+    lc_error le;
+    if (!copy)
+        return 3;
+    char *at = strrchr(copy, '@');
+    if (at) {
+        char *end;
+        *at = '\0';
+        fps = strtod(at + 1, &end);
+        if (*end || !(fps > 0) || fps > 1e6) {
+            fprintf(stderr, "logitcheck infer: --video %s: '%s' is not a positive frame rate\n", spec, at + 1);
+            free(copy);
+            return 2;
+        }
+    }
+    for (char *tok = strtok(copy, ","); tok; tok = strtok(NULL, ",")) {
+        if (n == MAX_FRAMES) {
+            fprintf(stderr, "logitcheck infer: --video %s: more than %d frames\n", spec, MAX_FRAMES);
+            free(copy);
+            return 2;
+        }
+        paths[n++] = tok;
+    }
+    if (n == 0) {
+        fprintf(stderr, "logitcheck infer: --video '%s': no frames\n", spec);
+        rc = 2;
+    } else if (qref_video_sample(&s->m.cfg, n, fps, idx, &k, &used, &qe) != QREF_OK) {
+        fprintf(stderr, "logitcheck infer: --video %s: %s\n", paths[0], qe.msg);
+        rc = 2;
+    } else {
+        for (int i = 0; i < k; i++)
+            kept[i] = paths[idx[i]];
+        if (lc_image_set_load(&s->vids[v], kept, k, &le)) {
+            fprintf(stderr, "logitcheck infer: %s\n", le.msg);
+            rc = 2;
+        }
+    }
+    free(copy);
+    return rc;
+}
+
+/* Row 0 with videos: the images and videos bound to the placeholder runs in the order they
+ * appear (a video's runs are its temporal patches). Returns an exit code. */
+static int build_row_mm(const infer_args *a, infer_state *s, const int32_t *ids, int n)
+{
+    const qref_config *cfg = &s->m.cfg;
+    qref_visual vis[MAX_IMAGES + MAX_VIDEOS];
+    int nv = 0, ni = 0, nvid = 0, groups_left = 0;
+    qref_error qe;
+    for (int i = 0; i < n; i++) {
+        const int run_start = qref_is_placeholder(cfg, ids[i]) && (i == 0 || ids[i - 1] != ids[i]);
+        if (!run_start)
+            continue;
+        if (ids[i] == cfg->image_token_id) {
+            if (ni == s->imgs[0].n) {
+                fprintf(stderr, "logitcheck infer: --ids has more image placeholder runs than --image files\n");
+                return 2;
+            }
+            vis[nv++] = (qref_visual){.image = s->imgs[0].images[ni++]};
+        } else if (groups_left > 0) {
+            groups_left--;
+        } else {
+            if (nvid == a->n_videos) {
+                fprintf(stderr, "logitcheck infer: --ids has more video placeholder runs than --video gives\n");
+                return 2;
+            }
+            const lc_image_set *f = &s->vids[nvid];
+            int grid[3];
+            if (qref_video_grid(cfg, f->n, f->images[0].width, f->images[0].height, grid, &qe) != QREF_OK) {
+                fprintf(stderr, "logitcheck infer: --video %s: %s\n", a->videos[nvid], qe.msg);
+                return 2;
+            }
+            groups_left = grid[0] - 1;
+            vis[nv++] = (qref_visual){.is_video = 1, .frames = f->images, .n_frames = f->n};
+            nvid++;
+        }
+    }
+    if (groups_left > 0 || nvid != a->n_videos || ni != s->imgs[0].n) {
+        fprintf(stderr,
+                "logitcheck infer: --ids has %d image and %d video placeholder runs (%s), but %d --image and %d "
+                "--video were given\n", ni, nvid, groups_left ? "the last video's temporal patches incomplete" : "complete",
+                s->imgs[0].n, a->n_videos);
+        return 2;
+    }
+    if (qref_prompt_build_mm(&s->rows[0], &s->m, ids, n, vis, nv, &qe) != QREF_OK) {
+        fprintf(stderr, "logitcheck infer: --ids row 0: %s\n", qe.msg);
+        return qe.code == QREF_ENOMEM ? 3 : 2;
     }
     return 0;
 }
@@ -249,6 +374,15 @@ static int build_rows(const infer_args *a, infer_state *s)
             rc = 2;
         } else if ((rc = check_image_sizes(&s->m, &s->imgs[b], paths)) != 0) {
             /* reported, naming the PNG */
+        } else if (a->n_videos) {
+            for (int v = 0; v < a->n_videos && !rc; v++)
+                rc = load_video(a, s, v);
+            if (!rc)
+                rc = build_row_mm(a, s, ids32, n);
+            if (!rc && qref_cache_init(&s->caches[b], &s->m, &qe) != QREF_OK) {
+                fprintf(stderr, "logitcheck infer: %s\n", qe.msg);
+                rc = 3;
+            }
         } else if (qref_prompt_build(&s->rows[b], &s->m, ids32, n, s->imgs[b].images, s->imgs[b].n, &qe) != QREF_OK) {
             fprintf(stderr, "logitcheck infer: --ids row %d: %s\n", b, qe.msg);
             rc = qe.code == QREF_ENOMEM ? 3 : 2;

@@ -239,6 +239,51 @@ static int do_load(server *s, const cJSON *r, long id, lc_error *err)
     return LC_OK;
 }
 
+/* A video segment of the protocol ({"video": [frames], "fps": F, "timestamp_ids": [[...]]}) into
+ * g; the frame paths point into the request, the id arrays go to *frames / *ts_len / *ts_ids
+ * (malloc'ed, the caller frees them even on failure). */
+static int parse_video_seg(const cJSON *v, int k, lc_pseg *g, const char ***frames, int **ts_len, int32_t **ts_ids,
+                           lc_error *err)
+{
+    const cJSON *fr = cJSON_GetObjectItemCaseSensitive(v, "video");
+    const cJSON *fps = cJSON_GetObjectItemCaseSensitive(v, "fps");
+    const cJSON *ts = cJSON_GetObjectItemCaseSensitive(v, "timestamp_ids");
+    const int nf = cJSON_IsArray(fr) ? cJSON_GetArraySize(fr) : 0, nt = cJSON_IsArray(ts) ? cJSON_GetArraySize(ts) : 0;
+    if (nf < 1 || nt < 1)
+        return lc_fail(err, LC_EINPUT, "segment %d: a video needs \"video\" (frame paths) and \"timestamp_ids\"", k);
+    if (fps && (!cJSON_IsNumber(fps) || !(fps->valuedouble > 0) || fps->valuedouble > 1e6))
+        return lc_fail(err, LC_EINPUT, "segment %d: \"fps\" is not a positive number", k);
+    int total = 0;
+    const cJSON *x, *y;
+    cJSON_ArrayForEach(x, ts) {
+        if (!cJSON_IsArray(x) || cJSON_GetArraySize(x) > LC_PROTO_MAX_TOKENS)
+            return lc_fail(err, LC_EINPUT, "segment %d: \"timestamp_ids\" is not an array of id arrays", k);
+        total += cJSON_GetArraySize(x);
+    }
+    *frames = calloc((size_t)nf, sizeof **frames);
+    *ts_len = calloc((size_t)nt, sizeof **ts_len);
+    *ts_ids = malloc(((size_t)total + 1) * sizeof **ts_ids);
+    if (!*frames || !*ts_len || !*ts_ids)
+        return lc_fail(err, LC_EINTERNAL, "out of memory");
+    int f = 0, t = 0, o = 0;
+    cJSON_ArrayForEach(x, fr) {
+        if (!cJSON_IsString(x))
+            return lc_fail(err, LC_EINPUT, "segment %d: frame %d is not a path", k, f);
+        (*frames)[f++] = x->valuestring;
+    }
+    cJSON_ArrayForEach(x, ts) {
+        cJSON_ArrayForEach(y, x) {
+            if (!cJSON_IsNumber(y) || y->valuedouble != floor(y->valuedouble) || fabs(y->valuedouble) > 2147483647.0)
+                return lc_fail(err, LC_EINPUT, "segment %d: a timestamp id that is not a 32-bit integer", k);
+            (*ts_ids)[o++] = (int32_t)y->valuedouble;
+        }
+        (*ts_len)[t++] = cJSON_GetArraySize(x);
+    }
+    *g = (lc_pseg){.type = LC_PSEG_VIDEO, .frames = *frames, .n_frames = nf, .fps = fps ? fps->valuedouble : 0,
+                   .ts_ids = *ts_ids, .ts_len = *ts_len, .n_ts = nt};
+    return LC_OK;
+}
+
 static int do_prompt_open(server *s, const cJSON *r, long id, lc_error *err)
 {
     int rc = need_model(s, err);
@@ -250,8 +295,10 @@ static int do_prompt_open(server *s, const cJSON *r, long id, lc_error *err)
     int ns = cJSON_GetArraySize(segs);
     lc_pseg *sg = calloc((size_t)ns + 1, sizeof *sg);
     int32_t **ids = calloc((size_t)ns + 1, sizeof *ids);
+    const char ***vframes = calloc((size_t)ns + 1, sizeof *vframes);
+    int **vlen = calloc((size_t)ns + 1, sizeof *vlen);
     lc_prompt_info pi = {0};
-    if (!sg || !ids) {
+    if (!sg || !ids || !vframes || !vlen) {
         rc = lc_fail(err, LC_EINTERNAL, "out of memory");
         goto done;
     }
@@ -262,6 +309,11 @@ static int do_prompt_open(server *s, const cJSON *r, long id, lc_error *err)
         if (cJSON_IsString(img)) {
             sg[k].type = LC_PSEG_IMAGE;
             sg[k].image = img->valuestring;
+            continue;
+        }
+        if (cJSON_GetObjectItemCaseSensitive(g, "video")) {
+            if ((rc = parse_video_seg(g, k, &sg[k], &vframes[k], &vlen[k], &ids[k], err)))
+                goto done;
             continue;
         }
         if (!cJSON_IsArray(a)) {
@@ -283,7 +335,7 @@ static int do_prompt_open(server *s, const cJSON *r, long id, lc_error *err)
             }
             ids[k][j++] = (int32_t)x->valuedouble;
         }
-        sg[k] = (lc_pseg){LC_PSEG_IDS, ids[k], n, NULL};
+        sg[k] = (lc_pseg){.type = LC_PSEG_IDS, .ids = ids[k], .n_ids = n};
     }
     long vf = 0;
     if (cJSON_GetObjectItemCaseSensitive(r, "vision_from") && (rc = req_int(r, "vision_from", &vf, err)))
@@ -328,7 +380,13 @@ done:
     lc_prompt_info_free(&pi);
     for (int k = 0; ids && k < ns; k++)
         free(ids[k]);
+    for (int k = 0; vframes && vlen && k < ns; k++) {
+        free((void *)vframes[k]);
+        free(vlen[k]);
+    }
     free(ids);
+    free((void *)vframes);
+    free(vlen);
     free(sg);
     return rc;
 }

@@ -112,6 +112,8 @@ int lc_engine_prompt_open(lc_engine *e, const lc_prompt_in *in, lc_prompt_info *
     for (int s = 0; s < in->n_segs; s++)
         if (in->segs[s].type == LC_PSEG_IMAGE)
             NEED(prompt_open, LC_CAP_IMAGES);
+        else if (in->segs[s].type == LC_PSEG_VIDEO)
+            NEED(prompt_open, LC_CAP_VIDEO);
     if (in->vision_from > 0)
         NEED(prompt_open, LC_CAP_PARTIAL_VISION);
     return e->ops->prompt_open(e, in, out, err);

@@ -837,6 +837,23 @@ static int need_model(proc *p, const char *op, lc_error *err)
     return p->loaded ? LC_OK : lc_fail(err, LC_EINPUT, "%s: %s: no checkpoint loaded", p->label, op);
 }
 
+/* A video segment as the protocol writes it: {"video": [frames], "fps": F, "timestamp_ids": [[...]]}
+ * ("fps" left out when not given). */
+static void add_video_segment(cJSON *o, const lc_pseg *g)
+{
+    cJSON *fr = cJSON_AddArrayToObject(o, "video"), *ts = cJSON_AddArrayToObject(o, "timestamp_ids");
+    for (int f = 0; f < g->n_frames; f++)
+        cJSON_AddItemToArray(fr, cJSON_CreateString(g->frames[f]));
+    if (g->fps > 0)
+        cJSON_AddNumberToObject(o, "fps", g->fps);
+    for (int t = 0, at = 0; t < g->n_ts; at += g->ts_len[t], t++) {
+        cJSON *grp = cJSON_CreateArray();
+        for (int i = 0; i < g->ts_len[t]; i++)
+            cJSON_AddItemToArray(grp, cJSON_CreateNumber(g->ts_ids[at + i]));
+        cJSON_AddItemToArray(ts, grp);
+    }
+}
+
 static int op_prompt_open(lc_engine *e, const lc_prompt_in *in, lc_prompt_info *out, lc_error *err)
 {
     proc *p = P(e);
@@ -852,6 +869,9 @@ static int op_prompt_open(lc_engine *e, const lc_prompt_in *in, lc_prompt_info *
         if (in->segs[s].type == LC_PSEG_IMAGE) {
             cJSON_AddStringToObject(o, "image", in->segs[s].image);
             n_img++;
+        } else if (in->segs[s].type == LC_PSEG_VIDEO) {
+            add_video_segment(o, &in->segs[s]);
+            n_img++; /* a video is one visual input (one grid) */
         } else {
             cJSON *ids = cJSON_AddArrayToObject(o, "ids");
             for (int i = 0; i < in->segs[s].n_ids; i++)

@@ -212,40 +212,56 @@ static int ref_load(lc_engine *e, const char *dir, lc_model_info *mi, lc_error *
 
 /* ---------------------------------------------------------------- prompts */
 
-static int count_images(const lc_prompt_in *in)
+/* One visual input of a prompt being opened: an image, or a video's sampled frames (indices
+ * into the engine's decoded set). */
+typedef struct {
+    int seg;                    /* its segment */
+    int is_video;
+    int first, n;               /* decoded images [first, first + n) (n = 1 for an image) */
+    int grid[3];
+} ref_vis;
+
+static int count_visuals(const lc_prompt_in *in)
 {
     int n = 0;
     for (int s = 0; s < in->n_segs; s++)
-        n += in->segs[s].type == LC_PSEG_IMAGE;
+        n += in->segs[s].type == LC_PSEG_IMAGE || in->segs[s].type == LC_PSEG_VIDEO;
     return n;
 }
 
-/* Builds p from the expanded ids: vision over the images from vision_from on, their rows
- * placed after `rows_before` zero rows (the images before run no vision). */
-static int build_partial(lc_engine *e, qref_prompt *p, const int32_t *ids, int n, const lc_image_set *imgs,
-                         const int (*grid)[3], int vision_from, int rows_before, lc_error *err)
+/* Builds p from the expanded ids: vision over the inputs from vision_from on, their rows
+ * placed after `rows_before` zero rows (the inputs before run no vision). */
+static int build_partial(lc_engine *e, qref_prompt *p, const int32_t *ids, int n, const qref_visual *vis,
+                         int n_vis, const int (*grid)[3], int vision_from, int rows_before, lc_error *err)
 {
     ref_engine *r = impl(e);
     const int H = r->m.cfg.hidden_size;
     qref_error qe = {0};
+    int any_video = 0;
     memset(p, 0, sizeof *p);
     p->n = n;
-    p->n_images = imgs->n;
+    p->n_images = n_vis;
     p->ids = malloc((size_t)n * sizeof *p->ids);
     p->pos = malloc(3 * (size_t)n * sizeof *p->pos);
-    p->grid = calloc((size_t)imgs->n + 1, sizeof *p->grid);
-    if (!p->ids || !p->pos || !p->grid)
+    p->grid = calloc((size_t)n_vis + 1, sizeof *p->grid);
+    p->is_video = calloc((size_t)n_vis + 1, 1);
+    if (!p->ids || !p->pos || !p->grid || !p->is_video)
         goto nomem;
     memcpy(p->ids, ids, (size_t)n * sizeof *ids);
-    memcpy(p->grid, grid, (size_t)imgs->n * sizeof *grid);
-    if (qref_rope_index(&r->m.cfg, ids, n, (const int(*)[3])p->grid, imgs->n, p->pos, &p->delta, &qe) != QREF_OK)
+    memcpy(p->grid, grid, (size_t)n_vis * sizeof *grid);
+    for (int i = 0; i < n_vis; i++)
+        any_video |= p->is_video[i] = (uint8_t)vis[i].is_video;
+    if ((any_video ? qref_rope_index_mm(&r->m.cfg, ids, n, (const int(*)[3])p->grid, p->is_video, n_vis, p->pos,
+                                        &p->delta, &qe)
+                   : qref_rope_index(&r->m.cfg, ids, n, (const int(*)[3])p->grid, n_vis, p->pos, &p->delta, &qe)) !=
+        QREF_OK)
         goto fail;
-    int new_imgs = imgs->n - vision_from, n_new = 0;
-    int (*g2)[3] = calloc((size_t)new_imgs + 1, sizeof *g2);
+    int new_vis = n_vis - vision_from, n_new = 0;
+    int (*g2)[3] = calloc((size_t)new_vis + 1, sizeof *g2);
     qref_real *rows = NULL;
     if (!g2)
         goto nomem;
-    if (qref_images_embed(&r->m, imgs->images + vision_from, new_imgs, g2, &rows, &n_new, &qe) != QREF_OK) {
+    if (qref_visuals_embed(&r->m, vis + vision_from, new_vis, g2, &rows, &n_new, &qe) != QREF_OK) {
         free(g2);
         goto fail;
     }
@@ -267,6 +283,44 @@ fail:
     return lc_fail(err, LC_EINPUT, "%s", qe.msg);
 }
 
+/* Samples every video segment's frames, then lists the PNG files to decode (an image's path,
+ * each video's sampled frames) and the visual inputs over them. paths (room for every image
+ * and frame) and vis (room for every visual input) are the caller's. */
+static int plan_visuals(lc_engine *e, const lc_prompt_in *in, const char **paths, int *n_paths, ref_vis *vis,
+                        lc_error *err)
+{
+    ref_engine *r = impl(e);
+    qref_error qe = {0};
+    int np = 0, nv = 0;
+    for (int s = 0; s < in->n_segs; s++) {
+        const lc_pseg *g = &in->segs[s];
+        if (g->type == LC_PSEG_IMAGE) {
+            vis[nv++] = (ref_vis){.seg = s, .first = np, .n = 1};
+            paths[np++] = g->image;
+        } else if (g->type == LC_PSEG_VIDEO) {
+            if (g->n_frames < 1 || !g->frames || g->n_ts < 1 || !g->ts_len)
+                return efail(e, err, LC_EINPUT, "prompt_open", "segment %d: a video needs frames and timestamp ids",
+                             s);
+            int *idx = malloc((size_t)g->n_frames * sizeof *idx), k = 0;
+            double fps_used = 0;
+            if (!idx)
+                return efail(e, err, LC_EINTERNAL, "prompt_open", "out of memory");
+            if (qref_video_sample(&r->m.cfg, g->n_frames, g->fps, idx, &k, &fps_used, &qe) != QREF_OK) {
+                free(idx);
+                return lc_fail(err, LC_EINPUT, "%s: %s", g->frames[0], qe.msg);
+            }
+            if (r->faults.on[LC_FAULT_VIDEO_ODD_UNPADDED] && k % r->m.cfg.video.temporal_patch_size && k > 1)
+                k -= k % r->m.cfg.video.temporal_patch_size; /* planted: the odd frame dropped */
+            vis[nv++] = (ref_vis){.seg = s, .is_video = 1, .first = np, .n = k};
+            for (int i = 0; i < k; i++)
+                paths[np++] = g->frames[idx[i]];
+            free(idx);
+        }
+    }
+    *n_paths = np;
+    return LC_OK;
+}
+
 static int ref_prompt_open(lc_engine *e, const lc_prompt_in *in, lc_prompt_info *out, lc_error *err)
 {
     ref_engine *r = impl(e);
@@ -274,52 +328,88 @@ static int ref_prompt_open(lc_engine *e, const lc_prompt_in *in, lc_prompt_info 
     if (rc)
         return rc;
     const qref_config *cfg = &r->m.cfg;
-    const int n_img = count_images(in);
+    const int n_vis = count_visuals(in);
+    int n_paths_max = 0, n_paths = 0, any_video = 0;
+    for (int s = 0; s < in->n_segs; s++)
+        n_paths_max += in->segs[s].type == LC_PSEG_IMAGE ? 1 : in->segs[s].type == LC_PSEG_VIDEO ? in->segs[s].n_frames : 0;
     lc_image_set imgs = {0};
-    const char **paths = calloc((size_t)n_img + 1, sizeof *paths);
-    int (*grid)[3] = calloc((size_t)n_img + 1, sizeof *grid);
+    const char **paths = calloc((size_t)n_paths_max + 1, sizeof *paths);
+    ref_vis *vis = calloc((size_t)n_vis + 1, sizeof *vis);
+    qref_visual *qv = calloc((size_t)n_vis + 1, sizeof *qv);
+    int (*grid)[3] = calloc((size_t)n_vis + 1, sizeof *grid);
     int32_t *ids = NULL;
     qref_error qe = {0};
     int n = 0, rows_before = 0;
-    if (!paths || !grid) {
+    if (!paths || !vis || !qv || !grid) {
         rc = efail(e, err, LC_EINTERNAL, "prompt_open", "out of memory");
         goto done;
     }
-    if (in->vision_from < 0 || in->vision_from > n_img) {
-        rc = efail(e, err, LC_EINPUT, "prompt_open", "vision_from %d outside the %d images", in->vision_from, n_img);
+    if (in->vision_from < 0 || in->vision_from > n_vis) {
+        rc = efail(e, err, LC_EINPUT, "prompt_open", "vision_from %d outside the %d images", in->vision_from, n_vis);
         goto done;
     }
-    for (int s = 0, k = 0; s < in->n_segs; s++)
-        if (in->segs[s].type == LC_PSEG_IMAGE)
-            paths[k++] = in->segs[s].image;
-    if ((rc = lc_image_set_load(&imgs, paths, n_img, err)))
+    if ((rc = plan_visuals(e, in, paths, &n_paths, vis, err)))
         goto done;
-    /* an image expands to vision_start, its placeholders, vision_end */
-    for (int k = 0; k < n_img; k++)
-        if (qref_image_grid(cfg, imgs.images[k].width, imgs.images[k].height, grid[k], &qe) != QREF_OK) {
-            rc = lc_fail(err, LC_EINPUT, "%s: %s", paths[k], qe.msg);
-            goto done;
+    if ((rc = lc_image_set_load(&imgs, paths, n_paths, err)))
+        goto done;
+    /* an image expands to vision_start, its placeholders, vision_end; a video to, per temporal
+     * patch, its timestamp ids, vision_start, the patch's placeholders, vision_end */
+    for (int k = 0; k < n_vis; k++) {
+        const qref_image *im = &imgs.images[vis[k].first];
+        const lc_pseg *g = &in->segs[vis[k].seg];
+        if (vis[k].is_video) {
+            any_video = 1;
+            qv[k] = (qref_visual){.is_video = 1, .frames = im, .n_frames = vis[k].n};
+            if (qref_video_grid(cfg, vis[k].n, im->width, im->height, grid[k], &qe) != QREF_OK) {
+                rc = lc_fail(err, LC_EINPUT, "%s: %s", g->frames[0], qe.msg);
+                goto done;
+            }
+            const int plant = r->faults.on[LC_FAULT_VIDEO_ODD_UNPADDED];
+            if (g->n_ts != grid[k][0] && !(plant && g->n_ts > grid[k][0])) {
+                rc = efail(e, err, LC_EINPUT, "prompt_open",
+                           "video segment %d (%s ...): %d timestamp groups for %d temporal patches of %d sampled frames",
+                           vis[k].seg, g->frames[0], g->n_ts, grid[k][0], vis[k].n);
+                goto done;
+            }
+            for (int t = 0; t < grid[k][0]; t++)
+                n += g->ts_len[t] + 2 + qref_image_tokens(cfg, grid[k]) / grid[k][0];
+        } else {
+            qv[k] = (qref_visual){.image = *im};
+            if (qref_image_grid(cfg, im->width, im->height, grid[k], &qe) != QREF_OK) {
+                rc = lc_fail(err, LC_EINPUT, "%s: %s", paths[vis[k].first], qe.msg);
+                goto done;
+            }
+            n += qref_image_tokens(cfg, grid[k]) + 2;
         }
-    for (int s = 0, k = 0; s < in->n_segs; s++)
-        n += in->segs[s].type == LC_PSEG_IDS ? in->segs[s].n_ids : qref_image_tokens(cfg, grid[k++]) + 2;
+    }
+    for (int s = 0; s < in->n_segs; s++)
+        n += in->segs[s].type == LC_PSEG_IDS ? in->segs[s].n_ids : 0;
     ids = malloc((size_t)(n ? n : 1) * sizeof *ids);
     if (!ids) {
         rc = efail(e, err, LC_EINTERNAL, "prompt_open", "out of memory");
         goto done;
     }
     for (int s = 0, k = 0, o = 0; s < in->n_segs; s++) {
-        if (in->segs[s].type == LC_PSEG_IDS) {
-            memcpy(ids + o, in->segs[s].ids, (size_t)in->segs[s].n_ids * sizeof *ids);
-            o += in->segs[s].n_ids;
+        const lc_pseg *g = &in->segs[s];
+        if (g->type == LC_PSEG_IDS) {
+            memcpy(ids + o, g->ids, (size_t)g->n_ids * sizeof *ids);
+            o += g->n_ids;
             continue;
         }
-        int t = qref_image_tokens(cfg, grid[k]);
+        const int t = qref_image_tokens(cfg, grid[k]);
         if (k < in->vision_from)
             rows_before += t;
-        ids[o++] = cfg->vision_start_token_id;
-        for (int i = 0; i < t; i++)
-            ids[o++] = cfg->image_token_id;
-        ids[o++] = cfg->vision_end_token_id;
+        const int groups = vis[k].is_video ? grid[k][0] : 1, per = t / groups;
+        for (int f = 0, at = 0; f < groups; at += vis[k].is_video ? g->ts_len[f] : 0, f++) {
+            if (vis[k].is_video) {
+                memcpy(ids + o, g->ts_ids + at, (size_t)g->ts_len[f] * sizeof *ids);
+                o += g->ts_len[f];
+            }
+            ids[o++] = cfg->vision_start_token_id;
+            for (int i = 0; i < per; i++)
+                ids[o++] = vis[k].is_video ? cfg->video_token_id : cfg->image_token_id;
+            ids[o++] = cfg->vision_end_token_id;
+        }
         k++;
     }
     int h = TAKE(r->prompts, r->n_prompts);
@@ -330,11 +420,25 @@ static int ref_prompt_open(lc_engine *e, const lc_prompt_in *in, lc_prompt_info 
     ref_prompt *rp = &r->prompts[h];
     memset(rp, 0, sizeof *rp);
     if (in->vision_from == 0) {
-        if (qref_prompt_build(&rp->p, &r->m, ids, n, imgs.images, imgs.n, &qe) != QREF_OK) {
+        qref_status st;
+        if (any_video) {
+            st = qref_prompt_build_mm(&rp->p, &r->m, ids, n, qv, n_vis, &qe);
+        } else {
+            qref_image *only = calloc((size_t)n_vis + 1, sizeof *only); /* the image path as before */
+            if (!only) {
+                rc = efail(e, err, LC_EINTERNAL, "prompt_open", "out of memory");
+                goto done;
+            }
+            for (int k = 0; k < n_vis; k++)
+                only[k] = qv[k].image;
+            st = qref_prompt_build(&rp->p, &r->m, ids, n, only, n_vis, &qe);
+            free(only);
+        }
+        if (st != QREF_OK) {
             rc = lc_fail(err, LC_EINPUT, "%s", qe.msg);
             goto done;
         }
-    } else if ((rc = build_partial(e, &rp->p, ids, n, &imgs, (const int(*)[3])grid, in->vision_from, rows_before,
+    } else if ((rc = build_partial(e, &rp->p, ids, n, qv, n_vis, (const int(*)[3])grid, in->vision_from, rows_before,
                                    err))) {
         goto done;
     }
@@ -363,6 +467,8 @@ static int ref_prompt_open(lc_engine *e, const lc_prompt_in *in, lc_prompt_info 
 done:
     free(ids);
     free(paths);
+    free(vis);
+    free(qv);
     free(grid);
     lc_image_set_free(&imgs);
     return rc;
@@ -438,7 +544,7 @@ static int placeholders(const qref_config *cfg, const int32_t *ids, int n)
 {
     int k = 0;
     for (int i = 0; cfg->has_vision && i < n; i++)
-        k += ids[i] == cfg->image_token_id;
+        k += qref_is_placeholder(cfg, ids[i]);
     return k;
 }
 
@@ -1085,6 +1191,9 @@ int lc_engine_ref_new(lc_engine **out, const struct lc_fault_set *faults, lc_err
     r->qf.k_norm_eps_scale = f->on[LC_FAULT_K_NORM_EPS_X10] ? 10.0 : 0.0;
     r->qf.gdn_norm_eps_scale = f->on[LC_FAULT_GDN_NORM_EPS_X10] ? 10.0 : 0.0;
     r->qf.moe_no_renorm = f->on[LC_FAULT_MOE_NO_RENORM];
+    r->qf.video_one_block = f->on[LC_FAULT_VIDEO_ONE_BLOCK];
+    r->qf.video_ts_no_advance = f->on[LC_FAULT_VIDEO_TS_NO_ADVANCE];
+    r->qf.video_temporal_per_token = f->on[LC_FAULT_VIDEO_TEMPORAL_PER_TOKEN];
     r->vf.gdn_no_decay = f->on[LC_FAULT_VJP_GDN_NO_DECAY];
     r->vf.beta_no_sigmoid = f->on[LC_FAULT_VJP_BETA_NO_SIGMOID];
     r->vf.conv_state_dropped = f->on[LC_FAULT_VJP_CONV_STATE_DROPPED];

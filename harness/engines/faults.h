@@ -49,6 +49,14 @@
       "after a prefix hit, positions come from the cache's offset (text positions, no rope delta)")         \
     X(PREFIX_TRIM_KV_ONLY, "prefix_trim_kv_only", NONE, ENGINE,                                             \
       "a partial prefix match inside a stored span is accepted, trimming the KV cache but not the GDN state") \
+    X(VIDEO_ONE_BLOCK, "video_one_block", NONE, MODEL,                                                     \
+      "a video's temporal patches are placed as one (t, h, w) block from its first patch's position")      \
+    X(VIDEO_TS_NO_ADVANCE, "video_ts_no_advance", NONE, MODEL,                                             \
+      "a video's timestamp ids between temporal patches do not advance the positions")                     \
+    X(VIDEO_TEMPORAL_PER_TOKEN, "video_temporal_per_token", NONE, MODEL,                                   \
+      "a video placeholder's temporal position counts tokens of its patch instead of staying at the start") \
+    X(VIDEO_ODD_UNPADDED, "video_odd_unpadded", NONE, ENGINE,                                              \
+      "an odd count of sampled frames is not padded: the last frame is dropped")                           \
     LC_FAULT_MAP_VJP(X)
 
 /* Backward-pass plants (where VJP: the vjp operation, through qref_vjp_internal.h). */

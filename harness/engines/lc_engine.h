@@ -88,7 +88,8 @@ lc_eprec lc_eprec_from_name(const char *s);  /* LC_EPREC_UNKNOWN when not a name
     X(ROPE, "rope")           /* tap: rotary cos/sin of the text decoder for given positions */ \
     X(VJP, "vjp")             /* backward passes: vector-Jacobian products (see "gradients") */ \
     X(STEP, "step")           /* continuous batching: one batched step over live sequences */   \
-    X(PREFIX_CACHE, "prefix_cache") /* the engine's prefix cache: store, lookup, counters */
+    X(PREFIX_CACHE, "prefix_cache") /* the engine's prefix cache: store, lookup, counters */ \
+    X(VIDEO, "video")         /* video segments in prompts (PNG frames, fps, timestamp ids) */
 
 typedef enum {
 #define LC__CAP_ENUM(id, name) LC_CAP_##id,
@@ -131,13 +132,25 @@ typedef struct {
 
 /* ---------------------------------------------------------------- prompts */
 
-typedef enum { LC_PSEG_IDS = 0, LC_PSEG_IMAGE = 1 } lc_pseg_type;
+typedef enum { LC_PSEG_IDS = 0, LC_PSEG_IMAGE = 1, LC_PSEG_VIDEO = 2 } lc_pseg_type;
 
+/* A video segment (LC_CAP_VIDEO): the frames as PNG paths, the rate they were taken at, and
+ * the timestamp text of every temporal patch as token ids. The engine samples the frames as its
+ * video processor does (transformers' Qwen3-VL processor: 2 frames per second; no rate: 24 fps
+ * assumed), pads an odd count, and expands the video to, per temporal patch, its timestamp ids,
+ * vision_start, the patch's video placeholders (h*w/M^2), vision_end. The number of timestamp
+ * groups must equal the temporal patches of the sampled video (else LC_EINPUT). */
 typedef struct {
     lc_pseg_type type;
     const int32_t *ids;         /* (n_ids) LC_PSEG_IDS */
     int n_ids;
     const char *image;          /* LC_PSEG_IMAGE: path of a PNG file, as the harness resolved it */
+    const char *const *frames;  /* (n_frames) LC_PSEG_VIDEO: PNG paths, as the harness resolved them */
+    int n_frames;
+    double fps;                 /* LC_PSEG_VIDEO: frames per second of the frames; <= 0: not given */
+    const int32_t *ts_ids;      /* LC_PSEG_VIDEO: every group's timestamp ids, concatenated */
+    const int *ts_len;          /* (n_ts) ids of each temporal patch's group */
+    int n_ts;
 } lc_pseg;
 
 typedef struct {
@@ -145,7 +158,8 @@ typedef struct {
     int n_segs;
     /* Images with index < vision_from are not run through the vision tower: their placeholder
      * rows are unavailable and a prefill span must not cover them (image checkpoints: turn 2
-     * runs vision only on the new images). 0 = every image. Needs LC_CAP_PARTIAL_VISION. */
+     * runs vision only on the new images). 0 = every image. Needs LC_CAP_PARTIAL_VISION.
+     * Videos count as images here (visual inputs in prompt order). */
     int vision_from;
 } lc_prompt_in;
 
@@ -155,7 +169,7 @@ typedef struct {
     int32_t *ids;               /* (n) expanded ids */
     int64_t *pos;               /* (3, n) T/H/W positions; NULL without LC_CAP_POSITIONS */
     int64_t rope_delta;         /* decode position = cached length + rope_delta (with POSITIONS) */
-    int n_images;
+    int n_images;               /* visual inputs: images and videos, in prompt order */
     int (*grid)[3];             /* (n_images, 3) patch grids t, h, w; NULL when n_images == 0 */
 } lc_prompt_info;
 

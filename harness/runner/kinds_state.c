@@ -267,8 +267,8 @@ void lc__kind_snapshot(lc__run *r)
 
 /* ---------------------------------------------------------------- image_checkpoint */
 
-/* A multi-turn prompt: turn 1 ends one past the vision_end of the image segment
- * `after_segment`, where a checkpoint is taken. Turn 2 restores it and prefills only the
+/* A multi-turn prompt: turn 1 ends one past the (last) vision_end of the image or video segment
+ * `after_segment` (image_end_index over images and videos alike), where a checkpoint is taken. Turn 2 restores it and prefills only the
  * suffix, with the vision tower run only on the images that are new in the suffix (a prompt
  * with vision_from); positions still come from the whole prompt. Checked: everything
  * snapshot_at checks at that boundary, the new images' embeddings vs the whole-prompt vision
@@ -281,21 +281,24 @@ void lc__kind_image_checkpoint(lc__run *r)
     if (!p)
         return;
     if (cs->after_segment < 0 || cs->after_segment >= cs->prompt.n_segs ||
-        cs->prompt.segs[cs->after_segment].type != LC_SEG_IMAGE) {
-        lc__set_error(r, "%s: case '%s': after_segment %d is not an image segment", cs->file, cs->name,
+        cs->prompt.segs[cs->after_segment].type == LC_SEG_IDS) {
+        lc__set_error(r, "%s: case '%s': after_segment %d is not an image or video segment", cs->file, cs->name,
                       cs->after_segment);
         return;
     }
-    int images_before = 0;
+    int images_before = 0, ends_before = 0;
     for (int s = 0; s <= cs->after_segment; s++)
-        images_before += cs->prompt.segs[s].type == LC_SEG_IMAGE;
+        images_before += cs->prompt.segs[s].type != LC_SEG_IDS;
+    /* a video closes one vision_end per temporal patch (its grid's t; an image's t is 1) */
+    for (int k = 0; k < images_before && p->grid && k < p->n_images; k++)
+        ends_before += p->grid[k][0];
     int seen = 0, end = -1, emb_before = 0, emb_all = 0;
     for (int i = 0; i < p->n; i++) {
-        const int ph = r->mi.has_vision && p->ids[i] == r->mi.image_token_id;
+        const int ph = r->mi.has_vision && (p->ids[i] == r->mi.image_token_id || p->ids[i] == r->mi.video_token_id);
         emb_all += ph;
         if (end < 0) {
             emb_before += ph;
-            if (p->ids[i] == r->mi.vision_end_token_id && ++seen == images_before)
+            if (p->ids[i] == r->mi.vision_end_token_id && ++seen == ends_before)
                 end = i + 1;
         }
     }
@@ -314,7 +317,7 @@ void lc__kind_image_checkpoint(lc__run *r)
         lc_prompt old = {.n_segs = 0};
         old.segs = lc__alloc(r, (size_t)images_before * sizeof *old.segs);
         for (int s = 0; old.segs && s <= cs->after_segment; s++)
-            if (cs->prompt.segs[s].type == LC_SEG_IMAGE)
+            if (cs->prompt.segs[s].type != LC_SEG_IDS)
                 old.segs[old.n_segs++] = cs->prompt.segs[s];
         int n_old = 0, n_all = 0, n_new = 0;
         const double *fresh_old = old.segs ? lc__vision(r, lc__prompt(r, &old, 0), &n_old) : NULL;

@@ -53,6 +53,11 @@ unsigned lc_case_required_caps(const lc_case *c)
         images |= has_image(&c->rows[b]);
     for (int q = 0; q < c->n_requests; q++)
         images |= has_image(&c->requests[q].prompt);
+    if (lc_prompt_video_count(&c->prompt) || lc_prompt_video_count(&c->other_prompt))
+        caps |= CAP(VIDEO);
+    for (int q = 0; q < c->n_requests; q++)
+        if (lc_prompt_video_count(&c->requests[q].prompt))
+            caps |= CAP(VIDEO);
     return images ? caps | CAP(IMAGES) : caps;
 }
 

@@ -77,6 +77,17 @@ lc_prompt_info *lc__prompt(lc__run *r, const lc_prompt *lp, int vision_from)
         const lc_segment *g = &lp->segs[s];
         if (g->type == LC_SEG_IDS) {
             segs[s] = (lc_pseg){.type = LC_PSEG_IDS, .ids = g->ids, .n_ids = g->n_ids};
+        } else if (g->type == LC_SEG_VIDEO) {
+            char (*fp)[4096] = lc__alloc(r, (size_t)g->n_frames * sizeof *fp);
+            const char **fv = lc__alloc(r, (size_t)g->n_frames * sizeof *fv);
+            if (!fp || !fv)
+                return NULL;
+            for (int f = 0; f < g->n_frames; f++) {
+                lc__path_join(fp[f], sizeof fp[f], r->o->root, g->frames[f]);
+                fv[f] = fp[f];
+            }
+            segs[s] = (lc_pseg){.type = LC_PSEG_VIDEO, .frames = fv, .n_frames = g->n_frames, .fps = g->fps,
+                                .ts_ids = g->ts_ids, .ts_len = g->ts_len, .n_ts = g->n_ts};
         } else {
             lc__path_join(paths[s], sizeof paths[s], r->o->root, g->image);
             segs[s] = (lc_pseg){.type = LC_PSEG_IMAGE, .image = paths[s]};
@@ -221,7 +232,7 @@ uint8_t *lc__text_positions(lc__run *r, const lc_prompt_info *p)
 {
     uint8_t *m = p ? lc__alloc(r, (size_t)p->n) : NULL;
     for (int i = 0; m && i < p->n; i++)
-        m[i] = !(r->mi.has_vision && p->ids[i] == r->mi.image_token_id);
+        m[i] = !(r->mi.has_vision && (p->ids[i] == r->mi.image_token_id || p->ids[i] == r->mi.video_token_id));
     return m;
 }
 

@@ -61,7 +61,7 @@ static int scenario(lc_engine *e, lc_error *err)
     ck_assert_int_eq(mi.vocab_size, V);
     ck_assert_int_eq(mi.num_layers, 2);
     int32_t ids_a[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, ids_b[6] = {11, 12, 13, 14, 15, 16};
-    lc_pseg sa = {LC_PSEG_IDS, ids_a, 10, NULL}, sb = {LC_PSEG_IDS, ids_b, 6, NULL};
+    lc_pseg sa = {.type = LC_PSEG_IDS, .ids = ids_a, .n_ids = 10}, sb = {.type = LC_PSEG_IDS, .ids = ids_b, .n_ids = 6};
     lc_prompt_in ia = {&sa, 1, 0}, ib = {&sb, 1, 0};
     lc_prompt_info pa = {0}, pb = {0};
     int s1 = -1, s2 = -1, s3 = -1, b1 = -1, b2 = -1, snap = -1;
@@ -147,7 +147,7 @@ START_TEST(test_protocol_good_engine)
     /* a refusal keeps the stream in step: a span that does not continue the sequence */
     lc_model_info mi;
     int32_t ids[3] = {1, 2, 3};
-    lc_pseg sg = {LC_PSEG_IDS, ids, 3, NULL};
+    lc_pseg sg = {.type = LC_PSEG_IDS, .ids = ids, .n_ids = 3};
     lc_prompt_in in = {&sg, 1, 0};
     lc_prompt_info pi = {0};
     int seq;

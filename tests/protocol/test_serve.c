@@ -64,8 +64,8 @@ static void run_all(lc_engine *e, const char *ckpt, run_out *o)
     const int V = mi.vocab_size, H = mi.hidden_size, L = mi.num_layers;
     o->V = V, o->H = H, o->R = mi.rotary_dim;
     int32_t a[] = {902, 925, 888, 517, 416}, b[] = {201, 160, 308, 88, 209, 917, 152, 23}, t[] = {30, 396, 848, 267};
-    lc_pseg segs[3] = {{LC_PSEG_IDS, a, 5, NULL}, {LC_PSEG_IMAGE, NULL, 0, img}, {LC_PSEG_IDS, b, 8, NULL}};
-    lc_pseg tseg = {LC_PSEG_IDS, t, 4, NULL};
+    lc_pseg segs[3] = {{.type = LC_PSEG_IDS, .ids = a, .n_ids = 5}, {.type = LC_PSEG_IMAGE, .image = img}, {.type = LC_PSEG_IDS, .ids = b, .n_ids = 8}};
+    lc_pseg tseg = {.type = LC_PSEG_IDS, .ids = t, .n_ids = 4};
     lc_prompt_in in = {segs, 3, 0}, tin = {&tseg, 1, 0};
     OK(lc_engine_prompt_open(e, &in, &o->pi, &err));
     OK(lc_engine_prompt_open(e, &tin, &o->pt, &err));
@@ -170,7 +170,7 @@ START_TEST(test_serve_refuses_bad_input)
                       strstr(err.msg, "no/such/checkpoint"),
                   "%s", err.msg);
     OK(lc_engine_load(srv, ckpts[0], &mi, &err));
-    lc_pseg seg = {LC_PSEG_IMAGE, NULL, 0, LC_SOURCE_DIR "/no-such.png"};
+    lc_pseg seg = {.type = LC_PSEG_IMAGE, .image = LC_SOURCE_DIR "/no-such.png"};
     lc_prompt_in in = {&seg, 1, 0};
     lc_prompt_info pi = {0};
     ck_assert_int_eq(lc_engine_prompt_open(srv, &in, &pi, &err), LC_EINPUT);
@@ -190,6 +190,81 @@ static void vjp_run(lc_engine *e, const char *fn, const lc_vjp_param *pr, int np
     lc_vjp_in req = {.fn = fn, .params = pr, .n_params = np, .inputs = in, .n_inputs = ni, .grads = g, .n_grads = ng};
     OK(lc_engine_vjp(e, &req, w, nw, &err));
 }
+
+/* A video segment (frames, fps, timestamp ids) through the protocol: the expansion, positions,
+ * grid, vision rows and prefill logits equal the in-process engine's bit for bit; timestamp
+ * groups that do not match the video's temporal patches are refused by both as bad input. */
+static void video_run(lc_engine *e, int groups, lc_prompt_info *pi, double **logits, double **vis, int *rows,
+                      int *rc_out)
+{
+    lc_error err = {0};
+    lc_model_info mi;
+    OK(lc_engine_load(e, ckpts[0], &mi, &err));
+    OK(lc_engine_reset(e, &err));
+    const char *frames[8];
+    char paths[8][600];
+    for (int f = 0; f < 8; f++) {
+        snprintf(paths[f], sizeof paths[f], "%s/golden/videos/a_f%d.png", LC_SOURCE_DIR, f);
+        frames[f] = paths[f];
+    }
+    int32_t a[] = {5, 6, 7}, b[] = {8, 9}, ts[] = {700, 701, 711, 703, 712, 700, 702, 711, 706, 712, 700, 703};
+    int ts_len[3] = {5, 5, 2};
+    lc_pseg segs[3] = {{.type = LC_PSEG_IDS, .ids = a, .n_ids = 3},
+                       {.type = LC_PSEG_VIDEO, .frames = frames, .n_frames = 8, .fps = 4, .ts_ids = ts,
+                        .ts_len = ts_len, .n_ts = groups},
+                       {.type = LC_PSEG_IDS, .ids = b, .n_ids = 2}};
+    lc_prompt_in in = {segs, 3, 0};
+    *rc_out = lc_engine_prompt_open(e, &in, pi, &err);
+    if (*rc_out != LC_OK)
+        return;
+    int seq;
+    *logits = malloc((size_t)pi->n * mi.vocab_size * sizeof **logits);
+    lc_prefill_out o = {.sel = LC_LOGITS_ALL, .logits = *logits};
+    OK(lc_engine_seq_open(e, &seq, &err));
+    OK(lc_engine_prefill(e, seq, pi->handle, 0, pi->n, &o, &err));
+    OK(lc_engine_vision(e, pi->handle, vis, rows, &err));
+    *rows *= mi.hidden_size;
+    lc_engine_seq_close(e, seq);
+    lc_engine_prompt_close(e, pi->handle);
+}
+
+START_TEST(test_serve_video_equals_in_process)
+{
+    lc_engine *ref = NULL, *srv = NULL;
+    lc_error err = {0};
+    OK(lc_engine_ref_new(&ref, NULL, &err));
+    OK(lc_engine_proc_new(&srv, LOGITCHECK " serve", 60, NULL, &err));
+    lc_prompt_info pa = {0}, pb = {0};
+    double *la = NULL, *lb = NULL, *va = NULL, *vb = NULL;
+    int ra = 0, rb = 0, rca, rcb;
+    /* 8 frames at 4 fps sample to 4 (2 temporal patches): 2 timestamp groups */
+    video_run(ref, 2, &pa, &la, &va, &ra, &rca);
+    video_run(srv, 2, &pb, &lb, &vb, &rb, &rcb);
+    ck_assert_int_eq(rca, LC_OK);
+    ck_assert_int_eq(rcb, LC_OK);
+    ck_assert_int_eq(pa.n, 3 + 2 * (5 + 2 + 6) + 2);
+    ck_assert_int_eq(pa.n, pb.n);
+    ck_assert_int_eq(pa.n_images, 1);
+    ck_assert_int_eq(pb.n_images, 1);
+    ck_assert(pa.grid[0][0] == 2 && pa.grid[0][1] == 4 && pa.grid[0][2] == 6);
+    ck_assert(!memcmp(pa.grid, pb.grid, sizeof pa.grid[0]));
+    ck_assert(!memcmp(pa.ids, pb.ids, (size_t)pa.n * sizeof *pa.ids));
+    ck_assert(!memcmp(pa.pos, pb.pos, 3 * (size_t)pa.n * sizeof *pa.pos));
+    ck_assert_int_eq(pa.rope_delta, pb.rope_delta);
+    ck_assert_int_eq(ra, rb);
+    ck_assert(same(va, vb, (size_t)ra));
+    ck_assert(same(la, lb, (size_t)pa.n * 1024));
+    lc_prompt_info_free(&pa), lc_prompt_info_free(&pb);
+    free(la), free(lb), free(va), free(vb);
+    /* three timestamp groups for two temporal patches: bad input on both sides */
+    video_run(ref, 3, &pa, &la, &va, &ra, &rca);
+    video_run(srv, 3, &pb, &lb, &vb, &rb, &rcb);
+    ck_assert_int_eq(rca, LC_EINPUT);
+    ck_assert_int_eq(rcb, LC_EINPUT);
+    lc_engine_free(ref);
+    lc_engine_free(srv);
+}
+END_TEST
 
 START_TEST(test_serve_vjp_equals_in_process)
 {
@@ -251,6 +326,7 @@ static Suite *serve_suite(void)
     tcase_add_loop_test(tc, test_serve_equals_in_process, 0, 2);
     tcase_add_test(tc, test_serve_refuses_bad_input);
     tcase_add_test(tc, test_serve_vjp_equals_in_process);
+    tcase_add_test(tc, test_serve_video_equals_in_process);
     suite_add_tcase(s, tc);
     return s;
 }
