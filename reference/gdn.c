@@ -12,6 +12,7 @@
 
 #include "qref_blas.h"
 #include "qref_internal.h"
+#include "vecmath.h"
 
 /* Value columns handled per pass by the recurrent form (double accumulators on the stack). */
 #define QREF__COL_BLOCK 64
@@ -125,16 +126,29 @@ static void gdn_chunk(qref_real *out, const qref_real *q, const qref_real *k, co
     QREF__GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, Dk, 1, kc, ldq, kc, ldq, 0, A, L);
     QREF__GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, Dk, 1, qc, ldq, kc, ldq, 0, P, L);
 
-    /* pairwise decays: exp(G_i - G_j) with the exponent summed backwards from i */
+    /* pairwise decays: exp(G_i - G_j) with the exponent summed backwards from i (in double);
+     * the float build takes a row's exponentials at once from vecmath.h, in X (free here) */
     for (int i = 0; i < L; i++) {
         const double bi = beta[(size_t)i * Hv + h];
         double d = 0;                                       /* G_i - G_j */
+#if defined(QREF_PRECISION_F64)
         for (int j = i; j >= 0; j--) {
             double f = exp(d);
             P[(size_t)i * L + j] = (qref_real)(P[(size_t)i * L + j] * f);
             A[(size_t)i * L + j] = j < i ? (qref_real)(bi * A[(size_t)i * L + j] * f) : 0;
             d += g[(size_t)j * Hv + h];
         }
+#else
+        for (int j = i; j >= 0; j--) {
+            X[j] = (float)d;
+            d += g[(size_t)j * Hv + h];
+        }
+        qref__vexpf(X, X, (size_t)i + 1);
+        for (int j = 0; j <= i; j++) {
+            P[(size_t)i * L + j] = (qref_real)(P[(size_t)i * L + j] * (double)X[j]);
+            A[(size_t)i * L + j] = j < i ? (qref_real)(bi * A[(size_t)i * L + j] * (double)X[j]) : 0;
+        }
+#endif
         for (int j = i + 1; j < L; j++)
             P[(size_t)i * L + j] = A[(size_t)i * L + j] = 0;
     }
