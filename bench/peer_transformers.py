@@ -127,7 +127,7 @@ def main():
                 visual(pv, grid_thw=grid)
             # warm-up on a small grid of the same tower (one merge block per side times 4): the
             # code paths are primed without a second full-size run
-            m = vc.spatial_merge_size * 4
+            m = getattr(vc, "spatial_merge_size", 2) * 4
             visual(torch.randn(m * m, pd, generator=gen, dtype=torch.float32), grid_thw=torch.tensor([[1, m, m]]))
             med, lo, hi = median_time(vision, a.repeat)
             result["vision"] = {"grid_thw": g, "seconds": med, "min": lo, "max": hi}
