@@ -8,10 +8,13 @@
  * chunk.
  */
 #include <assert.h>
+#include <float.h>
+#include <math.h>
 #include <string.h>
 
 #include "qref_blas.h"
 #include "qref_internal.h"
+#include "vecmath.h"
 
 /* Value columns handled per pass by the recurrent form (double accumulators on the stack). */
 #define QREF__COL_BLOCK 64
@@ -99,6 +102,19 @@ void qref__gdn_recurrent(qref_real *out, const qref_real *q, const qref_real *k,
  *   A (C, C) | P (C, C) | UW (C, Dv + Dk) | X (C, Dk)
  */
 
+/* A decayed value as stored in the chunk's matrices. The float build stores a value below
+ * FLT_MIN (a subnormal, |v| < 1.2e-38) as 0: decays of strongly negative gates put a band of
+ * them in every row of A and P, and products reading subnormals run many times slower on
+ * some CPUs. The double build stores every value. */
+static inline qref_real decayed(double v)
+{
+#if defined(QREF_PRECISION_F64)
+    return (qref_real)v;
+#else
+    return fabs(v) < FLT_MIN ? 0.0f : (float)v;
+#endif
+}
+
 static size_t chunk_scratch(int chunk, int Dk, int Dv)
 {
     const size_t c = (size_t)chunk;
@@ -125,16 +141,29 @@ static void gdn_chunk(qref_real *out, const qref_real *q, const qref_real *k, co
     QREF__GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, Dk, 1, kc, ldq, kc, ldq, 0, A, L);
     QREF__GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, Dk, 1, qc, ldq, kc, ldq, 0, P, L);
 
-    /* pairwise decays: exp(G_i - G_j) with the exponent summed backwards from i */
+    /* pairwise decays: exp(G_i - G_j) with the exponent summed backwards from i (in double);
+     * the float build takes a row's exponentials at once from vecmath.h, in X (free here) */
     for (int i = 0; i < L; i++) {
         const double bi = beta[(size_t)i * Hv + h];
         double d = 0;                                       /* G_i - G_j */
+#if defined(QREF_PRECISION_F64)
         for (int j = i; j >= 0; j--) {
             double f = exp(d);
             P[(size_t)i * L + j] = (qref_real)(P[(size_t)i * L + j] * f);
             A[(size_t)i * L + j] = j < i ? (qref_real)(bi * A[(size_t)i * L + j] * f) : 0;
             d += g[(size_t)j * Hv + h];
         }
+#else
+        for (int j = i; j >= 0; j--) {
+            X[j] = (float)d;
+            d += g[(size_t)j * Hv + h];
+        }
+        qref__vexpf(X, X, (size_t)i + 1);
+        for (int j = 0; j <= i; j++) {
+            P[(size_t)i * L + j] = decayed(P[(size_t)i * L + j] * (double)X[j]);
+            A[(size_t)i * L + j] = j < i ? decayed(bi * A[(size_t)i * L + j] * (double)X[j]) : 0;
+        }
+#endif
         for (int j = i + 1; j < L; j++)
             P[(size_t)i * L + j] = A[(size_t)i * L + j] = 0;
     }
@@ -151,8 +180,8 @@ static void gdn_chunk(qref_real *out, const qref_real *q, const qref_real *k, co
         for (int j = 0; j < Dv; j++)
             U[(size_t)i * lduw + j] = (qref_real)(bi * vi[j]);
         for (int j = 0; j < Dk; j++) {
-            W[(size_t)i * lduw + j] = (qref_real)(bi * eg * ki[j]);
-            X[(size_t)i * Dk + j] = (qref_real)(eg * qi[j]);
+            W[(size_t)i * lduw + j] = decayed(bi * eg * ki[j]);
+            X[(size_t)i * Dk + j] = decayed(eg * qi[j]);
         }
     }
     const double G_last = G;
@@ -177,11 +206,11 @@ static void gdn_chunk(qref_real *out, const qref_real *q, const qref_real *k, co
         const double f = exp(r);
         const qref_real *ki = kc + (size_t)i * ldq;
         for (int j = 0; j < Dk; j++)
-            X[(size_t)i * Dk + j] = (qref_real)(f * ki[j]);
+            X[(size_t)i * Dk + j] = decayed(f * ki[j]);
         r += g[(size_t)i * Hv + h];
     }
     QREF__GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, Dk, Dv, L, 1, X, Dk, U, lduw,
-               (qref_real)exp(G_last), S, Dv);
+               decayed(exp(G_last)), S, Dv);
 }
 
 static void gdn_chunked_head(void *ctx, int h, int worker)

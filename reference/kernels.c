@@ -8,8 +8,9 @@
  * channels) and spreads them over the worker pool (threads.c); an item computes its outputs
  * exactly as the one-thread loop would, so results do not depend on the thread count.
  * Reductions done outside BLAS (norm sums, dot products, softmax) accumulate in double and
- * round once into qref_real, so the float build carries one rounding per stored value and the
- * double build reproduces float64 math to a few ulp.
+ * round once into qref_real, so the double build reproduces float64 math to a few ulp. The
+ * float build takes its SiLU, sigmoid and tanh-GELU from vecmath.h (float, vectorised, within
+ * 4 ulp); everything else rounds once per stored value there too.
  *
  * Shape legend: n = tokens, H = hidden, Hq/Hkv = attention heads, D = head dim, R = rotary
  * dims, Hk/Hv = GDN key/value heads, Dk/Dv = their dims, C = channels, K = conv kernel,
@@ -20,6 +21,7 @@
 
 #include "qref_blas.h"
 #include "qref_internal.h"
+#include "vecmath.h"
 
 /* Elements per item of the row-wise and elementwise kernels. */
 #define QREF__GRAIN 8192
@@ -134,8 +136,18 @@ static void rmsnorm_gated_rows(const row_job *j, int r0, int r1)
         const qref_real *zr = j->z + (size_t)t * dim;       /* (dim) */
         qref_real *or = j->o + (size_t)t * dim;             /* (dim) */
         double inv = 1.0 / sqrt(sum_squares(xr, dim) / dim + j->eps);
+#if defined(QREF_PRECISION_F64)
         for (int i = 0; i < dim; i++)
             or[i] = (qref_real)((double)xr[i] * inv * (double)j->w[i] * qref__silu(zr[i]));
+#else
+        float sz[256];                                      /* silu(z), o may be x */
+        for (int i0 = 0; i0 < dim; i0 += 256) {
+            const int m = min_i(256, dim - i0);
+            qref__vsiluf(sz, zr + i0, NULL, (size_t)m);
+            for (int i = 0; i < m; i++)
+                or[i0 + i] = (qref_real)((double)xr[i0 + i] * inv * (double)j->w[i0 + i] * (double)sz[i]);
+        }
+#endif
     }
 }
 
@@ -289,8 +301,14 @@ static void conv_item(void *ctx, int item, int worker)
                     acc[c] += wt[k][c] * row[c];
             }
             qref_real *o = j->out + (size_t)t * C + cs;     /* (channels) */
+#if defined(QREF_PRECISION_F64)
             for (int c = 0; c < nc; c++)
                 o[c] = (qref_real)qref__silu(acc[c]);
+#else
+            for (int c = 0; c < nc; c++)
+                o[c] = (qref_real)acc[c];
+            qref__vsiluf(o, o, NULL, (size_t)nc);
+#endif
         }
     }
 }
@@ -340,6 +358,7 @@ static void elem_item(void *ctx, int item, int worker)
         for (size_t i = i0; i < i1; i++)
             o[i] = x[i] + y[i];
         break;
+#if defined(QREF_PRECISION_F64)
     case ELEM_GATE:
         for (size_t i = i0; i < i1; i++)
             o[i] = (qref_real)((double)x[i] * qref__sigmoid((double)y[i]));
@@ -352,6 +371,17 @@ static void elem_item(void *ctx, int item, int worker)
         for (size_t i = i0; i < i1; i++)
             o[i] = (qref_real)qref__gelu_tanh(x[i]);
         break;
+#else
+    case ELEM_GATE:
+        qref__vgatef(o + i0, x + i0, y + i0, i1 - i0);
+        break;
+    case ELEM_SILU_MUL:
+        qref__vsiluf(o + i0, x + i0, y + i0, i1 - i0);
+        break;
+    case ELEM_GELU_TANH:
+        qref__vgelu_tanhf(o + i0, x + i0, i1 - i0);
+        break;
+#endif
     default:
         for (size_t i = i0; i < i1; i++)
             o[i] = (qref_real)qref__gelu_erf(x[i]);

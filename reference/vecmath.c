@@ -1,0 +1,152 @@
+/*
+ * Vectorised float transcendentals (vecmath.h).
+ *
+ * exp(x): n = round(x log2 e), r = x - n ln 2 (ln 2 split in 355/512, whose product with n is
+ * exact, and a correction), exp(r) by its Taylor polynomial of degree 7 on |r| <= ln 2 / 2
+ * (Horner form; the first term left out is below 6e-9 relative), times 2^n built in the
+ * exponent bits as two factors so that n = 128 stays finite. Outside [-87.33, 88.72] the
+ * limits are substituted by selects.
+ *
+ * Every function is a loop over blocks of BLOCK values whose body is one element's
+ * arithmetic without branches (selects only), which the compiler turns into vector
+ * instructions at -O2 (this file is compiled with -fno-trapping-math, so that the selects may
+ * be if-converted; no result changes), then a scalar loop for the tail. A vector lane and the
+ * scalar loop run the same IEEE operations in the same order (ISO C: no contraction into FMA),
+ * so a value's result depends on that value alone: the same on any thread count, wherever an
+ * array is cut, and in whichever instruction set version the loader picked.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "vecmath.h"
+
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+#define BLOCK 16
+
+/* One version per instruction set where the toolchain makes GNU ifuncs; else the baseline. */
+#if defined(__x86_64__) && defined(__ELF__) && defined(__GLIBC__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define QREF__CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+#endif
+#ifndef QREF__CLONES
+#define QREF__CLONES
+#endif
+
+#define EXP_HI 88.7228391f      /* above: +inf */
+#define EXP_LO -87.3365448f     /* below: 0 (the result would be subnormal) */
+
+static inline __attribute__((always_inline)) float exp1(float x)
+{
+    float v = x > EXP_HI ? EXP_HI : x;                  /* clamped, so n stays in [-126, 128] */
+    v = v < EXP_LO ? EXP_LO : v;
+    v = x != x ? 0.0f : v;
+    const float shifter = 12582912.0f;                  /* 1.5 * 2^23: rounds to an integer */
+    const float t = v * 1.44269504f + shifter;
+    const float n = t - shifter;                        /* round(x log2 e) */
+    float r = v - n * 0.693359375f;                     /* exact */
+    r = r - n * -2.12194440e-4f;                        /* ln 2 - 355/512 */
+    float q = 1.0f / 5040;
+    q = q * r + 1.0f / 720;
+    q = q * r + 1.0f / 120;
+    q = q * r + 1.0f / 24;
+    q = q * r + 1.0f / 6;
+    q = q * r + 0.5f;
+    float p = q * (r * r) + r + 1.0f;
+    const int32_t ni = (int32_t)n, n1 = ni >> 1, n2 = ni - n1;
+    const uint32_t b1 = (uint32_t)(n1 + 127) << 23, b2 = (uint32_t)(n2 + 127) << 23;
+    float s1, s2;
+    memcpy(&s1, &b1, sizeof s1);
+    memcpy(&s2, &b2, sizeof s2);
+    p = p * s1 * s2;
+    p = x > EXP_HI ? INFINITY : p;
+    p = x < EXP_LO ? 0.0f : p;
+    return x != x ? x : p;                              /* NaN */
+}
+
+static inline __attribute__((always_inline)) float silu1(float x) { return x / (1.0f + exp1(-x)); }
+
+/* 0.5 x (1 + tanh u) = x / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3) */
+static inline __attribute__((always_inline)) float gelu_tanh1(float x)
+{
+    const float u = 0.7978845608f * (x + 0.044715f * x * x * x);
+    return x / (1.0f + exp1(-2.0f * u));
+}
+
+/* y[i] = F(x[i], z[i]) over blocks of BLOCK copied into local arrays (no aliasing for the
+ * compiler to rule out, and y may be x), then over the tail. */
+#define OVER(y, x, z, n, F)                                                          \
+    do {                                                                             \
+        float a_[BLOCK], c_[BLOCK] = {0}, o_[BLOCK];                                 \
+        size_t b_ = 0;                                                               \
+        for (; b_ + BLOCK <= (n); b_ += BLOCK) {                                     \
+            memcpy(a_, (x) + b_, sizeof a_);                                         \
+            if (z)                                                                   \
+                memcpy(c_, (z) + b_, sizeof c_);                                     \
+            for (int l_ = 0; l_ < BLOCK; l_++)                                       \
+                o_[l_] = F(a_[l_], c_[l_]);                                          \
+            memcpy((y) + b_, o_, sizeof o_);                                         \
+        }                                                                            \
+        for (size_t i_ = b_; i_ < (n); i_++)                                         \
+            (y)[i_] = F((x)[i_], (z) ? (z)[i_] : 0.0f);                              \
+    } while (0)
+
+#define F_EXP(a, c) exp1(a)
+#define F_SILU(a, c) silu1(a)
+#define F_SILU_MUL(a, c) (silu1(a) * (c))
+#define F_GATE(a, c) ((a) / (1.0f + exp1(-(c))))
+#define F_GELU(a, c) gelu_tanh1(a)
+
+QREF__CLONES void qref__vexpf(float *y, const float *x, size_t n)
+{
+    const float *none = NULL;
+    OVER(y, x, none, n, F_EXP);
+}
+
+QREF__CLONES double qref__vsoftmax_expf(float *y, const float *x, size_t n, float m, float scale)
+{
+    double acc[BLOCK] = {0};
+    float a[BLOCK], o[BLOCK];
+    size_t b = 0;
+    for (; b + BLOCK <= n; b += BLOCK) {
+        memcpy(a, x + b, sizeof a);
+        for (int l = 0; l < BLOCK; l++) {
+            const float e = exp1((a[l] - m) * scale);
+            o[l] = e != e ? 0.0f : e;                       /* -inf - -inf: a row of no scores */
+            acc[l] += o[l];
+        }
+        memcpy(y + b, o, sizeof o);
+    }
+    for (int l = 0; b + l < n; l++) {
+        const float e = exp1((x[b + l] - m) * scale);
+        y[b + l] = e != e ? 0.0f : e;
+        acc[l] += y[b + l];
+    }
+    double s = 0;
+    for (int l = 0; l < BLOCK; l++)
+        s += acc[l];
+    return s;
+}
+
+QREF__CLONES void qref__vsiluf(float *y, const float *x, const float *mul, size_t n)
+{
+    if (mul)
+        OVER(y, x, mul, n, F_SILU_MUL);
+    else
+        OVER(y, x, mul, n, F_SILU);
+}
+
+QREF__CLONES void qref__vgatef(float *y, const float *x, const float *g, size_t n)
+{
+    OVER(y, x, g, n, F_GATE);
+}
+
+QREF__CLONES void qref__vgelu_tanhf(float *y, const float *x, size_t n)
+{
+    const float *none = NULL;
+    OVER(y, x, none, n, F_GELU);
+}
