@@ -882,8 +882,9 @@ def main(argv=None):
     import transformers
 
     cases_dir = args.cases if os.path.isabs(args.cases) else os.path.join(os.getcwd(), args.cases)
-    # gradient cases grade against golden/gradients.h5, which export_grad.py writes
-    cases = [c for c in load_cases(cases_dir) if "golden" in c and c["kind"] != "gradient"]
+    # gradient cases grade against golden/gradients.h5, which export_grad.py writes; mtp_head
+    # cases against the MTP goldens of export_mtp.py
+    cases = [c for c in load_cases(cases_dir) if "golden" in c and c["kind"] not in ("gradient", "mtp_head")]
     if args.checkpoint:
         cases = [c for c in cases if norm_rel(c["checkpoint"]) == norm_rel(args.checkpoint)]
     if args.case:

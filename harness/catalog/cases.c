@@ -64,7 +64,7 @@ lc_kind lc_kind_from_name(const char *name)
 
 int lc_kind_needs_golden(lc_kind k)
 {
-    return k == LC_KIND_GOLDEN || k == LC_KIND_MULTI_IMAGE || k == LC_KIND_GRADIENT;
+    return k == LC_KIND_GOLDEN || k == LC_KIND_MULTI_IMAGE || k == LC_KIND_GRADIENT || k == LC_KIND_MTP_HEAD;
 }
 
 const char *lc_grad_fn_name(lc_grad_fn f)
@@ -92,7 +92,8 @@ static const key_rule key_rules[] = {
     {"name", ALL_KINDS, ALL_KINDS},
     {"kind", ALL_KINDS, ALL_KINDS},
     {"checkpoint", ALL_KINDS, ALL_KINDS},
-    {"golden", ALL_KINDS, KIND_BIT(LC_KIND_GOLDEN) | KIND_BIT(LC_KIND_MULTI_IMAGE) | KIND_BIT(LC_KIND_GRADIENT)},
+    {"golden", ALL_KINDS,
+     KIND_BIT(LC_KIND_GOLDEN) | KIND_BIT(LC_KIND_MULTI_IMAGE) | KIND_BIT(LC_KIND_GRADIENT) | KIND_BIT(LC_KIND_MTP_HEAD)},
     {"labels", ALL_KINDS, 0},
     {"description", ALL_KINDS, ALL_KINDS},
     {"prompt", ALL_KINDS & ~KIND_BIT(LC_KIND_BATCH) & ~KIND_BIT(LC_KIND_GRADIENT),
@@ -113,6 +114,10 @@ static const key_rule key_rules[] = {
     {"cross_recurrent", KIND_BIT(LC_KIND_GRADIENT), 0},
     {"split", KIND_BIT(LC_KIND_SNAPSHOT), KIND_BIT(LC_KIND_SNAPSHOT)},
     {"after_segment", KIND_BIT(LC_KIND_IMAGE_CHECKPOINT), KIND_BIT(LC_KIND_IMAGE_CHECKPOINT)},
+    {"draft_k", KIND_BIT(LC_KIND_SPECULATIVE) | KIND_BIT(LC_KIND_MTP_HEAD),
+     KIND_BIT(LC_KIND_SPECULATIVE) | KIND_BIT(LC_KIND_MTP_HEAD)},
+    {"accept", KIND_BIT(LC_KIND_SPECULATIVE), 0},
+    {"suffix", KIND_BIT(LC_KIND_SPECULATIVE), 0},
 };
 #define N_KEY_RULES ((int)(sizeof key_rules / sizeof key_rules[0]))
 
@@ -426,6 +431,8 @@ static void case_free(lc_case *c)
     free(c->decode.ids);
     free(c->lengths);
     free(c->chunks);
+    free(c->accept);
+    free(c->suffix);
     free(c->group);
     free(c->expected);
     for (int i = 0; i < c->n_rows; i++)
@@ -785,6 +792,15 @@ static int check_case_consistency(const ctx *cx, const lc_case *c)
         if (c->grad_chunk == 0 && c->function != LC_GRAD_FN_DECODER_LAYER)
             return fail(cx, "chunk", "0 (the recurrent form) applies to decoder_layer only");
         break;
+    case LC_KIND_SPECULATIVE:
+        for (int i = 0; i < c->n_accept; i++)
+            if (c->accept[i] > c->draft_k) {
+                snprintf(sub, sizeof sub, "accept[%d]", i);
+                return fail(cx, sub, "%d accepted drafts but draft_k is %d", c->accept[i], c->draft_k);
+            }
+        if (c->decode.mode != LC_DECODE_GREEDY || c->decode.greedy < 2)
+            return fail(cx, "decode", "a speculative case needs decode.greedy >= 2 (the output budget)");
+        break;
     case LC_KIND_MULTI_IMAGE:
         if (lc_prompt_image_count(&c->prompt) < 2)
             return fail(cx, "prompt", "a multi_image case needs at least 2 image segments, found %d",
@@ -923,6 +939,15 @@ static int parse_field(const ctx *cx, const char *key, const cJSON *v, const cha
         c->after_segment = (int)n;
         return rc;
     }
+    if (strcmp(key, "draft_k") == 0) {
+        rc = read_int(cx, key, v, 1, 64, &n);
+        c->draft_k = (int)n;
+        return rc;
+    }
+    if (strcmp(key, "accept") == 0)
+        return read_plain_int_array(cx, key, v, 0, &c->accept, &c->n_accept);
+    if (strcmp(key, "suffix") == 0)
+        return read_int32_array(cx, key, v, &c->suffix, &c->n_suffix);
     assert(!"a key of key_rules has no parser");
     return fail(cx, key, "internal: no parser for this key");
 }

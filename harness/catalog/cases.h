@@ -36,7 +36,9 @@
     X(BATCH, "batch")                           \
     X(SNAPSHOT, "snapshot")                     \
     X(IMAGE_CHECKPOINT, "image_checkpoint")     \
-    X(GRADIENT, "gradient")
+    X(GRADIENT, "gradient")                     \
+    X(SPECULATIVE, "speculative")               \
+    X(MTP_HEAD, "mtp_head")
 
 typedef enum {
     LC_KIND_UNKNOWN = -1,
@@ -177,6 +179,13 @@ typedef struct {
     char *expected;             /* gradient: its subgroup holding the autograd results; NULL: the group */
     int grad_chunk;             /* gradient: the function's chunk parameter; -1: not given */
     int cross_recurrent;        /* gradient: also run the recurrent form and compare with it */
+    int draft_k;                /* speculative, mtp_head: drafts per verify step / chained drafts */
+    int *accept;                /* (n_accept) speculative: forced accept counts per step (cycled);
+                                 * NULL: greedy acceptance of MTP drafts */
+    int n_accept;
+    int32_t *suffix;            /* (n_suffix) speculative: a second request's tokens after the
+                                 * first one's accepted prefix (prefix-cache check); NULL: none */
+    int n_suffix;
 
     lc_bounds bounds[LC_PREC_COUNT];
 } lc_case;

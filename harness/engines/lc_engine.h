@@ -86,7 +86,9 @@ lc_eprec lc_eprec_from_name(const char *s);  /* LC_EPREC_UNKNOWN when not a name
     X(PARTIAL_VISION, "partial_vision") /* prompts with vision_from > 0 (image checkpoints) */ \
     X(GDN_MODE, "gdn_mode")   /* prefill with a forced GDN path and chunk length */            \
     X(ROPE, "rope")           /* tap: rotary cos/sin of the text decoder for given positions */ \
-    X(VJP, "vjp")             /* backward passes: vector-Jacobian products (see "gradients") */
+    X(VJP, "vjp")             /* backward passes: vector-Jacobian products (see "gradients") */ \
+    X(VERIFY, "verify")       /* speculative verify of k+1 tokens and accept (see "speculative") */ \
+    X(MTP, "mtp")             /* MTP-head drafts (see "speculative") */
 
 typedef enum {
 #define LC__CAP_ENUM(id, name) LC_CAP_##id,
@@ -272,6 +274,21 @@ void lc_vjp_results_free(lc_vjp_result *r, int n);
 /* Elements of a shape. */
 size_t lc_vjp_count(int ndim, const int64_t *shape);
 
+/* ---------------------------------------------------------------- speculative decoding
+ *
+ * Greedy speculative decoding with these operations, one step: the sequence holds the
+ * committed tokens and `last`, the next token, is known (chosen from the previous logits);
+ * draft(seq, last, k) proposes d_1..d_k (MTP); verify(seq, [last, d_1..d_k]) returns k+1
+ * logits rows; a = the number of leading drafts equal to the greedy choice of the row before
+ * them; accept(seq, a) commits last, d_1..d_a; the next `last` is the greedy choice of row a.
+ * Each step yields a + 1 tokens. An engine keeps the GDN conv and recurrent state of every
+ * verified position (or recomputes the accepted prefix): the state after accept must be the
+ * state plain decoding of the same tokens gives, rejected drafts never leave a trace, and a
+ * snapshot taken after accept holds exactly the accepted prefix.
+ * The MTP head (reference/qref.h "speculative decoding" pins its definition): drafts use the
+ * main model's final-normed hidden state of the last committed token and the embedding of
+ * `next`, chained through the head's own KV cache. */
+
 /* ---------------------------------------------------------------- the operation table */
 
 typedef struct lc_engine lc_engine;
@@ -320,6 +337,19 @@ typedef struct {
      * requests, keeping the loaded model: every case starts from this. NULL: the wrapper
      * restarts the engine instead. */
     int (*reset)(lc_engine *e, lc_error *err);
+    /* LC_CAP_VERIFY (see "speculative"): tokens[0] is the last accepted token (not yet in the
+     * sequence), tokens[1..n) drafts; one forward over the n tokens at the next positions;
+     * logits (n, V), row i predicts the token after tokens[i]. The sequence then awaits accept:
+     * any other operation on it is LC_EINPUT. */
+    int (*verify)(lc_engine *e, int seq, const int32_t *tokens, int n, double *logits, lc_error *err);
+    /* LC_CAP_VERIFY: commits the pending verify to tokens[0..accepted] (accepted in [0, n)):
+     * the sequence then holds its previous tokens plus accepted + 1, exactly as if they had been
+     * decoded one by one. */
+    int (*accept)(lc_engine *e, int seq, int accepted, lc_error *err);
+    /* LC_CAP_MTP: k >= 1 greedy MTP drafts after the sequence's tokens and `next` (the token
+     * after them, not yet in the sequence); drafts (k), logits (k, V) or NULL. The sequence's
+     * main-model state is unchanged. A checkpoint without an MTP head is LC_EINPUT. */
+    int (*draft)(lc_engine *e, int seq, int32_t next, int k, int32_t *drafts, double *logits, lc_error *err);
 } lc_engine_ops;
 
 struct lc_engine {
@@ -352,6 +382,9 @@ int lc_engine_rope(lc_engine *e, const int64_t *pos, int n, double *out, lc_erro
 int lc_engine_vjp(lc_engine *e, const lc_vjp_in *in, lc_vjp_result *want, int n_want, lc_error *err);
 int lc_engine_restart(lc_engine *e, lc_error *err);
 int lc_engine_reset(lc_engine *e, lc_error *err);   /* ops->reset, else ops->restart */
+int lc_engine_verify(lc_engine *e, int seq, const int32_t *tokens, int n, double *logits, lc_error *err);
+int lc_engine_accept(lc_engine *e, int seq, int accepted, lc_error *err);
+int lc_engine_draft(lc_engine *e, int seq, int32_t next, int k, int32_t *drafts, double *logits, lc_error *err);
 void lc_engine_free(lc_engine *e);
 
 /* ---------------------------------------------------------------- implementations */

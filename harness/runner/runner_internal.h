@@ -155,5 +155,7 @@ void lc__kind_batch(lc__run *r);             /* kinds_state.c */
 void lc__kind_snapshot(lc__run *r);
 void lc__kind_image_checkpoint(lc__run *r);
 void lc__kind_gradient(lc__run *r);          /* kinds_gradient.c */
+void lc__kind_speculative(lc__run *r);       /* kinds_speculative.c */
+void lc__kind_mtp_head(lc__run *r);
 
 #endif /* LC_RUNNER_INTERNAL_H */
