@@ -1457,6 +1457,96 @@ static void op_destroy(lc_engine *e)
     free(e);
 }
 
+/* ---------------------------------------------------------------- speculative decoding */
+
+static int op_verify(lc_engine *e, int seq, const int32_t *tokens, int n, double *logits, lc_error *err)
+{
+    proc *p = P(e);
+    const char *op = "verify";
+    int rc = need_model(p, op, err);
+    if (rc)
+        return rc;
+    if (n < 1)
+        return lc_fail(err, LC_EINPUT, "%s: %s: no token", p->label, op);
+    const int V = p->mi.vocab_size;
+    cJSON *req = cJSON_CreateObject(), *h = NULL, *tk = cJSON_CreateArray();
+    for (int i = 0; i < n; i++)
+        cJSON_AddItemToArray(tk, cJSON_CreateNumber(tokens[i]));
+    cJSON_AddNumberToObject(req, "seq", seq);
+    cJSON_AddItemToObject(req, "tokens", tk);
+    tspec ts[1] = {{.name = "logits", .is_float = 1, .ndim = 2, .dims = {n, V}, .required = 1}};
+    long id = p->next_id;
+    if ((rc = call(p, op, req, ts, 1, &h, err)))
+        return rc;
+    long k = first_nan(ts[0].data, ts[0].count);
+    if (k >= 0)
+        rc = engine_fail(p, op, id, err, "NaN logits (row %ld, index %ld)", k / V, k % V);
+    else if (logits)
+        memcpy(logits, ts[0].data, ts[0].count * sizeof(double));
+    tspec_free(ts, 1);
+    cJSON_Delete(h);
+    return rc;
+}
+
+static int op_accept(lc_engine *e, int seq, int accepted, lc_error *err)
+{
+    proc *p = P(e);
+    const char *op = "accept";
+    int rc = need_model(p, op, err);
+    if (rc)
+        return rc;
+    cJSON *req = cJSON_CreateObject(), *h = NULL;
+    cJSON_AddNumberToObject(req, "seq", seq);
+    cJSON_AddNumberToObject(req, "accepted", accepted);
+    if ((rc = call(p, op, req, NULL, 0, &h, err)))
+        return rc;
+    cJSON_Delete(h);
+    return LC_OK;
+}
+
+static int op_draft(lc_engine *e, int seq, int32_t next, int k, int32_t *drafts, double *logits, lc_error *err)
+{
+    proc *p = P(e);
+    const char *op = "draft";
+    int rc = need_model(p, op, err);
+    if (rc)
+        return rc;
+    const int V = p->mi.vocab_size;
+    cJSON *req = cJSON_CreateObject(), *h = NULL;
+    cJSON_AddNumberToObject(req, "seq", seq);
+    cJSON_AddNumberToObject(req, "next", next);
+    cJSON_AddNumberToObject(req, "k", k);
+    cJSON_AddBoolToObject(req, "logits", logits != NULL);
+    tspec ts[1] = {{.name = "logits", .is_float = 1, .ndim = 2, .dims = {k, V}, .required = 1}};
+    long id = p->next_id;
+    if ((rc = call(p, op, req, ts, logits ? 1 : 0, &h, err)))
+        return rc;
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(h, "drafts"), *x;
+    if (!cJSON_IsArray(d) || cJSON_GetArraySize(d) != k)
+        rc = engine_fail(p, op, id, err, "reply field \"drafts\" is not an array of %d token ids", k);
+    int i = 0;
+    cJSON_ArrayForEach(x, d)
+    {
+        if (rc)
+            break;
+        if (!cJSON_IsNumber(x) || x->valuedouble != floor(x->valuedouble) || x->valuedouble < 0 ||
+            x->valuedouble >= V)
+            rc = engine_fail(p, op, id, err, "reply field \"drafts\"[%d] is not a token id in [0, %d)", i, V);
+        else
+            drafts[i++] = (int32_t)x->valuedouble;
+    }
+    if (!rc && logits) {
+        long bad = first_nan(ts[0].data, ts[0].count);
+        if (bad >= 0)
+            rc = engine_fail(p, op, id, err, "NaN logits (row %ld, index %ld)", bad / V, bad % V);
+        else
+            memcpy(logits, ts[0].data, ts[0].count * sizeof(double));
+    }
+    tspec_free(ts, logits ? 1 : 0);
+    cJSON_Delete(h);
+    return rc;
+}
+
 static const lc_engine_ops proc_ops = {
     .load = op_load,
     .prompt_open = op_prompt_open,
@@ -1477,6 +1567,9 @@ static const lc_engine_ops proc_ops = {
     .restart = op_restart,
     .destroy = op_destroy,
     .reset = op_reset,
+    .verify = op_verify,
+    .accept = op_accept,
+    .draft = op_draft,
 };
 
 int lc_engine_proc_new(lc_engine **out, const char *cmd, double timeout_s, const char *log_path, lc_error *err)
