@@ -1,6 +1,7 @@
 /*
  * The reference engine's speculative decoding (reference/mtp.c): verify + accept leaves the
- * state plain decoding of the accepted tokens gives, for every accept count; the calls refuse
+ * state plain decoding of the accepted tokens gives, for every accept count, and the state the
+ * comparison path (snapshot, one forward, restore, re-run the accepted prefix) gives; the calls refuse
  * what they must (accept without a verify, out-of-range counts, a pending verify, drafts
  * without an MTP head, a head that does not match the configuration); a cloned cache drafts
  * as its original; and the draft acceptance rate of the tiny checkpoints' random MTP heads,
@@ -118,6 +119,45 @@ START_TEST(test_speculative_accept_every_count)
     }
     free(lg);
     free(one);
+    qref_model_free(&m);
+}
+END_TEST
+
+/* The comparison path for verify: snapshot, run the k + 1 tokens in one chunked forward,
+ * restore the snapshot and run the accepted a + 1 tokens again; against verify's kept
+ * per-position states (no recompute). Same logits rows, same state, for every a. */
+START_TEST(test_speculative_rerun_path)
+{
+    qref_model m;
+    load(&m, _i ? MOE : DENSE);
+    const int k = 5, V = m.cfg.vocab_size;
+    int32_t ids[6] = {310, 7, 945, 88, 402, 61};
+    qref_real *lv = malloc((size_t)(k + 1) * V * sizeof *lv), *lr = malloc((size_t)(k + 1) * V * sizeof *lr);
+    for (int a = 0; a <= k; a++) {
+        qref_cache spec, base, rerun;
+        qref_error e = {0};
+        prefill(&m, &spec, NULL);
+        prefill(&m, &base, NULL);
+        ck_assert_msg(qref_verify(&m, &spec, ids, k + 1, lv, &e) == QREF_OK, "%s", e.msg);
+        ck_assert_msg(qref_verify_accept(&m, &spec, a, &e) == QREF_OK, "%s", e.msg);
+        ck_assert_int_eq(qref_cache_clone(&rerun, &base, &e), QREF_OK); /* the snapshot */
+        qref_tokens all = {.ids = ids, .n = k + 1};
+        qref_outputs o = {.logits = lr};
+        ck_assert_msg(qref_forward(&m, &base, &all, &o, &e) == QREF_OK, "%s", e.msg);
+        qref_cache_free(&base); /* restore: the snapshot's copy goes on */
+        qref_tokens acc = {.ids = ids, .n = a + 1};
+        ck_assert_msg(qref_forward(&m, &rerun, &acc, NULL, &e) == QREF_OK, "%s", e.msg);
+        double d = 0;
+        for (size_t i = 0; i < (size_t)(a + 1) * V; i++)
+            d = fmax(d, fabs((double)lv[i] - (double)lr[i]));
+        ck_assert_msg(d <= bound(), "accept %d: verify rows differ from the one-forward run by %g", a, d);
+        d = state_diff(&spec, &rerun);
+        ck_assert_msg(d <= bound(), "accept %d: kept state differs from restore + re-run by %g", a, d);
+        qref_cache_free(&spec);
+        qref_cache_free(&rerun);
+    }
+    free(lv);
+    free(lr);
     qref_model_free(&m);
 }
 END_TEST
@@ -328,6 +368,7 @@ int main(void)
     TCase *tc = tcase_create("verify");
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_speculative_accept_every_count, 0, 2);
+    tcase_add_loop_test(tc, test_speculative_rerun_path, 0, 2);
     tcase_add_test(tc, test_speculative_refusals);
     tcase_add_test(tc, test_speculative_no_head);
     tcase_add_test(tc, test_speculative_head_mismatch);
