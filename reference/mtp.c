@@ -451,10 +451,11 @@ done:
 
 /* ---------------------------------------------------------------- verify */
 
-qref_status qref_verify(const qref_model *m, qref_cache *c, const int32_t *ids, int n, qref_real *logits,
-                        qref_error *err)
+/* Readies c for a verify of n tokens: its speculative state, no verify pending, room for the
+ * per-position states. */
+static qref_status verify_prepare(const qref_model *m, qref_cache *c, int n, qref_error *err)
 {
-    if (n < 1 || !ids)
+    if (n < 1)
         return qref__fail(err, QREF_EINVAL, "verify: expected at least one token");
     qref_spec *s = qref__spec_get(c, m);
     if (!s)
@@ -471,18 +472,89 @@ qref_status qref_verify(const qref_model *m, qref_cache *c, const int32_t *ids, 
         }
         s->vcap = n;
     }
-    s->end_valid = 0;
-    s->vbase = c->len;
-    s->recording = 1;
-    qref_tokens in = {.ids = ids, .n = n, .gdn_mode = QREF_GDN_RECURRENT};
-    qref_outputs out = {.logits = logits};
-    qref_status st = qref_forward(m, c, &in, &out, err);
-    s->recording = 0;
+    return QREF_OK;
+}
+
+static void verify_start(qref_cache *c)
+{
+    c->spec->end_valid = 0;
+    c->spec->vbase = c->len;
+    c->spec->recording = 1;
+}
+
+static void verify_end(qref_cache *c, int n, int ok)
+{
+    c->spec->recording = 0;
+    if (ok) {
+        c->spec->vn = n;
+        c->spec->pending = 1;
+    }
+}
+
+qref_status qref_verify(const qref_model *m, qref_cache *c, const int32_t *ids, int n, qref_real *logits,
+                        qref_error *err)
+{
+    qref_status st = ids ? verify_prepare(m, c, n, err) : qref__fail(err, QREF_EINVAL, "verify: no tokens");
     if (st != QREF_OK)
         return st;
-    s->vn = n;
-    s->pending = 1;
-    return QREF_OK;
+    verify_start(c);
+    qref_tokens in = {.ids = ids, .n = n, .gdn_mode = QREF_GDN_RECURRENT};
+    qref_outputs out = {.logits = logits};
+    st = qref_forward(m, c, &in, &out, err);
+    verify_end(c, n, st == QREF_OK);
+    return st;
+}
+
+qref_status qref_verify_batch(const qref_model *m, qref_cache *const *caches, const int32_t *const *ids, const int *n,
+                              int B, qref_real *logits, qref_error *err)
+{
+    if (B < 1 || !ids || !n)
+        return qref__fail(err, QREF_EINVAL, "verify: expected at least one row");
+    int L = 0;
+    qref_status st = QREF_OK;
+    for (int b = 0; b < B && st == QREF_OK; b++) {
+        if (!ids[b])
+            return qref__fail(err, QREF_EINVAL, "verify: row %d has no tokens", b);
+        st = verify_prepare(m, caches[b], n[b], err);
+        L = n[b] > L ? n[b] : L;
+    }
+    if (st != QREF_OK)
+        return st;
+    const int V = m->cfg.vocab_size;
+    int32_t *pid = calloc((size_t)B * L, sizeof *pid);
+    uint8_t *mask = calloc((size_t)B * L, 1);
+    qref_real *lg = logits ? malloc((size_t)B * L * V * sizeof *lg) : NULL;
+    if (!pid || !mask || (logits && !lg)) {
+        free(pid);
+        free(mask);
+        free(lg);
+        return qref__fail(err, QREF_ENOMEM, "verify: out of memory for a batch of %d x %d", B, L);
+    }
+    for (int b = 0; b < B; b++) /* left-padded: row b's tokens in its last n[b] columns */
+        for (int i = 0; i < n[b]; i++) {
+            pid[(size_t)b * L + (L - n[b]) + i] = ids[b][i];
+            mask[(size_t)b * L + (L - n[b]) + i] = 1;
+        }
+    for (int b = 0; b < B; b++)
+        verify_start(caches[b]);
+    qref_batch in = {.B = B, .L = L, .ids = pid, .mask = mask, .gdn_mode = QREF_GDN_RECURRENT};
+    qref_outputs out = {.logits = lg};
+    st = qref_forward_batch(m, caches, &in, &out, err);
+    for (int b = 0; b < B; b++)
+        verify_end(caches[b], n[b], st == QREF_OK);
+    for (int b = 0; st == QREF_OK && logits && b < B; b++)
+        for (int i = 0; i < L; i++) {
+            qref_real *dst = logits + ((size_t)b * L + i) * V;
+            if (i < n[b])
+                memcpy(dst, lg + ((size_t)b * L + (L - n[b]) + i) * V, (size_t)V * sizeof *dst);
+            else
+                for (int j = 0; j < V; j++)
+                    dst[j] = (qref_real)NAN;
+        }
+    free(pid);
+    free(mask);
+    free(lg);
+    return st;
 }
 
 /* Sets every GDN layer of dst to the kept state after verify token i (conv) / j (recurrent). */

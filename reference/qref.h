@@ -472,5 +472,12 @@ qref_status qref_verify(const qref_model *m, qref_cache *c, const int32_t *ids, 
  * are the ones kept at that position, nothing is recomputed. The token after them is the
  * caller's (the greedy choice of logits row a in greedy speculative decoding). */
 qref_status qref_verify_accept(const qref_model *m, qref_cache *c, int a, qref_error *err);
+/* Verification of B sequences in one batched forward: row b feeds ids[b] (n[b] >= 1 tokens:
+ * its last accepted token then n[b] - 1 drafts; n[b] == 1 is a plain decode step in the
+ * batch), the rows left-padded to the longest (pads enter no state). logits (B, max n, V):
+ * row b's token i at [b][i], NaN past n[b]. Every cache then awaits its own
+ * qref_verify_accept, each with its own accepted count. */
+qref_status qref_verify_batch(const qref_model *m, qref_cache *const *caches, const int32_t *const *ids, const int *n,
+                              int B, qref_real *logits, qref_error *err);
 
 #endif /* QREF_H */

@@ -162,6 +162,55 @@ START_TEST(test_speculative_rerun_path)
 }
 END_TEST
 
+/* A batched verify: rows of 4, 1 and 3 tokens (a plain decode step among them), accepting 2, 0
+ * and 0 drafts in the same call: each row's rows and state as the same tokens decoded alone. */
+START_TEST(test_speculative_batch_rows)
+{
+    qref_model m;
+    load(&m, _i ? MOE : DENSE);
+    const int V = m.cfg.vocab_size, B = 3, L = 4;
+    const int32_t r0[4] = {5, 600, 12, 77}, r1[1] = {901}, r2[3] = {44, 45, 46};
+    const int32_t *ids[3] = {r0, r1, r2};
+    const int n[3] = {4, 1, 3}, acc[3] = {2, 0, 0};
+    qref_cache c[3], plain[3];
+    qref_cache *cp[3] = {&c[0], &c[1], &c[2]};
+    qref_error e = {0};
+    qref_real *lg = malloc((size_t)B * L * V * sizeof *lg), *one = malloc((size_t)V * sizeof *one);
+    for (int b = 0; b < B; b++) {
+        prefill(&m, &c[b], NULL);
+        prefill(&m, &plain[b], NULL);
+    }
+    /* rows of different lengths: drop a token from row 2's cache first */
+    ck_assert_int_eq(qref_verify(&m, &c[2], r2, 1, NULL, &e), QREF_OK);
+    ck_assert_int_eq(qref_verify_accept(&m, &c[2], 0, &e), QREF_OK);
+    qref_tokens first = {.ids = r2, .n = 1};
+    ck_assert_int_eq(qref_forward(&m, &plain[2], &first, NULL, &e), QREF_OK);
+    ck_assert_msg(qref_verify_batch(&m, cp, ids, n, B, lg, &e) == QREF_OK, "%s", e.msg);
+    for (int b = 0; b < B; b++) {
+        ck_assert_msg(qref_verify_accept(&m, &c[b], acc[b], &e) == QREF_OK, "%s", e.msg);
+        for (int i = 0; i <= acc[b]; i++) {
+            qref_tokens in = {.ids = &ids[b][i], .n = 1};
+            qref_outputs o = {.logits = one};
+            ck_assert(qref_forward(&m, &plain[b], &in, &o, &e) == QREF_OK);
+            double d = 0;
+            for (int j = 0; j < V; j++)
+                d = fmax(d, fabs((double)one[j] - (double)lg[((size_t)b * L + i) * V + j]));
+            ck_assert_msg(d <= bound(), "row %d token %d: batched verify differs from decode alone by %g", b, i, d);
+        }
+        ck_assert(isnan((double)lg[((size_t)b * L + n[b] - 1) * V]) == 0);
+        if (n[b] < L)
+            ck_assert(isnan((double)lg[((size_t)b * L + n[b]) * V]));
+        double d = state_diff(&c[b], &plain[b]);
+        ck_assert_msg(d <= bound(), "row %d: state differs from decode alone by %g", b, d);
+        qref_cache_free(&c[b]);
+        qref_cache_free(&plain[b]);
+    }
+    free(lg);
+    free(one);
+    qref_model_free(&m);
+}
+END_TEST
+
 START_TEST(test_speculative_refusals)
 {
     qref_model m;
@@ -308,6 +357,8 @@ END_TEST
 
 /* ---------------------------------------------------------------- acceptance (measured) */
 
+#if defined(LC_SPEC_FULL)
+
 START_TEST(test_speculative_acceptance)
 {
     const char *dirs[2] = {DENSE, MOE};
@@ -361,19 +412,35 @@ START_TEST(test_speculative_acceptance)
     }
 }
 END_TEST
+#endif
 
+/* Two executables from this file: test_speculative (every path once, dense; cheap enough for
+ * valgrind) and, with LC_SPEC_FULL, test_speculative_full (both checkpoints, the comparison path
+ * and the acceptance measurement; left out of memcheck, its code paths being those of the
+ * first). */
 int main(void)
 {
     Suite *s = suite_create("speculative");
     TCase *tc = tcase_create("verify");
-    tcase_set_timeout(tc, 300);
+    tcase_set_timeout(tc, 600);
+#if defined(LC_SPEC_FULL)
     tcase_add_loop_test(tc, test_speculative_accept_every_count, 0, 2);
     tcase_add_loop_test(tc, test_speculative_rerun_path, 0, 2);
+    tcase_add_loop_test(tc, test_speculative_clone_drafts_alike, 0, 2);
+    tcase_add_test(tc, test_speculative_acceptance);
+    tcase_add_loop_test(tc, test_speculative_batch_rows, 0, 2);
     tcase_add_test(tc, test_speculative_refusals);
     tcase_add_test(tc, test_speculative_no_head);
     tcase_add_test(tc, test_speculative_head_mismatch);
-    tcase_add_loop_test(tc, test_speculative_clone_drafts_alike, 0, 2);
-    tcase_add_test(tc, test_speculative_acceptance);
+#else
+    tcase_add_loop_test(tc, test_speculative_accept_every_count, 0, 1);
+    tcase_add_loop_test(tc, test_speculative_rerun_path, 1, 2);
+    tcase_add_loop_test(tc, test_speculative_batch_rows, 0, 1);
+    tcase_add_test(tc, test_speculative_refusals);
+    tcase_add_test(tc, test_speculative_no_head);
+    tcase_add_test(tc, test_speculative_head_mismatch);
+    tcase_add_loop_test(tc, test_speculative_clone_drafts_alike, 1, 2);
+#endif
     suite_add_tcase(s, tc);
     return lc_check_run(s);
 }

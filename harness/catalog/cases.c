@@ -102,7 +102,7 @@ static const key_rule key_rules[] = {
     {"bounds", ALL_KINDS, ALL_KINDS},
     {"lengths", KIND_BIT(LC_KIND_PREFILL_DECODE), KIND_BIT(LC_KIND_PREFILL_DECODE)},
     {"chunks", KIND_BIT(LC_KIND_CHUNKED) | KIND_BIT(LC_KIND_BATCH), KIND_BIT(LC_KIND_CHUNKED)},
-    {"rows", KIND_BIT(LC_KIND_BATCH), KIND_BIT(LC_KIND_BATCH)},
+    {"rows", KIND_BIT(LC_KIND_BATCH) | KIND_BIT(LC_KIND_SPECULATIVE), KIND_BIT(LC_KIND_BATCH)},
     {"pad_id", KIND_BIT(LC_KIND_BATCH), KIND_BIT(LC_KIND_BATCH)},
     {"other_prompt", KIND_BIT(LC_KIND_ISOLATION), KIND_BIT(LC_KIND_ISOLATION)},
     {"steps", KIND_BIT(LC_KIND_CACHE), KIND_BIT(LC_KIND_CACHE)},
@@ -118,6 +118,7 @@ static const key_rule key_rules[] = {
      KIND_BIT(LC_KIND_SPECULATIVE) | KIND_BIT(LC_KIND_MTP_HEAD)},
     {"accept", KIND_BIT(LC_KIND_SPECULATIVE), 0},
     {"suffix", KIND_BIT(LC_KIND_SPECULATIVE), 0},
+    {"row_k", KIND_BIT(LC_KIND_SPECULATIVE), 0},
 };
 #define N_KEY_RULES ((int)(sizeof key_rules / sizeof key_rules[0]))
 
@@ -432,6 +433,7 @@ static void case_free(lc_case *c)
     free(c->lengths);
     free(c->chunks);
     free(c->accept);
+    free(c->row_k);
     free(c->suffix);
     free(c->group);
     free(c->expected);
@@ -798,6 +800,16 @@ static int check_case_consistency(const ctx *cx, const lc_case *c)
                 snprintf(sub, sizeof sub, "accept[%d]", i);
                 return fail(cx, sub, "%d accepted drafts but draft_k is %d", c->accept[i], c->draft_k);
             }
+        if ((c->n_rows || c->n_row_k) && c->n_row_k != c->n_rows + 1)
+            return fail(cx, "row_k", "%d entries for a batch of %d rows (the prompt and %d rows)", c->n_row_k,
+                        c->n_rows + 1, c->n_rows);
+        for (int i = 0; i < c->n_row_k; i++)
+            if (c->row_k[i] > c->draft_k) {
+                snprintf(sub, sizeof sub, "row_k[%d]", i);
+                return fail(cx, sub, "%d drafts but draft_k is %d", c->row_k[i], c->draft_k);
+            }
+        if (c->n_rows && c->suffix)
+            return fail(cx, "suffix", "does not apply to a batched speculative case (rows)");
         if (c->decode.mode != LC_DECODE_GREEDY || c->decode.greedy < 2)
             return fail(cx, "decode", "a speculative case needs decode.greedy >= 2 (the output budget)");
         break;
@@ -946,6 +958,8 @@ static int parse_field(const ctx *cx, const char *key, const cJSON *v, const cha
     }
     if (strcmp(key, "accept") == 0)
         return read_plain_int_array(cx, key, v, 0, &c->accept, &c->n_accept);
+    if (strcmp(key, "row_k") == 0)
+        return read_plain_int_array(cx, key, v, 0, &c->row_k, &c->n_row_k);
     if (strcmp(key, "suffix") == 0)
         return read_int32_array(cx, key, v, &c->suffix, &c->n_suffix);
     assert(!"a key of key_rules has no parser");

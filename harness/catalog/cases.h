@@ -165,7 +165,8 @@ typedef struct {
     int n_lengths;
     int *chunks;                /* (n_chunks) chunked: chunk sizes */
     int n_chunks;
-    lc_prompt *rows;            /* (n_rows) batch: one prompt per row */
+    lc_prompt *rows;            /* (n_rows) batch: one prompt per row; speculative: the rows after
+                                 * the prompt of a batched verify */
     int n_rows;
     int32_t pad_id;             /* batch: id written at left-padded positions */
     lc_prompt other_prompt;     /* isolation: prompt B run between the two runs of A */
@@ -183,6 +184,9 @@ typedef struct {
     int *accept;                /* (n_accept) speculative: forced accept counts per step (cycled);
                                  * NULL: greedy acceptance of MTP drafts */
     int n_accept;
+    int *row_k;                 /* (n_row_k) speculative with rows: drafts per step of each batch
+                                 * row (the prompt, then rows); 0: a non-speculative row */
+    int n_row_k;
     int32_t *suffix;            /* (n_suffix) speculative: a second request's tokens after the
                                  * first one's accepted prefix (prefix-cache check); NULL: none */
     int n_suffix;

@@ -730,6 +730,62 @@ static int do_verify(server *s, const cJSON *r, long id, lc_error *err)
     return rc;
 }
 
+static int do_batch_verify(server *s, const cJSON *r, long id, lc_error *err)
+{
+    int *seqs = NULL, B = 0, L = 0;
+    int rc = need_model(s, err);
+    if (rc || (rc = req_ints(r, "seqs", &seqs, &B, err)))
+        return rc;
+    const cJSON *rows = cJSON_GetObjectItemCaseSensitive(r, "tokens"), *row;
+    int *counts = calloc((size_t)B, sizeof *counts), *all = NULL, n = 0, b = 0;
+    double *lg = NULL;
+    if (!counts) {
+        rc = lc_fail(err, LC_EINTERNAL, "out of memory");
+        goto done;
+    }
+    if (!cJSON_IsArray(rows) || cJSON_GetArraySize(rows) != B) {
+        rc = lc_fail(err, LC_EINPUT, "request field \"tokens\" is not one array of token ids per sequence");
+        goto done;
+    }
+    cJSON_ArrayForEach(row, rows) /* validate, then count */
+    {
+        cJSON *one = cJSON_CreateObject();
+        int *ids = NULL;
+        cJSON_AddItemReferenceToObject(one, "t", (cJSON *)row);
+        rc = req_ints(one, "t", &ids, &counts[b], err);
+        cJSON_Delete(one);
+        if (rc)
+            goto done;
+        int *grown = realloc(all, (size_t)(n + counts[b]) * sizeof *all);
+        if (!grown) {
+            free(ids);
+            rc = lc_fail(err, LC_EINTERNAL, "out of memory");
+            goto done;
+        }
+        all = grown;
+        memcpy(all + n, ids, (size_t)counts[b] * sizeof *ids);
+        free(ids);
+        n += counts[b];
+        L = counts[b] > L ? counts[b] : L;
+        b++;
+    }
+    const int V = s->mi.vocab_size;
+    if (!(lg = malloc((size_t)B * L * V * sizeof *lg))) {
+        rc = lc_fail(err, LC_EINTERNAL, "out of memory");
+        goto done;
+    }
+    if (!(rc = lc_engine_batch_verify(s->e, seqs, B, (const int32_t *)all, counts, lg, err))) {
+        out_tensor t = {.name = "logits", .dt = s->out_dt, .ndim = 3, .dims = {B, L, V}, .f = lg};
+        reply_ok(cJSON_CreateObject(), id, &t, 1);
+    }
+done:
+    free(seqs);
+    free(counts);
+    free(all);
+    free(lg);
+    return rc;
+}
+
 static int do_accept(server *s, const cJSON *r, long id, lc_error *err)
 {
     long seq, a;
@@ -837,6 +893,8 @@ static int serve_one(server *s, const char *line)
         rc = do_vjp(s, r, id, &err);
     else if (!strcmp(op, "verify"))
         rc = do_verify(s, r, id, &err);
+    else if (!strcmp(op, "batch_verify"))
+        rc = do_batch_verify(s, r, id, &err);
     else if (!strcmp(op, "accept"))
         rc = do_accept(s, r, id, &err);
     else if (!strcmp(op, "draft"))

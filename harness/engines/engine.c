@@ -243,6 +243,13 @@ int lc_engine_draft(lc_engine *e, int seq, int32_t next, int k, int32_t *drafts,
     return e->ops->draft(e, seq, next, k, drafts, logits, err);
 }
 
+int lc_engine_batch_verify(lc_engine *e, const int *seqs, int B, const int32_t *tokens, const int *counts,
+                           double *logits, lc_error *err)
+{
+    NEED(batch_verify, LC_CAP_BATCH_VERIFY);
+    return e->ops->batch_verify(e, seqs, B, tokens, counts, logits, err);
+}
+
 void lc_engine_free(lc_engine *e)
 {
     if (e && e->ops && e->ops->destroy)

@@ -1547,6 +1547,44 @@ static int op_draft(lc_engine *e, int seq, int32_t next, int k, int32_t *drafts,
     return rc;
 }
 
+static int op_batch_verify(lc_engine *e, const int *seqs, int B, const int32_t *tokens, const int *counts,
+                           double *logits, lc_error *err)
+{
+    proc *p = P(e);
+    const char *op = "batch_verify";
+    int rc = need_model(p, op, err);
+    if (rc)
+        return rc;
+    if (B < 1)
+        return lc_fail(err, LC_EINPUT, "%s: %s: an empty batch", p->label, op);
+    const int V = p->mi.vocab_size;
+    int L = 0;
+    cJSON *req = cJSON_CreateObject(), *h = NULL, *rows = cJSON_CreateArray();
+    for (int b = 0, at = 0; b < B; b++) {
+        cJSON *row = cJSON_CreateArray();
+        for (int i = 0; i < counts[b]; i++)
+            cJSON_AddItemToArray(row, cJSON_CreateNumber(tokens[at++]));
+        cJSON_AddItemToArray(rows, row);
+        L = counts[b] > L ? counts[b] : L;
+    }
+    cJSON_AddItemToObject(req, "seqs", int_array(seqs, B));
+    cJSON_AddItemToObject(req, "tokens", rows);
+    tspec ts[1] = {{.name = "logits", .is_float = 1, .ndim = 3, .dims = {B, L, V}, .required = 1}};
+    long id = p->next_id;
+    if ((rc = call(p, op, req, ts, 1, &h, err)))
+        return rc;
+    for (int b = 0; b < B && !rc; b++) {
+        long k = first_nan((const double *)ts[0].data + (size_t)b * L * V, (size_t)counts[b] * V);
+        if (k >= 0)
+            rc = engine_fail(p, op, id, err, "NaN logits (row %d, token %ld, index %ld)", b, k / V, k % V);
+    }
+    if (!rc && logits)
+        memcpy(logits, ts[0].data, ts[0].count * sizeof(double));
+    tspec_free(ts, 1);
+    cJSON_Delete(h);
+    return rc;
+}
+
 static const lc_engine_ops proc_ops = {
     .load = op_load,
     .prompt_open = op_prompt_open,
@@ -1570,6 +1608,7 @@ static const lc_engine_ops proc_ops = {
     .verify = op_verify,
     .accept = op_accept,
     .draft = op_draft,
+    .batch_verify = op_batch_verify,
 };
 
 int lc_engine_proc_new(lc_engine **out, const char *cmd, double timeout_s, const char *log_path, lc_error *err)

@@ -809,6 +809,51 @@ static int ref_verify(lc_engine *e, int seq, const int32_t *tokens, int n, doubl
     return rc;
 }
 
+static int ref_batch_verify(lc_engine *e, const int *seqs, int B, const int32_t *tokens, const int *counts,
+                            double *logits, lc_error *err)
+{
+    ref_engine *r = impl(e);
+    if (B < 1)
+        return efail(e, err, LC_EINPUT, "batch_verify", "an empty batch");
+    qref_cache **caches = calloc((size_t)B, sizeof *caches);
+    const int32_t **ids = calloc((size_t)B, sizeof *ids);
+    int L = 0, rc = LC_OK;
+    size_t at = 0;
+    for (int b = 0; b < B && !rc && caches && ids; b++) {
+        ref_seq *s = get_seq(r, seqs[b]);
+        if (!s)
+            rc = efail(e, err, LC_EINPUT, "batch_verify", "row %d: no sequence %d", b, seqs[b]);
+        else if (s->pending)
+            rc = efail(e, err, LC_EINPUT, "batch_verify", "row %d: sequence %d awaits its accept", b, seqs[b]);
+        else if (counts[b] < 1)
+            rc = efail(e, err, LC_EINPUT, "batch_verify", "row %d: %d tokens", b, counts[b]);
+        else {
+            caches[b] = &s->c;
+            ids[b] = tokens + at;
+            at += (size_t)counts[b];
+            L = counts[b] > L ? counts[b] : L;
+        }
+    }
+    const int V = r->m.cfg.vocab_size;
+    qref_real *lg = !rc && caches && ids ? malloc((size_t)B * L * V * sizeof *lg) : NULL;
+    if (!rc && !lg)
+        rc = efail(e, err, LC_EINTERNAL, "batch_verify", "out of memory");
+    qref_error qe = {0};
+    if (!rc && qref_verify_batch(&r->m, caches, ids, counts, B, lg, &qe) != QREF_OK)
+        rc = lc_fail(err, LC_EINPUT, "batch_verify: %s", qe.msg);
+    for (int b = 0; !rc && b < B; b++) {
+        ref_seq *s = get_seq(r, seqs[b]);
+        s->pending = 1;
+        s->refeed = 0;
+    }
+    if (!rc && logits)
+        to_double(logits, lg, (size_t)B * L * V);
+    free(lg);
+    free(caches);
+    free(ids);
+    return rc;
+}
+
 static int ref_accept(lc_engine *e, int seq, int accepted, lc_error *err)
 {
     ref_engine *r = impl(e);
@@ -892,6 +937,7 @@ static const lc_engine_ops ref_ops = {
     .verify = ref_verify,
     .accept = ref_accept,
     .draft = ref_draft,
+    .batch_verify = ref_batch_verify,
 };
 
 int lc_engine_ref_new(lc_engine **out, const struct lc_fault_set *faults, lc_error *err)

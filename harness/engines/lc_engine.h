@@ -88,7 +88,8 @@ lc_eprec lc_eprec_from_name(const char *s);  /* LC_EPREC_UNKNOWN when not a name
     X(ROPE, "rope")           /* tap: rotary cos/sin of the text decoder for given positions */ \
     X(VJP, "vjp")             /* backward passes: vector-Jacobian products (see "gradients") */ \
     X(VERIFY, "verify")       /* speculative verify of k+1 tokens and accept (see "speculative") */ \
-    X(MTP, "mtp")             /* MTP-head drafts (see "speculative") */
+    X(MTP, "mtp")             /* MTP-head drafts (see "speculative") */                     \
+    X(BATCH_VERIFY, "batch_verify") /* verify of several sequences in one batched forward */
 
 typedef enum {
 #define LC__CAP_ENUM(id, name) LC_CAP_##id,
@@ -350,6 +351,12 @@ typedef struct {
      * after them, not yet in the sequence); drafts (k), logits (k, V) or NULL. The sequence's
      * main-model state is unchanged. A checkpoint without an MTP head is LC_EINPUT. */
     int (*draft)(lc_engine *e, int seq, int32_t next, int k, int32_t *drafts, double *logits, lc_error *err);
+    /* LC_CAP_BATCH_VERIFY: verify of B distinct sequences in one batched call; row b feeds
+     * counts[b] >= 1 tokens (tokens: the rows one after another; counts[b] == 1 is a plain
+     * decode step in the batch). logits (B, max counts, V), row b's token i at [b][i], NaN past
+     * counts[b]. Each sequence then awaits its own accept, with its own count. */
+    int (*batch_verify)(lc_engine *e, const int *seqs, int B, const int32_t *tokens, const int *counts, double *logits,
+                        lc_error *err);
 } lc_engine_ops;
 
 struct lc_engine {
@@ -385,6 +392,8 @@ int lc_engine_reset(lc_engine *e, lc_error *err);   /* ops->reset, else ops->res
 int lc_engine_verify(lc_engine *e, int seq, const int32_t *tokens, int n, double *logits, lc_error *err);
 int lc_engine_accept(lc_engine *e, int seq, int accepted, lc_error *err);
 int lc_engine_draft(lc_engine *e, int seq, int32_t next, int k, int32_t *drafts, double *logits, lc_error *err);
+int lc_engine_batch_verify(lc_engine *e, const int *seqs, int B, const int32_t *tokens, const int *counts,
+                           double *logits, lc_error *err);
 void lc_engine_free(lc_engine *e);
 
 /* ---------------------------------------------------------------- implementations */

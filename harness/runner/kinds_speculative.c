@@ -159,13 +159,122 @@ static void prefix_request(lc__run *r, const lc_prompt_info *p, const int32_t *t
                 (size_t)nq, (size_t)V, NULL, NULL);
 }
 
+/* A batch of sequences verified together (the prompt, then the case's rows): row b drafts
+ * row_k[b] per step (0: a plain decode step inside the batched verify), forced counts
+ * accept[(step + b) % n] (or greedy MTP acceptance), so the rows accept different counts in the
+ * same call; each row against its own plain greedy decoding. */
+static void speculative_batch(lc__run *r)
+{
+    const lc_case *cs = r->c;
+    const int V = r->V, N = cs->decode.greedy, B = cs->n_rows + 1, K = cs->draft_k;
+    const lc_prompt_info **p = lc__alloc(r, (size_t)B * sizeof *p);
+    int32_t **tb = lc__alloc(r, (size_t)B * sizeof *tb), **ta = lc__alloc(r, (size_t)B * sizeof *ta);
+    double **rb = lc__alloc(r, (size_t)B * sizeof *rb), **ra = lc__alloc(r, (size_t)B * sizeof *ra);
+    int *sb = lc__alloc(r, (size_t)B * sizeof *sb), *sa = lc__alloc(r, (size_t)B * sizeof *sa);
+    int *pos = lc__alloc(r, (size_t)B * sizeof *pos), *kk = lc__alloc(r, (size_t)B * sizeof *kk);
+    int *fa = lc__alloc(r, (size_t)B * sizeof *fa), *seqs = lc__alloc(r, (size_t)B * sizeof *seqs);
+    int *counts = lc__alloc(r, (size_t)B * sizeof *counts), *rowof = lc__alloc(r, (size_t)B * sizeof *rowof);
+    int32_t *toks = lc__alloc(r, (size_t)B * (K + 1) * sizeof *toks);
+    double *lg = lc__alloc(r, (size_t)B * (K + 1) * V * sizeof *lg);
+    int64_t *ia = lc__alloc(r, (size_t)N * sizeof *ia), *ib = lc__alloc(r, (size_t)N * sizeof *ib);
+    if (!p || !tb || !ta || !rb || !ra || !sb || !sa || !pos || !kk || !fa || !seqs || !counts || !rowof || !toks ||
+        !lg || !ia || !ib)
+        return;
+    for (int b = 0; b < B; b++) {
+        p[b] = lc__prompt(r, b ? &cs->rows[b - 1] : &cs->prompt, 0);
+        tb[b] = lc__alloc(r, (size_t)N * sizeof **tb);
+        ta[b] = lc__alloc(r, (size_t)N * sizeof **ta);
+        rb[b] = lc__alloc(r, (size_t)N * V * sizeof **rb);
+        ra[b] = lc__nans(r, (size_t)N * V);
+        if (!p[b] || !tb[b] || !ta[b] || !rb[b] || !ra[b] || !plain_greedy(r, p[b], N, tb[b], rb[b], &sb[b]))
+            return;
+        double *pre = lc__alloc(r, (size_t)p[b]->n * V * sizeof *pre);
+        if (!pre || (sa[b] = lc__prefilled(r, p[b], p[b]->n, 0, pre)) < 0)
+            return;
+        memcpy(ra[b], pre + (size_t)(p[b]->n - 1) * V, (size_t)V * sizeof *pre);
+        ta[b][0] = lc__greedy(r, ra[b]);
+    }
+    for (int step = 0;; step++) {
+        int nb = 0, L = 0;
+        size_t at = 0;
+        lc_error err = {0};
+        for (int b = 0; b < B; b++) {
+            if (pos[b] > N - 2)
+                continue;
+            const int k = cs->row_k[b] < N - 2 - pos[b] ? cs->row_k[b] : N - 2 - pos[b];
+            int forced = cs->n_accept ? cs->accept[(step + b) % cs->n_accept] : -1;
+            forced = forced > k ? k : forced;
+            int32_t *ids = toks + at;
+            ids[0] = ta[b][pos[b]];
+            if (k > 0 && forced < 0) {
+                if (!lc__engine_ok(r, lc_engine_draft(r->e, sa[b], ids[0], k, ids + 1, NULL, &err), &err))
+                    return;
+            } else {
+                for (int i = 0; i < k; i++)
+                    ids[1 + i] = i < forced ? tb[b][pos[b] + 1 + i] : wrong_token(r, tb[b][pos[b] + 1 + i], i);
+            }
+            kk[nb] = k;
+            fa[nb] = forced;
+            rowof[nb] = b;
+            seqs[nb] = sa[b];
+            counts[nb] = k + 1;
+            L = k + 1 > L ? k + 1 : L;
+            at += (size_t)k + 1;
+            nb++;
+        }
+        if (!nb)
+            break;
+        if (!lc__engine_ok(r, lc_engine_batch_verify(r->e, seqs, nb, toks, counts, lg, &err), &err))
+            return;
+        for (int j = 0; j < nb; j++) {
+            const int b = rowof[j], k = kk[j];
+            const double *vr = lg + (size_t)j * L * V;
+            const int32_t *ids = toks;
+            for (int q = 0; q < j; q++)
+                ids += counts[q];
+            int a = fa[j] >= 0 ? fa[j] : 0;
+            while (fa[j] < 0 && a < k && ids[1 + a] == lc__greedy(r, vr + (size_t)a * V))
+                a++;
+            if (!lc__engine_ok(r, lc_engine_accept(r->e, sa[b], a, &err), &err))
+                return;
+            for (int i = 0; i <= a; i++) {
+                memcpy(ra[b] + (size_t)(pos[b] + 1 + i) * V, vr + (size_t)i * V, (size_t)V * sizeof *vr);
+                ta[b][pos[b] + 1 + i] = lc__greedy(r, vr + (size_t)i * V);
+            }
+            pos[b] += a + 1;
+        }
+    }
+    for (int b = 0; b < B; b++) {
+        char id[64], title[160];
+        for (int i = 0; i < N; i++) {
+            ia[i] = ta[b][i];
+            ib[i] = tb[b][i];
+        }
+        snprintf(id, sizeof id, "row%d.tokens", b);
+        snprintf(title, sizeof title, "batch row %d (%d drafts per step): tokens vs the row decoded alone", b,
+                 cs->row_k[b]);
+        lc__compare_ints(r, id, title, "batched verify", "plain greedy alone", ia, ib, 1, (size_t)N);
+        snprintf(id, sizeof id, "row%d.logits", b);
+        snprintf(title, sizeof title, "batch row %d: logits of every generated token vs plain decode alone", b);
+        lc__compare(r, id, title, LC_CLASS_CROSS, LC__ROWS, "batched verify", "plain decode alone", ra[b], rb[b],
+                    (size_t)N, (size_t)V, NULL, NULL);
+        snprintf(id, sizeof id, "row%d.state", b);
+        snprintf(title, sizeof title, "batch row %d: state after the last step vs plain decode alone", b);
+        lc__compare_states(r, id, title, LC_CLASS_CROSS, "batched verify", "plain decode alone", sa[b], sb[b]);
+    }
+}
+
 /* Greedy speculative decoding (MTP drafts, or forced accept counts) against plain greedy
  * decoding of the same budget: same tokens, logits rows within the cross-schedule bound, the
  * same final state; then, with a suffix, a second request sharing the first one's accepted
- * prefix restored from a snapshot against a cold run. */
+ * prefix restored from a snapshot against a cold run. With rows: speculative_batch. */
 void lc__kind_speculative(lc__run *r)
 {
     const lc_case *cs = r->c;
+    if (cs->n_rows) {
+        speculative_batch(r);
+        return;
+    }
     const int V = r->V, N = cs->decode.greedy;
     const lc_prompt_info *p = lc__prompt(r, &cs->prompt, 0);
     int32_t *tb = lc__alloc(r, (size_t)N * sizeof *tb), *ta = lc__alloc(r, (size_t)N * sizeof *ta);

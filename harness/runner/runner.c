@@ -49,7 +49,7 @@ unsigned lc_case_required_caps(const lc_case *c)
     if (c->kind == LC_KIND_KERNEL)
         caps |= c->kernel == LC_KERNEL_MROPE_TEXT_1D ? CAP(ROPE) | CAP(POSITIONS) : CAP(GDN_MODE);
     if (c->kind == LC_KIND_SPECULATIVE) /* greedy acceptance drafts with the MTP head */
-        caps |= (c->n_accept ? 0 : CAP(MTP)) | (c->suffix ? CAP(SNAPSHOT) : 0);
+        caps |= (c->n_accept ? 0 : CAP(MTP)) | (c->suffix ? CAP(SNAPSHOT) : 0) | (c->n_rows ? CAP(BATCH_VERIFY) : 0);
     int images = has_image(&c->prompt) || has_image(&c->other_prompt);
     for (int b = 0; b < c->n_rows; b++)
         images |= has_image(&c->rows[b]);
