@@ -14,7 +14,11 @@ Values: deterministic, from Python's random.Random(seed) (Mersenne Twister, gaus
 Linear weights N(0, 1/in_features), norm weights (zero-centred, used as 1 + w) N(0, 0.2^2).
 Pure Python (no numpy), little-endian float32.
 
-    python3 golden/make_mtp_weights.py golden/tiny-dense [--seed 11]
+    python3 golden/make_mtp_weights.py golden/tiny-dense [--seed 11] [--per-expert]
+
+--per-expert writes the same values with the MoE experts split per expert
+(mtp.layers.0.mlp.experts.E.{gate,up,down}_proj.weight, the published checkpoints' layout):
+gate_proj = rows [0, I) of expert E's gate_up_proj, up_proj = rows [I, 2I).
 """
 
 import argparse
@@ -62,6 +66,28 @@ def head_tensors(cfg):
     return out
 
 
+def split_experts(tensors):
+    """The fused experts.gate_up_proj (E, 2I, H) / experts.down_proj (E, H, I) as per-expert
+    (I, H) gate and up and (H, I) down tensors, same values."""
+    out = []
+    p = "mtp.layers.0.mlp.experts."
+    for name, shape, values in tensors:
+        if name == p + "gate_up_proj":
+            E, I2, H = shape
+            I = I2 // 2
+            for e in range(E):
+                slab = values[e * I2 * H:(e + 1) * I2 * H]
+                out.append((f"{p}{e}.gate_proj.weight", (I, H), slab[:I * H]))
+                out.append((f"{p}{e}.up_proj.weight", (I, H), slab[I * H:]))
+        elif name == p + "down_proj":
+            E, H, I = shape
+            for e in range(E):
+                out.append((f"{p}{e}.down_proj.weight", (H, I), values[e * H * I:(e + 1) * H * I]))
+        else:
+            out.append((name, shape, values))
+    return out
+
+
 def write_safetensors(path, tensors):
     """tensors: list of (name, shape, list of floats); float32, offsets in list order."""
     header, blobs, at = {}, [], 0
@@ -86,6 +112,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint")
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--per-expert", action="store_true", help="MoE experts as per-expert tensors")
     args = ap.parse_args(argv)
     with open(os.path.join(args.checkpoint, "config.json"), encoding="utf-8") as f:
         cfg = json.load(f)
@@ -96,6 +123,8 @@ def main(argv=None):
         n = math.prod(shape)
         sd = 0.2 if kind == "norm" else 1.0 / math.sqrt(shape[-1])
         tensors.append((name, shape, [rng.gauss(0.0, sd) for _ in range(n)]))
+    if args.per_expert:
+        tensors = split_experts(tensors)
     out = os.path.join(args.checkpoint, "mtp.safetensors")
     write_safetensors(out, tensors)
     print(f"wrote {out} ({len(tensors)} tensors, seed {args.seed})")

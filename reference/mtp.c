@@ -25,6 +25,7 @@ typedef struct {
     const qref_st_archive *a;
     const char *dir;
     size_t at;                  /* next free element of the block (NULL block: counting) */
+    int fused;                  /* MoE experts as experts.gate_up_proj / down_proj, else per expert */
 } mtp_loader;
 
 /* One tensor: checked against its expected shape (outermost first, -1 terminated) and
@@ -91,8 +92,24 @@ static qref_status mtp_params(mtp_loader *ld, const qref_config *c, qref_error *
         return QREF_OK;
     }
     TAKE(&lw->router, "mtp.layers.0.mlp.gate.weight", S(E, H));
-    TAKE(&lw->experts_gate_up, "mtp.layers.0.mlp.experts.gate_up_proj", S(E, 2 * I, H));
-    TAKE(&lw->experts_down, "mtp.layers.0.mlp.experts.down_proj", S(E, H, I));
+    if (ld->fused) {
+        TAKE(&lw->experts_gate_up, "mtp.layers.0.mlp.experts.gate_up_proj", S(E, 2 * I, H));
+        TAKE(&lw->experts_down, "mtp.layers.0.mlp.experts.down_proj", S(E, H, I));
+    } else {
+        /* per expert, as weights.c lays them: gate_e then up_e back to back, so expert e's
+         * (2I, H) slab and the fused pointers cover every expert */
+        char name[128];
+        for (int e = 0; e < E; e++) {
+            snprintf(name, sizeof name, "mtp.layers.0.mlp.experts.%d.gate_proj.weight", e);
+            TAKE(e == 0 ? &lw->experts_gate_up : NULL, name, S(I, H));
+            snprintf(name, sizeof name, "mtp.layers.0.mlp.experts.%d.up_proj.weight", e);
+            TAKE(NULL, name, S(I, H));
+        }
+        for (int e = 0; e < E; e++) {
+            snprintf(name, sizeof name, "mtp.layers.0.mlp.experts.%d.down_proj.weight", e);
+            TAKE(e == 0 ? &lw->experts_down : NULL, name, S(H, I));
+        }
+    }
     TAKE(&lw->shared_gate_proj, "mtp.layers.0.mlp.shared_expert.gate_proj.weight", S(Is, H));
     TAKE(&lw->shared_up_proj, "mtp.layers.0.mlp.shared_expert.up_proj.weight", S(Is, H));
     TAKE(&lw->shared_down_proj, "mtp.layers.0.mlp.shared_expert.down_proj.weight", S(H, Is));
@@ -108,7 +125,7 @@ static qref_status load_from(qref_model *m, const qref_st_archive *a, int whole_
     qref_mtp_weights *w = calloc(1, sizeof *w);
     if (!w)
         return qref__fail(err, QREF_ENOMEM, "%s: out of memory for the MTP head", m->dir);
-    mtp_loader ld = {w, a, m->dir, 0};
+    mtp_loader ld = {w, a, m->dir, 0, qref__st_find(a, "mtp.layers.0.mlp.experts.gate_up_proj") != NULL};
     qref_status st = mtp_params(&ld, &m->cfg, err); /* counting pass */
     if (st == QREF_OK) {
         w->block_len = ld.at;

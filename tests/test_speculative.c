@@ -16,6 +16,7 @@
 
 #include "check_main.h"
 #include "qref.h"
+#include "qref_internal.h"
 
 #define DENSE LC_SOURCE_DIR "/golden/tiny-dense"
 #define MOE LC_SOURCE_DIR "/golden/tiny-moe"
@@ -210,6 +211,41 @@ START_TEST(test_speculative_batch_rows)
     qref_model_free(&m);
 }
 END_TEST
+
+#if !defined(LC_SPEC_FULL)
+/* The MoE head with per-expert tensors (the published checkpoints' layout; written by
+ * make_mtp_weights.py --per-expert into LC_SPEC_PER_EXPERT, a CTest fixture) drafts exactly as
+ * the fused one: the same values land in the same fused slabs. */
+START_TEST(test_speculative_per_expert)
+{
+    const char *dir = getenv("LC_SPEC_PER_EXPERT");
+    ck_assert_msg(dir && dir[0], "LC_SPEC_PER_EXPERT (the per-expert checkpoint of the CTest fixture) is not set");
+    qref_model a, b;
+    load(&a, MOE);
+    load(&b, dir);
+    ck_assert_ptr_nonnull(b.mtp);
+    ck_assert_uint_eq(a.mtp->block_len, b.mtp->block_len);
+    ck_assert_mem_eq(a.mtp->block, b.mtp->block, a.mtp->block_len * sizeof *a.mtp->block);
+    qref_cache ca, cb;
+    qref_error e = {0};
+    const int V = a.cfg.vocab_size;
+    qref_real *la = malloc((size_t)2 * V * sizeof *la), *lb = malloc((size_t)2 * V * sizeof *lb);
+    int32_t da[2], db[2];
+    prefill(&a, &ca, NULL);
+    prefill(&b, &cb, NULL);
+    ck_assert_int_eq(qref_mtp_draft(&a, &ca, 17, 2, da, la, &e), QREF_OK);
+    ck_assert_int_eq(qref_mtp_draft(&b, &cb, 17, 2, db, lb, &e), QREF_OK);
+    ck_assert_mem_eq(da, db, sizeof da);
+    ck_assert_mem_eq(la, lb, (size_t)2 * V * sizeof *la);
+    qref_cache_free(&ca);
+    qref_cache_free(&cb);
+    free(la);
+    free(lb);
+    qref_model_free(&a);
+    qref_model_free(&b);
+}
+END_TEST
+#endif
 
 START_TEST(test_speculative_refusals)
 {
@@ -436,6 +472,7 @@ int main(void)
     tcase_add_loop_test(tc, test_speculative_accept_every_count, 0, 1);
     tcase_add_loop_test(tc, test_speculative_rerun_path, 1, 2);
     tcase_add_loop_test(tc, test_speculative_batch_rows, 0, 1);
+    tcase_add_test(tc, test_speculative_per_expert);
     tcase_add_test(tc, test_speculative_refusals);
     tcase_add_test(tc, test_speculative_no_head);
     tcase_add_test(tc, test_speculative_head_mismatch);
