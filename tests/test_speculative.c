@@ -397,8 +397,16 @@ END_TEST
 
 START_TEST(test_speculative_acceptance)
 {
-    const char *dirs[2] = {DENSE, MOE};
-    for (int which = 0; which < 2; which++) {
+    /* the tiny checkpoints, then any directories LC_SPEC_ACCEPT_DIRS names (colon-separated:
+     * a measurement on `logitcheck synth` checkpoints, whose published presets carry mtp.*) */
+    const char *dirs[8] = {DENSE, MOE};
+    int n_dirs = 2;
+    char extra[4096] = "";
+    if (getenv("LC_SPEC_ACCEPT_DIRS"))
+        snprintf(extra, sizeof extra, "%s", getenv("LC_SPEC_ACCEPT_DIRS"));
+    for (char *tok = strtok(extra, ":"); tok && n_dirs < 8; tok = strtok(NULL, ":"))
+        dirs[n_dirs++] = tok;
+    for (int which = 0; which < n_dirs; which++) {
         qref_model m;
         load(&m, dirs[which]);
         const int V = m.cfg.vocab_size, N = 40;
@@ -438,7 +446,7 @@ START_TEST(test_speculative_acceptance)
             }
             ck_assert_mem_eq(tok, plain, sizeof tok);
             printf("acceptance %s k=%d: %d of %d drafts (%.3f), %d verify steps for %d tokens\n",
-                   which ? "tiny-moe" : "tiny-dense", k, accepted, drafted, drafted ? (double)accepted / drafted : 0.0,
+                   dirs[which], k, accepted, drafted, drafted ? (double)accepted / drafted : 0.0,
                    steps, N);
             qref_cache_free(&c);
         }
