@@ -889,8 +889,9 @@ def main(argv=None):
 
     cases_dir = args.cases if os.path.isabs(args.cases) else os.path.join(os.getcwd(), args.cases)
     # gradient cases grade against golden/gradients.h5 (export_grad.py), video cases against the
-    # files golden/export_video.py writes
-    cases = [c for c in load_cases(cases_dir) if "golden" in c and c["kind"] != "gradient" and not has_video(c)]
+    # files golden/export_video.py writes, mtp_head cases against the MTP goldens of export_mtp.py
+    cases = [c for c in load_cases(cases_dir)
+             if "golden" in c and c["kind"] not in ("gradient", "mtp_head") and not has_video(c)]
     if args.checkpoint:
         cases = [c for c in cases if norm_rel(c["checkpoint"]) == norm_rel(args.checkpoint)]
     if args.case:

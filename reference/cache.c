@@ -61,6 +61,7 @@ void qref_cache_free(qref_cache *c)
     free(c->conv);
     free(c->rec);
     free(c->work);
+    qref__spec_free(c);
     memset(c, 0, sizeof *c);
 }
 
@@ -138,6 +139,10 @@ qref_status qref_cache_clone(qref_cache *dst, const qref_cache *src, qref_error 
             if (!dst->k[l] || !dst->v[l])
                 goto nomem;
         }
+    }
+    if (src->spec && qref__spec_clone(dst, src, err) != QREF_OK) {
+        qref_cache_free(dst);
+        return QREF_ENOMEM;
     }
     return QREF_OK;
 nomem:

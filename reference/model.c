@@ -209,6 +209,12 @@ static void gdn_layer(const qref_config *c, const qref_layer_weights *w, qref_ca
         if (!whole)
             for (int t = 0; t < n; t++)
                 memcpy(rin + (size_t)t * C, qkv + (base + idx[t]) * C, (size_t)C * sizeof *rin);
+        qref_spec *sp = caches[r]->spec;
+        const int keep = sp && sp->recording; /* verify: the states after every position */
+        if (keep) {
+            memcpy(sp->vconv[l], caches[r]->conv[l], (size_t)(K - 1) * C * sizeof *cin);
+            memcpy(sp->vconv[l] + (size_t)(K - 1) * C, cin, (size_t)n * C * sizeof *cin);
+        }
         qref__conv1d_causal_silu(act, cin, caches[r]->conv[l], w->conv_w, n, C, K);
         if (v->pad_into_conv && !v->pad_into_gdn && v->mask) {
             /* planted bug: pads went through the conv window; only real tokens go on */
@@ -227,7 +233,15 @@ static void gdn_layer(const qref_config *c, const qref_layer_weights *w, qref_ca
         const int direct = is_identity(idx, n, L);
         qref_real *o = direct ? core + base * Hv * Dv : rout;
         int recurrent = mode == QREF_GDN_RECURRENT || (mode == QREF_GDN_AUTO && n == 1);
-        if (recurrent)
+        if (keep) /* token by token, the same arithmetic as one call over n */
+            for (int t = 0; t < n; t++) {
+                qref__gdn_recurrent(o + (size_t)t * Hv * Dv, q + (size_t)t * Hk * Dk, k + (size_t)t * Hk * Dk,
+                                    vv + (size_t)t * Hv * Dv, g + (size_t)t * Hv, beta + (size_t)t * Hv,
+                                    caches[r]->rec[l], 1, Hk, Hv, Dk, Dv);
+                memcpy(sp->vrec[l] + (size_t)t * Hv * Dk * Dv, caches[r]->rec[l],
+                       (size_t)Hv * Dk * Dv * sizeof *o);
+            }
+        else if (recurrent)
             qref__gdn_recurrent(o, q, k, vv, g, beta, caches[r]->rec[l], n, Hk, Hv, Dk, Dv);
         else
             qref__gdn_chunked(o, q, k, vv, g, beta, caches[r]->rec[l], n, Hk, Hv, Dk, Dv, chunk, gdn_work);
@@ -365,6 +379,30 @@ static qref_status check_batch(const qref_model *m, qref_cache *const *caches, c
     return QREF_OK;
 }
 
+/* The MTP tape (mtp.c): each real token's input embedding and position (what 0), or its
+ * hidden state for the MTP (what 1: the final-normed s.h; what 2: the residual s.x), at tape
+ * row len + (its index among the row's real tokens). */
+static void tape_rows(qref_cache *const *caches, const qref_batch *in, const scratch *s, int N, int H, int what)
+{
+    for (int b = 0; b < in->B; b++) {
+        qref_spec *sp = caches[b]->spec;
+        int row = caches[b]->len;
+        for (int t = 0; t < in->L; t++) {
+            size_t i = (size_t)b * in->L + t;
+            if (in->mask && !in->mask[i])
+                continue;
+            if (what == 0) {
+                memcpy(sp->emb + (size_t)row * H, s->x + i * H, (size_t)H * sizeof *s->x);
+                for (int a = 0; a < 3; a++)
+                    sp->pos[(size_t)row * 3 + a] = s->pos[(size_t)a * N + i];
+            } else {
+                memcpy(sp->hid + (size_t)row * H, (what == 1 ? s->h : s->x) + i * H, (size_t)H * sizeof *s->x);
+            }
+            row++;
+        }
+    }
+}
+
 qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, const qref_batch *in,
                                const qref_outputs *out, qref_error *err)
 {
@@ -388,6 +426,22 @@ qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, c
         if ((st = qref__cache_reserve(caches[b], caches[b]->len + L, err)) != QREF_OK)
             return st;
         Tk = caches[b]->cap > Tk ? caches[b]->cap : Tk;
+    }
+    for (int b = 0; b < B; b++) {
+        qref_spec *sp = caches[b]->spec;
+        if (sp && sp->pending)
+            return qref__fail(err, QREF_EINVAL, "forward: row %d: a verify awaits its accept", b);
+        if (sp && !sp->recording)
+            sp->end_valid = 0; /* the last verify's end state is gone once the sequence moves on */
+    }
+    /* with an MTP head every real token's embedding, position and final hidden state are kept
+     * on the cache's tape (mtp.c) */
+    for (int b = 0; m->mtp && b < B; b++) {
+        qref_spec *sp = qref__spec_get(caches[b], m);
+        if (!sp)
+            return qref__fail(err, QREF_ENOMEM, "forward: out of memory for the MTP tape");
+        if ((st = qref__spec_reserve(sp, H, caches[b]->len + L, err)) != QREF_OK)
+            return st;
     }
     scratch s;
     if (!scratch_init(&s, caches[0], cfg, N, L, chunk, Tk))
@@ -424,6 +478,8 @@ qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, c
     }
     if (out && out->hidden)
         memcpy(out->hidden, s.x, (size_t)N * H * sizeof *s.x);
+    if (m->mtp)
+        tape_rows(caches, in, &s, N, H, 0);
 
     for (int l = 0; l < NL; l++) {
         const qref_layer_weights *w = &m->layers[l];
@@ -465,11 +521,17 @@ qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, c
             memcpy(out->hidden + (size_t)(l + 1) * N * H, s.x, (size_t)N * H * sizeof *s.x);
     }
 
-    if (out && out->logits) {
+    if (m->mtp && f->mtp_prenorm_hidden)
+        tape_rows(caches, in, &s, N, H, 2); /* planted: the residual stream before the final norm */
+    if ((out && out->logits) || m->mtp) {
         if (times)
             t_mark = qref__now();
         qref__rmsnorm(s.h, s.x, m->final_norm, N, H,
                       cfg->rms_norm_eps * (f->final_norm_eps_scale > 0 ? f->final_norm_eps_scale : 1));
+        if (m->mtp && !f->mtp_prenorm_hidden)
+            tape_rows(caches, in, &s, N, H, 1);
+    }
+    if (out && out->logits) {
         linear_rows(out->logits, s.h, m->lm_head, B, L, H, V);
         for (size_t i = 0; in->mask && i < (size_t)N; i++)
             if (!in->mask[i])

@@ -229,6 +229,8 @@ typedef struct {
     qref_vision_weights vision; /* valid when cfg.has_vision */
     const struct qref_faults *faults; /* NULL; the harness's in-process engine may point a
                                        * shallow copy of the model at planted bugs (never the loader) */
+    struct qref_mtp_weights *mtp;     /* the multi-token-prediction head (mtp.*), NULL when the
+                                       * checkpoint has none (see "speculative decoding") */
 } qref_model;
 
 /* Loads DIR (config.json + model.safetensors or model.safetensors.index.json). Every tensor is
@@ -254,6 +256,8 @@ typedef struct {
     qref_real **rec;            /* per layer (linear): [Hv][Dk][Dv] */
     void *work;                 /* forward work area, engine-owned (see cache.c) */
     size_t work_bytes;
+    struct qref_spec *spec;     /* speculative decoding state (mtp.c): the MTP's own KV and the
+                                 * per-position states of a verify; NULL until needed */
 } qref_cache;
 
 qref_status qref_cache_init(qref_cache *c, const qref_model *m, qref_error *err);
@@ -535,5 +539,52 @@ typedef struct {
  * longer row, as a single-sequence call would. logits (sum of n, V), row after row, or NULL.
  * The rope delta of a cache is the caller's to set (a prefill row's prompt delta). */
 qref_status qref_step(const qref_model *m, const qref_step_row *rows, int B, qref_real *logits, qref_error *err);
+/* ---------------------------------------------------------------- speculative decoding (mtp.c)
+ *
+ * The MTP head (Qwen3.5's `mtp.*` tensors, mtp_num_hidden_layers 1), as vLLM's and sglang's
+ * qwen3_5_mtp.py define it. For the main model's final hidden state h_t of token t (AFTER the
+ * final norm: what both servers hand their drafter) and the next token x_{t+1}:
+ *   u   = fc( [ rmsnorm(embed(x_{t+1}), pre_fc_norm_embedding) | rmsnorm(h_t, pre_fc_norm_hidden) ] )
+ *         (embedding first, hidden second, as both sources concatenate)
+ *   u   = one full-attention decoder layer mtp.layers.0 (dense MLP or MoE like the main model)
+ *         with its own KV cache, at the main model's position of token t (3-D MRoPE included)
+ *   d_t = rmsnorm(u, mtp.norm);   draft logits = lm_head(d_t) (the main model's lm_head)
+ * embed(x) is the main model's input embedding: for an image placeholder, its vision row.
+ * Chained drafts feed d (the MTP's own normed output) back as the hidden state and the drafted
+ * token as x, one position further on (vLLM's proposer does the same).
+ *
+ * A cache of a model with an MTP head keeps, for every token it holds, the token's input
+ * embedding, its position and the main model's final-normed hidden state (every forward call
+ * records them), so the MTP's KV rows are brought up to date lazily by qref_mtp_draft. */
+
+/* The sequence holds len >= 1 tokens and `next` is the token after them (sampled, not yet in
+ * the main cache). Brings the MTP KV cache up to rows [0, len) (row s pairs h_s with the input
+ * embedding of token s+1; row len-1 pairs h_{len-1} with embed(next)) and proposes k drafts:
+ * draft 1 from row len-1, draft j+1 chained from draft j. drafts (k): the greedy choice of
+ * each row over every id but the vision special ids; logits (k, V) or NULL. The MTP KV keeps
+ * only the committed rows [0, len) afterwards. QREF_EINVAL without an MTP head, on an empty
+ * sequence, during a verify awaiting its accept, or for next outside the vocabulary. */
+qref_status qref_mtp_draft(const qref_model *m, qref_cache *c, int32_t next, int k, int32_t *drafts,
+                           qref_real *logits, qref_error *err);
+
+/* Verification of n tokens in one forward: ids[0] is the last accepted token (not yet in the
+ * cache), ids[1..n) are drafts. Runs the main model over the n tokens at the next positions
+ * (the recurrent GDN form, token by token) keeping the conv and recurrent state after every
+ * position; logits (n, V): row i predicts the token after ids[i]. The cache then awaits
+ * qref_verify_accept: nothing but that call may use it. */
+qref_status qref_verify(const qref_model *m, qref_cache *c, const int32_t *ids, int n, qref_real *logits,
+                        qref_error *err);
+/* Commits the pending verify to its first a + 1 tokens (ids[0] and the first a drafts), a in
+ * [0, n): the sequence then holds its previous tokens plus a + 1; the conv and recurrent states
+ * are the ones kept at that position, nothing is recomputed. The token after them is the
+ * caller's (the greedy choice of logits row a in greedy speculative decoding). */
+qref_status qref_verify_accept(const qref_model *m, qref_cache *c, int a, qref_error *err);
+/* Verification of B sequences in one batched forward: row b feeds ids[b] (n[b] >= 1 tokens:
+ * its last accepted token then n[b] - 1 drafts; n[b] == 1 is a plain decode step in the
+ * batch), the rows left-padded to the longest (pads enter no state). logits (B, max n, V):
+ * row b's token i at [b][i], NaN past n[b]. Every cache then awaits its own
+ * qref_verify_accept, each with its own accepted count. */
+qref_status qref_verify_batch(const qref_model *m, qref_cache *const *caches, const int32_t *const *ids, const int *n,
+                              int B, qref_real *logits, qref_error *err);
 
 #endif /* QREF_H */

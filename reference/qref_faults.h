@@ -8,6 +8,8 @@
 #ifndef QREF_FAULTS_H
 #define QREF_FAULTS_H
 
+#include "qref.h"
+
 struct qref_faults {
     int pad_into_conv;          /* pad tokens enter the GDN conv window (not the recurrent state) */
     int pad_into_gdn;           /* pad tokens enter the GDN conv and recurrent state */
@@ -25,8 +27,18 @@ struct qref_faults {
     int video_one_block;        /* a video's groups placed as one (t, h, w) grid from its first group */
     int video_ts_no_advance;    /* timestamp ids between a video's groups do not advance positions */
     int video_temporal_per_token; /* the temporal index of a video token counts tokens, not groups */
+    /* speculative decoding (mtp.c) */
+    int spec_keep_rec;          /* accept keeps the recurrent state after every verify token */
+    int spec_keep_conv;         /* accept keeps the conv state after every verify token */
+    int spec_accept_plus1;      /* accept commits one token more than asked (at most n) */
+    int mtp_concat_swapped;     /* MTP fc input is [hidden | embedding] */
+    int mtp_prenorm_hidden;     /* MTP fed the main model's hidden state before the final norm */
 };
 
 typedef struct qref_faults qref_faults;
+
+/* Planted: overwrites dst's conv and recurrent states with the end state of src's last
+ * verify (all n tokens, rejected drafts included), when src still holds one. */
+void qref__fault_verify_end_state(qref_cache *dst, const qref_cache *src);
 
 #endif /* QREF_FAULTS_H */

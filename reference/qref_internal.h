@@ -271,4 +271,51 @@ void qref__vision_pos_embed(qref_real *out, const qref_real *table, int side, in
 void qref__vision_rope_angles(qref_real *cos_t, qref_real *sin_t, int h, int w, int M, int D,
                               double theta);
 
+/* ---------------------------------------------------------------- MTP head and verify (mtp.c) */
+
+/* The MTP head's weights, in their own block (owned by the model, freed with it). */
+typedef struct qref_mtp_weights {
+    qref_real *block;
+    size_t block_len;
+    const qref_real *fc;            /* (H, 2H): input columns [0, H) the normed embedding, [H, 2H) the normed hidden */
+    const qref_real *pre_norm_emb;  /* (H) (1+w) */
+    const qref_real *pre_norm_hid;  /* (H) (1+w) */
+    const qref_real *norm;          /* (H) (1+w) */
+    qref_layer_weights layer;       /* mtp.layers.0: QREF_LAYER_FULL, MLP or MoE as the main model */
+} qref_mtp_weights;
+
+/* Per-sequence speculative state. Tape rows exist for every token the cache holds.
+ * Verify buffers: vconv[l] (K-1 + vcap, C) holds the conv state before the verify then the
+ * verify's conv inputs, so the state after token i is rows [i+1, i+K); vrec[l] (vcap, Hv*Dk*Dv)
+ * the recurrent state after each token. */
+typedef struct qref_spec {
+    int tape_cap;
+    qref_real *emb;             /* (tape_cap, H) input embedding of token s (vision rows merged) */
+    qref_real *hid;             /* (tape_cap, H) main model's final-normed hidden state of token s */
+    int64_t *pos;               /* (tape_cap, 3) position of token s */
+    int mtp_len, mtp_cap;       /* MTP KV rows [0, mtp_len) */
+    qref_real *mk, *mv;         /* (mtp_cap, Hkv*D) post-norm post-rope keys, values */
+    int recording;              /* a verify forward is running: gdn_layer keeps per-position states */
+    int pending;                /* a verify awaits its accept */
+    int end_valid;              /* vconv / vrec still hold the last verify (for a planted bug) */
+    int vbase, vn, vcap;        /* length before the verify, its tokens, buffer capacity */
+    int num_layers, H, kv_row;
+    qref_real **vconv, **vrec;  /* [num_layers] (linear layers only) */
+} qref_spec;
+
+/* Loads the MTP head: from the main archive when it holds mtp.fc.weight, else from
+ * DIR/mtp.safetensors when that file exists (the tiny checkpoints keep it there so the main
+ * file and its hash stay as transformers wrote them); leaves m->mtp NULL otherwise. Every
+ * mtp.* tensor is checked against the configuration. */
+qref_status qref__mtp_load(qref_model *m, const qref_st_archive *a, qref_error *err);
+void qref__mtp_free(qref_model *m);
+/* The cache's speculative state, created on first use (NULL when out of memory). */
+qref_spec *qref__spec_get(qref_cache *c, const qref_model *m);
+/* Makes room for `need` tape rows. */
+qref_status qref__spec_reserve(qref_spec *s, int H, int need, qref_error *err);
+void qref__spec_free(qref_cache *c);
+/* Deep copy of src's speculative state (tape rows [0, len), MTP KV) into dst; verify buffers
+ * are not copied (a pending verify cannot be cloned). */
+qref_status qref__spec_clone(qref_cache *dst, const qref_cache *src, qref_error *err);
+
 #endif /* QREF_INTERNAL_H */

@@ -311,6 +311,8 @@ qref_status qref_model_load(qref_model *m, const char *dir, qref_error *err)
     /* Per-expert checkpoints: gate_e and up_e were added back to back, so expert e's (2I, H)
      * slab starts at its gate tensor and the fused pointers set above cover every expert. */
 
+    if ((st = qref__mtp_load(m, &a, err)) != QREF_OK)
+        goto done;
     for (int i = 0; i < a.ntensors; i++) {
         const qref_st_tensor *x = &a.tensors[i];
         if (x->used || strncmp(x->name, "mtp.", 4) == 0)
@@ -336,6 +338,7 @@ void qref_model_free(qref_model *m)
     free(m->block);
     free(m->layers);
     free(m->vision.blocks);
+    qref__mtp_free(m);
     m->block = NULL;
     m->layers = NULL;
     m->vision.blocks = NULL;

@@ -209,6 +209,14 @@ static const bad_file bad_files[] = {
      "{\"cases\": [{\"name\": \"bad.param\", \"kind\": \"golden\", " CKPT ", " GOLD ", " DESC ", "
      PROMPT ", \"lengths\": [2, 3], " BOUNDS "}]}",
      NULL, {"case 'bad.param': lengths: does not apply to kind 'golden'", NULL, NULL}},
+    {"accept_above_k",
+     "{\"cases\": [{\"name\": \"bad.spec\", \"kind\": \"speculative\", " CKPT ", " DESC ", " PROMPT
+     ", \"draft_k\": 2, \"accept\": [1, 3], \"decode\": {\"greedy\": 8}, " BOUNDS "}]}",
+     NULL, {"case 'bad.spec': accept[1]: 3 accepted drafts but draft_k is 2", NULL, NULL}},
+    {"speculative_without_budget",
+     "{\"cases\": [{\"name\": \"bad.budget\", \"kind\": \"speculative\", " CKPT ", " DESC ", " PROMPT
+     ", \"draft_k\": 2, " BOUNDS "}]}",
+     NULL, {"case 'bad.budget': decode: a speculative case needs decode.greedy >= 2", NULL, NULL}},
     {"missing_kind_param",
      "{\"cases\": [{\"name\": \"bad.chunked\", \"kind\": \"chunked\", " CKPT ", " DESC ", " PROMPT
      ", " BOUNDS "}]}",

@@ -177,6 +177,21 @@ static const expectation expectations[] = {
     {"video_odd_unpadded", VID_CASES("dense.video.golden_7f_odd", "moe.video.two_videos"), "input_ids.len", NULL, NULL,
      LC_METRIC_MAX_ABS, LC_METRIC_MAX_ABS},
 #undef VID_CASES
+    /* ---- speculative decoding: verify / accept against plain decoding, the MTP head against its golden */
+#define BOTH(a, b) {a, b}, {a, b}
+    {"spec_commit_rejected", BOTH("dense.speculative.reject_all", "moe.speculative.mtp_k2"), "state", NULL, NULL,
+     LC_METRIC_MAX_ABS, LC_METRIC_MAX_ABS},
+    {"spec_conv_kept", BOTH("dense.speculative.forced_mixed_k6", "moe.speculative.chunk_edge"), "state", NULL, NULL,
+     LC_METRIC_MAX_ABS, LC_METRIC_MAX_ABS},
+    {"spec_accept_off_by_one", BOTH("dense.speculative.reject_all", "moe.speculative.budget_mtp"), "tokens", NULL,
+     NULL, LC_METRIC_MAX_ABS, LC_METRIC_MAX_ABS},
+    {"mtp_concat_swapped", BOTH("dense.mtp_head.text", "moe.mtp_head.image"), "mtp_logits", NULL, NULL,
+     LC_METRIC_MAX_ABS, LC_METRIC_MAX_ABS},
+    {"mtp_prenorm_hidden", BOTH("dense.mtp_head.image", "moe.mtp_head.text"), "mtp_logits", NULL, NULL,
+     LC_METRIC_MAX_ABS, LC_METRIC_MAX_ABS},
+    {"spec_snapshot_after_verify", BOTH("dense.speculative.prefix_cache", "moe.speculative.image_forced"),
+     "prefix_restore", NULL, NULL, LC_METRIC_MAX_ABS, LC_METRIC_MAX_ABS},
+#undef BOTH
     /* ---- backward passes (vjp): the gradient cases against float64 autograd */
 #define GRAD_CASES(a, b) {a, b}, {a, b}
     {"vjp_gdn_no_decay", GRAD_CASES("dense.gradient.gdn_n70.recurrent", "moe.gradient.layer_gdn_chunk5"),

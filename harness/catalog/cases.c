@@ -66,7 +66,7 @@ lc_kind lc_kind_from_name(const char *name)
 
 int lc_kind_needs_golden(lc_kind k)
 {
-    return k == LC_KIND_GOLDEN || k == LC_KIND_MULTI_IMAGE || k == LC_KIND_GRADIENT;
+    return k == LC_KIND_GOLDEN || k == LC_KIND_MULTI_IMAGE || k == LC_KIND_GRADIENT || k == LC_KIND_MTP_HEAD;
 }
 
 const char *lc_grad_fn_name(lc_grad_fn f)
@@ -96,7 +96,8 @@ static const key_rule key_rules[] = {
     {"name", ALL_KINDS, ALL_KINDS},
     {"kind", ALL_KINDS, ALL_KINDS},
     {"checkpoint", ALL_KINDS, ALL_KINDS},
-    {"golden", ALL_KINDS, KIND_BIT(LC_KIND_GOLDEN) | KIND_BIT(LC_KIND_MULTI_IMAGE) | KIND_BIT(LC_KIND_GRADIENT)},
+    {"golden", ALL_KINDS,
+     KIND_BIT(LC_KIND_GOLDEN) | KIND_BIT(LC_KIND_MULTI_IMAGE) | KIND_BIT(LC_KIND_GRADIENT) | KIND_BIT(LC_KIND_MTP_HEAD)},
     {"labels", ALL_KINDS, 0},
     {"description", ALL_KINDS, ALL_KINDS},
     {"prompt", ALL_KINDS & ~KIND_BIT(LC_KIND_BATCH) & ~KIND_BIT(LC_KIND_GRADIENT) & ~SERVING_KINDS,
@@ -105,7 +106,7 @@ static const key_rule key_rules[] = {
     {"bounds", ALL_KINDS, ALL_KINDS},
     {"lengths", KIND_BIT(LC_KIND_PREFILL_DECODE), KIND_BIT(LC_KIND_PREFILL_DECODE)},
     {"chunks", KIND_BIT(LC_KIND_CHUNKED) | KIND_BIT(LC_KIND_BATCH), KIND_BIT(LC_KIND_CHUNKED)},
-    {"rows", KIND_BIT(LC_KIND_BATCH), KIND_BIT(LC_KIND_BATCH)},
+    {"rows", KIND_BIT(LC_KIND_BATCH) | KIND_BIT(LC_KIND_SPECULATIVE), KIND_BIT(LC_KIND_BATCH)},
     {"pad_id", KIND_BIT(LC_KIND_BATCH), KIND_BIT(LC_KIND_BATCH)},
     {"other_prompt", KIND_BIT(LC_KIND_ISOLATION), KIND_BIT(LC_KIND_ISOLATION)},
     {"steps", KIND_BIT(LC_KIND_CACHE), KIND_BIT(LC_KIND_CACHE)},
@@ -119,6 +120,11 @@ static const key_rule key_rules[] = {
     {"after_segment", KIND_BIT(LC_KIND_IMAGE_CHECKPOINT), KIND_BIT(LC_KIND_IMAGE_CHECKPOINT)},
     {"requests", SERVING_KINDS, SERVING_KINDS},
     {"interleave", KIND_BIT(LC_KIND_ISOLATION), 0},
+    {"draft_k", KIND_BIT(LC_KIND_SPECULATIVE) | KIND_BIT(LC_KIND_MTP_HEAD),
+     KIND_BIT(LC_KIND_SPECULATIVE) | KIND_BIT(LC_KIND_MTP_HEAD)},
+    {"accept", KIND_BIT(LC_KIND_SPECULATIVE), 0},
+    {"suffix", KIND_BIT(LC_KIND_SPECULATIVE), 0},
+    {"row_k", KIND_BIT(LC_KIND_SPECULATIVE), 0},
 };
 #define N_KEY_RULES ((int)(sizeof key_rules / sizeof key_rules[0]))
 
@@ -456,6 +462,9 @@ static void case_free(lc_case *c)
     free(c->decode.ids);
     free(c->lengths);
     free(c->chunks);
+    free(c->accept);
+    free(c->row_k);
+    free(c->suffix);
     free(c->group);
     free(c->expected);
     for (int i = 0; i < c->n_rows; i++)
@@ -1027,6 +1036,25 @@ static int check_case_consistency(const ctx *cx, const lc_case *c)
         if (c->grad_chunk == 0 && c->function != LC_GRAD_FN_DECODER_LAYER)
             return fail(cx, "chunk", "0 (the recurrent form) applies to decoder_layer only");
         break;
+    case LC_KIND_SPECULATIVE:
+        for (int i = 0; i < c->n_accept; i++)
+            if (c->accept[i] > c->draft_k) {
+                snprintf(sub, sizeof sub, "accept[%d]", i);
+                return fail(cx, sub, "%d accepted drafts but draft_k is %d", c->accept[i], c->draft_k);
+            }
+        if ((c->n_rows || c->n_row_k) && c->n_row_k != c->n_rows + 1)
+            return fail(cx, "row_k", "%d entries for a batch of %d rows (the prompt and %d rows)", c->n_row_k,
+                        c->n_rows + 1, c->n_rows);
+        for (int i = 0; i < c->n_row_k; i++)
+            if (c->row_k[i] > c->draft_k) {
+                snprintf(sub, sizeof sub, "row_k[%d]", i);
+                return fail(cx, sub, "%d drafts but draft_k is %d", c->row_k[i], c->draft_k);
+            }
+        if (c->n_rows && c->suffix)
+            return fail(cx, "suffix", "does not apply to a batched speculative case (rows)");
+        if (c->decode.mode != LC_DECODE_GREEDY || c->decode.greedy < 2)
+            return fail(cx, "decode", "a speculative case needs decode.greedy >= 2 (the output budget)");
+        break;
     case LC_KIND_MULTI_IMAGE:
         if (lc_prompt_image_count(&c->prompt) < 2)
             return fail(cx, "prompt", "a multi_image case needs at least 2 image segments, found %d",
@@ -1172,6 +1200,17 @@ static int parse_field(const ctx *cx, const char *key, const cJSON *v, const cha
         c->interleave = !rc && cJSON_IsTrue(v);
         return rc;
     }
+    if (strcmp(key, "draft_k") == 0) {
+        rc = read_int(cx, key, v, 1, 64, &n);
+        c->draft_k = (int)n;
+        return rc;
+    }
+    if (strcmp(key, "accept") == 0)
+        return read_plain_int_array(cx, key, v, 0, &c->accept, &c->n_accept);
+    if (strcmp(key, "row_k") == 0)
+        return read_plain_int_array(cx, key, v, 0, &c->row_k, &c->n_row_k);
+    if (strcmp(key, "suffix") == 0)
+        return read_int32_array(cx, key, v, &c->suffix, &c->n_suffix);
     assert(!"a key of key_rules has no parser");
     return fail(cx, key, "internal: no parser for this key");
 }

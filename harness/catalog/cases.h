@@ -38,7 +38,9 @@
     X(IMAGE_CHECKPOINT, "image_checkpoint")     \
     X(GRADIENT, "gradient")                     \
     X(CONTINUOUS_BATCH, "continuous_batch")     \
-    X(PREFIX_CACHE, "prefix_cache")
+    X(PREFIX_CACHE, "prefix_cache")             \
+    X(SPECULATIVE, "speculative")               \
+    X(MTP_HEAD, "mtp_head")
 
 typedef enum {
     LC_KIND_UNKNOWN = -1,
@@ -185,7 +187,8 @@ typedef struct {
     int n_lengths;
     int *chunks;                /* (n_chunks) chunked: chunk sizes */
     int n_chunks;
-    lc_prompt *rows;            /* (n_rows) batch: one prompt per row */
+    lc_prompt *rows;            /* (n_rows) batch: one prompt per row; speculative: the rows after
+                                 * the prompt of a batched verify */
     int n_rows;
     int32_t pad_id;             /* batch: id written at left-padded positions */
     lc_prompt other_prompt;     /* isolation: prompt B run between the two runs of A */
@@ -202,6 +205,16 @@ typedef struct {
     lc_request *requests;       /* (n_requests) continuous_batch, prefix_cache: in schedule order */
     int n_requests;
     int interleave;             /* isolation: also decode A and B interleaved token by token */
+    int draft_k;                /* speculative, mtp_head: drafts per verify step / chained drafts */
+    int *accept;                /* (n_accept) speculative: forced accept counts per step (cycled);
+                                 * NULL: greedy acceptance of MTP drafts */
+    int n_accept;
+    int *row_k;                 /* (n_row_k) speculative with rows: drafts per step of each batch
+                                 * row (the prompt, then rows); 0: a non-speculative row */
+    int n_row_k;
+    int32_t *suffix;            /* (n_suffix) speculative: a second request's tokens after the
+                                 * first one's accepted prefix (prefix-cache check); NULL: none */
+    int n_suffix;
 
     lc_bounds bounds[LC_PREC_COUNT];
 } lc_case;

@@ -765,6 +765,122 @@ static int do_vjp(server *s, const cJSON *r, long id, lc_error *err)
 }
 
 /* Closes and releases: the reply is ok whether or not the handle was open. */
+/* speculative decoding: verify, accept, draft (PROTOCOL.md) */
+static int do_verify(server *s, const cJSON *r, long id, lc_error *err)
+{
+    long seq;
+    int *tokens = NULL, n = 0;
+    int rc = need_model(s, err);
+    if (rc || (rc = req_int(r, "seq", &seq, err)) || (rc = req_ints(r, "tokens", &tokens, &n, err)))
+        return rc;
+    const int V = s->mi.vocab_size;
+    double *lg = n > 0 ? malloc((size_t)n * V * sizeof *lg) : NULL;
+    if (n < 1)
+        rc = lc_fail(err, LC_EINPUT, "request field \"tokens\" is empty");
+    else if (!lg)
+        rc = lc_fail(err, LC_EINTERNAL, "out of memory");
+    else if (!(rc = lc_engine_verify(s->e, (int)seq, (const int32_t *)tokens, n, lg, err))) {
+        out_tensor t = {.name = "logits", .dt = s->out_dt, .ndim = 2, .dims = {n, V}, .f = lg};
+        reply_ok(cJSON_CreateObject(), id, &t, 1);
+    }
+    free(lg);
+    free(tokens);
+    return rc;
+}
+
+static int do_batch_verify(server *s, const cJSON *r, long id, lc_error *err)
+{
+    int *seqs = NULL, B = 0, L = 0;
+    int rc = need_model(s, err);
+    if (rc || (rc = req_ints(r, "seqs", &seqs, &B, err)))
+        return rc;
+    const cJSON *rows = cJSON_GetObjectItemCaseSensitive(r, "tokens"), *row;
+    int *counts = calloc((size_t)B, sizeof *counts), *all = NULL, n = 0, b = 0;
+    double *lg = NULL;
+    if (!counts) {
+        rc = lc_fail(err, LC_EINTERNAL, "out of memory");
+        goto done;
+    }
+    if (!cJSON_IsArray(rows) || cJSON_GetArraySize(rows) != B) {
+        rc = lc_fail(err, LC_EINPUT, "request field \"tokens\" is not one array of token ids per sequence");
+        goto done;
+    }
+    cJSON_ArrayForEach(row, rows) /* validate, then count */
+    {
+        cJSON *one = cJSON_CreateObject();
+        int *ids = NULL;
+        cJSON_AddItemReferenceToObject(one, "t", (cJSON *)row);
+        rc = req_ints(one, "t", &ids, &counts[b], err);
+        cJSON_Delete(one);
+        if (rc)
+            goto done;
+        int *grown = realloc(all, (size_t)(n + counts[b]) * sizeof *all);
+        if (!grown) {
+            free(ids);
+            rc = lc_fail(err, LC_EINTERNAL, "out of memory");
+            goto done;
+        }
+        all = grown;
+        memcpy(all + n, ids, (size_t)counts[b] * sizeof *ids);
+        free(ids);
+        n += counts[b];
+        L = counts[b] > L ? counts[b] : L;
+        b++;
+    }
+    const int V = s->mi.vocab_size;
+    if (!(lg = malloc((size_t)B * L * V * sizeof *lg))) {
+        rc = lc_fail(err, LC_EINTERNAL, "out of memory");
+        goto done;
+    }
+    if (!(rc = lc_engine_batch_verify(s->e, seqs, B, (const int32_t *)all, counts, lg, err))) {
+        out_tensor t = {.name = "logits", .dt = s->out_dt, .ndim = 3, .dims = {B, L, V}, .f = lg};
+        reply_ok(cJSON_CreateObject(), id, &t, 1);
+    }
+done:
+    free(seqs);
+    free(counts);
+    free(all);
+    free(lg);
+    return rc;
+}
+
+static int do_accept(server *s, const cJSON *r, long id, lc_error *err)
+{
+    long seq, a;
+    int rc = need_model(s, err);
+    if (rc || (rc = req_int(r, "seq", &seq, err)) || (rc = req_int(r, "accepted", &a, err)))
+        return rc;
+    if (!(rc = lc_engine_accept(s->e, (int)seq, (int)a, err)))
+        reply_ok(cJSON_CreateObject(), id, NULL, 0);
+    return rc;
+}
+
+static int do_draft(server *s, const cJSON *r, long id, lc_error *err)
+{
+    long seq, next, k;
+    int rc = need_model(s, err);
+    if (rc || (rc = req_int(r, "seq", &seq, err)) || (rc = req_int(r, "next", &next, err)) ||
+        (rc = req_int(r, "k", &k, err)))
+        return rc;
+    if (k < 1 || k > 64)
+        return lc_fail(err, LC_EINPUT, "request field \"k\" is %ld, expected 1..64", k);
+    const int V = s->mi.vocab_size, want = req_bool(r, "logits");
+    double *lg = want ? malloc((size_t)k * V * sizeof *lg) : NULL;
+    int32_t *d = malloc((size_t)k * sizeof *d);
+    if (!d || (want && !lg))
+        rc = lc_fail(err, LC_EINTERNAL, "out of memory");
+    else if (!(rc = lc_engine_draft(s->e, (int)seq, (int32_t)next, (int)k, d, lg, err))) {
+        cJSON *h = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(h, "drafts");
+        for (long i = 0; i < k; i++)
+            cJSON_AddItemToArray(arr, cJSON_CreateNumber(d[i]));
+        out_tensor t = {.name = "logits", .dt = s->out_dt, .ndim = 2, .dims = {(int)k, V}, .f = lg};
+        reply_ok(h, id, &t, want ? 1 : 0);
+    }
+    free(lg);
+    free(d);
+    return rc;
+}
+
 static int do_close(server *s, const cJSON *r, long id, const char *op, lc_error *err)
 {
     long h;
@@ -940,6 +1056,14 @@ static int serve_one(server *s, const char *line)
         rc = do_step(s, r, id, &err);
     else if (!strcmp(op, "prefix_store") || !strcmp(op, "prefix_lookup") || !strcmp(op, "prefix_stats"))
         rc = do_prefix(s, r, id, op, &err);
+    else if (!strcmp(op, "verify"))
+        rc = do_verify(s, r, id, &err);
+    else if (!strcmp(op, "batch_verify"))
+        rc = do_batch_verify(s, r, id, &err);
+    else if (!strcmp(op, "accept"))
+        rc = do_accept(s, r, id, &err);
+    else if (!strcmp(op, "draft"))
+        rc = do_draft(s, r, id, &err);
     else if (!strcmp(op, "reset")) {
         if (!(rc = lc_engine_reset(s->e, &err))) {
             s->n_prompts = 0;

@@ -108,8 +108,8 @@ int lc_cmd_synth(int argc, char **argv)
         fprintf(stderr, "logitcheck synth: %s\n", err.msg);
         return rc == LC_EINPUT ? 2 : 3;
     }
-    printf("%s seed %" PRIu64 ": %d tensors, %" PRId64 " parameters (%" PRId64 " loaded by the engine, the rest "
-           "mtp.*), %d safetensors file%s, %" PRId64 " bytes%s%s\n",
+    printf("%s seed %" PRIu64 ": %d tensors, %" PRId64 " parameters (%" PRId64 " in the main model, the rest "
+           "the MTP head mtp.*), %d safetensors file%s, %" PRId64 " bytes%s%s\n",
            lc_synth_preset_name(o.preset), o.seed, info.tensors, info.params, info.loaded_params, info.files,
            info.files == 1 ? "" : "s", info.file_bytes, out ? " -> " : " (not written)", out ? out : "");
     printf("sha256 %s\n", hex);

@@ -227,6 +227,31 @@ int lc_engine_reset(lc_engine *e, lc_error *err)
     return lc_engine_restart(e, err);
 }
 
+int lc_engine_verify(lc_engine *e, int seq, const int32_t *tokens, int n, double *logits, lc_error *err)
+{
+    NEED(verify, LC_CAP_VERIFY);
+    return e->ops->verify(e, seq, tokens, n, logits, err);
+}
+
+int lc_engine_accept(lc_engine *e, int seq, int accepted, lc_error *err)
+{
+    NEED(accept, LC_CAP_VERIFY);
+    return e->ops->accept(e, seq, accepted, err);
+}
+
+int lc_engine_draft(lc_engine *e, int seq, int32_t next, int k, int32_t *drafts, double *logits, lc_error *err)
+{
+    NEED(draft, LC_CAP_MTP);
+    return e->ops->draft(e, seq, next, k, drafts, logits, err);
+}
+
+int lc_engine_batch_verify(lc_engine *e, const int *seqs, int B, const int32_t *tokens, const int *counts,
+                           double *logits, lc_error *err)
+{
+    NEED(batch_verify, LC_CAP_BATCH_VERIFY);
+    return e->ops->batch_verify(e, seqs, B, tokens, counts, logits, err);
+}
+
 void lc_engine_free(lc_engine *e)
 {
     if (e && e->ops && e->ops->destroy)

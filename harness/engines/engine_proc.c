@@ -1590,6 +1590,134 @@ static int op_prefix_stats(lc_engine *e, lc_prefix_stats *out, lc_error *err)
     return rc;
 }
 
+/* ---------------------------------------------------------------- speculative decoding */
+
+static int op_verify(lc_engine *e, int seq, const int32_t *tokens, int n, double *logits, lc_error *err)
+{
+    proc *p = P(e);
+    const char *op = "verify";
+    int rc = need_model(p, op, err);
+    if (rc)
+        return rc;
+    if (n < 1)
+        return lc_fail(err, LC_EINPUT, "%s: %s: no token", p->label, op);
+    const int V = p->mi.vocab_size;
+    cJSON *req = cJSON_CreateObject(), *h = NULL, *tk = cJSON_CreateArray();
+    for (int i = 0; i < n; i++)
+        cJSON_AddItemToArray(tk, cJSON_CreateNumber(tokens[i]));
+    cJSON_AddNumberToObject(req, "seq", seq);
+    cJSON_AddItemToObject(req, "tokens", tk);
+    tspec ts[1] = {{.name = "logits", .is_float = 1, .ndim = 2, .dims = {n, V}, .required = 1}};
+    long id = p->next_id;
+    if ((rc = call(p, op, req, ts, 1, &h, err)))
+        return rc;
+    long k = first_nan(ts[0].data, ts[0].count);
+    if (k >= 0)
+        rc = engine_fail(p, op, id, err, "NaN logits (row %ld, index %ld)", k / V, k % V);
+    else if (logits)
+        memcpy(logits, ts[0].data, ts[0].count * sizeof(double));
+    tspec_free(ts, 1);
+    cJSON_Delete(h);
+    return rc;
+}
+
+static int op_accept(lc_engine *e, int seq, int accepted, lc_error *err)
+{
+    proc *p = P(e);
+    const char *op = "accept";
+    int rc = need_model(p, op, err);
+    if (rc)
+        return rc;
+    cJSON *req = cJSON_CreateObject(), *h = NULL;
+    cJSON_AddNumberToObject(req, "seq", seq);
+    cJSON_AddNumberToObject(req, "accepted", accepted);
+    if ((rc = call(p, op, req, NULL, 0, &h, err)))
+        return rc;
+    cJSON_Delete(h);
+    return LC_OK;
+}
+
+static int op_draft(lc_engine *e, int seq, int32_t next, int k, int32_t *drafts, double *logits, lc_error *err)
+{
+    proc *p = P(e);
+    const char *op = "draft";
+    int rc = need_model(p, op, err);
+    if (rc)
+        return rc;
+    const int V = p->mi.vocab_size;
+    cJSON *req = cJSON_CreateObject(), *h = NULL;
+    cJSON_AddNumberToObject(req, "seq", seq);
+    cJSON_AddNumberToObject(req, "next", next);
+    cJSON_AddNumberToObject(req, "k", k);
+    cJSON_AddBoolToObject(req, "logits", logits != NULL);
+    tspec ts[1] = {{.name = "logits", .is_float = 1, .ndim = 2, .dims = {k, V}, .required = 1}};
+    long id = p->next_id;
+    if ((rc = call(p, op, req, ts, logits ? 1 : 0, &h, err)))
+        return rc;
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(h, "drafts"), *x;
+    if (!cJSON_IsArray(d) || cJSON_GetArraySize(d) != k)
+        rc = engine_fail(p, op, id, err, "reply field \"drafts\" is not an array of %d token ids", k);
+    int i = 0;
+    cJSON_ArrayForEach(x, d)
+    {
+        if (rc)
+            break;
+        if (!cJSON_IsNumber(x) || x->valuedouble != floor(x->valuedouble) || x->valuedouble < 0 ||
+            x->valuedouble >= V)
+            rc = engine_fail(p, op, id, err, "reply field \"drafts\"[%d] is not a token id in [0, %d)", i, V);
+        else
+            drafts[i++] = (int32_t)x->valuedouble;
+    }
+    if (!rc && logits) {
+        long bad = first_nan(ts[0].data, ts[0].count);
+        if (bad >= 0)
+            rc = engine_fail(p, op, id, err, "NaN logits (row %ld, index %ld)", bad / V, bad % V);
+        else
+            memcpy(logits, ts[0].data, ts[0].count * sizeof(double));
+    }
+    tspec_free(ts, logits ? 1 : 0);
+    cJSON_Delete(h);
+    return rc;
+}
+
+static int op_batch_verify(lc_engine *e, const int *seqs, int B, const int32_t *tokens, const int *counts,
+                           double *logits, lc_error *err)
+{
+    proc *p = P(e);
+    const char *op = "batch_verify";
+    int rc = need_model(p, op, err);
+    if (rc)
+        return rc;
+    if (B < 1)
+        return lc_fail(err, LC_EINPUT, "%s: %s: an empty batch", p->label, op);
+    const int V = p->mi.vocab_size;
+    int L = 0;
+    cJSON *req = cJSON_CreateObject(), *h = NULL, *rows = cJSON_CreateArray();
+    for (int b = 0, at = 0; b < B; b++) {
+        cJSON *row = cJSON_CreateArray();
+        for (int i = 0; i < counts[b]; i++)
+            cJSON_AddItemToArray(row, cJSON_CreateNumber(tokens[at++]));
+        cJSON_AddItemToArray(rows, row);
+        L = counts[b] > L ? counts[b] : L;
+    }
+    cJSON_AddItemToObject(req, "seqs", int_array(seqs, B));
+    cJSON_AddItemToObject(req, "tokens", rows);
+    tspec ts[1] = {{.name = "logits", .is_float = 1, .ndim = 3, .dims = {B, L, V}, .required = 1}};
+    long id = p->next_id;
+    if ((rc = call(p, op, req, ts, 1, &h, err)))
+        return rc;
+    for (int b = 0; b < B && !rc; b++) {
+        long k = first_nan((const double *)ts[0].data + (size_t)b * L * V, (size_t)counts[b] * V);
+        if (k >= 0)
+            rc = engine_fail(p, op, id, err, "NaN logits (row %d, token %ld, index %ld)", b, k / V, k % V);
+    }
+    if (!rc && logits)
+        memcpy(logits, ts[0].data, ts[0].count * sizeof(double));
+    tspec_free(ts, 1);
+    cJSON_Delete(h);
+    return rc;
+}
+
 static const lc_engine_ops proc_ops = {
     .load = op_load,
     .prompt_open = op_prompt_open,
@@ -1614,6 +1742,10 @@ static const lc_engine_ops proc_ops = {
     .prefix_store = op_prefix_store,
     .prefix_lookup = op_prefix_lookup,
     .prefix_stats = op_prefix_stats,
+    .verify = op_verify,
+    .accept = op_accept,
+    .draft = op_draft,
+    .batch_verify = op_batch_verify,
 };
 
 int lc_engine_proc_new(lc_engine **out, const char *cmd, double timeout_s, const char *log_path, lc_error *err)

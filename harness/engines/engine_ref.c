@@ -51,6 +51,7 @@ typedef struct {
     int refeed;                 /* refeed_last_token: restored, nothing fed since */
     int prefix_hit;             /* made by a prefix-cache hit (prefix_pos_from_offset) */
     int kept;                   /* slot_conv_kept: closed, its cache kept for the next open */
+    int pending;                /* a verify awaits its accept */
 } ref_seq;
 
 typedef struct {
@@ -682,12 +683,16 @@ static int ref_snapshot(lc_engine *e, int seq, int *snap, lc_error *err)
     sn->view_of = -1;
     sn->len = s->c.len;
     sn->delta = s->c.rope_delta;
+    if (s->pending)
+        return efail(e, err, LC_EINPUT, "snapshot", "sequence %d: a verify awaits its accept", seq);
     if (r->faults.on[LC_FAULT_SHALLOW_SNAPSHOT]) {
         sn->view_of = seq; /* planted: no copy, the live sequence's memory */
     } else {
         qref_error qe = {0};
         if (qref_cache_clone(&sn->c, &s->c, &qe) != QREF_OK)
             return lc_fail(err, LC_EINTERNAL, "snapshot: %s", qe.msg);
+        if (r->faults.on[LC_FAULT_SPEC_SNAPSHOT_AFTER_VERIFY])
+            qref__fault_verify_end_state(&sn->c, &s->c); /* planted: the end of the verify */
     }
     sn->used = 1;
     *snap = h;
@@ -1115,6 +1120,115 @@ static int ref_vjp(lc_engine *e, const lc_vjp_in *in, lc_vjp_result *want, int n
     return lc__ref_vjp(&r->m, &r->vf, in, want, n_want, err);
 }
 
+/* ---------------------------------------------------------------- speculative decoding */
+
+static int ref_verify(lc_engine *e, int seq, const int32_t *tokens, int n, double *logits, lc_error *err)
+{
+    ref_engine *r = impl(e);
+    ref_seq *s = get_seq(r, seq);
+    if (!s)
+        return efail(e, err, LC_EINPUT, "verify", "no sequence %d", seq);
+    if (s->pending)
+        return efail(e, err, LC_EINPUT, "verify", "sequence %d: the previous verify awaits its accept", seq);
+    const int V = r->m.cfg.vocab_size;
+    qref_real *lg = malloc(((size_t)(n > 0 ? n : 1) * V) * sizeof *lg);
+    if (!lg)
+        return efail(e, err, LC_EINTERNAL, "verify", "out of memory");
+    qref_error qe = {0};
+    int rc = LC_OK;
+    if (qref_verify(&r->m, &s->c, tokens, n, lg, &qe) != QREF_OK)
+        rc = lc_fail(err, LC_EINPUT, "verify: %s", qe.msg);
+    else {
+        s->pending = 1;
+        s->refeed = 0;
+        if (logits)
+            to_double(logits, lg, (size_t)n * V);
+    }
+    free(lg);
+    return rc;
+}
+
+static int ref_batch_verify(lc_engine *e, const int *seqs, int B, const int32_t *tokens, const int *counts,
+                            double *logits, lc_error *err)
+{
+    ref_engine *r = impl(e);
+    if (B < 1)
+        return efail(e, err, LC_EINPUT, "batch_verify", "an empty batch");
+    qref_cache **caches = calloc((size_t)B, sizeof *caches);
+    const int32_t **ids = calloc((size_t)B, sizeof *ids);
+    int L = 0, rc = LC_OK;
+    size_t at = 0;
+    for (int b = 0; b < B && !rc && caches && ids; b++) {
+        ref_seq *s = get_seq(r, seqs[b]);
+        if (!s)
+            rc = efail(e, err, LC_EINPUT, "batch_verify", "row %d: no sequence %d", b, seqs[b]);
+        else if (s->pending)
+            rc = efail(e, err, LC_EINPUT, "batch_verify", "row %d: sequence %d awaits its accept", b, seqs[b]);
+        else if (counts[b] < 1)
+            rc = efail(e, err, LC_EINPUT, "batch_verify", "row %d: %d tokens", b, counts[b]);
+        else {
+            caches[b] = &s->c;
+            ids[b] = tokens + at;
+            at += (size_t)counts[b];
+            L = counts[b] > L ? counts[b] : L;
+        }
+    }
+    const int V = r->m.cfg.vocab_size;
+    qref_real *lg = !rc && caches && ids ? malloc((size_t)B * L * V * sizeof *lg) : NULL;
+    if (!rc && !lg)
+        rc = efail(e, err, LC_EINTERNAL, "batch_verify", "out of memory");
+    qref_error qe = {0};
+    if (!rc && qref_verify_batch(&r->m, caches, ids, counts, B, lg, &qe) != QREF_OK)
+        rc = lc_fail(err, LC_EINPUT, "batch_verify: %s", qe.msg);
+    for (int b = 0; !rc && b < B; b++) {
+        ref_seq *s = get_seq(r, seqs[b]);
+        s->pending = 1;
+        s->refeed = 0;
+    }
+    if (!rc && logits)
+        to_double(logits, lg, (size_t)B * L * V);
+    free(lg);
+    free(caches);
+    free(ids);
+    return rc;
+}
+
+static int ref_accept(lc_engine *e, int seq, int accepted, lc_error *err)
+{
+    ref_engine *r = impl(e);
+    ref_seq *s = get_seq(r, seq);
+    if (!s)
+        return efail(e, err, LC_EINPUT, "accept", "no sequence %d", seq);
+    qref_error qe = {0};
+    if (qref_verify_accept(&r->m, &s->c, accepted, &qe) != QREF_OK)
+        return lc_fail(err, LC_EINPUT, "accept: %s", qe.msg);
+    s->pending = 0;
+    s->last = -1; /* the engine does not keep verify tokens; nothing is refed after accept */
+    return LC_OK;
+}
+
+static int ref_draft(lc_engine *e, int seq, int32_t next, int k, int32_t *drafts, double *logits, lc_error *err)
+{
+    ref_engine *r = impl(e);
+    ref_seq *s = get_seq(r, seq);
+    if (!s)
+        return efail(e, err, LC_EINPUT, "draft", "no sequence %d", seq);
+    if (s->pending)
+        return efail(e, err, LC_EINPUT, "draft", "sequence %d: a verify awaits its accept", seq);
+    const int V = r->m.cfg.vocab_size;
+    qref_real *lg = logits ? malloc((size_t)(k > 0 ? k : 1) * V * sizeof *lg) : NULL;
+    if (logits && !lg)
+        return efail(e, err, LC_EINTERNAL, "draft", "out of memory");
+    qref_error qe = {0};
+    int rc = LC_OK;
+    if (qref_mtp_draft(&r->m, &s->c, next, k, drafts, lg, &qe) != QREF_OK)
+        rc = lc_fail(err, LC_EINPUT, "draft: %s", qe.msg);
+    else if (logits)
+        to_double(logits, lg, (size_t)k * V);
+    free(lg);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- life cycle */
 
 static int ref_reset(lc_engine *e, lc_error *err)
@@ -1163,6 +1277,10 @@ static const lc_engine_ops ref_ops = {
     .prefix_store = ref_prefix_store,
     .prefix_lookup = ref_prefix_lookup,
     .prefix_stats = ref_prefix_stats,
+    .verify = ref_verify,
+    .accept = ref_accept,
+    .draft = ref_draft,
+    .batch_verify = ref_batch_verify,
 };
 
 int lc_engine_ref_new(lc_engine **out, const struct lc_fault_set *faults, lc_error *err)
@@ -1194,6 +1312,11 @@ int lc_engine_ref_new(lc_engine **out, const struct lc_fault_set *faults, lc_err
     r->qf.video_one_block = f->on[LC_FAULT_VIDEO_ONE_BLOCK];
     r->qf.video_ts_no_advance = f->on[LC_FAULT_VIDEO_TS_NO_ADVANCE];
     r->qf.video_temporal_per_token = f->on[LC_FAULT_VIDEO_TEMPORAL_PER_TOKEN];
+    r->qf.spec_keep_rec = f->on[LC_FAULT_SPEC_COMMIT_REJECTED];
+    r->qf.spec_keep_conv = f->on[LC_FAULT_SPEC_CONV_KEPT];
+    r->qf.spec_accept_plus1 = f->on[LC_FAULT_SPEC_ACCEPT_OFF_BY_ONE];
+    r->qf.mtp_concat_swapped = f->on[LC_FAULT_MTP_CONCAT_SWAPPED];
+    r->qf.mtp_prenorm_hidden = f->on[LC_FAULT_MTP_PRENORM_HIDDEN];
     r->vf.gdn_no_decay = f->on[LC_FAULT_VJP_GDN_NO_DECAY];
     r->vf.beta_no_sigmoid = f->on[LC_FAULT_VJP_BETA_NO_SIGMOID];
     r->vf.conv_state_dropped = f->on[LC_FAULT_VJP_CONV_STATE_DROPPED];

@@ -57,6 +57,18 @@
       "a video placeholder's temporal position counts tokens of its patch instead of staying at the start") \
     X(VIDEO_ODD_UNPADDED, "video_odd_unpadded", NONE, ENGINE,                                              \
       "an odd count of sampled frames is not padded: the last frame is dropped")                           \
+    X(SPEC_COMMIT_REJECTED, "spec_commit_rejected", NONE, MODEL,                                             \
+      "verify's accept keeps the recurrent state written over rejected drafts")                             \
+    X(SPEC_CONV_KEPT, "spec_conv_kept", NONE, MODEL,                                                         \
+      "verify's accept does not roll the GDN conv window back to the accepted prefix")                      \
+    X(SPEC_ACCEPT_OFF_BY_ONE, "spec_accept_off_by_one", NONE, MODEL,                                         \
+      "verify's accept commits one draft more than accepted")                                               \
+    X(MTP_CONCAT_SWAPPED, "mtp_concat_swapped", NONE, MODEL,                                                 \
+      "the MTP head concatenates [hidden | embedding] instead of [embedding | hidden]")                     \
+    X(MTP_PRENORM_HIDDEN, "mtp_prenorm_hidden", NONE, MODEL,                                                 \
+      "the MTP head is fed the main model's hidden state before the final norm")                            \
+    X(SPEC_SNAPSHOT_AFTER_VERIFY, "spec_snapshot_after_verify", NONE, ENGINE,                                \
+      "a snapshot right after accept holds the state after every verified token, rejected drafts included") \
     LC_FAULT_MAP_VJP(X)
 
 /* Backward-pass plants (where VJP: the vjp operation, through qref_vjp_internal.h). */

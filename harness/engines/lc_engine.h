@@ -89,7 +89,10 @@ lc_eprec lc_eprec_from_name(const char *s);  /* LC_EPREC_UNKNOWN when not a name
     X(VJP, "vjp")             /* backward passes: vector-Jacobian products (see "gradients") */ \
     X(STEP, "step")           /* continuous batching: one batched step over live sequences */   \
     X(PREFIX_CACHE, "prefix_cache") /* the engine's prefix cache: store, lookup, counters */ \
-    X(VIDEO, "video")         /* video segments in prompts (PNG frames, fps, timestamp ids) */
+    X(VIDEO, "video")         /* video segments in prompts (PNG frames, fps, timestamp ids) */ \
+    X(VERIFY, "verify")       /* speculative verify of k+1 tokens and accept (see "speculative") */ \
+    X(MTP, "mtp")             /* MTP-head drafts (see "speculative") */                     \
+    X(BATCH_VERIFY, "batch_verify") /* verify of several sequences in one batched forward */
 
 typedef enum {
 #define LC__CAP_ENUM(id, name) LC_CAP_##id,
@@ -314,6 +317,20 @@ typedef struct {
     int64_t refused;
     int64_t stored;             /* boundaries stored (a boundary stored again counts once) */
 } lc_prefix_stats;
+/* ---------------------------------------------------------------- speculative decoding
+ *
+ * Greedy speculative decoding with these operations, one step: the sequence holds the
+ * committed tokens and `last`, the next token, is known (chosen from the previous logits);
+ * draft(seq, last, k) proposes d_1..d_k (MTP); verify(seq, [last, d_1..d_k]) returns k+1
+ * logits rows; a = the number of leading drafts equal to the greedy choice of the row before
+ * them; accept(seq, a) commits last, d_1..d_a; the next `last` is the greedy choice of row a.
+ * Each step yields a + 1 tokens. An engine keeps the GDN conv and recurrent state of every
+ * verified position (or recomputes the accepted prefix): the state after accept must be the
+ * state plain decoding of the same tokens gives, rejected drafts never leave a trace, and a
+ * snapshot taken after accept holds exactly the accepted prefix.
+ * The MTP head (reference/qref.h "speculative decoding" pins its definition): drafts use the
+ * main model's final-normed hidden state of the last committed token and the embedding of
+ * `next`, chained through the head's own KV cache. */
 
 /* ---------------------------------------------------------------- the operation table */
 
@@ -376,6 +393,25 @@ typedef struct {
      * *reused its length (0: a miss, an empty sequence). Counts the lookup. */
     int (*prefix_lookup)(lc_engine *e, int prompt, int *seq, int *reused, lc_error *err);
     int (*prefix_stats)(lc_engine *e, lc_prefix_stats *out, lc_error *err);
+    /* LC_CAP_VERIFY (see "speculative"): tokens[0] is the last accepted token (not yet in the
+     * sequence), tokens[1..n) drafts; one forward over the n tokens at the next positions;
+     * logits (n, V), row i predicts the token after tokens[i]. The sequence then awaits accept:
+     * any other operation on it is LC_EINPUT. */
+    int (*verify)(lc_engine *e, int seq, const int32_t *tokens, int n, double *logits, lc_error *err);
+    /* LC_CAP_VERIFY: commits the pending verify to tokens[0..accepted] (accepted in [0, n)):
+     * the sequence then holds its previous tokens plus accepted + 1, exactly as if they had been
+     * decoded one by one. */
+    int (*accept)(lc_engine *e, int seq, int accepted, lc_error *err);
+    /* LC_CAP_MTP: k >= 1 greedy MTP drafts after the sequence's tokens and `next` (the token
+     * after them, not yet in the sequence); drafts (k), logits (k, V) or NULL. The sequence's
+     * main-model state is unchanged. A checkpoint without an MTP head is LC_EINPUT. */
+    int (*draft)(lc_engine *e, int seq, int32_t next, int k, int32_t *drafts, double *logits, lc_error *err);
+    /* LC_CAP_BATCH_VERIFY: verify of B distinct sequences in one batched call; row b feeds
+     * counts[b] >= 1 tokens (tokens: the rows one after another; counts[b] == 1 is a plain
+     * decode step in the batch). logits (B, max counts, V), row b's token i at [b][i], NaN past
+     * counts[b]. Each sequence then awaits its own accept, with its own count. */
+    int (*batch_verify)(lc_engine *e, const int *seqs, int B, const int32_t *tokens, const int *counts, double *logits,
+                        lc_error *err);
 } lc_engine_ops;
 
 struct lc_engine {
@@ -412,6 +448,11 @@ int lc_engine_step(lc_engine *e, const lc_step_row *rows, int B, double *logits,
 int lc_engine_prefix_store(lc_engine *e, int seq, int prompt, lc_error *err);
 int lc_engine_prefix_lookup(lc_engine *e, int prompt, int *seq, int *reused, lc_error *err);
 int lc_engine_prefix_stats(lc_engine *e, lc_prefix_stats *out, lc_error *err);
+int lc_engine_verify(lc_engine *e, int seq, const int32_t *tokens, int n, double *logits, lc_error *err);
+int lc_engine_accept(lc_engine *e, int seq, int accepted, lc_error *err);
+int lc_engine_draft(lc_engine *e, int seq, int32_t next, int k, int32_t *drafts, double *logits, lc_error *err);
+int lc_engine_batch_verify(lc_engine *e, const int *seqs, int B, const int32_t *tokens, const int *counts,
+                           double *logits, lc_error *err);
 void lc_engine_free(lc_engine *e);
 
 /* ---------------------------------------------------------------- implementations */

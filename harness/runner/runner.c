@@ -29,6 +29,8 @@ static const struct {
     {LC_KIND_GRADIENT, lc__kind_gradient, CAP(VJP)},
     {LC_KIND_CONTINUOUS_BATCH, lc__kind_continuous_batch, CAP(STEP)},
     {LC_KIND_PREFIX_CACHE, lc__kind_prefix_cache, CAP(PREFIX_CACHE)},
+    {LC_KIND_SPECULATIVE, lc__kind_speculative, CAP(VERIFY)}, /* + mtp, snapshot: see below */
+    {LC_KIND_MTP_HEAD, lc__kind_mtp_head, CAP(MTP)},
 };
 #define N_KINDS ((int)(sizeof kinds / sizeof kinds[0]))
 
@@ -48,6 +50,8 @@ unsigned lc_case_required_caps(const lc_case *c)
             caps = kinds[k].caps;
     if (c->kind == LC_KIND_KERNEL)
         caps |= c->kernel == LC_KERNEL_MROPE_TEXT_1D ? CAP(ROPE) | CAP(POSITIONS) : CAP(GDN_MODE);
+    if (c->kind == LC_KIND_SPECULATIVE) /* greedy acceptance drafts with the MTP head */
+        caps |= (c->n_accept ? 0 : CAP(MTP)) | (c->suffix ? CAP(SNAPSHOT) : 0) | (c->n_rows ? CAP(BATCH_VERIFY) : 0);
     int images = has_image(&c->prompt) || has_image(&c->other_prompt);
     for (int b = 0; b < c->n_rows; b++)
         images |= has_image(&c->rows[b]);

@@ -161,5 +161,7 @@ void lc__kind_gradient(lc__run *r);          /* kinds_gradient.c */
 void lc__kind_continuous_batch(lc__run *r);  /* kinds_serving.c */
 void lc__kind_prefix_cache(lc__run *r);
 void lc__isolation_interleaved(lc__run *r);  /* isolation with "interleave": kinds_serving.c */
+void lc__kind_speculative(lc__run *r);       /* kinds_speculative.c */
+void lc__kind_mtp_head(lc__run *r);
 
 #endif /* LC_RUNNER_INTERNAL_H */

@@ -319,7 +319,7 @@ static void build_text(table *tb, const shapes *p, const lc_synth_opts *o)
 }
 
 /* The multi-token-prediction head as published (one full-attention layer, its MLP or MoE
- * block, the fc over [embedding; hidden] and three norms); the engine does not read it. */
+ * block, the fc over [embedding; hidden] and three norms); the engine loads it (reference/mtp.c). */
 static void build_mtp(table *tb, const shapes *p, const lc_synth_opts *o)
 {
     const int64_t H = p->hidden;

@@ -64,7 +64,7 @@ typedef struct {
     int tensors;
     int files;                  /* safetensors files */
     int64_t params;             /* elements over every tensor */
-    int64_t loaded_params;      /* elements the engine loads (every tensor but mtp.*) */
+    int64_t loaded_params;      /* elements of the main model (every tensor but the MTP head mtp.*) */
     int64_t weight_bytes;       /* tensor data bytes over every safetensors file */
     int64_t file_bytes;         /* safetensors files on disk (headers included) */
 } lc_synth_info;
