@@ -28,6 +28,12 @@
 #define GOOD(name) "{\"name\": \"" name "\", \"kind\": \"golden\", " CKPT ", " GOLD ", " DESC \
                    ", " PROMPT ", " BOUNDS "}"
 
+/* A real-scale case: its checkpoint is written by synth, so it need not exist. */
+#define HEX "c822383adbcfc8c6348274a0acfac9e577cc2355a7f015246e932dfaafafb4cc"
+#define SYNTH "\"checkpoint_synth\": {\"preset\": \"qwen3.5-0.8b\", \"seed\": 1, \"sha256\": \"" HEX "\"}"
+#define REAL(extra) "{\"name\": \"r\", \"kind\": \"golden\", \"checkpoint\": \"real-checkpoints/none\", " GOLD ", " \
+                    DESC ", " PROMPT ", " BOUNDS ", " extra "}"
+
 /* ---------------------------------------------------------------- helpers */
 
 static void make_dir(const char *path)
@@ -134,6 +140,41 @@ START_TEST(test_cases_load_real_catalog)
 
     lc_catalog_free(&cat);
     lc_catalog_free(&cat); /* twice is safe */
+}
+END_TEST
+
+/* cases/real: 14 cases on checkpoints that need not exist yet (checkpoint_synth), every one
+ * with the sparse layout; the keys read back against the file's text. */
+START_TEST(test_cases_load_real_scale)
+{
+    lc_catalog cat;
+    lc_catalog_init(&cat);
+    lc_error err = {0};
+    int rc = lc_catalog_load_dir(&cat, LC_SOURCE_DIR "/cases/real", LC_SOURCE_DIR, &err);
+    ck_assert_msg(rc == LC_OK, "loading cases/real failed (%d): %s", rc, err.msg);
+    ck_assert_int_eq(cat.n, 14);
+    for (int i = 0; i < cat.n; i++) {
+        const lc_case *c = &cat.cases[i];
+        ck_assert_msg(c->has_synth && c->sparse && lc_case_has_label(c, "real"), "%s: not a real-scale case", c->name);
+        ck_assert_int_eq(strlen(c->synth_sha256), 64);
+        ck_assert_int_eq(c->family, strstr(c->synth_preset, "a3b") ? LC_FAMILY_MOE : LC_FAMILY_DENSE);
+    }
+    const lc_case *c = lc_catalog_find(&cat, "real08.golden.text_2048");
+    ck_assert_msg(c != NULL, "real08.golden.text_2048 not found");
+    ck_assert_str_eq(c->synth_preset, "qwen3.5-0.8b");
+    ck_assert_int_eq((int)c->synth_seed, 1);
+    ck_assert_str_eq(c->synth_sha256, HEX);
+    ck_assert_int_eq(c->n_chunk_sweep, 9);
+    ck_assert_int_eq(c->chunk_sweep[0], 64);
+    ck_assert_int_eq(c->chunk_sweep[8], 513);
+    c = lc_catalog_find(&cat, "real08.golden.image_hd");
+    ck_assert_msg(c && c->image_max_pixels == 1003520, "image_hd: image_max_pixels %ld", c ? c->image_max_pixels : -1L);
+    c = lc_catalog_find(&cat, "real08.batch.pad_one");
+    ck_assert_msg(c && c->n_rows == 1 && c->pad_to == 75, "pad_one: %d rows, pad_to %d", c ? c->n_rows : -1,
+                  c ? c->pad_to : -1);
+    c = lc_catalog_find(&cat, "real35.golden.text_577");
+    ck_assert_msg(c && c->family == LC_FAMILY_MOE && lc_case_has_label(c, "moe"), "real35: not moe");
+    lc_catalog_free(&cat);
 }
 END_TEST
 
@@ -282,6 +323,33 @@ static const bad_file bad_files[] = {
     {"case_not_object", "{\"cases\": [[1, 2]]}", NULL,
      {"case #1: case: expected an object, found array", NULL, NULL}},
     {"empty_cases", "{\"cases\": []}", NULL, {"x.json: cases: empty array (no case)", NULL, NULL}},
+    /* the real-scale keys (cases/real/README.md) */
+    {"synth_not_object", "{\"cases\": [" REAL("\"checkpoint_synth\": 3") "]}", NULL,
+     {"case 'r': checkpoint_synth: expected an object, found number", NULL, NULL}},
+    {"synth_unknown_preset", "{\"cases\": [" REAL("\"checkpoint_synth\": {\"preset\": \"tiny\", \"seed\": 1, "
+     "\"sha256\": \"" HEX "\"}") "]}", NULL, {"checkpoint_synth.preset: 'tiny' is not a published-shape preset", NULL, NULL}},
+    {"synth_bad_hash", "{\"cases\": [" REAL("\"checkpoint_synth\": {\"preset\": \"qwen3.5-0.8b\", \"seed\": 1, "
+     "\"sha256\": \"ABC\"}") "]}", NULL, {"checkpoint_synth.sha256: expected 64 lowercase hex digits", NULL, NULL}},
+    {"synth_extra_key", "{\"cases\": [" REAL("\"checkpoint_synth\": {\"preset\": \"qwen3.5-0.8b\", \"seed\": 1, "
+     "\"sha256\": \"" HEX "\", \"dtype\": \"f32\"}") "]}", NULL, {"checkpoint_synth: unknown key 'dtype'", NULL, NULL}},
+    {"synth_missing_seed", "{\"cases\": [" REAL("\"checkpoint_synth\": {\"preset\": \"qwen3.5-0.8b\", "
+     "\"sha256\": \"" HEX "\"}") "]}", NULL, {"checkpoint_synth: missing seed", NULL, NULL}},
+    {"layout_unknown", "{\"cases\": [" REAL(SYNTH ", \"golden_layout\": \"dense-v2\"") "]}", NULL,
+     {"golden_layout: unknown layout 'dense-v2' (expected sparse-v1)", NULL, NULL}},
+    {"sweep_without_sparse", "{\"cases\": [" REAL(SYNTH ", \"chunk_sweep\": [64]") "]}", NULL,
+     {"chunk_sweep: applies to cases with golden_layout 'sparse-v1' only", NULL, NULL}},
+    {"sweep_zero", "{\"cases\": [" REAL(SYNTH ", \"golden_layout\": \"sparse-v1\", \"chunk_sweep\": [64, 0]") "]}",
+     NULL, {"chunk_sweep[1]: expected an integer in [1,", NULL, NULL}},
+    {"max_pixels_zero", "{\"cases\": [" REAL(SYNTH ", \"golden_layout\": \"sparse-v1\", \"image_max_pixels\": 0") "]}",
+     NULL, {"image_max_pixels: expected an integer in [1,", NULL, NULL}},
+    {"pad_to_not_batch", "{\"cases\": [" REAL(SYNTH ", \"golden_layout\": \"sparse-v1\", \"pad_to\": 9") "]}", NULL,
+     {"pad_to: does not apply to kind 'golden'", NULL, NULL}},
+    {"pad_to_short", "{\"cases\": [{\"name\": \"b\", \"kind\": \"batch\", " CKPT ", " GOLD ", " DESC
+     ", \"rows\": [[{\"ids\": [1, 2, 3]}]], \"pad_id\": 0, \"pad_to\": 2, \"golden_layout\": \"sparse-v1\", " BOUNDS "}]}",
+     NULL, {"case 'b': pad_to: 2 is shorter than rows[0] (3 tokens)", NULL, NULL}},
+    {"one_row_without_pad_to", "{\"cases\": [{\"name\": \"b\", \"kind\": \"batch\", " CKPT ", " DESC
+     ", \"rows\": [[{\"ids\": [1, 2, 3]}]], \"pad_id\": 0, " BOUNDS "}]}",
+     NULL, {"case 'b': rows: a batch needs at least 2 rows (or pad_to), found 1", NULL, NULL}},
     {"top_level_array", "[" GOOD("a") "]", NULL,
      {"x.json: expected an object ({\"cases\": [...]} or one case), found array", NULL, NULL}},
     {"top_level_extra_key", "{\"cases\": [" GOOD("a") "], \"version\": 1}", NULL,
@@ -586,6 +654,7 @@ static Suite *cases_suite(void)
     Suite *s = suite_create("cases");
     TCase *tc = tcase_create("catalog");
     tcase_add_test(tc, test_cases_load_real_catalog);
+    tcase_add_test(tc, test_cases_load_real_scale);
     tcase_add_loop_test(tc, test_cases_rejects_malformed, 0,
                         (int)(sizeof bad_files / sizeof bad_files[0]));
     tcase_add_test(tc, test_cases_dir_duplicate_undoes_load);

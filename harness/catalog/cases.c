@@ -25,6 +25,7 @@
 #include "lc_file.h"
 #include "lc_json.h"
 #include "metrics.h"
+#include "synth.h"
 
 #define NAME_MAX_LEN 128            /* case names and labels */
 #define FILE_MAX_BYTES (64L << 20)  /* a case file larger than this is certainly a mistake */
@@ -125,6 +126,12 @@ static const key_rule key_rules[] = {
     {"accept", KIND_BIT(LC_KIND_SPECULATIVE), 0},
     {"suffix", KIND_BIT(LC_KIND_SPECULATIVE), 0},
     {"row_k", KIND_BIT(LC_KIND_SPECULATIVE), 0},
+    /* real-scale keys (cases/real/README.md) */
+    {"checkpoint_synth", ALL_KINDS, 0},
+    {"golden_layout", ALL_KINDS, 0},
+    {"chunk_sweep", KIND_BIT(LC_KIND_GOLDEN) | KIND_BIT(LC_KIND_MULTI_IMAGE), 0},
+    {"image_max_pixels", ALL_KINDS, 0},
+    {"pad_to", KIND_BIT(LC_KIND_BATCH), 0},
 };
 #define N_KEY_RULES ((int)(sizeof key_rules / sizeof key_rules[0]))
 
@@ -478,6 +485,9 @@ static void case_free(lc_case *c)
     free(c->requests);
     for (int p = 0; p < LC_PREC_COUNT; p++)
         bounds_free(&c->bounds[p]);
+    free(c->synth_preset);
+    free(c->synth_sha256);
+    free(c->chunk_sweep);
     memset(c, 0, sizeof *c);
 }
 
@@ -1055,6 +1065,15 @@ static int check_case_consistency(const ctx *cx, const lc_case *c)
         if (c->decode.mode != LC_DECODE_GREEDY || c->decode.greedy < 2)
             return fail(cx, "decode", "a speculative case needs decode.greedy >= 2 (the output budget)");
         break;
+    case LC_KIND_BATCH:
+        if (c->n_rows < 2 && !c->pad_to)
+            return fail(cx, "rows", "a batch needs at least 2 rows (or pad_to), found %d", c->n_rows);
+        for (int b = 0; b < c->n_rows && c->pad_to; b++) {
+            int len = lc_prompt_text_length(&c->rows[b]);
+            if (len > c->pad_to)
+                return fail(cx, "pad_to", "%d is shorter than rows[%d] (%d tokens)", c->pad_to, b, len);
+        }
+        break;
     case LC_KIND_MULTI_IMAGE:
         if (lc_prompt_image_count(&c->prompt) < 2)
             return fail(cx, "prompt", "a multi_image case needs at least 2 image segments, found %d",
@@ -1063,6 +1082,51 @@ static int check_case_consistency(const ctx *cx, const lc_case *c)
     default:
         break;
     }
+    /* the real-scale keys are read by the sparse-golden runner only: never ignored silently */
+    if (c->sparse && !c->golden)
+        return fail(cx, "golden_layout", "'%s' needs a golden file", LC_CASE_SPARSE_LAYOUT);
+    if (!c->sparse && (c->n_chunk_sweep || c->image_max_pixels || c->pad_to))
+        return fail(cx, c->n_chunk_sweep ? "chunk_sweep" : c->image_max_pixels ? "image_max_pixels" : "pad_to",
+                    "applies to cases with golden_layout '%s' only", LC_CASE_SPARSE_LAYOUT);
+    return LC_OK;
+}
+
+/* checkpoint_synth: {"preset": P, "seed": S, "sha256": HEX}, nothing else. */
+static int parse_synth(const ctx *cx, const cJSON *v, lc_case *c)
+{
+    const char *f = "checkpoint_synth";
+    int rc = expect(cx, f, v, cJSON_IsObject(v), "an object");
+    if (!rc)
+        rc = check_object_keys_unique(cx, f, v);
+    for (const cJSON *k = v ? v->child : NULL; !rc && k; k = k->next)
+        if (strcmp(k->string, "preset") && strcmp(k->string, "seed") && strcmp(k->string, "sha256"))
+            rc = fail(cx, f, "unknown key '%s' (expected preset, seed, sha256)", k->string);
+    if (rc)
+        return rc;
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(v, "preset");
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(v, "seed");
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(v, "sha256");
+    if (!p || !s || !h)
+        return fail(cx, f, "missing %s", !p ? "preset" : !s ? "seed" : "sha256");
+    rc = read_string(cx, "checkpoint_synth.preset", p, &c->synth_preset);
+    if (rc)
+        return rc;
+    lc_synth_preset pr;
+    if (lc_synth_parse_preset(c->synth_preset, &pr) || !lc_synth_preset_published(pr))
+        return fail(cx, "checkpoint_synth.preset", "'%s' is not a published-shape preset of synth", c->synth_preset);
+    long seed = 0;
+    rc = read_int(cx, "checkpoint_synth.seed", s, 0, (1L << 53), &seed);
+    if (rc)
+        return rc;
+    c->synth_seed = (uint64_t)seed;
+    rc = read_string(cx, "checkpoint_synth.sha256", h, &c->synth_sha256);
+    if (rc)
+        return rc;
+    size_t n = strlen(c->synth_sha256);
+    if (n != 64 || strspn(c->synth_sha256, "0123456789abcdef") != 64)
+        return fail(cx, "checkpoint_synth.sha256", "expected 64 lowercase hex digits");
+    c->has_synth = 1;
+    c->family = lc_synth_preset_moe(pr) ? LC_FAMILY_MOE : LC_FAMILY_DENSE;
     return LC_OK;
 }
 
@@ -1077,8 +1141,29 @@ static int parse_field(const ctx *cx, const char *key, const cJSON *v, const cha
         rc = read_string(cx, key, v, &c->checkpoint);
         if (!rc)
             rc = check_relative_path(cx, key, c->checkpoint);
-        if (!rc && root)
+        /* a synthesized checkpoint is written (and its hash checked) when the case runs */
+        if (!rc && root && !c->has_synth)
             rc = check_checkpoint(cx, root, c->checkpoint, &c->family);
+        return rc;
+    }
+    if (strcmp(key, "checkpoint_synth") == 0)
+        return LC_OK; /* read first, by parse_case */
+    if (strcmp(key, "golden_layout") == 0) {
+        rc = expect(cx, key, v, cJSON_IsString(v), "a string");
+        if (!rc && strcmp(v->valuestring, LC_CASE_SPARSE_LAYOUT))
+            rc = fail(cx, key, "unknown layout '%s' (expected %s)", v->valuestring, LC_CASE_SPARSE_LAYOUT);
+        c->sparse = !rc;
+        return rc;
+    }
+    if (strcmp(key, "chunk_sweep") == 0)
+        return read_plain_int_array(cx, key, v, 1, &c->chunk_sweep, &c->n_chunk_sweep);
+    if (strcmp(key, "image_max_pixels") == 0) {
+        rc = read_int(cx, key, v, 1, 1L << 40, &c->image_max_pixels);
+        return rc;
+    }
+    if (strcmp(key, "pad_to") == 0) {
+        rc = read_int(cx, key, v, 1, 1 << 24, &n);
+        c->pad_to = (int)n;
         return rc;
     }
     if (strcmp(key, "golden") == 0) {
@@ -1110,8 +1195,8 @@ static int parse_field(const ctx *cx, const char *key, const cJSON *v, const cha
         if (rc)
             return rc;
         int rows = cJSON_GetArraySize(v);
-        if (rows < 2)
-            return fail(cx, key, "a batch needs at least 2 rows, found %d", rows);
+        if (rows < 1)
+            return fail(cx, key, "a batch needs at least 1 row, found 0");
         c->rows = calloc((size_t)rows, sizeof *c->rows);
         if (!c->rows)
             return oom(cx);
@@ -1269,6 +1354,10 @@ static int parse_case(ctx *cx, const cJSON *j, int idx, const char *root, lc_cas
         if ((key_rules[r].required & bit) && !cJSON_GetObjectItemCaseSensitive(j, key_rules[r].key))
             return fail(cx, key_rules[r].key, "missing required field (kind '%s')",
                         lc_kind_name(c->kind));
+    /* checkpoint_synth first: it decides whether the checkpoint must exist yet */
+    const cJSON *synth = cJSON_GetObjectItemCaseSensitive(j, "checkpoint_synth");
+    if (synth && (rc = parse_synth(cx, synth, c)))
+        return rc;
     for (const cJSON *k = j->child; k; k = k->next) {
         rc = parse_field(cx, k->string, k, root, c);
         if (rc)

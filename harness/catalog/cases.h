@@ -96,6 +96,9 @@ const char *lc_grad_fn_name(lc_grad_fn f);   /* "gdn_chunked"...; "unknown" out 
 
 /* Engine precisions (f64, f32, bf16, f16: records/lc_precision.h) key the bounds. */
 
+/* The one golden layout besides the dense goldens: golden/real/README.md. */
+#define LC_CASE_SPARSE_LAYOUT "sparse-v1"
+
 /* ---------------------------------------------------------------- the case struct */
 
 typedef enum { LC_SEG_IDS = 0, LC_SEG_IMAGE = 1, LC_SEG_VIDEO = 2 } lc_segment_type;
@@ -217,6 +220,16 @@ typedef struct {
     int n_suffix;
 
     lc_bounds bounds[LC_PREC_COUNT];
+    /* real-scale keys (cases/real/README.md) */
+    int has_synth;              /* checkpoint_synth given: `checkpoint` is written by synth */
+    char *synth_preset;         /* its preset (a published-shape preset of synth.h) */
+    uint64_t synth_seed;
+    char *synth_sha256;         /* the checkpoint hash, 64 lowercase hex digits */
+    int sparse;                 /* golden_layout "sparse-v1" (golden/real/README.md) */
+    int *chunk_sweep;           /* (n_chunk_sweep) prefill chunk sizes run besides the base schedule */
+    int n_chunk_sweep;
+    long image_max_pixels;      /* smart_resize's upper bound for the case's images; 0: the checkpoint's */
+    int pad_to;                 /* batch: left-pad every row to this length; 0: the longest row */
 } lc_case;
 
 /* A loaded catalog: cases in file order, files in the order they were loaded. */

@@ -73,7 +73,9 @@ static void run_usage(FILE *to)
             "usage: logitcheck run [CASE|GLOB ...] [--label L ...] [--all] [--root DIR] [--cases DIR]\n"
             "                      [--report DIR] [--results FILE.json] [--base FILE.json] [--engine ENGINE]\n"
             "                      [--engine-timeout S] [--engine-log FILE] [--inject FAULT ...]\n"
-            "  With no CASE and no --label: every case not labelled 'slow' (--all: every case).\n"
+            "  With no CASE and no --label: every case not labelled 'slow' (--all: those too). The\n"
+            "  real-scale cases (cases/real, label 'real') run only when named or labelled: they write\n"
+            "  their checkpoints first (gigabytes; cases/real/README.md).\n"
             "  --report DIR   write report.md, report.html (+ plots), results.json, junit.xml (default:\n"
             "                 logitcheck-report)\n"
             "  --base FILE    a results.json of an earlier run: the reports show what moved\n"
@@ -158,7 +160,13 @@ static int load_catalog(const run_args *a, lc_catalog *cat)
     else
         snprintf(dir, sizeof dir, "%s/cases", a->root);
     lc_catalog_init(cat);
-    if (lc_catalog_load_dir(cat, dir, a->root, &err)) {
+    int rc = lc_catalog_load_dir(cat, dir, a->root, &err);
+    /* the real-scale cases (label real) live in DIR/real: checkpoints of the published shapes */
+    char real[4200];
+    snprintf(real, sizeof real, "%s/real", dir);
+    if (!rc && is_dir(real))
+        rc = lc_catalog_load_dir(cat, real, a->root, &err);
+    if (rc) {
         fprintf(stderr, "logitcheck: %s\n", err.msg);
         lc_catalog_free(cat);
         return 2;
@@ -168,8 +176,10 @@ static int load_catalog(const run_args *a, lc_catalog *cat)
 
 static int selected(const run_args *a, const lc_case *c)
 {
+    /* the default run leaves out the slow cases; the real-scale ones (minutes per case on
+     * checkpoints of gigabytes: cases/real/README.md) run only when named or labelled */
     if (a->n_patterns == 0 && a->n_labels == 0)
-        return a->all || !lc_case_has_label(c, "slow");
+        return !lc_case_has_label(c, "real") && (a->all || !lc_case_has_label(c, "slow"));
     return lc_case_select(c, a->patterns, a->n_patterns, a->labels, a->n_labels);
 }
 

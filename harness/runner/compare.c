@@ -194,8 +194,12 @@ void lc__compare_ints(lc__run *r, const char *id, const char *title, const char 
 
 void lc__note_missing(lc__run *r, lc_cap cap)
 {
+    lc__note_missing_name(r, lc_cap_name(cap));
+}
+
+void lc__note_missing_name(lc__run *r, const char *name)
+{
     char *nc = r->res->not_compared;
-    const char *name = lc_cap_name(cap);
     const size_t len = strlen(nc), n = strlen(name);
     for (const char *p = nc; *p;) { /* already noted? */
         const char *end = strchr(p, ',');

@@ -174,6 +174,12 @@ lc_verdict lc_run_case(const lc_case *c, const lc_run_opts *o, lc_engine *e, lc_
             snprintf(res->reason, sizeof res->reason, "engine lacks %s", lc_cap_name((lc_cap)k));
             return res->verdict;
         }
+    const char *why = lc__sparse_skip(c);
+    if (why) {
+        res->verdict = LC_VERDICT_SKIP;
+        snprintf(res->reason, sizeof res->reason, "%s", why);
+        return res->verdict;
+    }
     int kind = -1;
     for (int k = 0; k < N_KINDS; k++)
         if (kinds[k].kind == c->kind)
@@ -185,13 +191,16 @@ lc_verdict lc_run_case(const lc_case *c, const lc_run_opts *o, lc_engine *e, lc_
 
     /* every case starts from fresh engine state, with its checkpoint loaded */
     lc__path_join(dir, sizeof dir, o->root, c->checkpoint);
-    if (lc__engine_ok(&r, lc_engine_reset(e, &err), &err) &&
+    /* real-scale cases: the synthesized checkpoint first, and the sparse-golden kinds */
+    void (*run)(lc__run *) = !c->sparse ? kinds[kind].run
+                             : c->kind == LC_KIND_BATCH ? lc__kind_sparse_batch : lc__kind_sparse;
+    if (lc__synth_ready(&r, dir) && lc__engine_ok(&r, lc_engine_reset(e, &err), &err) &&
         lc__engine_ok(&r, lc_engine_load(e, dir, &r.mi, &err), &err)) {
         r.V = r.mi.vocab_size;
         r.H = r.mi.hidden_size;
         r.NL = r.mi.num_layers;
         if (check_ids(&r))
-            kinds[kind].run(&r);
+            run(&r);
     }
     lc__run_release(&r);
     if (r.engine_failed) {

@@ -65,6 +65,8 @@ void lc__run_release(lc__run *r);
  * the engine lacks it (res->not_compared, each capability once): shown in every report, so a
  * pass never hides a comparison that did not run. */
 void lc__note_missing(lc__run *r, lc_cap cap);
+/* The same for a comparison that no capability of the interface offers yet ("final_norm"). */
+void lc__note_missing_name(lc__run *r, const char *name);
 /* Sets the case's verdict to error with a one-line reason (the first reason wins). */
 void lc__set_error(lc__run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Whether the case can go on (no error yet). */
@@ -163,5 +165,16 @@ void lc__kind_prefix_cache(lc__run *r);
 void lc__isolation_interleaved(lc__run *r);  /* isolation with "interleave": kinds_serving.c */
 void lc__kind_speculative(lc__run *r);       /* kinds_speculative.c */
 void lc__kind_mtp_head(lc__run *r);
+
+/* ---------------------------------------------------------------- real-scale cases (golden_sparse_run.c) */
+
+/* A case's checkpoint_synth: the checkpoint at dir written when missing and its hash checked
+ * (once per directory and process); 1 when ready (or the case has none), else 0 with the
+ * case's error set (an input error naming both hashes and the synth command). */
+int lc__synth_ready(lc__run *r, const char *dir);
+/* Why a sparse-golden case cannot run on any engine of this interface (a SKIP), or NULL. */
+const char *lc__sparse_skip(const lc_case *c);
+void lc__kind_sparse(lc__run *r);            /* golden, multi_image with golden_layout sparse-v1 */
+void lc__kind_sparse_batch(lc__run *r);      /* batch with golden_layout sparse-v1 */
 
 #endif /* LC_RUNNER_INTERNAL_H */

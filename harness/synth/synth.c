@@ -149,6 +149,11 @@ int lc_synth_preset_published(lc_synth_preset p)
     return (int)p >= 0 && p < LC_SYNTH_PRESET_COUNT && presets[p].published;
 }
 
+int lc_synth_preset_moe(lc_synth_preset p)
+{
+    return lc_synth_preset_published(p) && presets[p].moe;
+}
+
 /* The options as written: a published preset fixes the model kind, BF16, its shard count and
  * per-expert tensors, whatever the caller set. */
 static lc_synth_opts effective(const lc_synth_opts *o)

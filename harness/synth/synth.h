@@ -82,6 +82,8 @@ const char *lc_synth_dtype_name(lc_synth_dtype d);
 
 /* 1 for a published-shape preset, else 0. */
 int lc_synth_preset_published(lc_synth_preset p);
+/* 1 for a published-shape preset of the MoE kind (qwen3_5_moe), else 0. */
+int lc_synth_preset_moe(lc_synth_preset p);
 
 /* Fills *info with what lc_synth_write would write, without writing (file_bytes included).
  * Returns 0, or LC_EINPUT for malformed options (preset or dtype out of range, shards < 1 or

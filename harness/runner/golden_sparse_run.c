@@ -1,0 +1,504 @@
+/*
+ * The real-scale cases (golden_layout "sparse-v1": cases/real/README.md, golden/real/README.md):
+ * the synthesized checkpoint made ready before the case, and the kinds golden, multi_image and
+ * batch graded against the sparse float64 goldens.
+ *
+ * Streaming: logits rows of the 248320-id vocabulary are reduced as they come (logsumexp, the
+ * values at the golden's top-k ids, the argmax; the one verbatim row kept whole), so a case
+ * holds at most LC__SPARSE_SPAN full rows at once whatever its length. The base schedule is
+ * one prefill call for prompts up to LC__SPARSE_SPAN positions, spans of that length beyond
+ * (8192 full rows would be 16 GB of doubles); each chunk_sweep size is a schedule of its own,
+ * graded against the golden and against the base (bitwise when the spans are the same).
+ *
+ * Not compared here, and said in every report (not_compared): the final hidden state (the
+ * engine interface has no tap on the final RMSNorm's output) and the preprocessed pixel bytes
+ * (no tap either); the image grids and every position are compared exactly.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "golden_sparse.h"
+#include "row_summary.h"
+#include "runner_internal.h"
+#include "synth.h"
+
+#define LC__SPARSE_SPAN 512     /* full logits rows a case holds at once */
+#define LC__SPARSE_MAX_K 64
+
+/* ---------------------------------------------------------------- the checkpoint */
+
+/* Checkpoints this process has written or hashed (a 7 GB checkpoint takes half a minute to
+ * hash; the runner is single-threaded, so a small table is all the state this needs). */
+enum { READY_MAX = 8 };
+static struct {
+    char dir[4096];
+    char sha[65];
+} ready[READY_MAX];
+static int n_ready;
+
+int lc__synth_ready(lc__run *r, const char *dir)
+{
+    const lc_case *c = r->c;
+    if (!c->has_synth)
+        return 1;
+    for (int i = 0; i < n_ready; i++)
+        if (!strcmp(ready[i].dir, dir) && !strcmp(ready[i].sha, c->synth_sha256))
+            return 1;
+    lc_synth_opts o = lc_synth_defaults();
+    lc_error err = {0};
+    int written = 0;
+    if (lc_synth_parse_preset(c->synth_preset, &o.preset)) {
+        lc__set_error(r, "%s: case '%s': unknown synth preset '%s'", c->file, c->name, c->synth_preset);
+        return 0;
+    }
+    o.seed = c->synth_seed;
+    if (lc_synth_ensure(dir, &o, c->synth_sha256, &written, &err)) {
+        lc__set_error(r, "%s", err.msg);
+        return 0;
+    }
+    if (written)
+        fprintf(stderr, "logitcheck: wrote %s (synth --preset %s --seed %llu)\n", dir, c->synth_preset,
+                (unsigned long long)c->synth_seed);
+    if (n_ready < READY_MAX) {
+        snprintf(ready[n_ready].dir, sizeof ready[n_ready].dir, "%s", dir);
+        snprintf(ready[n_ready].sha, sizeof ready[n_ready].sha, "%s", c->synth_sha256);
+        n_ready++;
+    }
+    return 1;
+}
+
+const char *lc__sparse_skip(const lc_case *c)
+{
+    if (!c->sparse)
+        return NULL;
+    if (c->image_max_pixels)
+        return "engine interface lacks a per-request max_pixels (image_max_pixels)";
+    if (c->pad_to)
+        return "engine interface lacks padding beyond the longest row (pad_to)";
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- golden access */
+
+/* The golden file of the case, its root identity checked against the case, and one sequence
+ * group read; 0 with the case's error set on failure. */
+static lc__golden *open_sparse(lc__run *r)
+{
+    lc__golden *g = lc__golden_open(r);
+    if (!g)
+        return NULL;
+    lc_sparse_root root = {0};
+    lc_error err = {0};
+    if (lc_sparse_root_read(&g->f, &root, &err)) {
+        lc__set_error(r, "%s", err.msg);
+        return NULL;
+    }
+    int ok = 1;
+    if (r->c->has_synth && strcmp(root.checkpoint_sha256, r->c->synth_sha256)) {
+        lc__set_error(r, "%s: checkpoint_sha256 %s, but case '%s' names checkpoint %s (regenerate: "
+                      "golden/real/README.md)", g->f.path, root.checkpoint_sha256, r->c->name, r->c->synth_sha256);
+        ok = 0;
+    } else if (root.topk < 1 || root.topk > LC__SPARSE_MAX_K) {
+        lc__set_error(r, "%s: topk %d outside 1..%d", g->f.path, root.topk, LC__SPARSE_MAX_K);
+        ok = 0;
+    }
+    lc_sparse_root_free(&root);
+    return ok ? g : NULL;
+}
+
+static lc_sparse_seq *read_seq(lc__run *r, lc__golden *g, const char *group)
+{
+    lc_sparse_seq *s = lc__alloc(r, sizeof *s);
+    lc_error err = {0};
+    if (!s)
+        return NULL;
+    if (lc_sparse_seq_read(&g->f, group, s, &err)) {
+        lc__set_error(r, "%s", err.msg);
+        lc_sparse_seq_free(s);
+        return NULL;
+    }
+    /* the arrays join the arena */
+    lc__own(r, s->lse);
+    lc__own(r, s->topk_ids);
+    lc__own(r, s->topk_values);
+    lc__own(r, s->hidden_rms);
+    lc__own(r, s->hidden_sketch);
+    lc__own(r, s->sample_positions);
+    lc__own(r, s->hidden_sample);
+    lc__own(r, s->input_ids);
+    lc__own(r, s->position_ids);
+    lc__own(r, s->decode_tokens);
+    lc__own(r, s->logits_full);
+    for (size_t i = 0; i < (size_t)s->P * s->k; i++)
+        if (s->topk_ids[i] < 0 || s->topk_ids[i] >= r->V) {
+            lc__set_error(r, "%s: %s/topk_ids: id %lld outside the vocabulary of %d", g->f.path, group,
+                          (long long)s->topk_ids[i], r->V);
+            return NULL;
+        }
+    if (s->logits_full && s->V != r->V) {
+        lc__set_error(r, "%s: %s/logits_full: %d values, the checkpoint's vocabulary is %d", g->f.path, group, s->V,
+                      r->V);
+        return NULL;
+    }
+    return lc__ok(r) ? s : NULL;
+}
+
+/* ---------------------------------------------------------------- row reduction */
+
+/* What a schedule keeps of the engine's rows of one sequence: per position the logsumexp, the
+ * values at the golden's top-k ids and the argmax; the whole row at the verbatim position. */
+typedef struct {
+    const lc_sparse_seq *g;
+    double *lse;                /* (P) */
+    double *topv;               /* (P, k) */
+    double *top1;               /* (P) argmax id */
+    double *full;               /* (V) at g->logits_full_pos, or NULL */
+    int seen;                   /* rows reduced */
+} sched;
+
+static int sched_init(lc__run *r, sched *s, const lc_sparse_seq *g)
+{
+    memset(s, 0, sizeof *s);
+    s->g = g;
+    s->lse = lc__nans(r, (size_t)g->P);
+    s->topv = lc__nans(r, (size_t)g->P * g->k);
+    s->top1 = lc__nans(r, (size_t)g->P);
+    s->full = g->logits_full ? lc__nans(r, (size_t)r->V) : NULL;
+    return s->lse && s->topv && s->top1 && (!g->logits_full || s->full);
+}
+
+/* Row `row` (V) is the engine's logits at index p of the sequence. */
+static void reduce(const lc__run *r, sched *s, int p, const double *row)
+{
+    const lc_sparse_seq *g = s->g;
+    int32_t id = 0;
+    double v = 0;
+    s->lse[p] = lc_row_logsumexp(row, r->V);
+    for (int j = 0; j < g->k; j++)
+        s->topv[(size_t)p * g->k + j] = row[g->topk_ids[(size_t)p * g->k + j]];
+    lc_row_topk(row, r->V, 1, &id, &v);
+    s->top1[p] = id;
+    if (s->full && p == g->logits_full_pos)
+        memcpy(s->full, row, (size_t)r->V * sizeof *row);
+    s->seen++;
+}
+
+/* The golden's side of the top-1 check: its top-1 id where the golden's top-1 / top-2 gap is
+ * wider than twice the case's max_abs bound (a flip inside it is within what the bound
+ * allows), and which positions those are. */
+static void golden_top1(const lc__run *r, const lc_sparse_seq *g, double *ids, uint8_t *include)
+{
+    const lc_bound *b = lc_case_bound(r->c, r->prec, "max_abs");
+    const double tol = 2.0 * (b ? b->value : 0.0);
+    for (int p = 0; p < g->P; p++) {
+        ids[p] = (double)g->topk_ids[(size_t)p * g->k];
+        include[p] = g->k < 2 || g->topk_values[(size_t)p * g->k] - g->topk_values[(size_t)p * g->k + 1] > tol;
+    }
+}
+
+/* Records the comparisons of one schedule against the golden (ids prefixed by pfx). */
+static void grade(lc__run *r, const sched *s, const char *pfx, const char *actual)
+{
+    const lc_sparse_seq *g = s->g;
+    char id[128], title[256];
+    if (!lc__ok(r))
+        return;
+    if (s->seen != g->P) {
+        lc__set_error(r, "case '%s': %s: %d engine rows for the golden's %d positions", r->c->name, actual, s->seen,
+                      g->P);
+        return;
+    }
+    double *e_top1 = lc__alloc(r, (size_t)g->P * sizeof *e_top1);
+    uint8_t *inc = lc__alloc(r, (size_t)g->P);
+    if (!e_top1 || !inc)
+        return;
+    golden_top1(r, g, e_top1, inc);
+    snprintf(id, sizeof id, "%slse", pfx);
+    snprintf(title, sizeof title, "%slogsumexp of every logits row", pfx);
+    lc__compare(r, id, title, LC_CLASS_GOLDEN, LC__FLAT, actual, "transformers float64", s->lse, g->lse,
+                (size_t)g->P, 1, NULL, NULL);
+    snprintf(id, sizeof id, "%stopk_values", pfx);
+    snprintf(title, sizeof title, "%slogits at the golden's top-%d ids, every position", pfx, g->k);
+    lc__compare(r, id, title, LC_CLASS_GOLDEN, LC__ROWS, actual, "transformers float64", s->topv, g->topk_values,
+                (size_t)g->P, (size_t)g->k, NULL, NULL);
+    snprintf(id, sizeof id, "%stop1_id", pfx);
+    snprintf(title, sizeof title, "%sargmax over the vocabulary (positions whose golden top-1 gap exceeds twice "
+             "the max_abs bound)", pfx);
+    lc__compare(r, id, title, LC_CLASS_EXACT, LC__INTS, actual, "transformers float64", s->top1, e_top1,
+                (size_t)g->P, 1, inc, NULL);
+    if (s->full) {
+        snprintf(id, sizeof id, "%slogits_full", pfx);
+        snprintf(title, sizeof title, "%sthe full logits row at position %lld (verbatim in the golden)", pfx,
+                 (long long)g->logits_full_pos);
+        lc__compare(r, id, title, LC_CLASS_GOLDEN, LC__ROWS, actual, "transformers float64", s->full, g->logits_full,
+                    1, (size_t)r->V, NULL, NULL);
+    }
+}
+
+/* A schedule against the base schedule: the same summaries, bitwise when the spans are the same. */
+static void grade_cross(lc__run *r, const sched *s, const sched *base, const char *pfx, int same)
+{
+    const lc_sparse_seq *g = s->g;
+    char id[128], title[256];
+    const lc_cmp_class cls = same ? LC_CLASS_SAME : LC_CLASS_CROSS;
+    snprintf(id, sizeof id, "%svs_base.lse", pfx);
+    snprintf(title, sizeof title, "%slogsumexp against the base schedule", pfx);
+    lc__compare(r, id, title, cls, LC__FLAT, "engine, this schedule", "engine, base schedule", s->lse, base->lse,
+                (size_t)g->P, 1, NULL, NULL);
+    snprintf(id, sizeof id, "%svs_base.topk_values", pfx);
+    snprintf(title, sizeof title, "%slogits at the golden's top-%d ids against the base schedule", pfx, g->k);
+    lc__compare(r, id, title, cls, LC__ROWS, "engine, this schedule", "engine, base schedule", s->topv, base->topv,
+                (size_t)g->P, (size_t)g->k, NULL, NULL);
+}
+
+/* ---------------------------------------------------------------- one sequence */
+
+/* Prefills the prompt in spans of `chunk` (0: the base schedule) into a new sequence, reducing
+ * every row, then feeds the golden's decode tokens. The conv/recurrent/KV state after the
+ * prompt is exported into *state when state is not NULL (LC_CAP_STATE). Returns the sequence
+ * (still open), -1 on failure. */
+static int run_schedule(lc__run *r, const lc_prompt_info *p, sched *s, int chunk, double *buf, lc_state *state)
+{
+    const lc_sparse_seq *g = s->g;
+    const int T = p->n, span = chunk > 0 ? chunk : LC__SPARSE_SPAN;
+    int seq = lc__seq(r);
+    lc_error err = {0};
+    if (seq < 0)
+        return -1;
+    for (int from = 0; from < T; from += span) {
+        const int to = T - from < span ? T : from + span;
+        lc_prefill_out o = {.sel = LC_LOGITS_ALL, .logits = buf};
+        if (!lc__engine_ok(r, lc_engine_prefill(r->e, seq, p->handle, from, to, &o, &err), &err))
+            return -1;
+        for (int i = from; i < to; i++)
+            reduce(r, s, i, buf + (size_t)(i - from) * r->V);
+    }
+    if (state) {
+        memset(state, 0, sizeof *state);
+        if (!lc__engine_ok(r, lc_engine_state(r->e, seq, state, &err), &err) ||
+            (state->data && !lc__own(r, state->data)))
+            return -1;
+    }
+    for (int i = 0; i < g->N; i++) { /* teacher-forced: the golden's tokens, never our own choice */
+        if (!lc__engine_ok(r, lc_engine_decode(r->e, seq, (int32_t)g->decode_tokens[i], buf, &err), &err))
+            return -1;
+        reduce(r, s, T + i, buf);
+    }
+    return seq;
+}
+
+/* Expanded ids, 3-axis positions, rope delta and image grids against the golden's, exactly. */
+static void grade_prompt(lc__run *r, lc__golden *g, const lc_prompt_info *p, const lc_sparse_seq *e)
+{
+    int64_t *ids = lc__alloc(r, (size_t)p->n * sizeof *ids);
+    if (!ids)
+        return;
+    for (int i = 0; i < p->n; i++)
+        ids[i] = p->ids[i];
+    lc__compare_ints(r, "input_ids", "input ids (expanded prompt)", "engine expansion", "transformers processor", ids,
+                     e->input_ids, 1, (size_t)p->n);
+    if (!p->pos)
+        lc__note_missing(r, LC_CAP_POSITIONS);
+    else {
+        lc__compare_ints(r, "position_ids", "position ids (3 x T)", "engine rope index", "transformers get_rope_index",
+                         p->pos, e->position_ids, 3, (size_t)p->n);
+        lc__compare_ints(r, "rope_delta", "rope delta", "engine", "transformers", &p->rope_delta, &e->rope_delta, 1, 1);
+    }
+    if (p->n_images) {
+        lc_h5_shape sh;
+        int64_t w[2] = {p->n_images, 3};
+        const int64_t *e_grid = lc__golden_i64(r, g, "image_grid_thw", 2, w, &sh);
+        int64_t *a_grid = lc__alloc(r, (size_t)p->n_images * 3 * sizeof *a_grid);
+        for (int i = 0; a_grid && i < 3 * p->n_images; i++)
+            a_grid[i] = p->grid[i / 3][i % 3];
+        lc__compare_ints(r, "image_grid_thw", "image patch grids (t, h, w)", "engine preprocessing",
+                         "transformers processor", a_grid, e_grid, (size_t)p->n_images, 3);
+    }
+}
+
+/* A span buffer of `rows` full logits rows. */
+static double *span_buffer(lc__run *r, int rows)
+{
+    return lc__alloc(r, (size_t)(rows > 0 ? rows : 1) * r->V * sizeof(double));
+}
+
+/* golden, multi_image: the base schedule and every chunk_sweep size against the golden, each
+ * sweep against the base (summaries and the state after the prompt). */
+void lc__kind_sparse(lc__run *r)
+{
+    const lc_case *c = r->c;
+    const lc_prompt_info *p = lc__prompt(r, &c->prompt, 0);
+    lc__golden *g = p ? open_sparse(r) : NULL;
+    const lc_sparse_seq *e = g ? read_seq(r, g, g->group) : NULL;
+    if (!e)
+        return;
+    if (!e->input_ids || e->T != p->n) {
+        lc__set_error(r, "%s: case '%s': the golden prompt has %d tokens, the case expands to %d (image grid or "
+                      "prompt changed? regenerate the goldens)", g->f.path, c->name, e->T, p->n);
+        return;
+    }
+    lc__note_missing_name(r, "final_norm");
+    if (p->n_images)
+        lc__note_missing_name(r, "pixel_bytes");
+    grade_prompt(r, g, p, e);
+
+    int rows = p->n < LC__SPARSE_SPAN ? p->n : LC__SPARSE_SPAN;
+    for (int i = 0; i < c->n_chunk_sweep; i++)
+        rows = c->chunk_sweep[i] > rows ? (c->chunk_sweep[i] < p->n ? c->chunk_sweep[i] : p->n) : rows;
+    double *buf = span_buffer(r, rows);
+    const int states = lc__has(r, LC_CAP_STATE) && c->n_chunk_sweep > 0;
+    if (!states && c->n_chunk_sweep > 0)
+        lc__note_missing(r, LC_CAP_STATE);
+    sched base;
+    lc_state base_state = {0};
+    if (!buf || !sched_init(r, &base, e))
+        return;
+    int seq = run_schedule(r, p, &base, 0, buf, states ? &base_state : NULL);
+    if (seq < 0)
+        return;
+    lc__seq_close(r, seq);
+    grade(r, &base, "", "engine, base schedule");
+
+    for (int i = 0; i < c->n_chunk_sweep && lc__ok(r); i++) {
+        const int ch = c->chunk_sweep[i], T = p->n;
+        const int same = (ch < T ? ch : T) == (LC__SPARSE_SPAN < T ? LC__SPARSE_SPAN : T);
+        char pfx[64], actual[96], id[96], title[160];
+        snprintf(pfx, sizeof pfx, "chunk%d.", ch);
+        snprintf(actual, sizeof actual, "engine, prefill in chunks of %d", ch);
+        sched s;
+        lc_state st = {0};
+        if (!sched_init(r, &s, e) || (seq = run_schedule(r, p, &s, ch, buf, states ? &st : NULL)) < 0)
+            return;
+        lc__seq_close(r, seq);
+        grade(r, &s, pfx, actual);
+        grade_cross(r, &s, &base, pfx, same);
+        if (!states)
+            continue;
+        snprintf(id, sizeof id, "%sstate", pfx);
+        snprintf(title, sizeof title, "state after the prompt (conv, recurrent, KV), chunks of %d against the base", ch);
+        if (st.len != base_state.len || st.n != base_state.n) {
+            lc__set_error(r, "case '%s': %s: %d tokens / %zu values against the base's %d / %zu", c->name, id, st.len,
+                          st.n, base_state.len, base_state.n);
+            return;
+        }
+        lc__compare(r, id, title, same ? LC_CLASS_SAME : LC_CLASS_CROSS, LC__FLAT, actual, "engine, base schedule",
+                    st.data, base_state.data, 1, st.n, NULL, NULL);
+    }
+}
+
+/* ---------------------------------------------------------------- batch */
+
+/* batch: every row's prompt, positions and summaries against its own golden row group, from
+ * one left-padded batched prefill (spans of columns) and batched teacher-forced decode. */
+void lc__kind_sparse_batch(lc__run *r)
+{
+    const lc_case *c = r->c;
+    const int B = c->n_rows, V = r->V;
+    lc_h5_shape sh;
+    lc_error err = {0};
+    const lc_prompt_info **rows = lc__alloc(r, (size_t)B * sizeof *rows);
+    int *prompts = lc__alloc(r, (size_t)B * sizeof *prompts), *seqs = lc__alloc(r, (size_t)B * sizeof *seqs);
+    const lc_sparse_seq **e = lc__alloc(r, (size_t)B * sizeof *e);
+    sched *s = lc__alloc(r, (size_t)B * sizeof *s);
+    if (!rows || !prompts || !seqs || !e || !s)
+        return;
+    int L = 0;
+    for (int b = 0; b < B; b++) {
+        if (!(rows[b] = lc__prompt(r, &c->rows[b], 0)))
+            return;
+        prompts[b] = rows[b]->handle;
+        L = rows[b]->n > L ? rows[b]->n : L;
+    }
+    lc__golden *g = open_sparse(r);
+    if (!g)
+        return;
+    int64_t wBL[2] = {B, L}, w3BL[3] = {3, B, L}, wB[1] = {B}, wBN[2] = {B, -1};
+    const int64_t *e_ids = lc__golden_i64(r, g, "input_ids", 2, wBL, &sh);
+    const int64_t *e_mask = e_ids ? lc__golden_i64(r, g, "attention_mask", 2, wBL, &sh) : NULL;
+    const int64_t *e_pos = e_mask ? lc__golden_i64(r, g, "position_ids", 3, w3BL, &sh) : NULL;
+    const int64_t *e_delta = e_pos ? lc__golden_i64(r, g, "rope_delta", 1, wB, &sh) : NULL;
+    const int64_t *e_tok = e_delta ? lc__golden_i64(r, g, "decode_tokens", 2, wBN, &sh) : NULL;
+    if (!e_tok)
+        return;
+    const int N = (int)sh.shape[1];
+    lc__note_missing_name(r, "final_norm");
+    for (int b = 0; b < B; b++) {
+        char grp[300];
+        snprintf(grp, sizeof grp, "%s/rows/%d", g->group, b);
+        if (!(e[b] = read_seq(r, g, grp)) || !sched_init(r, &s[b], e[b]))
+            return;
+        if (e[b]->P != rows[b]->n + N) {
+            lc__set_error(r, "%s: %s: %d positions, row %d has %d tokens and %d decode steps", g->f.path, grp,
+                          e[b]->P, b, rows[b]->n, N);
+            return;
+        }
+    }
+    /* the layout: ids and mask of the left-padded batch, positions and rope delta per row */
+    int64_t *ids = lc__alloc(r, (size_t)B * L * sizeof *ids), *mask = lc__alloc(r, (size_t)B * L * sizeof *mask);
+    int64_t *e_rpos = lc__alloc(r, (size_t)3 * L * sizeof *e_rpos);
+    if (!ids || !mask || !e_rpos)
+        return;
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < L; j++) {
+            const int i = j - (L - rows[b]->n);
+            ids[(size_t)b * L + j] = i >= 0 ? rows[b]->ids[i] : c->pad_id;
+            mask[(size_t)b * L + j] = i >= 0;
+        }
+    lc__compare_ints(r, "attention_mask", "attention mask of the left-padded batch", "harness layout",
+                     "transformers processor", mask, e_mask, (size_t)B, (size_t)L);
+    lc__compare_ints(r, "input_ids", "input ids of the left-padded batch", "engine expansion", "transformers processor",
+                     ids, e_ids, (size_t)B, (size_t)L);
+    for (int b = 0; b < B && lc__ok(r); b++) {
+        char id[64];
+        const int n = rows[b]->n;
+        if (!rows[b]->pos) {
+            lc__note_missing(r, LC_CAP_POSITIONS);
+            continue;
+        }
+        for (int a = 0; a < 3; a++)
+            memcpy(e_rpos + (size_t)a * n, e_pos + ((size_t)a * B + b) * L + (L - n), (size_t)n * sizeof *e_rpos);
+        snprintf(id, sizeof id, "row%d.position_ids", b);
+        lc__compare_ints(r, id, "position ids of the row (3 x its tokens)", "engine rope index",
+                         "transformers get_rope_index", rows[b]->pos, e_rpos, 3, (size_t)n);
+        snprintf(id, sizeof id, "row%d.rope_delta", b);
+        lc__compare_ints(r, id, "rope delta of the row", "engine", "transformers", &rows[b]->rope_delta, &e_delta[b],
+                         1, 1);
+    }
+
+    /* batched prefill in spans of columns, batched decode; rows reduced as they come */
+    const int span = LC__SPARSE_SPAN / B > 0 ? LC__SPARSE_SPAN / B : 1, cols = L < span ? L : span;
+    double *buf = lc__alloc(r, (size_t)B * cols * V * sizeof *buf);
+    int32_t *toks = lc__alloc(r, (size_t)B * sizeof *toks);
+    if (!buf || !toks)
+        return;
+    for (int b = 0; b < B; b++)
+        if ((seqs[b] = lc__seq(r)) < 0)
+            return;
+    for (int from = 0; from < L; from += cols) {
+        const int to = L - from < cols ? L : from + cols, w = to - from;
+        if (!lc__engine_ok(r, lc_engine_batch_prefill(r->e, seqs, prompts, B, from, to, buf, &err), &err))
+            return;
+        for (int b = 0; b < B; b++)
+            for (int j = from; j < to; j++) {
+                const int i = j - (L - rows[b]->n);
+                if (i >= 0)
+                    reduce(r, &s[b], i, buf + ((size_t)b * w + (j - from)) * V);
+            }
+    }
+    for (int t = 0; t < N; t++) {
+        for (int b = 0; b < B; b++)
+            toks[b] = (int32_t)e_tok[(size_t)b * N + t];
+        if (!lc__engine_ok(r, lc_engine_batch_decode(r->e, seqs, toks, B, buf, &err), &err))
+            return;
+        for (int b = 0; b < B; b++)
+            reduce(r, &s[b], rows[b]->n + t, buf + (size_t)b * V);
+    }
+    for (int b = 0; b < B; b++) {
+        char pfx[32], actual[64];
+        snprintf(pfx, sizeof pfx, "row%d.", b);
+        snprintf(actual, sizeof actual, "engine batched, row %d", b);
+        grade(r, &s[b], pfx, actual);
+    }
+}
