@@ -127,13 +127,13 @@ static void classes_sentence(lc__diag *d)
         return;
     }
     if (d->fail_golden && !d->fail_self)
-        APPEND("All %d failures are against transformers; every self-consistency comparison passes (%d cases "
-               "with one): the algorithm changed, not the cache, batch or schedule handling. ",
-               nf, d->cases_self);
+        APPEND("%s against transformers; every self-consistency comparison passes (%d cases with one): the "
+               "algorithm changed, not the cache, batch or schedule handling. ",
+               nf == 1 ? "The failure is" : "All failures are", d->cases_self);
     else if (d->fail_self && !d->fail_golden)
-        APPEND("All %d failures are self-consistency comparisons and every comparison against transformers "
-               "passes (%d cases with one): the engine disagrees with itself across schedules or states "
-               "(cache, batching, snapshots), not in the algorithm. ", nf, d->cases_golden);
+        APPEND("%s in self-consistency comparisons and every comparison against transformers passes (%d cases "
+               "with one): the engine disagrees with itself across schedules or states (cache, batching, "
+               "snapshots), not in the algorithm. ", nf == 1 ? "The failure is" : "All failures are", d->cases_golden);
     else
         APPEND("%d cases fail against transformers and %d fail a self-consistency comparison: the algorithm "
                "differs, and state or schedule handling may too (fix the golden failures first, then rerun). ",

@@ -277,10 +277,12 @@ static void moved_section(FILE *f, const lc_run_result *base, const lc__move *ro
     fputs("A checked metric regressed when its error grew by more than the noise band (a quarter of the "
           "bound's budget; every bound is at least 4x its measured floor) or its check went from pass to "
           "fail; improved the other way.\n\n", f);
-    int listed = 0;
+    int listed = 0, gone = 0;
+    for (size_t i = 0; i < n; i++)
+        gone += rows[i].metric == LC_METRIC_UNKNOWN && rows[i].c == NULL && rows[i].bc != NULL;
     for (size_t i = 0; i < n; i++) { /* case-level: verdict changes, new and gone */
         const lc__move *m = &rows[i];
-        if (m->metric != LC_METRIC_UNKNOWN || listed >= 6)
+        if (m->metric != LC_METRIC_UNKNOWN || listed >= 6 || (gone > 3 && m->c == NULL))
             continue;
         if (m->c && m->bc && m->k == NULL && m->bk == NULL) {
             if (!m->flags)
@@ -303,7 +305,9 @@ static void moved_section(FILE *f, const lc_run_result *base, const lc__move *ro
         }
         listed++;
     }
-    if (listed)
+    if (gone > 3)
+        fprintf(f, "- %d cases of the base run were not run now\n", gone);
+    if (listed || gone > 3)
         fputs("\n", f);
     for (int which = LC__REGRESSED; which <= LC__IMPROVED; which++) {
         if (cnt[which] == 0)
