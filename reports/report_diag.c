@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "report_util.h"
+#include "reports.h"
 
 static int is_golden(const lc_comparison *k)
 {
@@ -242,4 +243,19 @@ void lc__diagnose(const lc_run_result *r, lc__diag *d)
     classes_sentence(d);
     stage_sentence(d);
     worst_sentence(d);
+}
+
+const char *lc_report_first_stage(const lc_run_result *r, char *buf, size_t n)
+{
+    lc__diag d;
+    char st[32], v[LC__NUM_LEN], b[LC__NUM_LEN];
+    lc__diagnose(r, &d);
+    if (d.stage < 0)
+        snprintf(buf, n, "no stage diverges (%d failing cases with a stage check): the difference enters after "
+                 "the last layer or outside the stage checks", d.stage_checked);
+    else
+        snprintf(buf, n, "%s: %s %s (hidden state max |a-e| %s vs bound %s)", d.stage_case->name,
+                 d.stage == 0 ? "at" : "after", lc__stage_name(st, sizeof st, (size_t)d.stage),
+                 lc__num(v, d.stage_value), lc__num(b, d.stage_bound));
+    return buf;
 }

@@ -130,6 +130,11 @@ int lc_report_dir_check(const char *dir, lc_error *err);
 int lc_report_dir_write(const lc_run_result *r, const lc_run_result *base, const char *dir,
                         lc_error *err);
 
+/* The first diverging stage of the run in words, for a bisect's answer: "dense.golden.text:
+ * after layer 0 (hidden state max |a-e| 9.41e-03 vs bound 1e-09)", or "no stage diverges
+ * (...)" when no failing case's stage check leaves its bound. Writes at most n bytes. */
+const char *lc_report_first_stage(const lc_run_result *r, char *buf, size_t n);
+
 /* ---------------------------------------------------------------- console */
 
 /* Prints one line for the case:

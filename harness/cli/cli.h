@@ -15,6 +15,7 @@ int lc_cmd_compare(int argc, char **argv);
 int lc_cmd_bench(int argc, char **argv);
 int lc_cmd_synth(int argc, char **argv);
 int lc_cmd_serve(int argc, char **argv);
+int lc_cmd_bisect(int argc, char **argv);
 
 /* The engine a command drives, from its --engine value: NULL or "ref" is the in-process
  * reference engine of this build, with the planted faults (NULL: none). Anything else is bad

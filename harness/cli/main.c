@@ -19,6 +19,7 @@ static void usage(FILE *to)
             "  bench    load time, memory and prefill/decode throughput of the engine (synthetic checkpoints)\n"
             "  synth    write a deterministic synthetic checkpoint (published Qwen3.5 shapes) and print its sha256\n"
             "  serve    the reference engine behind the engine protocol on stdin/stdout (harness/PROTOCOL.md)\n"
+            "  bisect   the first commit between GOOD and BAD that fails the cases, and its first diverging stage\n"
             "\n"
             "Every command also takes --max-memory SIZE (bytes, or with K, M, G, T): the bound on any\n"
             "allocation sized from a file's declared dimensions (default: half of this machine's\n"
@@ -89,6 +90,8 @@ int main(int argc, char **argv)
         return lc_cmd_synth(argc - 1, argv + 1);
     if (!strcmp(cmd, "serve"))
         return lc_cmd_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bisect"))
+        return lc_cmd_bisect(argc - 1, argv + 1);
     fprintf(stderr, "logitcheck: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;
