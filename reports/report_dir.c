@@ -154,6 +154,13 @@ int lc_report_dir_write(const lc_run_result *r, const lc_run_result *base, const
     rc = write_all(r, base, tmp, err);
     if (rc) {
         remove_flat_dir(tmp);
+        /* the message names the file the user asked for, not the temporary directory */
+        char *at = err ? strstr(err->msg, tmp) : NULL;
+        if (at) {
+            char rest[sizeof err->msg];
+            snprintf(rest, sizeof rest, "%s", at + strlen(tmp));
+            snprintf(at, sizeof err->msg - (size_t)(at - err->msg), "%s%s", clean, rest);
+        }
         return rc;
     }
     struct stat st;

@@ -26,6 +26,16 @@ int lc_engine_from_cli(lc_engine **out, const char *engine, const lc_fault_set *
 /* Parses "1,2,3" into a malloc'ed int32 array; returns 0 on success, -1 with a message. */
 int lc_parse_ids(const char *s, int **out, int *n, char *msg, size_t msglen);
 
+/* ---------------------------------------------------------------- conventions (cli_args.c) */
+
+/* Rewrites the argument count and vector for every subcommand: "--opt=value" -> "--opt" "value"; "--" ends the
+ * options and is dropped, later arguments starting with '-' become "./-x". The new vector
+ * lives until exit. Returns 0, or -1 when out of memory (argv unchanged). */
+int lc_cli_normalise(int *argc, char ***argv);
+
+/* The name of names[0..n) closest to word when it is close enough to be a typo, else NULL. */
+const char *lc_cli_suggest(const char *word, const char *const *names, int n);
+
 /* ---------------------------------------------------------------- run metadata (run_meta.c) */
 
 #include "results.h"

@@ -72,13 +72,21 @@ static void run_usage(FILE *to)
                 "ended in error), 3 internal. Skipped cases (the engine lacks a capability) never pass.\n");
 }
 
+static void list_usage(FILE *to)
+{
+    fprintf(to, "usage: logitcheck list [CASE|GLOB ...] [--label L ...] [--root DIR] [--cases DIR]\n"
+                "  One line per case of the catalog (name, kind, family and labels, then its description);\n"
+                "  with names or labels, the cases 'run' would select for them.\n"
+                "Exit codes: 0 listed, 2 bad usage or input (also: nothing matches the given names/labels).\n");
+}
+
 static int parse_run_args(int argc, char **argv, run_args *a, int for_list)
 {
     memset(a, 0, sizeof *a);
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i];
         if (!strcmp(k, "-h") || !strcmp(k, "--help")) {
-            run_usage(stdout);
+            (for_list ? list_usage : run_usage)(stdout);
             return 1;
         }
         if (!strcmp(k, "--all")) {
@@ -163,6 +171,26 @@ static int selected(const run_args *a, const lc_case *c)
     return lc_case_select(c, a->patterns, a->n_patterns, a->labels, a->n_labels);
 }
 
+/* The one message of run and list for a selection that matches nothing, with the closest case
+ * name to the first pattern when it looks like a typo. Returns 2. */
+static int no_match(const char *cmd, const run_args *a, const lc_catalog *cat)
+{
+    const char *near = NULL;
+    if (a->n_patterns > 0 && cat->n > 0) {
+        const char **names = malloc((size_t)cat->n * sizeof *names);
+        for (int i = 0; names && i < cat->n; i++)
+            names[i] = cat->cases[i].name;
+        near = names ? lc_cli_suggest(a->patterns[0], names, cat->n) : NULL;
+        free(names);
+    }
+    if (near)
+        fprintf(stderr, "logitcheck %s: no case matches the given names/labels (did you mean '%s'? see 'logitcheck "
+                        "list')\n", cmd, near);
+    else
+        fprintf(stderr, "logitcheck %s: no case matches the given names/labels (see 'logitcheck list')\n", cmd);
+    return 2;
+}
+
 int lc_cmd_list(int argc, char **argv)
 {
     run_args a;
@@ -183,6 +211,11 @@ int lc_cmd_list(int argc, char **argv)
             printf(",%s", c->labels[l]);
         printf("\n    %s\n", c->description ? c->description : "");
         n++;
+    }
+    if (n == 0 && (a.n_patterns || a.n_labels)) { /* as run says for the same selection */
+        rc = no_match("list", &a, &cat);
+        lc_catalog_free(&cat);
+        return rc;
     }
     printf("%d cases\n", n);
     lc_catalog_free(&cat);
@@ -305,12 +338,19 @@ int lc_cmd_run(int argc, char **argv)
         return 2;
     }
     double t0 = now_s();
-    int matched = 0;
+    int matched = 0, n_selected = 0;
+    const int progress = isatty(STDERR_FILENO); /* "[3/63] name" on a terminal, rewritten in place */
+    for (int i = 0; i < cat.n; i++)
+        n_selected += selected(&a, &cat.cases[i]);
     for (int i = 0; i < cat.n; i++) {
         const lc_case *c = &cat.cases[i];
         if (!selected(&a, c))
             continue;
         matched++;
+        if (progress) {
+            fprintf(stderr, "\r\033[K[%d/%d] %s", matched, n_selected, c->name);
+            fflush(stderr);
+        }
         lc_case_result *cr = lc_run_add_case(&res);
         if (!cr) {
             fprintf(stderr, "logitcheck run: out of memory\n");
@@ -320,16 +360,18 @@ int lc_cmd_run(int argc, char **argv)
         double t = now_s();
         lc_run_case(c, &a.opts, engine, cr);
         cr->seconds = now_s() - t;
+        if (progress)
+            fputs("\r\033[K", stderr);
         lc_report_console_case(stdout, cr);
         fflush(stdout);
         if (cr->verdict == LC_VERDICT_ERROR) /* bad input or engine failure: also one line on stderr */
             fprintf(stderr, "logitcheck run: %s: %s\n", cr->name, cr->reason);
     }
     res.seconds = now_s() - t0;
-    if (!matched) {
-        fprintf(stderr, "logitcheck run: no case matches the given names/labels (see 'logitcheck list')\n");
-        rc = 2;
-    }
+    if (progress)
+        fputs("\r\033[K", stderr);
+    if (!matched)
+        rc = no_match("run", &a, &cat);
     if (!rc) {
         lc_report_console_summary(stdout, &res);
         int counts[4];
