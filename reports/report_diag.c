@@ -119,6 +119,11 @@ static void add_cause(lc__diag *d, const lc_case_result *c, const lc_comparison 
 static void classes_sentence(lc__diag *d)
 {
     const int nf = d->counts[LC_VERDICT_FAIL];
+    char lead[48];
+    if (nf == 1)
+        snprintf(lead, sizeof lead, "The one failure is");
+    else
+        snprintf(lead, sizeof lead, "All %d failures are", nf);
     if (nf == 0) {
         if (d->counts[LC_VERDICT_ERROR])
             APPEND("No case failed its bounds; %d ended in error (see Errors). ", d->counts[LC_VERDICT_ERROR]);
@@ -130,11 +135,11 @@ static void classes_sentence(lc__diag *d)
     if (d->fail_golden && !d->fail_self)
         APPEND("%s against transformers; every self-consistency comparison passes (%d cases with one): the "
                "algorithm changed, not the cache, batch or schedule handling. ",
-               nf == 1 ? "The failure is" : "All failures are", d->cases_self);
+               lead, d->cases_self);
     else if (d->fail_self && !d->fail_golden)
         APPEND("%s in self-consistency comparisons and every comparison against transformers passes (%d cases "
                "with one): the engine disagrees with itself across schedules or states (cache, batching, "
-               "snapshots), not in the algorithm. ", nf == 1 ? "The failure is" : "All failures are", d->cases_golden);
+               "snapshots), not in the algorithm. ", lead, d->cases_golden);
     else
         APPEND("%d cases fail against transformers and %d fail a self-consistency comparison: the algorithm "
                "differs, and state or schedule handling may too (fix the golden failures first, then rerun). ",
@@ -157,11 +162,27 @@ static void stage_sentence(lc__diag *d)
     }
 }
 
-static void worst_sentence(lc__diag *d)
+static void worst_sentence(lc__diag *d, const lc_run_result *r)
 {
     char v[LC__NUM_LEN], m[LC__MARGIN_LEN], w[160];
-    if (d->worst == NULL)
+    if (d->worst == NULL) { /* nothing failed: the check closest to its bound */
+        const lc_check *t = NULL;
+        const lc_comparison *tk = NULL;
+        const lc_case_result *tc = NULL;
+        for (int i = 0; i < r->n_cases; i++) {
+            const lc_comparison *k = NULL;
+            const lc_check *q = lc_case_tightest(&r->cases[i], &k);
+            if (q != NULL && (t == NULL || lc_check_worse(q, t))) {
+                t = q;
+                tk = k;
+                tc = &r->cases[i];
+            }
+        }
+        if (t != NULL)
+            APPEND("Tightest: %s, %s %s %s (%s).", tc->name, tk->id[0] ? tk->id : tk->name, lc_metric_name(t->metric),
+                   lc__num(v, t->value), lc__margin(m, t));
         return;
+    }
     lc__where(w, sizeof w, d->worst_k, d->worst->metric);
     APPEND("Worst: %s, %s %s %s (%s)%s%s.", d->worst_c->name, d->worst_k->id[0] ? d->worst_k->id : d->worst_k->name,
            lc_metric_name(d->worst->metric), lc__num(v, d->worst->value), lc__margin(m, d->worst), w[0] ? " " : "",
@@ -242,7 +263,7 @@ void lc__diagnose(const lc_run_result *r, lc__diag *d)
                  skipped);
     classes_sentence(d);
     stage_sentence(d);
-    worst_sentence(d);
+    worst_sentence(d, r);
 }
 
 const char *lc_report_first_stage(const lc_run_result *r, char *buf, size_t n)

@@ -66,7 +66,7 @@ static void num_td(FILE *f, double x)
     else if (isinf(x))
         fprintf(f, "<td class=\"n\" data-v=\"%s\">%s</td>", x > 0 ? "Infinity" : "-Infinity", lc__num(b, x));
     else
-        fprintf(f, "<td class=\"n\" data-v=\"%.17g\">%s</td>", x, lc__num(b, x));
+        fprintf(f, "<td class=\"n\" data-v=\"%.6g\">%s</td>", x, lc__num(b, x));
 }
 
 static const char *upper_verdict(lc_verdict v)
@@ -127,7 +127,7 @@ static void check_tds(FILE *f, const lc_check *k)
     else if (isinf(rel))
         fprintf(f, "<td data-v=\"%s\">", rel > 0 ? "Infinity" : "-Infinity");
     else
-        fprintf(f, "<td data-v=\"%.17g\">", rel);
+        fprintf(f, "<td data-v=\"%.6g\">", rel);
     H(lc__margin(m, k));
     fputs("</td>", f);
 }
