@@ -45,6 +45,30 @@ static int is_dir(const char *p)
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/* mkdir -p of the directory holding path (the report directory's parents, as earlier versions
+ * made them); failures are left to lc_report_dir_check to name. */
+static void make_parents(const char *path)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    char *last = strrchr(buf, '/');
+    if (last == NULL || last == buf)
+        return;
+    *last = '\0';
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            const char c = *p;
+            *p = '\0';
+            struct stat st;
+            if (stat(buf, &st) != 0)
+                mkdir(buf, 0777);
+            *p = c;
+            if (c == '\0')
+                break;
+        }
+    }
+}
+
 static void run_usage(FILE *to)
 {
     fprintf(to,
@@ -289,6 +313,7 @@ int lc_cmd_run(int argc, char **argv)
     lc_run_result base = {0};
     if (a.fail_on_regression && !a.base)
         return fprintf(stderr, "logitcheck run: --fail-on-regression needs --base FILE.json\n"), 2;
+    make_parents(report_dir(&a));
     if (lc_report_dir_check(report_dir(&a), &derr)) /* before any case runs */
         return fprintf(stderr, "logitcheck run: --report: %s\n", derr.msg), 2;
     if (a.base && lc_report_json_read(&base, a.base, &derr))
