@@ -586,5 +586,13 @@ qref_status qref_verify_accept(const qref_model *m, qref_cache *c, int a, qref_e
  * qref_verify_accept, each with its own accepted count. */
 qref_status qref_verify_batch(const qref_model *m, qref_cache *const *caches, const int32_t *const *ids, const int *n,
                               int B, qref_real *logits, qref_error *err);
+/* ---------------------------------------------------------------- precision at run time */
+
+/* The scalar type this library was built with: "f32" or "f64", and sizeof(qref_real) in the
+ * library. A program compiled against this header must agree (the CMake package and the
+ * pkg-config file define QREF_PRECISION_F64 for a double library):
+ * strcmp(qref_precision(), QREF_PRECISION_NAME) == 0. */
+const char *qref_precision(void);
+size_t qref_real_size(void);
 
 #endif /* QREF_H */

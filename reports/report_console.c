@@ -14,29 +14,21 @@ static const char *const verdict_words[] = {"PASS", "FAIL", "ERROR", "SKIP"};
 /* "max_abs 3.2e-05 <= 5e-04 (margin 94%)", "(exact)" for a zero budget */
 static void passing_check(FILE *out, const lc_check *k)
 {
-    char v[LC__NUM_LEN], b[LC__NUM_LEN], p[LC__NUM_LEN];
-    fprintf(out, "%s %s %s %s ", lc_metric_name(k->metric), lc__num(v, k->value),
-            lc__relation(k->metric, 1), lc__num(b, k->bound));
-    lc__left(p, k);
-    if (strcmp(p, "exact") == 0)
-        fputs("(exact)", out);
-    else
-        fprintf(out, "(margin %s)", p);
+    char v[LC__NUM_LEN], b[LC__NUM_LEN], m[LC__MARGIN_LEN];
+    fprintf(out, "%s %s %s %s (%s)", lc_metric_name(k->metric), lc__num(v, k->value),
+            lc__relation(k->metric, 1), lc__num(b, k->bound), lc__margin(m, k));
 }
 
 /* "prefill vs golden: max_abs 1.2e-03 > 5e-04 (2.4x the bound) at pos 7, token 1234" */
 static void failing_check(FILE *out, const lc_comparison *c, const lc_check *k)
 {
-    char v[LC__NUM_LEN], b[LC__NUM_LEN], x[LC__NUM_LEN], w[160];
+    char v[LC__NUM_LEN], b[LC__NUM_LEN], m[LC__MARGIN_LEN], w[160];
     lc__put_line(out, c->name);
     fprintf(out, ": %s %s ", lc_metric_name(k->metric), lc__num(v, k->value));
     if (isnan(k->value) || isnan(k->bound))
         fprintf(out, "(bound %s %s)", lc__relation(k->metric, 1), lc__num(b, k->bound));
     else
-        fprintf(out, "%s %s", lc__relation(k->metric, 0), lc__num(b, k->bound));
-    if (lc_metric_direction(k->metric) == LC_BOUND_UPPER && k->bound > 0 && isfinite(k->bound) &&
-        isfinite(k->value))
-        fprintf(out, " (%sx the bound)", lc__num(x, k->value / k->bound));
+        fprintf(out, "%s %s (%s)", lc__relation(k->metric, 0), lc__num(b, k->bound), lc__margin(m, k));
     lc__where(w, sizeof w, c, k->metric);
     if (w[0])
         fprintf(out, " %s", w);

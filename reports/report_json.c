@@ -279,6 +279,16 @@ int lc_report_json_write(const lc_run_result *r, const char *path, lc_error *err
     put_str(f, r->version);
     fputs(",\n    \"git\": ", f);
     put_str(f, r->git);
+    fputs(",\n    \"catalog\": ", f);
+    put_str(f, r->catalog);
+    fputs(",\n    \"checkpoints\": {", f);
+    for (int i = 0; i < r->n_checkpoints; i++) {
+        fputs(i ? ", " : "", f);
+        put_str(f, r->checkpoints[i].path);
+        fputs(": ", f);
+        put_str(f, r->checkpoints[i].sha256);
+    }
+    fputs("}", f);
     fputs(",\n    \"seconds\": ", f);
     put_num(f, r->seconds);
     fprintf(f, ",\n    \"counts\": {\"pass\": %d, \"fail\": %d, \"error\": %d, \"skip\": %d}\n  },\n",
@@ -651,6 +661,26 @@ static int read_doc(const reader *d, const cJSON *root, lc_run_result *r)
         get_dbl(d, run, "run", "seconds", &r->seconds) ||
         get_typed(d, root, "", "cases", 1, &cases))
         return LC_EINPUT;
+    /* optional (added within version 2): the catalog hash and the checkpoint hashes */
+    if (cJSON_GetObjectItemCaseSensitive(run, "catalog") &&
+        get_str(d, run, "run", "catalog", r->catalog, sizeof r->catalog))
+        return LC_EINPUT;
+    const cJSON *ck = cJSON_GetObjectItemCaseSensitive(run, "checkpoints");
+    if (ck != NULL) {
+        if (!cJSON_IsObject(ck))
+            return bad(d, "run", "checkpoints", "expected an object, found %s", found(ck, fb, sizeof fb));
+        cJSON_ArrayForEach(it, ck) {
+            if (r->n_checkpoints == LC_MAX_CHECKPOINTS)
+                return bad(d, "run", "checkpoints", "more than %d checkpoints", LC_MAX_CHECKPOINTS);
+            lc_checkpoint_hash *h = &r->checkpoints[r->n_checkpoints];
+            if (strlen(it->string) >= sizeof h->path)
+                return bad(d, "run.checkpoints", it->string, "name longer than %zu bytes", sizeof h->path - 1);
+            memcpy(h->path, it->string, strlen(it->string) + 1);
+            if (get_str(d, ck, "run.checkpoints", it->string, h->sha256, sizeof h->sha256))
+                return LC_EINPUT;
+            r->n_checkpoints++;
+        }
+    }
     int i = 0;
     cJSON_ArrayForEach(it, cases) {
         char w[32];

@@ -14,21 +14,29 @@ static void attr(FILE *f, const char *name, const char *value)
     fputc('"', f);
 }
 
-/* One line per failing check: "prefill vs golden [prefill_logits]: max_abs 1.2e-03 > 5e-04 at pos 7, token 3" */
+/* "prefill vs golden [prefill_logits]: max_abs 1.2e-03 > 5e-04 (2.4x the bound) at pos 7, token 3":
+ * the console's form (one margin convention in every report). */
+static void check_line(char *line, size_t n, const lc_comparison *k, const lc_check *q)
+{
+    char v[LC__NUM_LEN], b[LC__NUM_LEN], m[LC__MARGIN_LEN], w[160];
+    lc__where(w, sizeof w, k, q->metric);
+    snprintf(line, n, "%s [%s]: %s %s %s %s (%s)%s%s", k->name, k->id, lc_metric_name(q->metric),
+             lc__num(v, q->value), lc__relation(q->metric, q->pass), lc__num(b, q->bound), lc__margin(m, q),
+             w[0] ? " " : "", w);
+}
+
+/* One line per failing check. */
 static void failing_checks(FILE *f, const lc_case_result *c)
 {
-    char v[LC__NUM_LEN], b[LC__NUM_LEN], m[LC__NUM_LEN], w[160], line[512];
+    char line[512];
     for (int j = 0; j < c->n_cmps; j++) {
         const lc_comparison *k = &c->cmps[j];
         for (int i = 0; i < k->n_checks; i++) {
-            const lc_check *q = &k->checks[i];
-            if (q->pass)
+            if (k->checks[i].pass)
                 continue;
-            lc__where(w, sizeof w, k, q->metric);
-            snprintf(line, sizeof line, "%s [%s]: %s %s, bound %s %s, margin %s%s%s\n", k->name, k->id,
-                     lc_metric_name(q->metric), lc__num(v, q->value), lc__relation(q->metric, 1),
-                     lc__num(b, q->bound), lc__num(m, q->margin), w[0] ? ", " : "", w);
+            check_line(line, sizeof line, k, &k->checks[i]);
             lc__put_xml(f, line, 0);
+            fputc('\n', f);
         }
     }
 }
@@ -46,11 +54,21 @@ static void testcase(FILE *f, const lc_case_result *c)
         fputs("/>\n", f);
         return;
     case LC_VERDICT_FAIL: {
-        const lc_check *q = lc_case_tightest(c, NULL);
+        const lc_comparison *k = NULL;
+        const lc_check *q = lc_case_tightest(c, &k);
+        char line[1100];
+        if (q != NULL && !q->pass)
+            check_line(line, sizeof line, k, q);
+        else
+            snprintf(line, sizeof line, "%s", c->reason);
         fputs(">\n      <failure", f);
-        attr(f, "message", c->reason);
+        attr(f, "message", line);
         attr(f, "type", q != NULL && !q->pass ? lc_metric_name(q->metric) : "fail");
         fputs(">", f);
+        if (c->reason[0]) {
+            lc__put_xml(f, c->reason, 0);
+            fputc('\n', f);
+        }
         failing_checks(f, c);
         fputs("</failure>\n", f);
         break;

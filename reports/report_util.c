@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "report_util.h"
+#include "reports.h"
 
 /* ---------------------------------------------------------------- numbers */
 
@@ -151,6 +152,68 @@ const char *lc__relation(lc_metric_id id, int pass)
     return pass ? ">=" : "<";
 }
 
+const char *lc__margin(char buf[LC__MARGIN_LEN], const lc_check *k)
+{
+    char a[LC__NUM_LEN], b[LC__NUM_LEN];
+    if (isnan(k->value) || isnan(k->bound))
+        return strcpy(buf, "nan");
+    const int upper = lc_metric_direction(k->metric) == LC_BOUND_UPPER;
+    if (k->pass) {
+        lc__left(a, k);
+        if (strcmp(a, "exact") == 0)
+            return strcpy(buf, "exact");
+        snprintf(buf, LC__MARGIN_LEN, "margin %s", a);
+        return buf;
+    }
+    if (upper) {
+        if (k->bound > 0 && isfinite(k->bound) && isfinite(k->value))
+            snprintf(buf, LC__MARGIN_LEN, "%sx the bound", lc__num(a, k->value / k->bound));
+        else
+            snprintf(buf, LC__MARGIN_LEN, "over by %s, none allowed", lc__num(a, k->value - k->bound));
+        return buf;
+    }
+    const double shortfall = 1.0 - k->value, allowed = 1.0 - k->bound;
+    if (allowed > 0)
+        snprintf(buf, LC__MARGIN_LEN, "%sx the allowed shortfall", lc__num(a, shortfall / allowed));
+    else
+        snprintf(buf, LC__MARGIN_LEN, "shortfall %s, none allowed", lc__num(b, shortfall));
+    return buf;
+}
+
+int lc__is_stage_cmp(const lc_comparison *c)
+{
+    return strncmp(c->id, "hidden", 6) == 0;
+}
+
+const char *lc__stage_name(char *buf, size_t n, size_t stage)
+{
+    if (stage == 0)
+        snprintf(buf, n, "the embedding");
+    else
+        snprintf(buf, n, "layer %zu", stage - 1);
+    return buf;
+}
+
+int lc__first_divergence(const lc_comparison *c, double *value, double *bound)
+{
+    if (!lc__is_stage_cmp(c) || c->curve == NULL)
+        return -1;
+    double b = NAN;
+    for (int q = 0; q < c->n_checks; q++)
+        if (c->checks[q].metric == LC_METRIC_MAX_ABS)
+            b = c->checks[q].bound;
+    if (isnan(b))
+        return -1;
+    for (int s = 0; s < c->n_curve; s++) {
+        if (c->curve[s] > b || isnan(c->curve[s])) { /* no stage is ever excluded: NaN is non-finite */
+            *value = c->curve[s];
+            *bound = b;
+            return s;
+        }
+    }
+    return -1;
+}
+
 const char *lc__where(char *buf, size_t n, const lc_comparison *c, lc_metric_id id)
 {
     const lc_metrics *m = &c->m;
@@ -212,6 +275,14 @@ const char *lc__where(char *buf, size_t n, const lc_comparison *c, lc_metric_id 
         pos = m->nonfinite_pos;
         idx = m->nonfinite_index;
         lead = "first non-finite at";
+    }
+    if (pos != LC_NO_POS && lc__is_stage_cmp(c)) { /* positions are stages, not prompt positions */
+        char st[32], ix[40] = "";
+        lc__stage_name(st, sizeof st, pos);
+        if (idx != LC_NO_POS)
+            snprintf(ix, sizeof ix, ", index %zu", idx);
+        snprintf(buf, n, "%s stage %zu (after %s)%s", lead, pos, st, ix);
+        return buf;
     }
     if (pos == LC_NO_POS)
         buf[0] = '\0';
@@ -295,6 +366,38 @@ static lc__move row_init(const lc_case_result *c, const lc_case_result *bc)
     return row;
 }
 
+double lc__noise_band(lc_metric_id id, double bound)
+{
+    const double budget = lc_metric_direction(id) == LC_BOUND_UPPER ? bound : 1.0 - bound;
+    return budget > 0 && isfinite(budget) ? budget / 4 : 0;
+}
+
+/* Regressed: the error (the value, or its shortfall from 1 for lower bounds) grew by more
+ * than the band, became NaN, or the check went from pass to fail; improved: the reverse. */
+static void classify(lc__move *row)
+{
+    const int lower = lc_metric_direction(row->metric) == LC_BOUND_LOWER;
+    const double e_new = lower ? 1.0 - row->value : row->value;
+    const double e_base = lower ? 1.0 - row->base : row->base;
+    lc__change ch = LC__UNCHANGED;
+    if (isnan(e_new) != isnan(e_base))
+        ch = isnan(e_new) ? LC__REGRESSED : LC__IMPROVED;
+    else if (!isnan(e_new) && e_new != e_base) {
+        const double d = e_new - e_base; /* inf - inf is excluded by e_new != e_base */
+        if (d > row->band || isnan(d))
+            ch = LC__REGRESSED;
+        else if (-d > row->band)
+            ch = LC__IMPROVED;
+    }
+    if (row->pass >= 0 && row->base_pass >= 0 && row->pass != row->base_pass) {
+        row->flags |= LC__VERDICT_CHANGED;
+        ch = row->pass ? LC__IMPROVED : LC__REGRESSED;
+    }
+    if (ch != LC__UNCHANGED)
+        row->flags |= LC__MOVED;
+    row->change = ch;
+}
+
 /* One row per metric checked in k or bk (k's order first). */
 static int metric_rows(moves *m, const lc_case_result *c, const lc_case_result *bc,
                        const lc_comparison *k, const lc_comparison *bk)
@@ -315,10 +418,8 @@ static int metric_rows(moves *m, const lc_case_result *c, const lc_case_result *
             row.pass = nk ? nk->pass : -1;
             row.base_pass = bkk ? bkk->pass : -1;
             row.ratio = lc__move_ratio(id, row.base, row.value);
-            if (isnan(row.ratio) || row.ratio > 2.0 || row.ratio < 0.5)
-                row.flags |= LC__MOVED;
-            if (row.pass >= 0 && row.base_pass >= 0 && row.pass != row.base_pass)
-                row.flags |= LC__VERDICT_CHANGED;
+            row.band = lc__noise_band(id, nk ? nk->bound : bkk->bound);
+            classify(&row);
             if (push(m, &row))
                 return ENOMEM;
         }
@@ -383,4 +484,40 @@ oom:
     *rows = NULL;
     *n = 0;
     return ENOMEM;
+}
+
+/* ---------------------------------------------------------------- the base run (reports.h) */
+
+int lc_report_base_counts(const lc_run_result *r, const lc_run_result *base, lc_base_counts *out, lc_error *err)
+{
+    lc__move *rows = NULL;
+    size_t n = 0;
+    memset(out, 0, sizeof *out);
+    if (lc__moves_build(r, base, &rows, &n))
+        return lc_fail(err, LC_EINTERNAL, "out of memory comparing with the base run");
+    for (size_t i = 0; i < n; i++) {
+        if (rows[i].metric == LC_METRIC_UNKNOWN)
+            continue;
+        out->regressed += rows[i].change == LC__REGRESSED;
+        out->improved += rows[i].change == LC__IMPROVED;
+        out->unchanged += rows[i].change == LC__UNCHANGED;
+    }
+    free(rows);
+    return LC_OK;
+}
+
+int lc_report_base_compatible(const lc_run_result *r, const lc_run_result *base, const char *base_path,
+                              lc_error *err)
+{
+    if (strcmp(r->engine_precision, base->engine_precision) != 0)
+        return lc_fail(err, LC_EINPUT,
+                       "%s: a base run of engine precision %s, this run's engine is %s (bounds and noise differ; "
+                       "--base-mismatch-ok compares anyway)",
+                       base_path, base->engine_precision[0] ? base->engine_precision : "?", r->engine_precision);
+    if (r->catalog[0] && base->catalog[0] && strcmp(r->catalog, base->catalog) != 0)
+        return lc_fail(err, LC_EINPUT,
+                       "%s: a base run of another catalog (case files sha256 %.12s..., this run %.12s...; "
+                       "--base-mismatch-ok compares anyway)",
+                       base_path, base->catalog, r->catalog);
+    return LC_OK;
 }

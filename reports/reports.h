@@ -56,18 +56,17 @@ int lc_report_json_read(lc_run_result *r, const char *path, lc_error *err);
 
 /* ---------------------------------------------------------------- Markdown */
 
-/* Writes a pull-request-comment summary of r to path:
- * - the headline "logitcheck f32: 41 passed, 1 failed, 0 errors" (", N skipped" when some
- *   were) and one line of run metadata;
- * - failed checks first (case, comparison, metric, value, bound, margin), then errored cases
- *   with their reason;
- * - every case with its tightest check (the worst metric relative to its bound);
- * - when base is not NULL, "what moved": per case, comparison and checked metric the base
- *   value, the new value and their ratio, flagged when it moved by more than 2x either way
- *   or its check changed verdict; cases whose verdict changed; cases and comparisons new or
- *   gone. For metrics bounded from below (cosine, top-1, top-k: ideal 1) the ratio compares
- *   the shortfalls from 1. Flagged rows come first; the full table follows, folded, capped
- *   at a few hundred rows (the HTML report has them all).
+/* Writes a pull-request-comment summary of r to path, short enough to read in ten seconds
+ * (under 60 lines for a failing run of the whole catalog):
+ * - the headline "logitcheck f32: FAIL, 18 of 63 cases failed (45 passed, 0 errors)" and one
+ *   line of run metadata;
+ * - the diagnosis: which comparison classes fail and which pass, and what that says, the first
+ *   diverging stage in words, the worst location (lc__diagnose);
+ * - the failures grouped by cause (comparison id and class): cases, the worst check, where;
+ * - errors, skips and missing taps when there are any;
+ * - with a base run: regressed, improved and unchanged counts and the regressed metrics;
+ * - folded: the failing cases by cause and the passing cases by kind with their tightest
+ *   margin. Every single check is in the HTML report.
  * r and base stay the caller's. Returns LC_OK or an error code with err naming path. */
 int lc_report_md_write(const lc_run_result *r, const lc_run_result *base, const char *path,
                        lc_error *err);
@@ -84,19 +83,57 @@ int lc_report_junit_write(const lc_run_result *r, const char *path, lc_error *er
 
 /* ---------------------------------------------------------------- HTML */
 
-/* Writes dir/report.html and, next to it, one PNG plot per comparison that has a curve of
- * two or more positions
- * ("NNN-KK-<case>--<comparison>.png", NNN/KK the case and comparison index): the
- * per-position max |a-e| on a log axis, the max_abs bound as a red line, the base run's curve
- * (when base has the same case and comparison) in grey beneath. The page is self-contained
- * (inline CSS, no script) apart from those PNG files, which it links by relative name, so
- * the directory can be archived or served as is. Creates dir when it does not exist (its
- * parent must). The page shows the summary, failed checks, what moved (when base is given),
- * and per case every check with its bound, margin and pass/fail colour, the base value and
- * ratio, the plot and every measured metric with its location. Returns LC_OK or an error
- * code naming the file. */
-int lc_report_html_write(const lc_run_result *r, const lc_run_result *base, const char *dir,
+/* Writes the HTML report to path: one self-contained file (inline CSS, a small inline script
+ * that sorts tables by a click on a column head, plots as inline SVG; no other file). It
+ * leads with the verdict and the diagnosis (lc__diagnose), then the failures grouped by
+ * cause, every failing check, against a base run (when given) the regressed, improved and
+ * unchanged metrics in their own sections and colours, the case table, and per case every
+ * check with its bound, margin and location and a plot of each per-position curve (max
+ * |a-e| per position or stage on a log axis with axis titles and units, the max_abs bound
+ * dashed, the base run's curve in grey). Returns LC_OK or an error code naming the file. */
+int lc_report_html_write(const lc_run_result *r, const lc_run_result *base, const char *path,
                          lc_error *err);
+
+/* ---------------------------------------------------------------- against a base run */
+
+/* How the checked metrics of r moved against base (cases matched by name, comparisons by id,
+ * metrics by id): regressed (the error grew beyond the noise band, became NaN, or the check
+ * went from pass to fail), improved (the reverse), unchanged (within the band). The band of a
+ * check is a quarter of its error budget: the bound, or 1 - bound for lower bounds (every
+ * bound of the catalog is at least 4x its measured floor). Returns LC_OK or LC_EINTERNAL (out
+ * of memory). */
+typedef struct {
+    int regressed, improved, unchanged;
+} lc_base_counts;
+int lc_report_base_counts(const lc_run_result *r, const lc_run_result *base, lc_base_counts *out,
+                          lc_error *err);
+
+/* Whether base may serve as r's base run: the same engine precision and the same catalog
+ * (run.catalog, when both record one). Returns LC_OK, or LC_EINPUT with err naming base_path
+ * and what differs. */
+int lc_report_base_compatible(const lc_run_result *r, const lc_run_result *base, const char *base_path,
+                              lc_error *err);
+
+/* ---------------------------------------------------------------- the report directory */
+
+/* Whether dir can receive a report: its parent exists and is writable, and dir is absent,
+ * empty, or holds only what a report directory holds (report.md, report.html, results.json,
+ * junit.xml, and the *.png plots of earlier versions). Called before any case runs, so an
+ * unusable --report fails at once. Returns LC_OK or LC_EINPUT naming dir and the problem. */
+int lc_report_dir_check(const char *dir, lc_error *err);
+
+/* Writes results.json, report.md, junit.xml and report.html into a new directory next to dir
+ * ("<dir>.tmp-<pid>-<n>") and then puts it in dir's place in one rename (an existing dir is
+ * exchanged atomically and then removed), so dir always holds one run's complete report and
+ * nothing of an earlier run. dir must pass lc_report_dir_check. On failure the temporary
+ * directory is removed and dir is left as it was. Returns LC_OK or an error code. */
+int lc_report_dir_write(const lc_run_result *r, const lc_run_result *base, const char *dir,
+                        lc_error *err);
+
+/* The first diverging stage of the run in words, for a bisect's answer: "dense.golden.text:
+ * after layer 0 (hidden state max |a-e| 9.41e-03 vs bound 1e-09)", or "no stage diverges
+ * (...)" when no failing case's stage check leaves its bound. Writes at most n bytes. */
+const char *lc_report_first_stage(const lc_run_result *r, char *buf, size_t n);
 
 /* ---------------------------------------------------------------- console */
 

@@ -4,7 +4,7 @@
  * A run is built by hand: pass, fail, error and skip cases, NaN and infinite metrics, curves
  * with gaps. Every format is written under LC_BINARY_DIR and checked against strings and
  * numbers written out here by hand (console lines, Markdown rows, margins), against a minimal
- * XML well-formedness checker of this file, and against libpng decoding the plots.
+ * XML well-formedness checker of this file, and the SVG plots against the numbers they draw.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -12,7 +12,6 @@
 #include <dirent.h>
 #include <float.h>
 #include <math.h>
-#include <png.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "plot_png.h"
+#include "plot_svg.h"
 #include "report_util.h"
 #include "reports.h"
 #include "results.h"
@@ -671,39 +670,101 @@ START_TEST(test_reports_md_contents)
     ck_assert_msg(lc_report_md_write(&r, &base, path, &err) == LC_OK, "%s", err.msg);
     char *md = slurp(path);
     ck_assert_ptr_nonnull(md);
-    ck_assert_contains(md, "## logitcheck f32: 2 passed, 2 failed, 1 errors, 1 skipped\n");
+    /* the verdict first, then the diagnosis */
+    ck_assert_contains(md, "## logitcheck f32 FAIL: 2 of 6 cases failed (2 passed, 1 errors, 1 skipped)\n");
     ck_assert_contains(md, "engine logitcheck-reference 0.1.0 f32 (in process, f32 build)");
-    /* the failing check: margin 5e-4 - 1.2e-3 = -7e-4, -140% of the budget */
-    ck_assert_contains(md, "| `moe.chunked.edges` | `chunk_5_vs_one-shot` chunk 5 vs one-shot | max_abs | 1.2e-03 | "
-                           "≤ 5e-04 | -7e-04 (-140%) | at pos 7, token 1234 |\n");
-    ck_assert_contains(md, "| `dense.cache.nan` | `cached_vs_uncached` cached vs uncached | nonfinite | 3 | ≤ 0 | -3 | "
-                           "first at pos 2, token 17 |\n");
-    ck_assert_contains(md, "| `dense.cache.nan` | `cached_vs_uncached` cached vs uncached | max_abs | nan | ≤ 1e-05 | "
-                           "nan | at pos 2, token 17 |\n");
+    ck_assert_contains(md, "**Diagnosis.** ");
+    /* failures grouped by cause, one margin convention: 1.2e-3 / 5e-4 = 2.4x the bound */
+    ck_assert_contains(md, "| `chunk_N_vs_one-shot` | cross | 1 | `moe.chunked.edges` | max_abs 1.2e-03 > 5e-04 "
+                           "(2.4x the bound) | at pos 7, token 1234 |\n");
+    ck_assert_msg(strstr(md, "-140%") == NULL, "a percentage margin of a failing check");
     /* the error, escaped for Markdown */
     ck_assert_contains(md, "| `vision.multi_image.positions` | multi\\_image | golden/x.h5: "
                            "dataset 'cases/y/logits' is missing |\n");
-    /* what moved: 10x, and a verdict change with a 3x move */
+    /* against the base run: a reworded title still matches by id */
     ck_assert_msg(strstr(md, "comparison gone") == NULL && strstr(md, "new comparison") == NULL,
                   "a reworded title must not lose the base comparison (matched by id)");
-    ck_assert_contains(md, "| `dense.golden.text` | `prefill_vs_golden` prefill vs golden | max_abs | 3.2e-06 | "
-                           "3.2e-05 | 10 | **moved** |\n");
-    ck_assert_contains(md, "| `moe.chunked.edges` | `chunk_5_vs_one-shot` chunk 5 vs one-shot | max_abs | 4e-04 | "
-                           "1.2e-03 | 3 | **moved**, **pass → fail** |\n");
+    ck_assert_contains(md, "### Against the base run: ");
+    /* 3.2e-6 -> 3.2e-5 under a bound of 5e-4: within the band (1.25e-4), unchanged; 4e-4 -> 1.2e-3
+     * crosses the bound: regressed, and says so */
+    ck_assert_msg(strstr(md, "| `dense.golden.text` | `prefill_vs_golden` | max_abs") == NULL,
+                  "a move within the noise band listed as regressed");
+    ck_assert_contains(md, "| `moe.chunked.edges` | `chunk_5_vs_one-shot` | max_abs | 4e-04 | 1.2e-03 | 1.25e-04 | "
+                           "**pass → fail** |\n");
     ck_assert_contains(md, "- `moe.chunked.edges`: verdict **pass → fail**\n");
     ck_assert_contains(md, "- new case `dense.kernel.mrope`\n");
     ck_assert_contains(md, "- case gone (only in the base run) `dense.gone.case`\n");
-    /* an unmoved metric is not flagged: nmse of chunk 5 sits in the full table only */
-    ck_assert_contains(md, "| `moe.chunked.edges` | `chunk_5_vs_one-shot` chunk 5 vs one-shot | nmse | 4e-06 | 4e-06 | 1 |  |\n");
-    /* the tightest check of each case */
-    ck_assert_contains(md, "| pass | `dense.golden.text` | golden | prefill vs golden: max_abs | "
-                           "3.2e-05 | ≤ 5e-04 | 4.68e-04 (94%) | 0.12 s |\n");
+    /* the passing cases by kind, folded */
+    ck_assert_contains(md, "- **golden** (1): `dense.golden.text` max_abs margin 94%\n");
     free(md);
 
     ck_assert_msg(lc_report_md_write(&r, NULL, path, &err) == LC_OK, "%s", err.msg);
     md = slurp(path);
-    ck_assert_msg(strstr(md, "What moved") == NULL, "no base run, yet a 'What moved' section");
+    ck_assert_msg(strstr(md, "Against the base run") == NULL, "no base run, yet a base section");
     free(md);
+    lc_run_result_free(&base);
+    lc_run_result_free(&r);
+}
+END_TEST
+
+/* The margin convention of every report, by hand: value, bound, direction. */
+static const struct {
+    lc_metric_id id;
+    double value, bound;
+    const char *text;
+} margin_rows[] = {
+    {LC_METRIC_MAX_ABS, 3.2e-5, 5e-4, "margin 94%"},
+    {LC_METRIC_MAX_ABS, 1.2e-3, 5e-4, "2.4x the bound"},
+    {LC_METRIC_MAX_ABS, 0, 0, "exact"},
+    {LC_METRIC_MAX_ABS, 2e-3, 0, "over by 2e-03, none allowed"},
+    {LC_METRIC_TOP1_AGREE, 0.676, 1, "shortfall 0.324, none allowed"},
+    {LC_METRIC_MIN_COSINE, 0.99, 0.999, "10x the allowed shortfall"},
+    {LC_METRIC_MAX_ABS, NAN, 5e-4, "nan"},
+};
+
+START_TEST(test_reports_margin_convention_table)
+{
+    lc_check k = {margin_rows[_i].id, margin_rows[_i].value, margin_rows[_i].bound, 0, 0};
+    k.pass = lc_check_bound(k.metric, k.value, k.bound, &k.margin);
+    char buf[LC__MARGIN_LEN];
+    ck_assert_str_eq(lc__margin(buf, &k), margin_rows[_i].text);
+}
+END_TEST
+
+/* Regressed / improved / unchanged against the noise band (a quarter of the bound). */
+START_TEST(test_reports_base_noise_band)
+{
+    lc_run_result r, base;
+    lc_error err = {0, ""};
+    build_run(&r);
+    build_base(&base);
+    lc_base_counts n;
+    ck_assert_int_eq(lc_report_base_counts(&r, &base, &n, &err), LC_OK);
+    const int before = n.regressed;
+    ck_assert_int_ge(before, 1); /* moe.chunked.edges: pass -> fail */
+    /* dense.golden.text max_abs 3.2e-5 (bound 5e-4, band 1.25e-4): a base of 1e-6 is within
+     * the band; a new value of 4.5e-4 still passes its bound but regressed beyond the band */
+    ck_assert_double_eq(lc__noise_band(LC_METRIC_MAX_ABS, 5e-4), 1.25e-4);
+    ck_assert_double_eq(lc__noise_band(LC_METRIC_TOP1_AGREE, 1.0), 0);
+    base.cases[0].cmps[0].checks[0].value = 1e-6;
+    ck_assert_int_eq(lc_report_base_counts(&r, &base, &n, &err), LC_OK);
+    ck_assert_int_eq(n.regressed, before);
+    r.cases[0].cmps[0].checks[0].value = 4.5e-4;
+    ck_assert(r.cases[0].cmps[0].checks[0].pass);
+    ck_assert_int_eq(lc_report_base_counts(&r, &base, &n, &err), LC_OK);
+    ck_assert_int_eq(n.regressed, before + 1);
+    /* and the other way round it improved */
+    ck_assert_int_eq(lc_report_base_counts(&base, &r, &n, &err), LC_OK);
+    ck_assert_int_ge(n.improved, 1);
+    /* another precision is refused by name */
+    snprintf(base.engine_precision, sizeof base.engine_precision, "f64");
+    ck_assert_int_eq(lc_report_base_compatible(&r, &base, "old.json", &err), LC_EINPUT);
+    ck_assert_contains(err.msg, "old.json: a base run of engine precision f64");
+    snprintf(base.engine_precision, sizeof base.engine_precision, "f32");
+    snprintf(r.catalog, sizeof r.catalog, "aaaa");
+    snprintf(base.catalog, sizeof base.catalog, "bbbb");
+    ck_assert_int_eq(lc_report_base_compatible(&r, &base, "old.json", &err), LC_EINPUT);
+    ck_assert_contains(err.msg, "another catalog");
     lc_run_result_free(&base);
     lc_run_result_free(&r);
 }
@@ -816,10 +877,12 @@ START_TEST(test_reports_junit_well_formed)
     ck_assert_contains(x, "<testsuite name=\"logitcheck.f32\" tests=\"6\" failures=\"2\" "
                           "errors=\"1\" skipped=\"1\"");
     ck_assert_contains(x, "<testcase classname=\"chunked\" name=\"moe.chunked.edges\" time=\"0.500\">");
-    ck_assert_contains(x, "message=\"chunk 5 vs one-shot: max_abs 1.2e-03 &gt; 5e-04 at pos 7 "
-                          "&lt;token&gt; &amp; &quot;more&quot; ?\" type=\"max_abs\">");
-    ck_assert_contains(x, "chunk 5 vs one-shot [chunk_5_vs_one-shot]: max_abs 1.2e-03, bound &lt;= 5e-04, margin "
-                          "-7e-04, at pos 7, token 1234\n");
+    /* the console's margin convention; the reason, escaped, leads the failure text */
+    ck_assert_contains(x, "message=\"chunk 5 vs one-shot [chunk_5_vs_one-shot]: max_abs 1.2e-03 &gt; 5e-04 (2.4x the "
+                          "bound) at pos 7, token 1234\" type=\"max_abs\">chunk 5 vs one-shot: max_abs 1.2e-03 &gt; "
+                          "5e-04 at pos 7 &lt;token&gt; &amp; &quot;more&quot; ?\n");
+    ck_assert_contains(x, "chunk 5 vs one-shot [chunk_5_vs_one-shot]: max_abs 1.2e-03 &gt; 5e-04 (2.4x the bound) "
+                          "at pos 7, token 1234\n");
     ck_assert_contains(x, "<skipped message=\"needs the f64 build\"/>");
     free(x);
     lc_run_result_free(&r);
@@ -827,121 +890,6 @@ START_TEST(test_reports_junit_well_formed)
 END_TEST
 
 /* ---------------------------------------------------------------- HTML and plots */
-
-typedef struct {
-    png_uint_32 w, h;
-    unsigned char *rgb; /* (h, w, 3) */
-} decoded;
-
-static int decode_png(const char *path, decoded *d)
-{
-    png_image im;
-    memset(&im, 0, sizeof im);
-    im.version = PNG_IMAGE_VERSION;
-    if (!png_image_begin_read_from_file(&im, path))
-        return 0;
-    im.format = PNG_FORMAT_RGB;
-    d->w = im.width;
-    d->h = im.height;
-    d->rgb = malloc(PNG_IMAGE_SIZE(im));
-    if (!png_image_finish_read(&im, NULL, d->rgb, 0, NULL)) {
-        free(d->rgb);
-        png_image_free(&im);
-        return 0;
-    }
-    return 1;
-}
-
-static int is_color(const decoded *d, png_uint_32 x, png_uint_32 y, int r, int g, int b)
-{
-    const unsigned char *p = d->rgb + ((size_t)y * d->w + x) * 3;
-    return p[0] == r && p[1] == g && p[2] == b;
-}
-
-START_TEST(test_reports_html_references_plots)
-{
-    lc_run_result r, base;
-    lc_error err = {0, ""};
-    build_run(&r);
-    build_base(&base);
-    const char *dir = OUT_DIR "/html";
-    ck_assert_msg(lc_report_html_write(&r, &base, dir, &err) == LC_OK, "%s", err.msg);
-    char *html = slurp(OUT_DIR "/html/report.html");
-    ck_assert_ptr_nonnull(html);
-    ck_assert_contains(html, "<h1>logitcheck f32: 2 passed, 2 failed, 1 errors, 1 skipped</h1>");
-    ck_assert_contains(html, "What moved");
-    ck_assert_contains(html, "&lt;token&gt; &amp; &quot;more&quot;");
-    ck_assert_contains(html, "<img src=\"dense.golden.text--prefill_vs_golden.png\"");
-    /* every referenced PNG exists and decodes to the documented size: 3 comparisons have
-     * curves */
-    int n_img = 0;
-    for (const char *p = strstr(html, "<img src=\""); p; p = strstr(p + 1, "<img src=\"")) {
-        char name[256], path[512];
-        const char *q = p + 10;
-        const size_t len = strcspn(q, "\"");
-        ck_assert_uint_lt(len, sizeof name);
-        memcpy(name, q, len);
-        name[len] = '\0';
-        snprintf(path, sizeof path, "%s/%s", dir, name);
-        decoded d;
-        ck_assert_msg(decode_png(path, &d), "%s does not decode", path);
-        ck_assert_msg(d.w == LC_PLOT_WIDTH && d.h == LC_PLOT_HEIGHT, "%s is %ux%u", path,
-                      (unsigned)d.w, (unsigned)d.h);
-        free(d.rgb);
-        n_img++;
-    }
-    ck_assert_int_eq(n_img, 3);
-    free(html);
-    lc_run_result_free(&base);
-    lc_run_result_free(&r);
-}
-END_TEST
-
-START_TEST(test_reports_plot_draws_curve_and_bound)
-{
-    /* 1e-6 .. 1e-3: the y axis spans decades -6 .. -3; the bound 1e-4 is 2/3 of the way up */
-    const double y[8] = {1e-6, 1e-3, 1e-5, NAN, 5e-5, 0.0, 2e-4, 1e-6};
-    lc_plot_info info;
-    lc_error err = {0, ""};
-    ensure_out_dir();
-    const char *path = OUT_DIR "/plot.png";
-    ck_assert_msg(lc_plot_curve_png(path, y, 8, NULL, 0, 1e-4, &info, &err) == LC_OK, "%s",
-                  err.msg);
-    ck_assert(info.ylo == -6 && info.yhi == -3);
-    ck_assert_int_eq(info.n_gaps, 1);
-    ck_assert_int_eq(info.n_above, 2);  /* 1e-3, 2e-4 */
-    ck_assert_int_eq(info.n_floor, 1);  /* the 0 */
-    decoded d;
-    ck_assert(decode_png(path, &d));
-    ck_assert(d.w == LC_PLOT_WIDTH && d.h == LC_PLOT_HEIGHT);
-    int red_row = -1, red_top = -1, blue_bottom = -1, n_blue = 0;
-    for (png_uint_32 row = 0; row < d.h; row++) {
-        int red = 0;
-        for (png_uint_32 x = 0; x < d.w; x++) {
-            if (is_color(&d, x, row, 214, 39, 40)) {
-                red++;
-                if (red_top < 0)
-                    red_top = (int)row;
-            }
-            if (is_color(&d, x, row, 31, 96, 180)) {
-                n_blue++;
-                blue_bottom = (int)row;
-            }
-        }
-        if (red > 300 && red_row < 0)
-            red_row = (int)row; /* the dashed bound line (two pixels thick) */
-    }
-    ck_assert_msg(red_row >= 0, "no bound line");
-    ck_assert_msg(n_blue > 100, "no curve (%d blue pixels)", n_blue);
-    /* marker centres: 1e-6 one above the lowest blue pixel, 1e-3 one below the topmost red */
-    const double yb = blue_bottom - 1, yt = red_top + 1, want = yb - 2.0 / 3.0 * (yb - yt);
-    ck_assert_msg(fabs(red_row + 0.5 - want) <= 2.0, "bound line at row %d, expected ~%.1f "
-                  "(1e-6 at %.0f, 1e-3 at %.0f)", red_row, want, yb, yt);
-    free(d.rgb);
-}
-END_TEST
-
-/* ---------------------------------------------------------------- write errors */
 
 static int temp_files_left(const char *dir, const char *prefix)
 {
@@ -955,6 +903,147 @@ static int temp_files_left(const char *dir, const char *prefix)
     closedir(dp);
     return n;
 }
+
+
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+START_TEST(test_reports_html_is_one_file)
+{
+    lc_run_result r, base;
+    lc_error err = {0, ""};
+    build_run(&r);
+    build_base(&base);
+    ensure_out_dir();
+    const char *path = OUT_DIR "/page.html";
+    ck_assert_msg(lc_report_html_write(&r, &base, path, &err) == LC_OK, "%s", err.msg);
+    char *html = slurp(path);
+    ck_assert_ptr_nonnull(html);
+    ck_assert_contains(html, "<h1>logitcheck f32 FAIL: 2 of 6 cases failed (2 passed, 1 errors, 1 skipped)</h1>");
+    ck_assert_contains(html, "<p class=\"diag\"><b>Diagnosis.</b> ");
+    ck_assert_contains(html, "&lt;token&gt; &amp; &quot;more&quot;");
+    /* self-contained: no image, stylesheet or script fetched from elsewhere */
+    ck_assert_msg(strstr(html, "<img") == NULL && strstr(html, "src=") == NULL && strstr(html, "href=\"http") == NULL,
+                  "the page refers to another file");
+    /* one inline SVG per comparison with a curve (3), each with both axis titles */
+    ck_assert_int_eq(count_of(html, "<svg class=\"plot\""), 3);
+    ck_assert_int_eq(count_of(html, "<text class=\"title\""), 6);
+    ck_assert_contains(html, "max |a - e| (logits, log)");
+    /* sortable tables, and the script that sorts them */
+    ck_assert_int_ge(count_of(html, "<table class=\"sort"), 3);
+    ck_assert_contains(html, "<script>document.querySelectorAll('table.sort')");
+    /* regressed and improved in their own sections and colours */
+    ck_assert_contains(html, "<h2 class=\"regressed\">Regressed (");
+    ck_assert_contains(html, "<tr class=\"regressed\">");
+    ck_assert_contains(html, "svg.plot circle.above{fill:#d93025}");
+    ck_assert_int_eq(count_of(html, "<svg"), count_of(html, "</svg>"));
+    free(html);
+    lc_run_result_free(&base);
+    lc_run_result_free(&r);
+}
+END_TEST
+
+START_TEST(test_reports_svg_plot_numbers)
+{
+    /* 1e-6 .. 1e-3: the y axis spans decades -6 .. -3; the bound 1e-4 */
+    const double y[8] = {1e-6, 1e-3, 1e-5, NAN, 5e-5, 0.0, 2e-4, 1e-6};
+    lc_svg_info info;
+    ensure_out_dir();
+    const char *path = OUT_DIR "/plot.svg";
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    lc__svg_curve(f, y, 8, NULL, 0, 1e-4, "position", "max |a - e| (logits, log)", &info);
+    fclose(f);
+    ck_assert(info.ylo == -6 && info.yhi == -3);
+    ck_assert_int_eq(info.n_gaps, 1);
+    ck_assert_int_eq(info.n_points, 7);
+    ck_assert_int_eq(info.n_above, 2);  /* 1e-3, 2e-4 */
+    ck_assert_int_eq(info.n_floor, 1);  /* the 0 */
+    char *svg = slurp(path);
+    ck_assert_int_eq(count_of(svg, "<circle class=\"above\""), 2);
+    ck_assert_int_eq(count_of(svg, "<circle class=\"in\""), 5);
+    ck_assert_int_eq(count_of(svg, "<polyline"), 2); /* split at the gap */
+    for (int e = -6; e <= -3; e++) { /* a label per decade */
+        char lab[32];
+        snprintf(lab, sizeof lab, ">1e%d</text>", e);
+        ck_assert_contains(svg, lab);
+    }
+    ck_assert_contains(svg, ">bound 1e-04</text>");
+    ck_assert_contains(svg, ">position</text>");
+    /* the bound line sits 2/3 of the way up the plot area: y = top + height/3 */
+    const char *bl = strstr(svg, "<line class=\"bound\"");
+    ck_assert_ptr_nonnull(bl);
+    double y1 = 0;
+    ck_assert_int_eq(sscanf(strstr(bl, "y1=\"") + 4, "%lf", &y1), 1);
+    ck_assert_msg(fabs(y1 - (14 + (250 - 14 - 46) / 3.0)) < 0.1, "bound line at y %.1f", y1);
+    free(svg);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- the report directory */
+
+START_TEST(test_reports_dir_written_whole)
+{
+    lc_run_result r;
+    lc_error err = {0, ""};
+    build_run(&r);
+    ensure_out_dir();
+    char dir[512], p[700];
+    snprintf(dir, sizeof dir, "%s/repdir", OUT_DIR);
+    mkdir(dir, 0777);
+    snprintf(p, sizeof p, "%s/notes.txt", dir); /* from an earlier run of this test */
+    unlink(p);
+    /* an earlier run's plot and report */
+    snprintf(p, sizeof p, "%s/old-case--prefill.png", dir);
+    spit(p, "stale");
+    snprintf(p, sizeof p, "%s/report.md", dir);
+    spit(p, "stale");
+    ck_assert_msg(lc_report_dir_write(&r, NULL, dir, &err) == LC_OK, "%s", err.msg);
+    snprintf(p, sizeof p, "%s/old-case--prefill.png", dir);
+    ck_assert_msg(access(p, F_OK) != 0, "a stale plot survived");
+    static const char *const names[] = {"report.md", "report.html", "results.json", "junit.xml"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+        ck_assert_msg(access(p, R_OK) == 0, "%s missing", p);
+    }
+    ck_assert_int_eq(temp_files_left(OUT_DIR, "repdir"), 0);
+    /* a directory holding anything a report does not write is refused, untouched */
+    snprintf(p, sizeof p, "%s/notes.txt", dir);
+    spit(p, "mine");
+    ck_assert_int_eq(lc_report_dir_check(dir, &err), LC_EINPUT);
+    ck_assert_contains(err.msg, "holds 'notes.txt', which no report writes");
+    ck_assert_int_eq(lc_report_dir_write(&r, NULL, dir, &err), LC_EINPUT);
+    ck_assert(access(p, F_OK) == 0);
+    /* a missing parent is refused before anything is written */
+    ck_assert_int_eq(lc_report_dir_check(LC_BINARY_DIR "/no-such-dir/rep", &err), LC_EINPUT);
+    ck_assert_contains(err.msg, "no-such-dir");
+    lc_run_result_free(&r);
+}
+END_TEST
+
+/* The diagnosis names the classes: failures only in self-consistency comparisons here. */
+START_TEST(test_reports_diagnosis_names_the_classes)
+{
+    lc_run_result r;
+    build_run(&r);
+    lc__diag d;
+    lc__diagnose(&r, &d);
+    ck_assert_str_eq(d.verdict, "FAIL: 2 of 6 cases failed (2 passed, 1 errors, 1 skipped)");
+    ck_assert_int_eq(d.fail_golden + d.fail_self, 2);
+    ck_assert_int_ge(d.n_causes, 1);
+    ck_assert_msg(strstr(d.text, "Worst: moe.chunked.edges") != NULL || strstr(d.text, "Worst: dense.cache.nan") != NULL,
+                  "%s", d.text);
+    lc_run_result_free(&r);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- write errors */
+
 
 START_TEST(test_reports_write_errors_name_the_path)
 {
@@ -1007,23 +1096,26 @@ END_TEST
  * temporary file left in the directory. */
 static int run_writer(int which, const lc_run_result *r, const char *dir, const char *path, lc_error *err)
 {
-    static const double y[4] = {1e-6, 2e-6, 3e-6, 1e-7};
+    (void)dir;
     switch (which) {
     case 0: return lc_report_json_write(r, path, err);
     case 1: return lc_report_md_write(r, NULL, path, err);
     case 2: return lc_report_junit_write(r, path, err);
-    case 3: return lc_report_html_write(r, NULL, dir, err);
-    default: return lc_plot_curve_png(path, y, 4, NULL, 0, 1e-5, NULL, err);
+    case 3: return lc_report_html_write(r, NULL, path, err);
+    default: return lc_report_dir_write(r, NULL, dir, err);
     }
 }
 
 START_TEST(test_reports_writers_survive_file_size_limit)
 {
-    static const char *const names[] = {"results.json", "report.md", "junit.xml", "report.html", "plot.png"};
+    static const char *const names[] = {"results.json", "report.md", "junit.xml", "report.html", "rep/report.md"};
     ensure_out_dir();
-    char dir[512], path[700];
+    char dir[512], path[700], wdir[600];
     snprintf(dir, sizeof dir, "%s/fsize-%d", OUT_DIR, _i);
     mkdir(dir, 0777);
+    snprintf(wdir, sizeof wdir, "%s/rep", dir);
+    if (_i == 4) /* the report directory: an earlier report in it survives whole */
+        mkdir(wdir, 0777);
     snprintf(path, sizeof path, "%s/%s", dir, names[_i]);
     const char *earlier = "earlier output, must survive\n";
     spit(path, earlier);
@@ -1039,7 +1131,7 @@ START_TEST(test_reports_writers_survive_file_size_limit)
     small.rlim_cur = 64;
     ck_assert(setrlimit(RLIMIT_FSIZE, &small) == 0);
     lc_error err = {0};
-    int rc = run_writer(_i, &r, dir, path, &err);
+    int rc = run_writer(_i, &r, wdir, path, &err);
     ck_assert(setrlimit(RLIMIT_FSIZE, &lim) == 0);
     sigaction(SIGXFSZ, &old, NULL);
     lc_run_result_free(&r);
@@ -1090,8 +1182,13 @@ static Suite *reports_suite(void)
     tc = tcase_create("documents");
     tcase_add_test(tc, test_reports_md_contents);
     tcase_add_test(tc, test_reports_junit_well_formed);
-    tcase_add_test(tc, test_reports_html_references_plots);
-    tcase_add_test(tc, test_reports_plot_draws_curve_and_bound);
+    tcase_add_test(tc, test_reports_html_is_one_file);
+    tcase_add_test(tc, test_reports_svg_plot_numbers);
+    tcase_add_test(tc, test_reports_dir_written_whole);
+    tcase_add_test(tc, test_reports_diagnosis_names_the_classes);
+    tcase_add_loop_test(tc, test_reports_margin_convention_table, 0,
+                        (int)(sizeof margin_rows / sizeof margin_rows[0]));
+    tcase_add_test(tc, test_reports_base_noise_band);
     tcase_add_test(tc, test_reports_write_errors_name_the_path);
     tcase_add_loop_test(tc, test_reports_writers_survive_file_size_limit, 0, 5);
     suite_add_tcase(s, tc);

@@ -15,6 +15,7 @@ int lc_cmd_compare(int argc, char **argv);
 int lc_cmd_bench(int argc, char **argv);
 int lc_cmd_synth(int argc, char **argv);
 int lc_cmd_serve(int argc, char **argv);
+int lc_cmd_bisect(int argc, char **argv);
 
 /* The engine a command drives, from its --engine value: NULL or "ref" is the in-process
  * reference engine of this build, with the planted faults (NULL: none). Anything else is bad
@@ -24,5 +25,31 @@ int lc_engine_from_cli(lc_engine **out, const char *engine, const lc_fault_set *
 
 /* Parses "1,2,3" into a malloc'ed int32 array; returns 0 on success, -1 with a message. */
 int lc_parse_ids(const char *s, int **out, int *n, char *msg, size_t msglen);
+
+/* ---------------------------------------------------------------- conventions (cli_args.c) */
+
+/* Rewrites the argument count and vector for every subcommand: "--opt=value" -> "--opt" "value"; "--" ends the
+ * options and is dropped, later arguments starting with '-' become "./-x". The new vector
+ * lives until exit. Returns 0, or -1 when out of memory (argv unchanged). */
+int lc_cli_normalise(int *argc, char ***argv);
+
+/* The name of names[0..n) closest to word when it is close enough to be a typo, else NULL. */
+const char *lc_cli_suggest(const char *word, const char *const *names, int n);
+
+/* ---------------------------------------------------------------- run metadata (run_meta.c) */
+
+#include "results.h"
+
+/* The source revision of root (`git describe --always --dirty`), "" when root is no git
+ * checkout or git is missing. */
+void lc_run_meta_git(char *out, size_t n, const char *root);
+
+/* The catalog's hash: SHA-256 over each *.json case file of dir, in name order, as its name,
+ * a NUL and its bytes. hex is "" (and -1 returned) when dir or a file cannot be read. */
+int lc_run_meta_catalog(char hex[65], const char *dir);
+
+/* Fills r->checkpoints with each distinct checkpoint of r's cases (relative to root) and its
+ * hash (lc_synth_dir_hash); "" for one that cannot be read or is larger than 512 MiB. */
+void lc_run_meta_checkpoints(lc_run_result *r, const char *root);
 
 #endif /* LC_CLI_H */

@@ -3,7 +3,7 @@
  *
  *   run [CASE|GLOB ...] [--label L ...] [--root DIR] [--cases DIR] [--report DIR]
  *       [--results FILE.json] [--base FILE.json] [--engine ENGINE] [--engine-timeout S]
- *       [--engine-log FILE] [--inject FAULT ...] [--all]
+ *       [--engine-log FILE] [--inject FAULT ...] [--all] [--fail-on-regression] [--base-mismatch-ok]
  *   list [CASE|GLOB ...] [--label L ...] [--root DIR] [--cases DIR]
  */
 #include <errno.h>
@@ -33,6 +33,8 @@ typedef struct {
     const char *root, *cases, *report, *results, *base, *engine, *engine_log;
     double engine_timeout;      /* --engine-timeout S: per request of a process engine (0: default) */
     int all;
+    int fail_on_regression;     /* --fail-on-regression: exit 1 on a metric regressed against --base */
+    int base_mismatch_ok;       /* --base-mismatch-ok: a base of another precision or catalog */
     lc_fault_set faults;
     int n_faults;
     lc_run_opts opts;
@@ -44,27 +46,28 @@ static int is_dir(const char *p)
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* mkdir -p: creates dir and its missing parents; 0 on success, else -1 with errno set. */
-static int make_dirs(const char *dir)
+/* mkdir -p of the directory holding path (the report directory's parents, as earlier versions
+ * made them); failures are left to lc_report_dir_check to name. */
+static void make_parents(const char *path)
 {
     char buf[4096];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (!is_dir(buf) && mkdir(buf, 0777) != 0) {
-            if (errno == EEXIST)
-                errno = ENOTDIR; /* a file stands where a directory must be */
-            return -1;
+    snprintf(buf, sizeof buf, "%s", path);
+    char *last = strrchr(buf, '/');
+    if (last == NULL || last == buf)
+        return;
+    *last = '\0';
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            const char c = *p;
+            *p = '\0';
+            struct stat st;
+            if (stat(buf, &st) != 0)
+                mkdir(buf, 0777);
+            *p = c;
+            if (c == '\0')
+                break;
         }
-        *p = '/';
     }
-    if (is_dir(buf) || mkdir(buf, 0777) == 0)
-        return 0;
-    if (errno == EEXIST)
-        errno = ENOTDIR;
-    return -1;
 }
 
 static void run_usage(FILE *to)
@@ -76,9 +79,13 @@ static void run_usage(FILE *to)
             "  With no CASE and no --label: every case not labelled 'slow' (--all: those too). The\n"
             "  real-scale cases (cases/real, label 'real') run only when named or labelled: they write\n"
             "  their checkpoints first (gigabytes; cases/real/README.md).\n"
-            "  --report DIR   write report.md, report.html (+ plots), results.json, junit.xml (default:\n"
-            "                 logitcheck-report)\n"
-            "  --base FILE    a results.json of an earlier run: the reports show what moved\n"
+            "  --report DIR   write report.md, report.html, results.json, junit.xml (default: logitcheck-report);\n"
+            "                 the directory is replaced whole: nothing of an earlier run remains\n"
+            "  --base FILE    a results.json of an earlier run: the reports show what regressed, improved or\n"
+            "                 stayed within the noise band (a quarter of each bound); refused from another\n"
+            "                 engine precision or catalog unless --base-mismatch-ok\n"
+            "  --fail-on-regression  exit 1 when a checked metric regressed against --base beyond its noise\n"
+            "                 band, even when every bound still holds\n"
             "  --engine ENGINE  the engine under test: 'ref' (default), the in-process reference engine;\n"
             "                 any other value is a command, run through /bin/sh -c, that speaks the engine\n"
             "                 protocol (harness/PROTOCOL.md), e.g. 'logitcheck serve' or\n"
@@ -92,17 +99,33 @@ static void run_usage(FILE *to)
                 "ended in error), 3 internal. Skipped cases (the engine lacks a capability) never pass.\n");
 }
 
+static void list_usage(FILE *to)
+{
+    fprintf(to, "usage: logitcheck list [CASE|GLOB ...] [--label L ...] [--root DIR] [--cases DIR]\n"
+                "  One line per case of the catalog (name, kind, family and labels, then its description);\n"
+                "  with names or labels, the cases 'run' would select for them.\n"
+                "Exit codes: 0 listed, 2 bad usage or input (also: nothing matches the given names/labels).\n");
+}
+
 static int parse_run_args(int argc, char **argv, run_args *a, int for_list)
 {
     memset(a, 0, sizeof *a);
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i];
         if (!strcmp(k, "-h") || !strcmp(k, "--help")) {
-            run_usage(stdout);
+            (for_list ? list_usage : run_usage)(stdout);
             return 1;
         }
         if (!strcmp(k, "--all")) {
             a->all = 1;
+            continue;
+        }
+        if (!for_list && !strcmp(k, "--fail-on-regression")) {
+            a->fail_on_regression = 1;
+            continue;
+        }
+        if (!for_list && !strcmp(k, "--base-mismatch-ok")) {
+            a->base_mismatch_ok = 1;
             continue;
         }
         if (k[0] != '-') {
@@ -183,6 +206,26 @@ static int selected(const run_args *a, const lc_case *c)
     return lc_case_select(c, a->patterns, a->n_patterns, a->labels, a->n_labels);
 }
 
+/* The one message of run and list for a selection that matches nothing, with the closest case
+ * name to the first pattern when it looks like a typo. Returns 2. */
+static int no_match(const char *cmd, const run_args *a, const lc_catalog *cat)
+{
+    const char *near = NULL;
+    if (a->n_patterns > 0 && cat->n > 0) {
+        const char **names = malloc((size_t)cat->n * sizeof *names);
+        for (int i = 0; names && i < cat->n; i++)
+            names[i] = cat->cases[i].name;
+        near = names ? lc_cli_suggest(a->patterns[0], names, cat->n) : NULL;
+        free(names);
+    }
+    if (near)
+        fprintf(stderr, "logitcheck %s: no case matches the given names/labels (did you mean '%s'? see 'logitcheck "
+                        "list')\n", cmd, near);
+    else
+        fprintf(stderr, "logitcheck %s: no case matches the given names/labels (see 'logitcheck list')\n", cmd);
+    return 2;
+}
+
 int lc_cmd_list(int argc, char **argv)
 {
     run_args a;
@@ -204,6 +247,11 @@ int lc_cmd_list(int argc, char **argv)
         printf("\n    %s\n", c->description ? c->description : "");
         n++;
     }
+    if (n == 0 && (a.n_patterns || a.n_labels)) { /* as run says for the same selection */
+        rc = no_match("list", &a, &cat);
+        lc_catalog_free(&cat);
+        return rc;
+    }
     printf("%d cases\n", n);
     lc_catalog_free(&cat);
     return 0;
@@ -224,40 +272,45 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static int write_reports(const run_args *a, const lc_run_result *res)
+static const char *report_dir(const run_args *a)
+{
+    return a->report ? a->report : "logitcheck-report";
+}
+
+/* The report directory, written whole (lc_report_dir_write), and --results FILE when given. */
+static int write_reports(const run_args *a, const lc_run_result *res, const lc_run_result *base)
 {
     lc_error err = {0};
-    lc_run_result base = {0};
-    const char *dir = a->report ? a->report : "logitcheck-report";
-    char path[4200];
-    int rc = 0;
-    if (a->base && lc_report_json_read(&base, a->base, &err)) {
-        fprintf(stderr, "logitcheck run: --base: %s\n", err.msg);
-        return 2;
-    }
-    if (make_dirs(dir) != 0) {
-        fprintf(stderr, "logitcheck run: %s: cannot create the report directory: %s\n", dir, strerror(errno));
-        lc_run_result_free(&base);
-        return 2;
-    }
-    snprintf(path, sizeof path, "%s/results.json", dir);
-    if (lc_report_json_write(res, a->results ? a->results : path, &err))
+    const char *dir = report_dir(a);
+    int rc = lc_report_dir_write(res, base, dir, &err);
+    if (!rc && a->results && lc_report_json_write(res, a->results, &err))
         rc = 2;
-    snprintf(path, sizeof path, "%s/report.md", dir);
-    if (!rc && lc_report_md_write(res, a->base ? &base : NULL, path, &err))
-        rc = 2;
-    snprintf(path, sizeof path, "%s/junit.xml", dir);
-    if (!rc && lc_report_junit_write(res, path, &err))
-        rc = 2;
-    if (!rc && lc_report_html_write(res, a->base ? &base : NULL, dir, &err))
-        rc = 2;
-    if (rc)
+    if (rc) {
         fprintf(stderr, "logitcheck run: %s\n", err.msg);
-    else
-        printf("report: %s/report.md, %s/report.html, %s/junit.xml, %s%s%s\n", dir, dir, dir,
-               a->results ? "" : dir, a->results ? "" : "/", a->results ? a->results : "results.json");
-    lc_run_result_free(&base);
-    return rc;
+        return 2;
+    }
+    printf("report: %s/report.md, %s/report.html, %s/junit.xml, %s/results.json%s%s\n", dir, dir, dir, dir,
+           a->results ? ", " : "", a->results ? a->results : "");
+    return 0;
+}
+
+/* Against --base: the counts on stdout; 1 when --fail-on-regression and a metric regressed. */
+static int gate(const run_args *a, const lc_run_result *res, const lc_run_result *base)
+{
+    lc_base_counts n;
+    lc_error err = {0};
+    if (lc_report_base_counts(res, base, &n, &err)) {
+        fprintf(stderr, "logitcheck run: %s\n", err.msg);
+        return 3;
+    }
+    printf("against %s: %d regressed, %d improved, %d unchanged (noise band: a quarter of each bound)\n", a->base,
+           n.regressed, n.improved, n.unchanged);
+    if (a->fail_on_regression && n.regressed) {
+        fprintf(stderr, "logitcheck run: %d checked metrics regressed against %s beyond their noise band "
+                        "(--fail-on-regression; details in %s/report.md)\n", n.regressed, a->base, report_dir(a));
+        return 1;
+    }
+    return 0;
 }
 
 int lc_cmd_run(int argc, char **argv)
@@ -267,8 +320,19 @@ int lc_cmd_run(int argc, char **argv)
     int rc = parse_run_args(argc, argv, &a, 0);
     if (rc)
         return rc == 1 ? 0 : rc;
-    if ((rc = load_catalog(&a, &cat)))
+    lc_error derr = {0};
+    lc_run_result base = {0};
+    if (a.fail_on_regression && !a.base)
+        return fprintf(stderr, "logitcheck run: --fail-on-regression needs --base FILE.json\n"), 2;
+    make_parents(report_dir(&a));
+    if (lc_report_dir_check(report_dir(&a), &derr)) /* before any case runs */
+        return fprintf(stderr, "logitcheck run: --report: %s\n", derr.msg), 2;
+    if (a.base && lc_report_json_read(&base, a.base, &derr))
+        return fprintf(stderr, "logitcheck run: --base: %s\n", derr.msg), 2;
+    if ((rc = load_catalog(&a, &cat))) {
+        lc_run_result_free(&base);
         return rc;
+    }
     a.opts.root = a.root;
     lc_engine *engine = NULL;
     lc_error eerr = {0};
@@ -285,6 +349,7 @@ int lc_cmd_run(int argc, char **argv)
     if (rc) {
         fprintf(stderr, "logitcheck run: %s\n", eerr.msg);
         lc_catalog_free(&cat);
+        lc_run_result_free(&base);
         return rc == LC_EINPUT ? 2 : rc == LC_EENGINE ? 2 : 3;
     }
 
@@ -295,13 +360,33 @@ int lc_cmd_run(int argc, char **argv)
     snprintf(res.version, sizeof res.version, "%s", LC_VERSION);
     iso_now(res.started, sizeof res.started);
     gethostname(res.host, sizeof res.host - 1);
+    lc_run_meta_git(res.git, sizeof res.git, a.root);
+    {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s%s", a.cases ? a.cases : a.root, a.cases ? "" : "/cases");
+        lc_run_meta_catalog(res.catalog, dir);
+    }
+    if (a.base && !a.base_mismatch_ok && lc_report_base_compatible(&res, &base, a.base, &derr)) {
+        fprintf(stderr, "logitcheck run: --base: %s\n", derr.msg);
+        lc_engine_free(engine);
+        lc_catalog_free(&cat);
+        lc_run_result_free(&base);
+        return 2;
+    }
     double t0 = now_s();
-    int matched = 0;
+    int matched = 0, n_selected = 0;
+    const int progress = isatty(STDERR_FILENO); /* "[3/63] name" on a terminal, rewritten in place */
+    for (int i = 0; i < cat.n; i++)
+        n_selected += selected(&a, &cat.cases[i]);
     for (int i = 0; i < cat.n; i++) {
         const lc_case *c = &cat.cases[i];
         if (!selected(&a, c))
             continue;
         matched++;
+        if (progress) {
+            fprintf(stderr, "\r\033[K[%d/%d] %s", matched, n_selected, c->name);
+            fflush(stderr);
+        }
         lc_case_result *cr = lc_run_add_case(&res);
         if (!cr) {
             fprintf(stderr, "logitcheck run: out of memory\n");
@@ -311,23 +396,30 @@ int lc_cmd_run(int argc, char **argv)
         double t = now_s();
         lc_run_case(c, &a.opts, engine, cr);
         cr->seconds = now_s() - t;
+        if (progress)
+            fputs("\r\033[K", stderr);
         lc_report_console_case(stdout, cr);
         fflush(stdout);
         if (cr->verdict == LC_VERDICT_ERROR) /* bad input or engine failure: also one line on stderr */
             fprintf(stderr, "logitcheck run: %s: %s\n", cr->name, cr->reason);
     }
     res.seconds = now_s() - t0;
-    if (!matched) {
-        fprintf(stderr, "logitcheck run: no case matches the given names/labels (see 'logitcheck list')\n");
-        rc = 2;
-    }
+    if (progress)
+        fputs("\r\033[K", stderr);
+    if (!matched)
+        rc = no_match("run", &a, &cat);
     if (!rc) {
         lc_report_console_summary(stdout, &res);
         int counts[4];
         lc_run_counts(&res, counts);
-        rc = write_reports(&a, &res);
+        lc_run_meta_checkpoints(&res, a.root);
+        rc = write_reports(&a, &res, a.base ? &base : NULL);
         if (!rc)
             rc = counts[LC_VERDICT_ERROR] ? 2 : counts[LC_VERDICT_FAIL] ? 1 : 0;
+        if (a.base && (!rc || rc == 1)) {
+            int g = gate(&a, &res, &base);
+            rc = g > rc ? g : rc;
+        }
         if (!rc && counts[LC_VERDICT_PASS] == 0) { /* skips are never a pass */
             fprintf(stderr, "logitcheck run: no case passed: all %d skipped (the engine lacks what they need)\n",
                     counts[LC_VERDICT_SKIP]);
@@ -335,6 +427,7 @@ int lc_cmd_run(int argc, char **argv)
         }
     }
     lc_run_result_free(&res);
+    lc_run_result_free(&base);
     lc_engine_free(engine);
     lc_catalog_free(&cat);
     return rc;

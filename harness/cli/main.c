@@ -19,11 +19,13 @@ static void usage(FILE *to)
             "  bench    load time, memory and prefill/decode throughput of the engine (synthetic checkpoints)\n"
             "  synth    write a deterministic synthetic checkpoint (published Qwen3.5 shapes) and print its sha256\n"
             "  serve    the reference engine behind the engine protocol on stdin/stdout (harness/PROTOCOL.md)\n"
+            "  bisect   the first commit between GOOD and BAD that fails the cases, and its first diverging stage\n"
             "\n"
             "Every command also takes --max-memory SIZE (bytes, or with K, M, G, T): the bound on any\n"
             "allocation sized from a file's declared dimensions (default: half of this machine's\n"
             "memory, here %zu MiB).\n"
-            "Run 'logitcheck <command> --help' for the options of a command.\n"
+            "Run 'logitcheck <command> --help' for the options of a command. Every option also takes the\n"
+            "form --opt=value; '--' ends the options; --version prints the version.\n"
             "Exit codes: 0 pass, 1 a numeric check failed, 2 bad usage or input, 3 internal error.\n"
             "Engine precision of this build: %s\n",
             lc_mem_limit() >> 20, QREF_PRECISION_NAME);
@@ -60,10 +62,23 @@ static int take_max_memory(int *argc, char **argv)
     return 0;
 }
 
+static const char *const commands[] = {"run", "list", "infer", "compare", "bench", "synth", "serve", "bisect",
+                                       "help"};
+
 int main(int argc, char **argv)
 {
     /* a write past the file-size limit fails with EFBIG and is reported, never a signal */
     lc_file_ignore_sigxfsz();
+    if (lc_cli_normalise(&argc, &argv) != 0) {
+        fprintf(stderr, "logitcheck: out of memory\n");
+        return 3;
+    }
+    for (int i = 1; i < argc; i++) { /* --version, for every command */
+        if (!strcmp(argv[i], "--version")) {
+            printf("logitcheck %s (engine precision %s)\n", LC_VERSION, QREF_PRECISION_NAME);
+            return 0;
+        }
+    }
     if (take_max_memory(&argc, argv))
         return 2;
     if (argc < 2) {
@@ -89,7 +104,13 @@ int main(int argc, char **argv)
         return lc_cmd_synth(argc - 1, argv + 1);
     if (!strcmp(cmd, "serve"))
         return lc_cmd_serve(argc - 1, argv + 1);
-    fprintf(stderr, "logitcheck: unknown command '%s'\n", cmd);
-    usage(stderr);
+    if (!strcmp(cmd, "bisect"))
+        return lc_cmd_bisect(argc - 1, argv + 1);
+    const char *near = lc_cli_suggest(cmd, commands, (int)(sizeof commands / sizeof commands[0]));
+    if (near)
+        fprintf(stderr, "logitcheck: unknown command '%s' (did you mean '%s'?); 'logitcheck --help' lists them\n",
+                cmd, near);
+    else
+        fprintf(stderr, "logitcheck: unknown command '%s'; 'logitcheck --help' lists them\n", cmd);
     return 2;
 }

@@ -62,6 +62,15 @@ typedef struct {
     int n_cmps;
 } lc_case_result;
 
+#define LC_MAX_CHECKPOINTS 32
+
+/* A checkpoint the run used and its hash (the SHA-256 of the sha256sum listing of its files,
+ * as `logitcheck synth` prints it). */
+typedef struct {
+    char path[512];             /* as the cases name it ("golden/tiny-dense") */
+    char sha256[65];            /* lower-case hex; "" when it could not be hashed */
+} lc_checkpoint_hash;
+
 typedef struct {
     char engine_precision[8];   /* "f64" / "f32" / "bf16" / "f16": the engine's declared precision */
     char engine[128];           /* engine name and version ("logitcheck-reference 0.1.0"); "" unknown */
@@ -70,6 +79,9 @@ typedef struct {
     char host[128];
     char version[32];           /* logitcheck version */
     char git[64];               /* source revision when known, else "" */
+    char catalog[72];           /* SHA-256 of the catalog's case files, "" unknown: a base run must match */
+    lc_checkpoint_hash checkpoints[LC_MAX_CHECKPOINTS];
+    int n_checkpoints;
     double seconds;
     lc_case_result *cases;
     int n_cases;

@@ -89,7 +89,7 @@ lc_run() {
 }
 
 check infer "$dest/out.h5" "$lc" infer --model "$ck" --ids "$ids" --out "$dest/out.h5"
-check run.report "$dest/report/results.json" "$lc" run dense.golden.text --root "$src" --cases "$cases" \
+check run.report "$dest/report" "$lc" run dense.golden.text --root "$src" --cases "$cases" \
     --report "$dest/report"
 check bench.json "$dest/bench.json" "$lc" bench --model "$ck" --prompt 8 --decode 2 --repeat 1 --gemm 0 \
     --json "$dest/bench.json"
