@@ -210,7 +210,9 @@ static void gdn_layer(const qref_config *c, const qref_layer_weights *w, qref_ca
             for (int t = 0; t < n; t++)
                 memcpy(rin + (size_t)t * C, qkv + (base + idx[t]) * C, (size_t)C * sizeof *rin);
         qref_spec *sp = caches[r]->spec;
-        const int keep = sp && sp->recording; /* verify: the states after every position */
+        /* verify: the states after every position (a planted pad bug feeds a padded row more
+         * tokens than its verify holds: that row then keeps nothing, never past the buffers) */
+        const int keep = sp && sp->recording && n <= sp->vcap;
         if (keep) {
             memcpy(sp->vconv[l], caches[r]->conv[l], (size_t)(K - 1) * C * sizeof *cin);
             memcpy(sp->vconv[l] + (size_t)(K - 1) * C, cin, (size_t)n * C * sizeof *cin);

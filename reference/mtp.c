@@ -486,6 +486,9 @@ static qref_status verify_prepare(const qref_model *m, qref_cache *c, int n, qre
                 continue;
             if (!grow(&s->vconv[l], ((size_t)S + n) * C) || !grow(&s->vrec[l], (size_t)n * c->rec_size))
                 return qref__fail(err, QREF_ENOMEM, "verify: out of memory for %d per-position states", n);
+            /* defined even where a row records nothing (a planted pad bug, see gdn_layer) */
+            memset(s->vconv[l], 0, ((size_t)S + n) * C * sizeof *s->vconv[l]);
+            memset(s->vrec[l], 0, (size_t)n * c->rec_size * sizeof *s->vrec[l]);
         }
         s->vcap = n;
     }

@@ -368,19 +368,27 @@ static int is_directory(const char *path)
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* A path that exists must stay inside the repository root once symlinks are resolved: a case
- * file never reads outside the tree it belongs to. */
-static int check_inside_root(const ctx *cx, const char *field, const char *root, const char *full)
+/* A path that exists must stay inside the folder of the root it names once symlinks are
+ * resolved: `golden/tiny-dense/a.png` inside what `ROOT/golden` resolves to (a top-level folder
+ * may itself be a link, as in a work directory linking the repository's golden/ and cases/),
+ * a one-component path inside the root. A case file never reads outside its tree. */
+static int check_inside_root(const ctx *cx, const char *field, const char *root, const char *rel,
+                             const char *full)
 {
-    char real_root[PATH_MAX], real_full[PATH_MAX];
-    if (!realpath(root, real_root))
-        return fail(cx, field, "cannot resolve the repository root %s: %s", root, strerror(errno));
+    char top[4096], real_top[PATH_MAX], real_full[PATH_MAX];
+    const char *slash = strchr(rel, '/');
+    if (slash)
+        snprintf(top, sizeof top, "%s/%.*s", root, (int)(slash - rel), rel);
+    else
+        snprintf(top, sizeof top, "%s", root);
+    if (!realpath(top, real_top))
+        return fail(cx, field, "cannot resolve %s: %s", top, strerror(errno));
     if (!realpath(full, real_full))
         return fail(cx, field, "cannot resolve %s: %s", full, strerror(errno));
-    size_t n = strlen(real_root);
-    if (strcmp(real_root, "/") != 0 &&
-        (strncmp(real_full, real_root, n) != 0 || (real_full[n] != '/' && real_full[n] != '\0')))
-        return fail(cx, field, "%s resolves to %s, outside the repository root %s", full, real_full, real_root);
+    size_t n = strlen(real_top);
+    if (strcmp(real_top, "/") != 0 &&
+        (strncmp(real_full, real_top, n) != 0 || (real_full[n] != '/' && real_full[n] != '\0')))
+        return fail(cx, field, "%s resolves to %s, outside %s", full, real_full, real_top);
     return LC_OK;
 }
 
@@ -393,7 +401,7 @@ static int check_checkpoint(const ctx *cx, const char *root, const char *rel, lc
         return fail(cx, "checkpoint", "path too long: '%s'", rel);
     if (!is_directory(dir))
         return fail(cx, "checkpoint", "directory not found: %s", dir);
-    int inside = check_inside_root(cx, "checkpoint", root, dir);
+    int inside = check_inside_root(cx, "checkpoint", root, rel, dir);
     if (inside)
         return inside;
     char *text = NULL;
@@ -648,7 +656,7 @@ static int parse_segment(const ctx *cx, const char *field, const cJSON *j, const
             return fail(cx, sub, "path too long: '%s'", seg->image);
         if (!is_regular_file(full))
             return fail(cx, sub, "image file not found: %s", full);
-        rc = check_inside_root(cx, sub, root, full);
+        rc = check_inside_root(cx, sub, root, seg->image, full);
         if (rc)
             return rc;
     }
