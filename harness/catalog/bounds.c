@@ -135,3 +135,71 @@ const char *lc_default_bounds_floor(lc_cmp_class c, lc_precision p)
             return table[i].floor;
     return "";
 }
+
+/* ---------------------------------------------------------------- pairs (differential mode) */
+
+/* Finer first: f64, f32, f16, bf16. */
+static int coarseness(lc_precision p)
+{
+    return p == LC_PREC_F64 ? 0 : p == LC_PREC_F32 ? 1 : p == LC_PREC_F16 ? 2 : 3;
+}
+
+/* The widening of an upper bound between two engines of the same precision (see bounds.h). */
+static double pair_factor(const char *metric)
+{
+    static const char *const squared[] = {"nmse", "kl_mean", "kl_max", "kl_p999"};
+    static const char *const linear[] = {"max_abs", "max_rel", "max_abs_scaled"};
+    for (size_t i = 0; i < sizeof squared / sizeof squared[0]; i++)
+        if (!strcmp(metric, squared[i]))
+            return 4;
+    for (size_t i = 0; i < sizeof linear / sizeof linear[0]; i++)
+        if (!strcmp(metric, linear[i]))
+            return 2;
+    return 1; /* lower bounds and counts */
+}
+
+#define PAIR_MAX_ITEMS 8
+static lc_bounds pair_views[LC_PREC_COUNT][2];          /* equal precisions: widened rows */
+static lc_bound pair_items[LC_PREC_COUNT][2][PAIR_MAX_ITEMS];
+static int pair_built;
+
+static void build_pairs(void)
+{
+    for (int p = 0; p < LC_PREC_COUNT; p++)
+        for (int t = 0; t < 2; t++) {
+            const lc_bounds *g = lc_default_bounds(LC_CLASS_GOLDEN, (lc_precision)p, t);
+            lc_bounds *b = &pair_views[p][t];
+            *b = *g;
+            b->n_items = g->n_items < PAIR_MAX_ITEMS ? g->n_items : PAIR_MAX_ITEMS;
+            for (int i = 0; i < b->n_items; i++) {
+                pair_items[p][t][i] = g->items[i];
+                pair_items[p][t][i].value = g->items[i].value * pair_factor(g->items[i].name);
+            }
+            b->items = pair_items[p][t];
+            b->top1_margin = 2 * g->top1_margin;
+        }
+    pair_built = 1;
+}
+
+const lc_bounds *lc_pair_bounds(lc_precision a, lc_precision b, int tensor)
+{
+    if (a < 0 || a >= LC_PREC_COUNT || b < 0 || b >= LC_PREC_COUNT)
+        return lc_default_bounds(LC_CLASS_GOLDEN, a, tensor); /* unknown: bitwise, as the table says */
+    if (coarseness(a) != coarseness(b))
+        return lc_default_bounds(LC_CLASS_GOLDEN, coarseness(a) > coarseness(b) ? a : b, tensor);
+    if (!pair_built)
+        build_pairs();
+    return &pair_views[a][tensor ? 1 : 0];
+}
+
+const char *lc_pair_bounds_floor(lc_precision a, lc_precision b)
+{
+    if (a < 0 || a >= LC_PREC_COUNT || b < 0 || b >= LC_PREC_COUNT)
+        return "";
+    if (coarseness(a) > coarseness(b))
+        return lc_default_bounds_floor(LC_CLASS_GOLDEN, a); /* the oracle's rounding is far under */
+    if (coarseness(a) < coarseness(b))
+        return lc_default_bounds_floor(LC_CLASS_GOLDEN, b); /* the oracle's own error dominates */
+    return "not measured: the golden row of this precision widened by the triangle inequality (each engine "
+           "within its golden bound of transformers): x2 for max_abs-type bounds, x4 for nmse and KL";
+}
