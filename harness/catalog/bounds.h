@@ -48,4 +48,12 @@ const lc_bounds *lc_pair_bounds(lc_precision a, lc_precision b, int tensor);
 /* Where lc_pair_bounds(a, b) comes from, one line. */
 const char *lc_pair_bounds_floor(lc_precision a, lc_precision b);
 
+/* The same on a checkpoint other than the case's own (`run --model`): rows of scale-free
+ * metrics (max_abs_scaled, nmse, KL, top-1 agreement above a margin), since a bound in logits
+ * measured on the tiny checkpoints does not carry over to a checkpoint whose logits are ten
+ * times larger (the float engine's max_abs against float64 grows from 3e-5 to 5.5e-4 between
+ * the small and the 0.8B synth checkpoints while max_abs_scaled stays under 1e-5). */
+const lc_bounds *lc_pair_bounds_any(lc_precision a, lc_precision b, int tensor);
+const char *lc_pair_bounds_any_floor(lc_precision a, lc_precision b);
+
 #endif /* LC_BOUNDS_H */

@@ -90,6 +90,8 @@ int lc__engine_ok(lc__run *r, int rc, const lc_error *err)
 static const lc_bounds *bounds_for(const lc__run *r, lc_cmp_class cls, lc__data data)
 {
     const int own = !r->o->model && r->prec >= 0 && r->prec < LC_PREC_COUNT && r->c->bounds[r->prec].present;
+    if (cls == LC_CLASS_GOLDEN && lc__differential(r) && r->o->model) /* another checkpoint: scale-free */
+        return lc_pair_bounds_any(r->prec, r->o->oracle_prec, data != LC__ROWS);
     if (cls == LC_CLASS_GOLDEN && lc__differential(r) && !(own && r->o->oracle_prec == LC_PREC_F64))
         return lc_pair_bounds(r->prec, r->o->oracle_prec, data != LC__ROWS);
     if ((cls == LC_CLASS_GOLDEN || cls == LC_CLASS_CROSS) && own)
