@@ -52,7 +52,8 @@ const char *lc_pair_bounds_floor(lc_precision a, lc_precision b);
  * metrics (max_abs_scaled, nmse, KL, top-1 agreement above a margin), since a bound in logits
  * measured on the tiny checkpoints does not carry over to a checkpoint whose logits are ten
  * times larger (the float engine's max_abs against float64 grows from 3e-5 to 5.5e-4 between
- * the small and the 0.8B synth checkpoints while max_abs_scaled stays under 1e-5). */
+ * the small and the 0.8B synth checkpoints while max_abs_scaled stays under 1e-5; the tiny
+ * synth checkpoint, hidden 64, is the worst: 9e-5). */
 const lc_bounds *lc_pair_bounds_any(lc_precision a, lc_precision b, int tensor);
 const char *lc_pair_bounds_any_floor(lc_precision a, lc_precision b);
 
