@@ -649,6 +649,47 @@ START_TEST(test_cases_default_bounds_table)
 }
 END_TEST
 
+/* The value of metric `name` in bounds b, or -1. */
+static double bound_value(const lc_bounds *b, const char *name)
+{
+    for (int i = 0; i < b->n_items; i++)
+        if (!strcmp(b->items[i].name, name))
+            return b->items[i].value;
+    return -1;
+}
+
+/* Differential mode's pair bounds: a finer oracle gives the engine's own golden row, a coarser
+ * one the oracle's, equal precisions the row widened by the triangle inequality (x2 linear,
+ * x4 squared); the rows for another checkpoint are scale-free; every pair has a floor. */
+START_TEST(test_cases_pair_bounds)
+{
+    const lc_bounds *g32 = lc_default_bounds(LC_CLASS_GOLDEN, LC_PREC_F32, 0);
+    ck_assert_ptr_eq(lc_pair_bounds(LC_PREC_F32, LC_PREC_F64, 0), g32);
+    ck_assert_ptr_eq(lc_pair_bounds(LC_PREC_F64, LC_PREC_F32, 0), g32);
+    ck_assert_ptr_eq(lc_pair_bounds(LC_PREC_BF16, LC_PREC_F32, 1), lc_default_bounds(LC_CLASS_GOLDEN, LC_PREC_BF16, 1));
+    const lc_bounds *same = lc_pair_bounds(LC_PREC_F32, LC_PREC_F32, 0);
+    ck_assert_double_eq(bound_value(same, "max_abs"), 2 * bound_value(g32, "max_abs"));
+    ck_assert_double_eq(bound_value(same, "top1_agree"), bound_value(g32, "top1_agree"));
+    const lc_bounds *g16 = lc_default_bounds(LC_CLASS_GOLDEN, LC_PREC_BF16, 0);
+    const lc_bounds *b16 = lc_pair_bounds(LC_PREC_BF16, LC_PREC_BF16, 0);
+    ck_assert_double_eq(bound_value(b16, "kl_mean"), 4 * bound_value(g16, "kl_mean"));
+    ck_assert_double_eq(b16->top1_margin, 2 * g16->top1_margin);
+    const lc_bounds *any = lc_pair_bounds_any(LC_PREC_F32, LC_PREC_F64, 0);
+    ck_assert(bound_value(any, "max_abs") < 0 && bound_value(any, "max_abs_scaled") > 0 && bound_value(any, "nmse") > 0);
+    ck_assert(any->has_top1_margin && any->top1_margin > 0);
+    ck_assert_double_eq(bound_value(lc_pair_bounds_any(LC_PREC_F32, LC_PREC_F32, 1), "nmse"),
+                        4 * bound_value(lc_pair_bounds_any(LC_PREC_F32, LC_PREC_F64, 1), "nmse"));
+    for (int a = 0; a < LC_PREC_COUNT; a++)
+        for (int b = 0; b < LC_PREC_COUNT; b++) {
+            ck_assert(lc_pair_bounds_floor((lc_precision)a, (lc_precision)b)[0]);
+            ck_assert(lc_pair_bounds_any_floor((lc_precision)a, (lc_precision)b)[0]);
+            for (int t = 0; t < 2; t++)
+                ck_assert(lc_pair_bounds_any((lc_precision)a, (lc_precision)b, t)->n_items > 0);
+        }
+    ck_assert(lc_pair_bounds(LC_PREC_UNKNOWN, LC_PREC_F64, 0)->bitwise);
+}
+END_TEST
+
 static Suite *cases_suite(void)
 {
     Suite *s = suite_create("cases");
@@ -664,6 +705,7 @@ static Suite *cases_suite(void)
     tc = tcase_create("filter");
     tcase_add_test(tc, test_cases_parse_params);
     tcase_add_test(tc, test_cases_default_bounds_table);
+    tcase_add_test(tc, test_cases_pair_bounds);
     tcase_add_loop_test(tc, test_cases_filtering, 0,
                         (int)(sizeof filter_rows / sizeof filter_rows[0]));
     tcase_add_test(tc, test_cases_names_and_free);

@@ -135,3 +135,132 @@ const char *lc_default_bounds_floor(lc_cmp_class c, lc_precision p)
             return table[i].floor;
     return "";
 }
+
+/* ---------------------------------------------------------------- pairs (differential mode) */
+
+/* Finer first: f64, f32, f16, bf16. */
+static int coarseness(lc_precision p)
+{
+    return p == LC_PREC_F64 ? 0 : p == LC_PREC_F32 ? 1 : p == LC_PREC_F16 ? 2 : 3;
+}
+
+/* The widening of an upper bound between two engines of the same precision (see bounds.h). */
+static double pair_factor(const char *metric)
+{
+    static const char *const squared[] = {"nmse", "kl_mean", "kl_max", "kl_p999"};
+    static const char *const linear[] = {"max_abs", "max_rel", "max_abs_scaled"};
+    for (size_t i = 0; i < sizeof squared / sizeof squared[0]; i++)
+        if (!strcmp(metric, squared[i]))
+            return 4;
+    for (size_t i = 0; i < sizeof linear / sizeof linear[0]; i++)
+        if (!strcmp(metric, linear[i]))
+            return 2;
+    return 1; /* lower bounds and counts */
+}
+
+/* Scale-free rows, for a checkpoint other than the case's own (lc_pair_bounds_any). */
+static const row any_table[] = {
+    {LC_CLASS_GOLDEN, LC_PREC_F64, 0, ITEMS({"max_abs_scaled", 1e-11}, {"top1_agree", 1.0}), 0,
+     ITEMS({"max_abs_scaled", 1e-11}),
+     "not measured at scale: the float engine's scaled floor (9.3e-6) times the ratio of the unit roundoffs "
+     "(2^-29) is 1.7e-14; 1e-11 leaves 500x for a double engine that sums in another order"},
+    {LC_CLASS_GOLDEN, LC_PREC_F32, 0, ITEMS({"max_abs_scaled", 4e-4}, {"nmse", 1.2e-9}, {"top1_agree_margin", 1.0}),
+     0.01, ITEMS({"max_abs_scaled", 4e-4}, {"nmse", 1.2e-9}),
+     "float engine against the double engine, smoke cases, on the tiny (H 64, V 1024), small (H 512, V 32000) and "
+     "qwen3.5-0.8b (H 1024, V 248320) synth checkpoints: max_abs_scaled at most 9.0e-5, 7.0e-6, 9.3e-6 "
+     "(logits; hidden states at most 1.2e-5), nmse at most 2.8e-10, 1.8e-11, 6.5e-11, top-1 1.000 everywhere, "
+     "while max_abs grew from 3.3e-5 (small) to 5.5e-4 (0.8B) with the logits' scale. Bounds 4.4x and 4.3x the "
+     "worst (tiny); top1_margin 0.01 is 18x the worst max_abs"},
+    {LC_CLASS_GOLDEN, LC_PREC_F16, 0, ITEMS({"kl_mean", 1e-4}, {"kl_p999", 1e-3}, {"top1_agree_margin", 1.0}), 0.2,
+     ITEMS({"nmse", 1e-3}), "the golden class's f16 row (KL, nmse: scale-free already)"},
+    {LC_CLASS_GOLDEN, LC_PREC_BF16, 0, ITEMS({"kl_mean", 5e-3}, {"kl_p999", 5e-2}, {"top1_agree_margin", 1.0}), 1.2,
+     ITEMS({"nmse", 1e-2}), "the golden class's bf16 row (KL, nmse: scale-free already)"},
+};
+
+static lc_bounds any_rows[LC_PREC_COUNT][2];
+
+#define PAIR_MAX_ITEMS 8
+static lc_bounds pair_views[2][LC_PREC_COUNT][2];        /* equal precisions: widened rows */
+static lc_bound pair_items[2][LC_PREC_COUNT][2][PAIR_MAX_ITEMS];
+static int pair_built;
+
+/* The base row of precision p: the golden class's (any = 0) or the scale-free one. */
+static const lc_bounds *base_row(int any, lc_precision p, int t)
+{
+    return any ? &any_rows[p][t] : lc_default_bounds(LC_CLASS_GOLDEN, p, t);
+}
+
+static void build_pairs(void)
+{
+    for (size_t i = 0; i < sizeof any_table / sizeof any_table[0]; i++)
+        for (int t = 0; t < 2; t++) {
+            const row *w = &any_table[i];
+            lc_bounds *b = &any_rows[w->prec][t];
+            b->present = 1;
+            b->items = t ? w->tensor : w->logits;
+            b->n_items = t ? w->n_tensor : w->n_logits;
+            b->has_top1_margin = !t && w->top1_margin > 0;
+            b->top1_margin = w->top1_margin;
+        }
+    for (int any = 0; any < 2; any++)
+    for (int p = 0; p < LC_PREC_COUNT; p++)
+        for (int t = 0; t < 2; t++) {
+            const lc_bounds *g = base_row(any, (lc_precision)p, t);
+            lc_bounds *b = &pair_views[any][p][t];
+            *b = *g;
+            b->n_items = g->n_items < PAIR_MAX_ITEMS ? g->n_items : PAIR_MAX_ITEMS;
+            for (int i = 0; i < b->n_items; i++) {
+                pair_items[any][p][t][i] = g->items[i];
+                pair_items[any][p][t][i].value = g->items[i].value * pair_factor(g->items[i].name);
+            }
+            b->items = pair_items[any][p][t];
+            b->top1_margin = 2 * g->top1_margin;
+        }
+    pair_built = 1;
+}
+
+static const lc_bounds *pair(int any, lc_precision a, lc_precision b, int tensor)
+{
+    if (a < 0 || a >= LC_PREC_COUNT || b < 0 || b >= LC_PREC_COUNT)
+        return lc_default_bounds(LC_CLASS_GOLDEN, a, tensor); /* unknown: bitwise, as the table says */
+    if (!pair_built)
+        build_pairs();
+    if (coarseness(a) != coarseness(b))
+        return base_row(any, coarseness(a) > coarseness(b) ? a : b, tensor ? 1 : 0);
+    return &pair_views[any][a][tensor ? 1 : 0];
+}
+
+static const char *pair_floor(int any, lc_precision a, lc_precision b)
+{
+    if (a < 0 || a >= LC_PREC_COUNT || b < 0 || b >= LC_PREC_COUNT)
+        return "";
+    const lc_precision p = coarseness(a) >= coarseness(b) ? a : b;
+    const char *base = lc_default_bounds_floor(LC_CLASS_GOLDEN, p);
+    for (size_t i = 0; any && i < sizeof any_table / sizeof any_table[0]; i++)
+        if (any_table[i].prec == p)
+            base = any_table[i].floor;
+    if (coarseness(a) != coarseness(b))
+        return base; /* the coarser side's own row: the finer side's rounding is far under it */
+    return "not measured: the row of this precision widened by the triangle inequality (each engine within its "
+           "bound of the float64 algorithm): x2 for max_abs-type bounds and top1_margin, x4 for nmse and KL";
+}
+
+const lc_bounds *lc_pair_bounds(lc_precision a, lc_precision b, int tensor)
+{
+    return pair(0, a, b, tensor);
+}
+
+const char *lc_pair_bounds_floor(lc_precision a, lc_precision b)
+{
+    return pair_floor(0, a, b);
+}
+
+const lc_bounds *lc_pair_bounds_any(lc_precision a, lc_precision b, int tensor)
+{
+    return pair(1, a, b, tensor);
+}
+
+const char *lc_pair_bounds_any_floor(lc_precision a, lc_precision b)
+{
+    return pair_floor(1, a, b);
+}

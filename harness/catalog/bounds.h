@@ -37,4 +37,24 @@ const lc_bounds *lc_default_bounds(lc_cmp_class c, lc_precision p, int tensor);
 /* The measured floor a row comes from, one line; "" when none. */
 const char *lc_default_bounds_floor(lc_cmp_class c, lc_precision p);
 
+/* Differential mode: the bounds of an engine of precision a graded against an oracle engine of
+ * precision b (class golden with an oracle in place of the golden), never NULL (static). An
+ * oracle finer than the engine gives the engine's own golden row (the oracle's rounding is
+ * orders under it); a coarser oracle gives the oracle's row; equal precisions give the row
+ * widened by the triangle inequality (each engine within its golden bound of transformers):
+ * twice for max_abs, max_rel, max_abs_scaled and top1_margin, four times for nmse and KL
+ * (squared norms). Lower bounds (top-1 agreement, cosine, overlap) stay as they are. */
+const lc_bounds *lc_pair_bounds(lc_precision a, lc_precision b, int tensor);
+/* Where lc_pair_bounds(a, b) comes from, one line. */
+const char *lc_pair_bounds_floor(lc_precision a, lc_precision b);
+
+/* The same on a checkpoint other than the case's own (`run --model`): rows of scale-free
+ * metrics (max_abs_scaled, nmse, KL, top-1 agreement above a margin), since a bound in logits
+ * measured on the tiny checkpoints does not carry over to a checkpoint whose logits are ten
+ * times larger (the float engine's max_abs against float64 grows from 3e-5 to 5.5e-4 between
+ * the small and the 0.8B synth checkpoints while max_abs_scaled stays under 1e-5; the tiny
+ * synth checkpoint, hidden 64, is the worst: 9e-5). */
+const lc_bounds *lc_pair_bounds_any(lc_precision a, lc_precision b, int tensor);
+const char *lc_pair_bounds_any_floor(lc_precision a, lc_precision b);
+
 #endif /* LC_BOUNDS_H */

@@ -4,6 +4,7 @@
  *   run [CASE|GLOB ...] [--label L ...] [--root DIR] [--cases DIR] [--report DIR]
  *       [--results FILE.json] [--base FILE.json] [--engine ENGINE] [--engine-timeout S]
  *       [--engine-log FILE] [--inject FAULT ...] [--all] [--fail-on-regression] [--base-mismatch-ok]
+ *       [--oracle ENGINE] [--oracle-precision P] [--oracle-cache FILE] [--model DIR]
  *   list [CASE|GLOB ...] [--label L ...] [--root DIR] [--cases DIR]
  */
 #include <errno.h>
@@ -16,8 +17,10 @@
 
 #include "cli.h"
 #include "faults.h"
+#include "h5io.h"
 #include "reports.h"
 #include "runner.h"
+#include "synth.h"
 
 #ifndef LC_SOURCE_ROOT
 #define LC_SOURCE_ROOT "."
@@ -31,6 +34,9 @@ typedef struct {
     const char *labels[MAX_ARGS];
     int n_labels;
     const char *root, *cases, *report, *results, *base, *engine, *engine_log;
+    /* differential mode (any of them set): the oracle, its precision, its cache, the checkpoint */
+    const char *oracle, *oracle_cache, *model;
+    lc_precision oracle_prec;   /* LC_PREC_UNKNOWN: not asked */
     double engine_timeout;      /* --engine-timeout S: per request of a process engine (0: default) */
     int all;
     int fail_on_regression;     /* --fail-on-regression: exit 1 on a metric regressed against --base */
@@ -95,6 +101,16 @@ static void run_usage(FILE *to)
             "  --engine-log FILE   append a process engine's stderr to FILE (default: passed through)\n"
             "  --inject FAULT run the in-process engine with a planted bug (proves the cases catch it):\n");
     lc_fault_usage(to, "                   ");
+    fprintf(to,
+            "Differential mode (no golden needed; any of these options turns it on):\n"
+            "  --oracle ENGINE  grade against this engine's outputs for the same inputs instead of the goldens:\n"
+            "                 'ref' (default), the reference engine, or a command as for --engine\n"
+            "  --oracle-precision P  f32 (default for 'ref': this build's) or f64: the reference oracle at P; the\n"
+            "                 other precision runs as the other build's 'logitcheck serve'\n"
+            "  --oracle-cache FILE  when FILE exists, read the oracle's outputs from it (no oracle runs); else\n"
+            "                 run the oracle and write them there, a golden in today's layout naming the oracle\n"
+            "  --model DIR    run every case on checkpoint DIR, instantiated for it (cases/README.md,\n"
+            "                 \"Differential mode\"), graded against the oracle on the same checkpoint\n");
     fprintf(to, "Exit codes: 0 every case passed, 1 a case failed its bounds, 2 bad usage or input (or a case\n"
                 "ended in error), 3 internal. Skipped cases (the engine lacks a capability) never pass.\n");
 }
@@ -110,6 +126,7 @@ static void list_usage(FILE *to)
 static int parse_run_args(int argc, char **argv, run_args *a, int for_list)
 {
     memset(a, 0, sizeof *a);
+    a->oracle_prec = LC_PREC_UNKNOWN;
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i];
         if (!strcmp(k, "-h") || !strcmp(k, "--help")) {
@@ -160,6 +177,18 @@ static int parse_run_args(int argc, char **argv, run_args *a, int for_list)
             a->engine_timeout = strtod(v, &end);
             if (end == v || *end || !(a->engine_timeout > 0) || a->engine_timeout > 1e9)
                 return fprintf(stderr, "logitcheck run: --engine-timeout '%s': expected a number of seconds > 0\n", v), 2;
+        }
+        else if (!for_list && !strcmp(k, "--oracle"))
+            a->oracle = v;
+        else if (!for_list && !strcmp(k, "--oracle-cache"))
+            a->oracle_cache = v;
+        else if (!for_list && !strcmp(k, "--model"))
+            a->model = v;
+        else if (!for_list && !strcmp(k, "--oracle-precision")) {
+            a->oracle_prec = lc_precision_from_name(v);
+            if (a->oracle_prec != LC_PREC_F32 && a->oracle_prec != LC_PREC_F64 && a->oracle_prec != LC_PREC_BF16 &&
+                a->oracle_prec != LC_PREC_F16)
+                return fprintf(stderr, "logitcheck run: --oracle-precision '%s': expected f64, f32, bf16 or f16\n", v), 2;
         }
         else if (!for_list && !strcmp(k, "--inject")) {
             lc_error err = {0};
@@ -353,10 +382,29 @@ int lc_cmd_run(int argc, char **argv)
         return rc == LC_EINPUT ? 2 : rc == LC_EENGINE ? 2 : 3;
     }
 
+    /* differential mode: the oracle (or its cache) in the goldens' place */
+    lc_oracle_setup oracle = {0};
+    const int differential = a.oracle || a.oracle_prec != LC_PREC_UNKNOWN || a.oracle_cache || a.model;
+    if (differential) {
+        const lc_oracle_args oa = {a.oracle, a.oracle_prec, a.oracle_cache, a.model, a.engine_timeout, a.engine_log};
+        if ((rc = lc_oracle_begin(&oracle, &oa, &a.opts))) {
+            lc_engine_free(engine);
+            lc_catalog_free(&cat);
+            return rc;
+        }
+    }
+
     lc_run_result res = {0};
     snprintf(res.engine_precision, sizeof res.engine_precision, "%s", lc_eprec_name(engine->info.precision));
     snprintf(res.engine, sizeof res.engine, "%s %s", engine->info.name, engine->info.version);
     snprintf(res.engine_detail, sizeof res.engine_detail, "%s", engine->info.detail);
+    if (differential) {
+        size_t n = strlen(res.engine_detail);
+        snprintf(res.engine_detail + n, sizeof res.engine_detail - n, "%sgraded against %s%s%s", n ? "; " : "",
+                 oracle.name, a.model ? " on " : "", a.model ? a.model : "");
+        printf("differential mode: graded against %s%s%s\n", oracle.name, a.model ? " on " : "",
+               a.model ? a.model : "");
+    }
     snprintf(res.version, sizeof res.version, "%s", LC_VERSION);
     iso_now(res.started, sizeof res.started);
     gethostname(res.host, sizeof res.host - 1);
@@ -425,6 +473,12 @@ int lc_cmd_run(int argc, char **argv)
                     counts[LC_VERDICT_SKIP]);
             rc = 1;
         }
+    }
+    if (differential) {
+        int counts[4];
+        lc_run_counts(&res, counts);
+        int orc = lc_oracle_end(&oracle, a.model, counts[LC_VERDICT_ERROR] > 0 || !matched);
+        rc = rc ? rc : orc;
     }
     lc_run_result_free(&res);
     lc_run_result_free(&base);

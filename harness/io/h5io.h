@@ -94,6 +94,8 @@ int lc_h5_write_f32(lc_h5 *f, const char *name, const float *data, int ndim, con
 int lc_h5_write_i64(lc_h5 *f, const char *name, const int64_t *data, int ndim, const int64_t *shape, lc_error *err);
 int lc_h5_write_attr_str(lc_h5 *f, const char *obj, const char *attr, const char *value, lc_error *err);
 int lc_h5_write_attr_f64(lc_h5 *f, const char *obj, const char *attr, double value, lc_error *err);
+/* An integer attribute (format_version and counts). */
+int lc_h5_write_attr_i64(lc_h5 *f, const char *obj, const char *attr, int64_t value, lc_error *err);
 /* Writes the finished file atomically over the final path (see above). */
 int lc_h5_commit(lc_h5 *f, lc_error *err);
 /* Closes and deletes the temporary file (no-op for readers: same as close). */

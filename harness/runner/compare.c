@@ -83,11 +83,18 @@ int lc__engine_ok(lc__run *r, int rc, const lc_error *err)
 /* ---------------------------------------------------------------- bounds */
 
 /* The bounds a comparison of class cls checks: a case's own bounds for the engine precision
- * override the golden and cross defaults; same and exact are the table's (bitwise). */
+ * override the golden and cross defaults; same and exact are the table's (bitwise).
+ * Differential mode (runner.h): the case's own bounds hold only on its own checkpoint, and
+ * for the golden class only against a float64 oracle (the goldens' situation); otherwise the
+ * golden class takes the pair's bounds (the engine's precision against the oracle's). */
 static const lc_bounds *bounds_for(const lc__run *r, lc_cmp_class cls, lc__data data)
 {
-    if ((cls == LC_CLASS_GOLDEN || cls == LC_CLASS_CROSS) && r->prec >= 0 && r->prec < LC_PREC_COUNT &&
-        r->c->bounds[r->prec].present)
+    const int own = !r->o->model && r->prec >= 0 && r->prec < LC_PREC_COUNT && r->c->bounds[r->prec].present;
+    if (cls == LC_CLASS_GOLDEN && lc__differential(r) && r->o->model) /* another checkpoint: scale-free */
+        return lc_pair_bounds_any(r->prec, r->o->oracle_prec, data != LC__ROWS);
+    if (cls == LC_CLASS_GOLDEN && lc__differential(r) && !(own && r->o->oracle_prec == LC_PREC_F64))
+        return lc_pair_bounds(r->prec, r->o->oracle_prec, data != LC__ROWS);
+    if ((cls == LC_CLASS_GOLDEN || cls == LC_CLASS_CROSS) && own)
         return &r->c->bounds[r->prec];
     return lc_default_bounds(cls, r->prec, data != LC__ROWS);
 }

@@ -19,6 +19,7 @@
 #include <stddef.h>
 
 #include "cases.h"
+#include "h5io.h"
 #include "lc_engine.h"
 #include "results.h"
 
@@ -27,10 +28,24 @@
  * group ("prefill_logits", "position_ids", ...); data has count doubles. */
 typedef void (*lc_golden_hook)(void *ctx, const char *case_name, const char *dataset, double *data, size_t count);
 
+/* Differential mode (the fields after hook_ctx; all zero: the goldens). With an oracle, every
+ * array a case would read from its golden is the oracle's output for the same inputs instead
+ * (decode tokens chosen greedily by the oracle, as transformers chose them for the goldens);
+ * every comparison of the engine with itself runs as before. Bounds of the golden class are
+ * those of the pair (lc_pair_bounds: the engine's precision against oracle_prec); the case's
+ * own bounds apply only where they were measured: its own checkpoint against a float64 oracle.
+ * With a model, every case runs on that checkpoint, instantiated for it (instantiate.c) and
+ * bounded by the table's class bounds. */
 typedef struct {
     const char *root;           /* repository root: case paths are relative to it */
     lc_golden_hook golden_hook; /* NULL = none */
     void *hook_ctx;
+    lc_engine *oracle;          /* the engine whose outputs replace the goldens; NULL: goldens */
+    lc_precision oracle_prec;   /* with oracle or golden_file: the oracle's precision */
+    const char *oracle_name;    /* "expected" side of the reports ("logitcheck-reference f64") */
+    const char *golden_file;    /* an oracle cache: every case's golden is read from this file */
+    lc_h5 *cache_out;           /* open writer: the oracle's outputs go in as a golden (caller commits) */
+    const char *model;          /* the checkpoint every case runs on; NULL: each case's own */
 } lc_run_opts;
 
 /* Runs one case on engine e and fills *res (res->cmps owned by res; see results.h).

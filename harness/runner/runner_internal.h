@@ -8,7 +8,9 @@
  *   steps.c          engine steps written once: open a prompt, prefill on a chunk schedule,
  *                    the greedy / teacher-forced decode loop, taps
  *   compare.c        the run's arena and errors, compare-and-record with bounds by class
- *   golden.c         golden file access
+ *   golden.c         golden file access, or the oracle's outputs in its place (oracle.c)
+ *   oracle.c         differential mode: the oracle engine run on the case's inputs
+ *   instantiate.c    differential mode: a case instantiated for another checkpoint
  *
  * Ownership: everything a kind allocates (buffers, golden arrays, prompt infos) belongs to
  * the run's arena and every engine handle it opens to the run; both are released once, when
@@ -28,10 +30,24 @@
 
 /* ---------------------------------------------------------------- the run */
 
+/* One array of a golden group produced by the oracle (differential mode), arena memory. */
+typedef struct {
+    char name[32];
+    double *data;
+    lc_h5_shape shape;
+    int ints;                   /* holds integers (ids, positions): written as i64 to a cache */
+} lc__gset;
+
+#define LC__MAX_GSETS 12
+
 typedef struct {
     lc_h5 f;
     char group[256];
     int open;
+    /* differential mode with an oracle engine: the group's arrays, no file */
+    int from_oracle;
+    lc__gset sets[LC__MAX_GSETS];
+    int n_sets;
 } lc__golden;
 
 typedef struct {
@@ -50,6 +66,8 @@ typedef struct {
     int n_handles, cap_handles;
     int engine_failed;          /* an LC_EENGINE: the engine is restarted after the case */
     lc__golden golden;          /* the case's golden file, once opened */
+    char dir[4096];             /* the checkpoint directory the case runs on */
+    lc_case inst;               /* with opts.model: the case instantiated for it (arena arrays) */
 } lc__run;
 
 /* Zero-filled arena memory; NULL with the case's error set when out of memory. */
@@ -147,6 +165,26 @@ int lc__golden_has(lc__golden *g, const char *ds);
  * passed through the golden hook; NULL with the case's error set on failure. */
 double *lc__golden_f64(lc__run *r, lc__golden *g, const char *ds, int ndim, const int64_t *want, lc_h5_shape *shape);
 int64_t *lc__golden_i64(lc__run *r, lc__golden *g, const char *ds, int ndim, const int64_t *want, lc_h5_shape *shape);
+
+/* Whether the case is graded against an oracle (engine or cache) instead of a golden. */
+int lc__differential(const lc__run *r);
+/* The "expected" side of a golden-class comparison: `golden` ("transformers float64") in
+ * golden mode, the oracle's name in differential mode. */
+const char *lc__expected(const lc__run *r, const char *golden);
+
+/* ---------------------------------------------------------------- differential mode */
+
+/* Runs the oracle engine on the case's inputs (its checkpoint loaded afresh) and fills g with
+ * the arrays the case's kind reads from a golden; also writes them to opts.cache_out. 0 with
+ * the case's error set on failure (an oracle that failed is restarted). oracle.c */
+int lc__oracle_fill(lc__run *r, lc__golden *g);
+/* With opts.model: replaces r->c by a copy instantiated for the loaded checkpoint (r->mi):
+ * prompt, other prompt, batch rows, pad and decode ids re-drawn where they fall outside its
+ * vocabulary or on its vision ids; everything else kept. instantiate.c */
+int lc__instantiate(lc__run *r);
+/* The id re-drawn for position i of prompt part `where` of case `name`: deterministic, in
+ * [0, lo). Exposed for the tests. */
+int32_t lc__redraw_id(const char *name, int where, int i, int32_t lo);
 
 /* ---------------------------------------------------------------- case kinds */
 
