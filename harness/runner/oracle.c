@@ -200,6 +200,51 @@ static void oracle_batch(lc__run *o, lc__run *r, lc__golden *g)
         put(r, g, "decode_logits", dec, 3, sBNV, 0);
 }
 
+/* mtp_head: prefill logits, the MTP draft logits teacher-forced at every prompt position whose
+ * next token is text (NaN rows elsewhere, which the kind does not compare), then the chained
+ * greedy drafts after the prompt and their logits: the arrays export_mtp.py writes. */
+static void oracle_mtp_head(lc__run *o, lc__run *r, lc__golden *g)
+{
+    const lc_prompt_info *p = lc__prompt(o, &o->c->prompt, 0);
+    if (!p)
+        return;
+    if (!lc__has(o, LC_CAP_MTP)) {
+        lc__set_error(o, "the oracle lacks mtp (drafts of the checkpoint's MTP head)");
+        return;
+    }
+    const int T = p->n, V = o->V, K = o->c->draft_k;
+    if (T < 2 || K < 1) {
+        lc__set_error(o, "case '%s': an mtp_head case needs a prompt of at least 2 tokens and draft_k >= 1",
+                      o->c->name);
+        return;
+    }
+    double *pre = lc__alloc(o, (size_t)T * V * sizeof *pre), *mtp = lc__nans(o, (size_t)(T - 1) * V);
+    double *chain = lc__alloc(o, (size_t)K * V * sizeof *chain);
+    int32_t *d = lc__alloc(o, (size_t)K * sizeof *d);
+    if (!pre || !mtp || !chain || !d)
+        return;
+    int whole = lc__prefilled(o, p, T, 0, pre);
+    int s = whole >= 0 ? lc__prefilled(o, p, 1, 0, NULL) : -1;
+    lc_error err = {0};
+    for (int t = 0; s >= 0 && t + 1 < T; t++) {
+        const int32_t next = p->ids[t + 1];
+        if (!(o->mi.has_vision && next == o->mi.image_token_id) &&
+            !lc__engine_ok(o, lc_engine_draft(o->e, s, next, 1, d, mtp + (size_t)t * V, &err), &err))
+            return;
+        if (!lc__prefill(o, s, p, t + 1, t + 2, 0, NULL))
+            return;
+    }
+    if (s < 0 || !lc__ok(o))
+        return;
+    const int32_t first = lc__greedy(o, pre + (size_t)(T - 1) * V);
+    if (!lc__engine_ok(o, lc_engine_draft(o->e, whole, first, K, d, chain, &err), &err))
+        return;
+    int64_t sTV[2] = {T, V}, sT1V[2] = {T - 1, V}, sKV[2] = {K, V}, sK[1] = {K};
+    if (put(r, g, "prefill_logits", pre, 2, sTV, 0) && put(r, g, "mtp_logits", mtp, 2, sT1V, 0) &&
+        put(r, g, "chain_logits", chain, 2, sKV, 0))
+        put(r, g, "chain_tokens", as_doubles_i32(o, d, (size_t)K), 1, sK, 1);
+}
+
 int lc__oracle_fill(lc__run *r, lc__golden *g)
 {
     lc_engine *oe = r->o->oracle;
@@ -226,6 +271,8 @@ int lc__oracle_fill(lc__run *r, lc__golden *g)
                           o.mi.image_token_id, r->V, r->H, r->NL, r->mi.has_vision, r->mi.image_token_id);
         else if (r->c->kind == LC_KIND_BATCH)
             oracle_batch(&o, r, g);
+        else if (r->c->kind == LC_KIND_MTP_HEAD)
+            oracle_mtp_head(&o, r, g);
         else
             oracle_golden(&o, r, g);
     }

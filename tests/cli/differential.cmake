@@ -74,3 +74,11 @@ lc_cli_test(NAME bad.diff.oracle_precision VALGRIND RC 2 STDERR_LINES 1 STDERR "
   COMMAND ${LC} run dense.golden.text --root ${SRC} --oracle-precision f8 --report report)
 lc_cli_test(NAME bad.diff.oracle_command VALGRIND RC 2 STDERR_LINES 1 STDERR "--oracle: "
   COMMAND ${LC} run dense.golden.text --root ${SRC} --oracle /nonexistent/engine --engine-log engine.log --report report)
+# the MTP head in differential mode: the oracle drafts the same teacher-forced and chained rows
+# the assembled golden holds; a swapped concatenation in the engine under test is caught
+lc_cli_test(NAME diff.mtp_head RC 0 STDERR_LINES 0
+  STDOUT "4 passed, 0 failed"
+  COMMAND ${LC} run "*.mtp_head.*" --root ${SRC} --oracle ref --report report)
+lc_cli_test(NAME diff.mtp_head_fault RC 1 STDERR_LINES 0
+  STDOUT "0 passed, 4 failed"
+  COMMAND ${LC} run "*.mtp_head.*" --root ${SRC} --oracle ref --inject mtp_concat_swapped --report report)
