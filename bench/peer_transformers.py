@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Peer benchmark: Hugging Face transformers on the CPU, on the same checkpoint, prompt and
 thread count as `logitcheck bench`, so the two can be compared side by side.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Side-by-side benchmark: the reference engine (`logitcheck bench`) and transformers on the CPU
 (bench/peer_transformers.py), on one synthetic checkpoint, the same prompt token ids and the
 same thread count, run one after the other; prints the ratio table.

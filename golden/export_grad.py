@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Writes golden/gradients.h5: float64 autograd gradients of transformers' own Qwen3.5 functions.
 
 Every golden here is torch autograd (reverse mode, float64, with transformers' float32 islands

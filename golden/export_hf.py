@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Export float64 Hugging Face transformers reference outputs ("goldens") for the case catalog.
 
 For every case of cases/*.json that names a `golden` file, this runs the case's checkpoint in

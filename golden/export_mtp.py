@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Export float64 goldens of the MTP head (mtp_head cases of cases/*.json).
 
 transformers has no MTP module (its Qwen3.5 classes drop mtp.* on load), so the head is

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Export float64 transformers goldens for the real-scale cases (cases/real/*.json), whose
 checkpoints are synthesized with `logitcheck synth` (published Qwen3.5 shapes, vocabulary
 248320) and never committed.

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Export float64 transformers goldens for the video cases (cases/*.json cases with a video segment).
 
     python3 golden/export_video.py --cases cases --out golden [--checkpoint golden/tiny-dense]

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Write the MTP head (mtp.* tensors) of a tiny checkpoint as CKPT/mtp.safetensors.
 
 The tiny checkpoints were written by transformers, which has no MTP module and drops mtp.* on

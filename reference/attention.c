@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Causal GQA attention through BLAS: per query head and block of QB queries, the scores of the
  * block against every key it may see are one matrix product, the softmax runs per query

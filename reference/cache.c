@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Per-sequence state: KV of the full-attention layers, conv and recurrent state of the Gated
  * DeltaNet layers, the sequence length and its MRoPE delta. Nothing here is shared between

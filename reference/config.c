@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Checkpoint configuration: DIR/config.json (and DIR/preprocessor_config.json when present)
  * parsed into a qref_config.

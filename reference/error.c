@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Status names and the error-filling helper shared by every engine module. */
 #include <stdio.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Floating-point operations of a forward pass, counted from the configuration (one multiply
  * and one add per multiply-accumulate, as matrix products are usually counted): the matrix

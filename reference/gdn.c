@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The gated delta rule of the Gated DeltaNet layers, in its recurrent form (decode, and the
  * reference the chunked form is tested against) and its chunked form (prefill: matrix

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Image preprocessing for the vision tower, as the Qwen2-VL family image processor does it
  * (the processor Qwen3.5 checkpoints ship with, on its default torchvision backend):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Input files and sizes, the engine's own copy (the engine does not link the harness):
  * checked size arithmetic, opening a regular input file without ever blocking, keeping a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Numeric kernels of the reference engine: dense projections, norms, rotary, the causal conv,
  * elementwise gates and MoE routing (the gated delta rule is in gdn.c, attention in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The feed-forward blocks of the decoder: the dense SwiGLU MLP and the MoE block (softmax
  * top-k routing, routed experts, sigmoid-gated shared expert).

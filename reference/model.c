@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The text decoder forward pass: embeddings (with image rows merged in), the hybrid stack of
  * Gated DeltaNet and gated full-attention layers, MLP or MoE, final norm, lm_head.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Speculative decoding: the MTP head (loading, its forward over its own KV cache, chained
  * greedy drafts) and the verification of drafts over state that cannot be rewound (the GDN

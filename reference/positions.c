@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * 3-axis multimodal rotary positions (MRoPE) of a prompt with images.
  *

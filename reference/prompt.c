@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Prompts: images preprocessed and run through the vision tower once, positions computed from
  * the whole prompt once, then prefilled on any chunk schedule. A chunk boundary may fall

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * qref — the logitcheck reference engine for the Qwen3.5 family.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * BLAS entry points of the engine's scalar type. Internal; included by the kernel files only.
  */

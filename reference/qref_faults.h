@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Deliberate engine bugs of the reference engine, for proving that the suite catches them.
  * Not part of the engine's API (qref.h): only the in-process engine of the harness

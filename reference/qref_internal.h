@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Cross-file internals of the reference engine (qref__ prefix). Not installed, not stable.
  *

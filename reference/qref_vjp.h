@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * qref_vjp — reference backward passes (vector-Jacobian products) of the Qwen3.5 building
  * blocks, in the engine's scalar type (qref_real).

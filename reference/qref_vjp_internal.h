@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Internals of the backward passes (qref__vjp_ prefix): the planted-fault switches the tests
  * use to prove that the gradient checks bite, and the fault-taking forms of the public VJPs.

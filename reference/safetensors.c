@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * safetensors archives: one model.safetensors, or the shards named by
  * model.safetensors.index.json, mapped read-only and indexed by tensor name.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * One continuous-batching step (qref_step, qref.h): rows of different lengths (a decode row
  * of one token beside prefill chunks) packed into one right-padded (B, L) layout and run as

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The engine's worker pool: every parallel loop of the engine, BLAS calls included, runs as a
  * list of fixed work items handed to these workers. OpenBLAS itself is kept at one thread, so

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Vectorised float transcendentals (vecmath.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Vectorised float transcendentals of the float build: the exponential and what the engine
  * builds on it (SiLU, sigmoid, the tanh form of GELU, softmax numerators). The double build

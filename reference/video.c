@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Video preprocessing for the vision tower, as transformers' Qwen3-VL video processor (the one
  * Qwen3.5 checkpoints use) does it on its torchvision backend:

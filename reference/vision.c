@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The vision tower: patches of preprocessed pixels in, merged image embeddings out.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Backward passes of the gated delta rule: the recurrent form (token by token, the clear one)
  * and the chunked WY / UT-transform form (the one engines implement). Each differentiates its

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Backward passes of the small kernels: linear, the L2 norm, the (1 + w) and gated RMSNorms,
  * rotate-half rotary, and the causal depthwise conv with carried state.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Backward pass of one whole decoder layer (input RMSNorm, Gated DeltaNet or gated full
  * attention, residual, post RMSNorm, SwiGLU MLP or MoE block, residual), reading the weights

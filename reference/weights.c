@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Weights: one parameter table drives loading, shape checks and coverage.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Console output: one progress line per case and the closing count line (see reports.h).
  * The closing line's form is fixed: CI log parsers read it.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The HTML report (see reports.h): one self-contained file. Inline CSS, a small inline script
  * that sorts a table by a click on a column head, plots as inline SVG (plot_svg.c): it opens

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The JSON results file: writer and validating reader (format in reports/README.md).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * JUnit XML for CI test reporters (see reports.h). One testsuite per run, one testcase per
  * case; the failure text lists every failing check with where it happened.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The Markdown summary, ready to paste as a pull-request comment (see reports.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Internals shared by the report writers (not part of the public API): errors, number
  * formatting, text escaping, where a metric happened, and the comparison of a run with its

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Report writers: what a run produced (lc_run_result, results.h), written for the people and
  * tools that read it. They read result records only and never call the engine.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The one way every Check executable here runs its suite and turns the result into an exit
  * code (0 all passed, 1 otherwise); the fork mode comes from CK_FORK (the CTest registration
  * sets CK_FORK=no so valgrind sees one process). Per-test results reach CTest three ways: the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Naive reference kernels for the unit tests: definitions written out as plain double loops. */
 #include "naive.h"
 

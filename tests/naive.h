@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Naive reference implementations of the engine's numeric kernels, for tests only.
  *

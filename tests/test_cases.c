@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Case catalog tests: the real catalog loads; every malformed case file is rejected with
  * LC_EINPUT and a one-line message naming the file, the case and the field; a failed load

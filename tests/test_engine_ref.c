@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The engine interface's wrappers and the in-process reference engine: spans against one
  * shot (within the cross-schedule bound, and bitwise against themselves), snapshot/restore

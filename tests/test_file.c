@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Unit tests of the harness file helpers (harness/io/lc_file.c, lc_json.c): checked sizes, size
  * parsing for --max-memory, inputs that are not regular files or too big, atomic outputs, and

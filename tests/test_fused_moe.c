@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * MoE experts stored fused (experts.gate_up_proj (E, 2I, H), experts.down_proj (E, H, I), as
  * transformers keeps them in memory) must load into the same weights as the per-expert

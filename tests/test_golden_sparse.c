@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The sparse real-scale goldens (golden/real/ files) read back, and the row summaries the runner
  * reduces engine rows with (records/row_summary.h), checked against what the exporter wrote:

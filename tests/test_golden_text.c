@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The text path against transformers: prefill logits and teacher-forced decode logits of the
  * tiny dense and MoE checkpoints vs the float64 transformers reference in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The vision path against transformers: image_decode (one image) and multi_image (three
  * images of different sizes) of the tiny dense and MoE checkpoints vs the float64

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Image preprocessing: qref_image_preprocess, qref__smart_resize, qref__resize_bicubic_u8.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Unit tests of the engine's numeric kernels (reference/kernels.c, attention.c, gdn.c) and of
  * the float build's vectorised transcendentals (reference/vecmath.c).

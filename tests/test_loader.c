@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Unit tests of checkpoint loading: config.json / preprocessor_config.json parsing
  * (reference/config.c) and safetensors archives (reference/safetensors.c).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Unit tests of the comparison metrics (harness/records/metrics.c).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * lc_png_read: PNG files of every colour type, depth and interlacing -> 8-bit RGB.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * qref_rope_index: 3-axis MRoPE positions of prompts with images.
  *

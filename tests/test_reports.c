@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Unit tests of the result records (harness/records/results.c) and the report writers (reports/).
  *

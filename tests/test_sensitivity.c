@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Sensitivity: planted errors of realistic size must make the right case fail on the right
  * comparison (by its id) and metric, and the same case must pass without the plant (so the

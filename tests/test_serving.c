@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The serving operations of the in-process reference engine: a continuous-batching step
  * (rows refused as bad input leave every sequence as it was; a step mixing a prefill chunk and

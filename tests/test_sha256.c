@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Unit tests of SHA-256 (harness/synth/sha256.c) against the FIPS 180-2 / NIST example
  * vectors, and streaming: any split of the message gives the one-shot digest.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The reference engine's speculative decoding (reference/mtp.c): verify + accept leaves the
  * state plain decoding of the accepted tokens gives, for every accept count, and the state the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Unit tests of the synthetic checkpoint writer (harness/synth/synth.c).
  *

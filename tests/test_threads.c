@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Results do not depend on the thread count: every engine path that spreads work over the
  * worker pool gives bitwise the same outputs on 1 and 2 threads (the kernels on 3 as well). Shapes are chosen so each

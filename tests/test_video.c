@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Video: frame sampling, the video smart_resize grids, pixels, and positions.
  *

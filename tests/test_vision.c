@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The vision tower: merge-block order, position-table resampling, 2-D rotary tables, and the
  * whole forward pass against a naive double-precision implementation written from the model's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The reference backward passes (reference/qref_vjp.h) against float64 autograd of
  * transformers' own functions (golden/gradients.h5, written by golden/export_grad.py):

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Writes the real-scale case files of cases/real/ (one per synthetic checkpoint): token ids
 drawn with an integer hash (the same on every machine), images from golden/real/images/.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # CTest fixture of the real-scale cases: writes the checkpoint of a published-shape preset with
 # `logitcheck synth` unless the directory is already there (every case that uses it checks its
 # hash before it runs, so a stale or damaged directory is an input error, never a pass).

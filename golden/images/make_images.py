@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Writes the extra test images of golden/images/ with the standard library only (zlib, struct).
 
   odd_50x70.png     50 x 70 RGB, 8 bit: a smooth deterministic pattern whose sides are not

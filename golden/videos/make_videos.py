@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Writes the video frames of golden/videos/ with the standard library only (zlib, struct).
 
 Each video is a directory-free set of 8-bit RGB PNG frames NAME_fK.png (K = 0, 1, ...). The

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """transformers behind the logitcheck engine protocol (harness/PROTOCOL.md, version 1).
 
     logitcheck run --all --engine 'python3 harness/adapters/transformers_engine.py --dtype bfloat16 --device cuda'

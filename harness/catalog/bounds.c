@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The default bounds table (see bounds.h). Every row names the floor it comes from. Floors
  * of the f32 / f64 rows are this catalog's measurements (cases/README.md, "Bounds, and the

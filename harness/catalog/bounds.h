@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Default bounds: one table keyed by (comparison class, engine compute precision), each row
  * with the measured floor it was derived from (bounds.c; cases/README.md shows the same

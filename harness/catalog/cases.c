@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Case catalog parser and validator (cases.h). Sections: names and tables, error context,
  * JSON field readers, prompt / decode / bounds parsers, one case, one file, the directory,

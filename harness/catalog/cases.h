@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The case catalog: declarative JSON case files (cases/NAME.json) parsed into plain structs.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The logitcheck subcommands. Each returns the process exit code: 0 pass, 1 a numeric check
  * failed, 2 bad usage or bad input, 3 internal error. */
 #ifndef LC_CLI_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * logitcheck bench: load time, memory and throughput of the reference engine.
  *

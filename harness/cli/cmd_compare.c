@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * logitcheck compare: grades one HDF5 logits file against another.
  *

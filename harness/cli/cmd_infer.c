@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * logitcheck infer: one engine run, logits written to HDF5.
  *

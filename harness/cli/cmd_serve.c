@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * logitcheck serve: the in-process reference engine behind the engine protocol
  * (harness/PROTOCOL.md) on stdin/stdout, so `run --engine 'logitcheck serve'` drives it out of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * logitcheck synth: writes a deterministic synthetic checkpoint (harness/synth/synth.h) into a
  * new directory and prints its SHA-256 (the checkpoint hash defined in synth.h), or with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Which engine a command drives, and differential mode's oracle (see cli.h). */
 #include <stdio.h>
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* logitcheck: the command-line entry point. Only this file and the subcommands choose exit codes. */
 #include <stdio.h>
 #include <string.h>

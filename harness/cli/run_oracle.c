@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * `run` in differential mode (see cli.h, lc_oracle_begin): the oracle engine, or its cache
  * read back, and the cache written at the end as a golden in today's layout.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The engine interface's calls (see lc_engine.h): name tables of precisions and
  * capabilities, the wrappers that check an operation exists and its capability is declared

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * lc_engine_proc: an engine in another process, spoken to per harness/PROTOCOL.md.
  *

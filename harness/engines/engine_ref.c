@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The in-process reference engine: lc_engine (lc_engine.h) on top of the qref_ API.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The reference engine's backward passes behind lc_engine's vjp operation (LC_CAP_VJP):
  * the function names, inputs, parameters and result names of lc_engine.h ("gradients") mapped

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The in-process reference engine's vjp operation (engine_ref_vjp.c), called by
  * engine_ref.c with its current model and its planted backward bugs. Internal to lc_engines.

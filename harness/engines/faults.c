@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The fault table's names, help, parser and usage text (see faults.h). */
 #include <errno.h>
 #include <math.h>

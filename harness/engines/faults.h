@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Planted bugs of the in-process reference engine: the one table that drives
  * `logitcheck run --inject`, its usage text, the engine (engines/engine_ref.c) and the

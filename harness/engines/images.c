@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Decoding a list of PNG files into engine image views (see images.h). */
 #include <stdlib.h>
 #include <string.h>

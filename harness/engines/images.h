@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A set of PNG files decoded for the engine: the lc_image buffers plus qref_image views. */
 #ifndef LC_IMAGES_H
 #define LC_IMAGES_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * lc_engine — the one interface through which the harness drives an engine under test.
  *

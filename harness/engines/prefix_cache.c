@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The reference engine's prefix cache (prefix_cache.h): keys, store, lookup. */
 #include "prefix_cache.h"
 

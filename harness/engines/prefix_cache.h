@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The in-process reference engine's prefix cache (engines/engine_ref.c, capability
  * prefix_cache of lc_engine.h): boundaries stored as deep copies of a sequence's state, each

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Element conversions of the engine protocol's binary payloads (see proto_wire.h). */
 #include <math.h>
 #include <string.h>

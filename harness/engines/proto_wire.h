@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The wire format of the engine protocol (harness/PROTOCOL.md), shared by the client
  * (engine_proc.c) and the server (cli/cmd_serve.c): protocol version, dtype table, element

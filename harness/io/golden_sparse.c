@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Reader of the sparse real-scale goldens (see golden_sparse.h). */
 #include <hdf5.h>
 #include <math.h>

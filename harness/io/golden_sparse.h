@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Reader of the sparse real-scale goldens (format logitcheck-golden-real, layout sparse-v1;
  * golden/real/README.md): the root's checkpoint identity, and per case (or per row of a batch

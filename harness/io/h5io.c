@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* HDF5 readers and the atomic writer (see h5io.h). */
 #include <hdf5.h>
 #include <math.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * HDF5 golden and output files: small typed readers and an atomic writer.
  *

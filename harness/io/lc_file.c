@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Input files, checked sizes, the memory limit and atomic outputs (see lc_file.h). */
 #define _XOPEN_SOURCE 700
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Files the harness reads and writes, and the sizes it computes from them.
  *

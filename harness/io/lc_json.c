@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The harness's JSON rules (see lc_json.h); the engine keeps its own copy in reference/io.c. */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * JSON as every JSON input of the harness is read (results files today; case files in the
  * catalog): one value (its type is the caller's to check), only whitespace after it, no key twice in one object (the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * PNG -> 8-bit RGB with libpng's transforms (see lc_png.h for the conversion rules).
  *

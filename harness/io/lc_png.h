@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * PNG decoding for image cases: any PNG file -> 8-bit RGB bytes, as an image processor that
  * opens the file with PIL and calls convert("RGB") sees it.

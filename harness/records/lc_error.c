@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The harness's one error-filling helper (see lc_error.h). */
 #include <stdio.h>
 

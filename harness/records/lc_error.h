@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Harness error reporting: a status code and a one-line message that names the file, the
  * dataset or case, and what was expected and found. Only the CLI turns codes into exit codes.

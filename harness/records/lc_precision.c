@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Names of the compute precisions (see lc_precision.h). */
 #include <string.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Compute precisions: what an engine declares it computes in (lc_engine_info.precision) and
  * what case bounds and default bounds are keyed by. One table, used by the engines, the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Comparison metrics (see metrics.h for the conventions).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Comparison metrics: how far an actual tensor is from an expected one.
  *

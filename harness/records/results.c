@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Result records (see results.h): growth of the case and comparison arrays, their release,
  * and the small questions every report asks of a record (counts, the tightest check).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Result records: what one run of the suite produced, case by case. The runner fills them;
  * every report writer (Markdown, HTML, JSON, JUnit XML) and the console printer read only

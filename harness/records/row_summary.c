@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Row summaries of the sparse goldens (see row_summary.h). */
 #include <math.h>
 

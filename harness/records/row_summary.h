@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Row summaries of the sparse real-scale goldens (golden/real/README.md, layout sparse-v1):
  * what a golden keeps of a logits row of the full vocabulary at every position (logsumexp,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The run's arena and errors, and compare-and-record with bounds by class (see
  * runner_internal.h). */
 #include <math.h>

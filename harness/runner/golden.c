@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Golden file access for the kinds graded against transformers, and in differential mode the
  * oracle's outputs (or an oracle cache) in the golden's place (see runner_internal.h). */
 #include <math.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The real-scale cases (golden_layout "sparse-v1": cases/real/README.md, golden/real/README.md):
  * the synthesized checkpoint made ready before the case, and the kinds golden, multi_image and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Differential mode on another checkpoint (`run --model DIR`): a case instantiated for the
  * checkpoint the engine loaded (see runner_internal.h, lc__instantiate).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The kinds graded against transformers: golden, multi_image. */
 #include <stdio.h>
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Case kind `gradient`: one backward pass of the engine (lc_engine's vjp, LC_CAP_VJP) against
  * float64 autograd of transformers' own functions (golden/gradients.h5, golden/README.md,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Kinds that compare two schedules of the engine: prefill_decode, chunked, cache,
  * isolation, kernel. */
 #include <math.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Kinds about serving state: continuous_batch (requests joining and leaving a running batch),
  * prefix_cache (the engine's own prefix cache on a hybrid model), and the interleaved part of
  * isolation (two image requests with different rope deltas decoding turn about). */

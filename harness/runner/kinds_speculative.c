@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Speculative decoding kinds: speculative (verify k+1 tokens at a time against plain greedy
  * decoding, MTP drafts or harness-forced accept counts, then the prefix cache) and mtp_head

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Kinds about cache semantics: batch, snapshot, image_checkpoint. */
 #include <math.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Differential mode: the oracle engine run on a case's inputs, its outputs standing in for the
  * arrays of the case's golden group (see runner_internal.h, lc__oracle_fill).

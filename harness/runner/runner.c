@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The case runner's entry point (see runner.h): fresh engine state, the capabilities the
  * case needs (else SKIP), the kind's function, engine restart after an engine failure, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The case runner: drives an engine (engines/lc_engine.h) through one case and records every
  * comparison (engine vs transformers golden, engine path A vs path B) as result records.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Engine steps written once (see runner_internal.h): prompts, prefill on a chunk schedule,
  * the decode loop, greedy choice, taps. */
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A case's checkpoint_synth: write the checkpoint when missing, then verify its hash (see
  * synth.h, lc_synth_ensure). */
 #define _POSIX_C_SOURCE 200809L

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* SHA-256 as specified in FIPS 180-4, section 6.2: 64-byte blocks, big-endian words. */
 #include <string.h>
 

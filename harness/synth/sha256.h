@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * SHA-256 (FIPS 180-4), streaming: init, update any number of times with any split of the
  * message, final. No allocation; the state is a plain caller-owned struct.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Synthetic Qwen3.5 checkpoints: a preset's shapes -> a tensor table (names as transformers
  * writes them) -> config.json (+ preprocessor_config.json) + safetensors files written tensor

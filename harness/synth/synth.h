@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Synthetic Qwen3.5 checkpoints for benchmarks and loader tests: config.json (VLM layout with
  * text_config and vision_config) and model.safetensors (or N shards with

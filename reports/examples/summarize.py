@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Verdict counts and the worst check per case kind, one column per run, from results.json files.
 
     python3 reports/examples/summarize.py NAME=path/results.json [NAME=path/results.json ...]

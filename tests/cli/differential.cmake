@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Differential mode (`run --oracle / --oracle-precision / --oracle-cache / --model`): the engine
 # graded against a second engine on checkpoints that have no golden (synth), the planted bug
 # caught there, the oracle cache written and read back instead of the oracle, and bad input.

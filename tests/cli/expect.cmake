@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Runs one command and checks what it did; fails (FATAL_ERROR, non-zero exit) on any mismatch.
 #
 #   cmake -DCMD=prog;arg;... -DEXPECT_RC=N [options] -P expect.cmake

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Every output the CLI writes, onto a file system that refuses the write:
 #
 #   full_disk.sh MODE LOGITCHECK SOURCE_DIR TEXT_CASES_DIR WORKDIR

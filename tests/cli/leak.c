@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A deliberately leaking program: proves that expect.cmake's valgrind mode fails a run that
  * leaks on an error path (exits 2, like a bad-input exit of logitcheck). */
 #include <stdio.h>

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # The corpus of malformed inputs (tests/corpus/<input type>/, written by make_corpus.py; the
 # special, huge and HDF5 ones made at test time). Each test feeds one input to the command
 # that reads it and asserts: exit code 2, exactly one line on stderr naming the file and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Makes the malformed HDF5 inputs of the corpus at test time: copies SRC to DST and breaks
  * one thing in it (HDF5 files are not committed as binary fixtures; this program is their

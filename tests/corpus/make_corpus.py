@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Writes the committed malformed inputs under tests/corpus/<input type>/ (standard library
 only; run from anywhere: python3 tests/corpus/make_corpus.py). Each file breaks one rule a
 reader must enforce; tests/corpus/corpus.cmake runs the command that reads it and asserts

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libFuzzer target: config.json and preprocessor_config.json as qref_config_load reads them.
  * The first byte picks the file: even, the rest is config.json (no preprocessor config); odd,
  * the rest is preprocessor_config.json next to the tiny dense checkpoint's config.json. */

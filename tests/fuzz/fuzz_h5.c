@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * libFuzzer target: HDF5 golden and compare-input validation (lc_h5_open_image, then every
  * reader on every dataset). The input does not go to libhdf5's own parser (that library is

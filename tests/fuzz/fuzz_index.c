@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libFuzzer target: model.safetensors.index.json as qref__st_open reads it, next to one valid
  * shard (s1.safetensors, tensors "a" and "b"). */
 #include "fuzz_util.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Replays fuzz inputs without libFuzzer: each argument is a file, or a directory whose files
  * are all replayed. A crash, a sanitizer report or (under valgrind) a leak fails the run. */
 #include <dirent.h>

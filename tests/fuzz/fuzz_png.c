@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libFuzzer target: a PNG file as lc_png_read decodes it, then the engine's image grid for the
  * tiny dense processor settings. */
 #include "fuzz_util.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libFuzzer target: a results file (the --base of a run) as lc_report_json_read reads it. */
 #include "fuzz_util.h"
 #include "reports.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libFuzzer target: one safetensors file (8-byte header length, JSON header, data section) as
  * qref__st_open_file reads it; every tensor found is converted. */
 #include "fuzz_util.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Shared by the libFuzzer targets: the fuzz input placed where the reader under test expects a
  * file. Targets are built with clang -fsanitize=fuzzer,address,undefined (the `fuzz` preset),

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Writes the seed inputs of the fuzz targets that are not committed fixtures already
 (tests/fuzz/seeds/<target>/). Standard library only: python3 tests/fuzz/make_seeds.py."""
 import os, random, struct

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Runs every libFuzzer target of a `fuzz` build for a fixed time from its seeds.
 #
 #   tests/fuzz/run_fuzz.sh BUILD_DIR SECONDS [TARGET...]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bad_engine: a small engine speaking the engine protocol (harness/PROTOCOL.md) over a fake
  * model, that misbehaves on purpose. The fault tests start it through lc_engine_proc and

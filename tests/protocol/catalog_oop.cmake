@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # The whole catalog in process and through `logitcheck serve` over the engine protocol: the two
 # runs must exit alike and their results.json must be equal bit for bit, except what may
 # differ (timings, host, start time, the engine's detail: in process vs served, and the command).

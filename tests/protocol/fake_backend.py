@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """The transformers adapter's protocol layer (harness/adapters/transformers_engine.py: Wire,
 Server, Seq) over a toy numpy model instead of transformers, so its framing, handle tables,
 snapshot copies and batch bookkeeping are testable where torch is not installed.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * results_diff: are two results.json files equal, bit for bit, except where they may differ?
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Protocol client tests (engines/engine_proc.c) against tests/protocol/bad_engine:
  *   - a correct engine: every operation round-trips, chunked == one-shot, a restored snapshot

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * `logitcheck serve` through the protocol client equals the in-process reference engine bit
  * for bit, operation by operation, on the tiny dense and MoE checkpoints: an image prompt's

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Writes the real-scale test images of golden/real/images/ with the standard library only
 (zlib, struct) and integer arithmetic only, so every run anywhere writes the same bytes.
 

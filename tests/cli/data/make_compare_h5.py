@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Writes compare.h5: hand-made groups for the `logitcheck compare` tests (tests/cli).
 
 Every group holds the datasets `compare` looks at. /ref is the expected side; each other group
