@@ -39,48 +39,17 @@ static int count_placeholders(const qref_config *cfg, const int32_t *ids, int n)
 qref_status qref_images_embed(const qref_model *m, const qref_image *images, int n_images, int (*grid)[3],
                               qref_real **embeds, int *n_embeds, qref_error *err)
 {
-    const qref_config *cfg = &m->cfg;
-    qref_real **pix = calloc((size_t)n_images + 1, sizeof *pix);
-    qref_real *all = NULL;
-    qref_status st = QREF_OK;
-    size_t patches = 0;
-    const size_t dim = (size_t)cfg->vision.in_channels * cfg->vision.temporal_patch_size *
-                       cfg->vision.patch_size * cfg->vision.patch_size;
-    *embeds = NULL;
-    *n_embeds = 0;
-    if (!pix)
-        return qref__fail(err, QREF_ENOMEM, "vision: out of memory for %d images", n_images);
-    for (int i = 0; i < n_images && st == QREF_OK; i++) {
-        st = qref_image_preprocess(cfg, &images[i], &pix[i], grid[i], err);
-        if (st == QREF_OK) {
-            patches += (size_t)grid[i][0] * grid[i][1] * grid[i][2];
-            *n_embeds += qref_image_tokens(cfg, grid[i]);
-        }
-    }
-    if (st == QREF_OK) {
-        all = malloc((patches ? patches : 1) * dim * sizeof *all);
-        *embeds = malloc(((size_t)*n_embeds * cfg->hidden_size + 1) * sizeof **embeds);
-        if (!all || !*embeds)
-            st = qref__fail(err, QREF_ENOMEM, "vision: out of memory for %zu image patches", patches);
-    }
-    if (st == QREF_OK) {
-        size_t off = 0;
-        for (int i = 0; i < n_images; i++) {
-            size_t np = (size_t)grid[i][0] * grid[i][1] * grid[i][2];
-            memcpy(all + off * dim, pix[i], np * dim * sizeof *all);
-            off += np;
-        }
-        st = qref_vision_forward(m, all, (const int(*)[3])grid, n_images, *embeds, err);
-    }
-    for (int i = 0; i < n_images; i++)
-        free(pix[i]);
-    free(pix);
-    free(all);
-    if (st != QREF_OK) {
-        free(*embeds);
+    /* images are visual inputs of one frame: the one pipeline of qref_visuals_embed */
+    qref_visual *v = calloc((size_t)n_images + 1, sizeof *v);
+    if (!v) {
         *embeds = NULL;
         *n_embeds = 0;
+        return qref__fail(err, QREF_ENOMEM, "vision: out of memory for %d images", n_images);
     }
+    for (int i = 0; i < n_images; i++)
+        v[i].image = images[i];
+    qref_status st = qref_visuals_embed(m, v, n_images, grid, embeds, n_embeds, err);
+    free(v);
     return st;
 }
 
