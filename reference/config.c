@@ -559,6 +559,75 @@ static qref_status jlong(const jctx *p, const char *key, long *out, qref_error *
     return QREF_OK;
 }
 
+/* The pixel settings both processors share, as pointers into either config. */
+typedef struct {
+    double *mean, *std;
+    long *min_pixels, *max_pixels;
+    int *patch, *temporal, *merge;
+} pixel_fields;
+
+/* DIR/NAME parsed into *root, or *root NULL when the file does not exist (both processor
+ * files are optional); path receives the file's path for messages. */
+static qref_status load_optional(const char *dir, const char *name, char *path, size_t cap, cJSON **root,
+                                 qref_error *err)
+{
+    *root = NULL;
+    if (snprintf(path, cap, "%s/%s", dir, name) >= (int)cap)
+        return qref__fail(err, QREF_EINVAL, "%s: directory path too long", dir);
+    int enoent;
+    qref_error load_err;
+    char root_dir[PATH_MAX];
+    const char *within = qref__checkpoint_root(dir, root_dir, NULL) == QREF_OK ? root_dir : NULL;
+    qref_status st = json_load(path, within, root, &enoent, &load_err);
+    if (st != QREF_OK) {
+        *root = NULL;
+        if (st == QREF_EIO && enoent)
+            return QREF_OK;
+        if (err)
+            *err = load_err;
+    }
+    return st;
+}
+
+/* image_mean, image_std, the three sizes and size.{shortest,longest}_edge. */
+static qref_status parse_pixel_fields(jctx *p, const pixel_fields *f, qref_error *err)
+{
+    const cJSON *size = NULL;
+    qref_status st;
+    if ((st = parse_triple(p, "image_mean", f->mean, err)) != QREF_OK ||
+        (st = parse_triple(p, "image_std", f->std, err)) != QREF_OK ||
+        (st = jint(p, "patch_size", 0, *f->patch, 1, f->patch, err)) != QREF_OK ||
+        (st = jint(p, "temporal_patch_size", 0, *f->temporal, 1, f->temporal, err)) != QREF_OK ||
+        (st = jint(p, "merge_size", 0, *f->merge, 1, f->merge, err)) != QREF_OK ||
+        (st = jobj(p, "size", &size, err)) != QREF_OK)
+        return st;
+    if (size) {
+        jctx s = jctx_child(p, size, "size");
+        if ((st = jlong(&s, "shortest_edge", f->min_pixels, err)) != QREF_OK ||
+            (st = jlong(&s, "longest_edge", f->max_pixels, err)) != QREF_OK)
+            return st;
+    }
+    return QREF_OK;
+}
+
+/* No zero std (a division), and the sizes the vision tower was built for. */
+static qref_status check_pixel_fields(jctx *p, const qref_config *cfg, const pixel_fields *f, qref_error *err)
+{
+    for (int c = 0; c < 3; c++)
+        if (f->std[c] == 0)
+            return jfail(err, QREF_EFORMAT, p, "image_std", "entry %d is zero", c);
+    if (cfg->has_vision) {
+        const char *keys[] = {"patch_size", "temporal_patch_size", "merge_size"};
+        const int got[] = {*f->patch, *f->temporal, *f->merge};
+        const int want[] = {cfg->vision.patch_size, cfg->vision.temporal_patch_size, cfg->vision.spatial_merge_size};
+        for (int i = 0; i < 3; i++)
+            if (got[i] != want[i])
+                return jfail(err, QREF_EFORMAT, p, keys[i], "%d differs from config.json's vision_config value %d",
+                             got[i], want[i]);
+    }
+    return QREF_OK;
+}
+
 /* Without DIR/preprocessor_config.json: mean/std 0.5 (Qwen3-VL / Qwen3.5 processors), patch,
  * temporal patch and merge sizes from the vision config, and the pixel bounds of the Qwen2-VL
  * image processor class that Qwen3-VL and Qwen3.5 reuse: shortest_edge 56*56 = 3136 and
@@ -578,63 +647,21 @@ static qref_status parse_preproc(qref_config *cfg, const char *dir, qref_error *
     pp->merge_size = cfg->vision.spatial_merge_size;
 
     char path[4200];
-    if (snprintf(path, sizeof path, "%s/preprocessor_config.json", dir) >= (int)sizeof path)
-        return qref__fail(err, QREF_EINVAL, "%s: directory path too long", dir);
     cJSON *root;
-    int enoent;
-    qref_error load_err;
-    char root_dir[PATH_MAX];
-    const char *within = qref__checkpoint_root(dir, root_dir, NULL) == QREF_OK ? root_dir : NULL;
-    qref_status st = json_load(path, within, &root, &enoent, &load_err);
-    if (st != QREF_OK) {
-        if (st == QREF_EIO && enoent)
-            return QREF_OK; /* the file is optional */
-        if (err)
-            *err = load_err;
+    qref_status st = load_optional(dir, "preprocessor_config.json", path, sizeof path, &root, err);
+    if (st != QREF_OK || !root)
         return st;
-    }
-
     jctx p = {.obj = root, .file = path, .prefix = ""};
-    const cJSON *size = NULL;
-    if ((st = parse_triple(&p, "image_mean", pp->image_mean, err)) != QREF_OK ||
-        (st = parse_triple(&p, "image_std", pp->image_std, err)) != QREF_OK ||
-        (st = jint(&p, "patch_size", 0, pp->patch_size, 1, &pp->patch_size, err)) != QREF_OK ||
-        (st = jint(&p, "temporal_patch_size", 0, pp->temporal_patch_size, 1, &pp->temporal_patch_size, err)) != QREF_OK ||
-        (st = jint(&p, "merge_size", 0, pp->merge_size, 1, &pp->merge_size, err)) != QREF_OK ||
-        (st = jobj(&p, "size", &size, err)) != QREF_OK)
+    const pixel_fields f = {pp->image_mean, pp->image_std, &pp->min_pixels, &pp->max_pixels,
+                            &pp->patch_size, &pp->temporal_patch_size, &pp->merge_size};
+    if ((st = parse_pixel_fields(&p, &f, err)) != QREF_OK ||
+        (st = jlong(&p, "min_pixels", &pp->min_pixels, err)) != QREF_OK ||
+        (st = jlong(&p, "max_pixels", &pp->max_pixels, err)) != QREF_OK ||
+        (st = check_pixel_fields(&p, cfg, &f, err)) != QREF_OK)
         goto done;
-    if (size) {
-        jctx s = jctx_child(&p, size, "size");
-        if ((st = jlong(&s, "shortest_edge", &pp->min_pixels, err)) != QREF_OK ||
-            (st = jlong(&s, "longest_edge", &pp->max_pixels, err)) != QREF_OK)
-            goto done;
-    }
-    if ((st = jlong(&p, "min_pixels", &pp->min_pixels, err)) != QREF_OK ||
-        (st = jlong(&p, "max_pixels", &pp->max_pixels, err)) != QREF_OK)
-        goto done;
-
-    for (int c = 0; c < 3; c++)
-        if (pp->image_std[c] == 0) {
-            st = jfail(err, QREF_EFORMAT, &p, "image_std", "entry %d is zero", c);
-            goto done;
-        }
-    if (pp->min_pixels > pp->max_pixels) {
+    if (pp->min_pixels > pp->max_pixels)
         st = jfail(err, QREF_EFORMAT, &p, "min_pixels", "%ld exceeds max_pixels %ld", pp->min_pixels,
                    pp->max_pixels);
-        goto done;
-    }
-    if (cfg->has_vision) {
-        const char *keys[] = {"patch_size", "temporal_patch_size", "merge_size"};
-        const int got[] = {pp->patch_size, pp->temporal_patch_size, pp->merge_size};
-        const int want[] = {cfg->vision.patch_size, cfg->vision.temporal_patch_size,
-                            cfg->vision.spatial_merge_size};
-        for (int i = 0; i < 3; i++)
-            if (got[i] != want[i]) {
-                st = jfail(err, QREF_EFORMAT, &p, keys[i], "%d differs from config.json's vision_config value %d",
-                           got[i], want[i]);
-                goto done;
-            }
-    }
 done:
     cJSON_Delete(root);
     return st;
@@ -661,58 +688,27 @@ static qref_status parse_video_preproc(qref_config *cfg, const char *dir, qref_e
     vp->do_sample_frames = 1;
 
     char path[4200];
-    if (snprintf(path, sizeof path, "%s/video_preprocessor_config.json", dir) >= (int)sizeof path)
-        return qref__fail(err, QREF_EINVAL, "%s: directory path too long", dir);
     cJSON *root;
-    int enoent;
-    qref_error load_err;
-    char root_dir[PATH_MAX];
-    const char *within = qref__checkpoint_root(dir, root_dir, NULL) == QREF_OK ? root_dir : NULL;
-    qref_status st = json_load(path, within, &root, &enoent, &load_err);
-    if (st != QREF_OK) {
-        if (st == QREF_EIO && enoent)
-            return QREF_OK; /* the file is optional */
-        if (err)
-            *err = load_err;
+    qref_status st = load_optional(dir, "video_preprocessor_config.json", path, sizeof path, &root, err);
+    if (st != QREF_OK || !root)
         return st;
-    }
     jctx p = {.obj = root, .file = path, .prefix = ""};
-    const cJSON *size = NULL;
-    if ((st = parse_triple(&p, "image_mean", vp->image_mean, err)) != QREF_OK ||
-        (st = parse_triple(&p, "image_std", vp->image_std, err)) != QREF_OK ||
-        (st = jint(&p, "patch_size", 0, vp->patch_size, 1, &vp->patch_size, err)) != QREF_OK ||
-        (st = jint(&p, "temporal_patch_size", 0, vp->temporal_patch_size, 1, &vp->temporal_patch_size, err)) != QREF_OK ||
-        (st = jint(&p, "merge_size", 0, vp->merge_size, 1, &vp->merge_size, err)) != QREF_OK ||
+    const pixel_fields f = {vp->image_mean, vp->image_std, &vp->min_pixels, &vp->max_pixels,
+                            &vp->patch_size, &vp->temporal_patch_size, &vp->merge_size};
+    if ((st = parse_pixel_fields(&p, &f, err)) != QREF_OK ||
         (st = jint(&p, "min_frames", 0, vp->min_frames, 1, &vp->min_frames, err)) != QREF_OK ||
         (st = jint(&p, "max_frames", 0, vp->max_frames, 1, &vp->max_frames, err)) != QREF_OK ||
         (st = jnum(&p, "fps", 0, vp->fps, &vp->fps, err)) != QREF_OK ||
         (st = jbool(&p, "do_sample_frames", vp->do_sample_frames, &vp->do_sample_frames, err)) != QREF_OK ||
-        (st = jobj(&p, "size", &size, err)) != QREF_OK)
+        (st = check_pixel_fields(&p, cfg, &f, err)) != QREF_OK)
         goto done;
-    if (size) {
-        jctx sz = jctx_child(&p, size, "size");
-        if ((st = jlong(&sz, "shortest_edge", &vp->min_pixels, err)) != QREF_OK ||
-            (st = jlong(&sz, "longest_edge", &vp->max_pixels, err)) != QREF_OK)
-            goto done;
-    }
-    for (int c = 0; c < 3; c++)
-        if (vp->image_std[c] == 0) {
-            st = jfail(err, QREF_EFORMAT, &p, "image_std", "entry %d is zero", c);
-            goto done;
-        }
-    if (vp->min_pixels > vp->max_pixels) {
+    if (vp->min_pixels > vp->max_pixels)
         st = jfail(err, QREF_EFORMAT, &p, "size", "shortest_edge %ld exceeds longest_edge %ld", vp->min_pixels,
                    vp->max_pixels);
-        goto done;
-    }
-    if (!(vp->fps > 0) || vp->fps > 1e6) {
+    else if (!(vp->fps > 0) || vp->fps > 1e6)
         st = jfail(err, QREF_EFORMAT, &p, "fps", "%g is not a positive frame rate", vp->fps);
-        goto done;
-    }
-    if (vp->min_frames > vp->max_frames) {
+    else if (vp->min_frames > vp->max_frames)
         st = jfail(err, QREF_EFORMAT, &p, "min_frames", "%d exceeds max_frames %d", vp->min_frames, vp->max_frames);
-        goto done;
-    }
 done:
     cJSON_Delete(root);
     return st;
