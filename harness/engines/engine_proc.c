@@ -1015,6 +1015,18 @@ static long first_nan(const double *v, size_t count)
     return -1;
 }
 
+/* A reply's logits (rows of V values) into dst, or only checked when dst is NULL: a NaN
+ * anywhere is the engine's failure, naming its row and index. */
+static int take_logits(proc *p, const char *op, long id, const tspec *t, int V, double *dst, lc_error *err)
+{
+    long k = first_nan(t->data, t->count);
+    if (k >= 0)
+        return engine_fail(p, op, id, err, "NaN logits (row %ld, index %ld)", k / V, k % V);
+    if (dst)
+        memcpy(dst, t->data, t->count * sizeof(double));
+    return LC_OK;
+}
+
 static int op_prefill(lc_engine *e, int seq, int prompt, int from, int to, const lc_prefill_out *out, lc_error *err)
 {
     proc *p = P(e);
@@ -1068,12 +1080,8 @@ static int op_prefill(lc_engine *e, int seq, int prompt, int from, int to, const
         return rc;
     for (int i = 0; i < nspec; i++) {
         if (!strcmp(act[i].name, "logits")) {
-            long k = first_nan(act[i].data, act[i].count);
-            if (k >= 0) {
-                rc = engine_fail(p, op, id, err, "NaN logits (row %ld, index %ld)", k / V, k % V);
+            if ((rc = take_logits(p, op, id, &act[i], V, out->logits, err)))
                 break;
-            }
-            memcpy(out->logits, act[i].data, act[i].count * sizeof(double));
         } else
             memcpy(out->hidden, act[i].data, act[i].count * sizeof(double));
     }
@@ -1218,13 +1226,8 @@ static int op_batch_decode(lc_engine *e, const int *seqs, const int32_t *tokens,
     long id = p->next_id;
     if ((rc = call(p, op, req, ts, logits ? 1 : 0, &h, err)))
         return rc;
-    if (logits) {
-        long k = first_nan(ts[0].data, ts[0].count);
-        if (k >= 0)
-            rc = engine_fail(p, op, id, err, "NaN logits (row %ld, index %ld)", k / V, k % V);
-        else
-            memcpy(logits, ts[0].data, ts[0].count * sizeof(double));
-    }
+    if (logits)
+        rc = take_logits(p, op, id, &ts[0], V, logits, err);
     tspec_free(ts, 1);
     cJSON_Delete(h);
     return rc;
@@ -1519,13 +1522,8 @@ static int op_step(lc_engine *e, const lc_step_row *rows, int B, double *logits,
     long id = p->next_id;
     if ((rc = call(p, op, req, ts, logits ? 1 : 0, &h, err)))
         return rc;
-    if (logits) {
-        long k = first_nan(ts[0].data, ts[0].count);
-        if (k >= 0)
-            rc = engine_fail(p, op, id, err, "NaN logits (row %ld, index %ld)", k / V, k % V);
-        else
-            memcpy(logits, ts[0].data, ts[0].count * sizeof(double));
-    }
+    if (logits)
+        rc = take_logits(p, op, id, &ts[0], V, logits, err);
     tspec_free(ts, 1);
     cJSON_Delete(h);
     return rc;
@@ -1612,11 +1610,7 @@ static int op_verify(lc_engine *e, int seq, const int32_t *tokens, int n, double
     long id = p->next_id;
     if ((rc = call(p, op, req, ts, 1, &h, err)))
         return rc;
-    long k = first_nan(ts[0].data, ts[0].count);
-    if (k >= 0)
-        rc = engine_fail(p, op, id, err, "NaN logits (row %ld, index %ld)", k / V, k % V);
-    else if (logits)
-        memcpy(logits, ts[0].data, ts[0].count * sizeof(double));
+    rc = take_logits(p, op, id, &ts[0], V, logits, err);
     tspec_free(ts, 1);
     cJSON_Delete(h);
     return rc;
@@ -1669,13 +1663,8 @@ static int op_draft(lc_engine *e, int seq, int32_t next, int k, int32_t *drafts,
         else
             drafts[i++] = (int32_t)x->valuedouble;
     }
-    if (!rc && logits) {
-        long bad = first_nan(ts[0].data, ts[0].count);
-        if (bad >= 0)
-            rc = engine_fail(p, op, id, err, "NaN logits (row %ld, index %ld)", bad / V, bad % V);
-        else
-            memcpy(logits, ts[0].data, ts[0].count * sizeof(double));
-    }
+    if (!rc && logits)
+        rc = take_logits(p, op, id, &ts[0], V, logits, err);
     tspec_free(ts, logits ? 1 : 0);
     cJSON_Delete(h);
     return rc;

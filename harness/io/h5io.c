@@ -760,15 +760,17 @@ int lc_h5_write_attr_str(lc_h5 *f, const char *obj, const char *attr, const char
     return rc;
 }
 
-int lc_h5_write_attr_f64(lc_h5 *f, const char *obj, const char *attr, double value, lc_error *err)
+/* One scalar attribute of obj: stored as file_type, value read as mem_type. */
+static int write_scalar_attr(lc_h5 *f, const char *obj, const char *attr, hid_t file_type, hid_t mem_type,
+                             const void *value, lc_error *err)
 {
     hid_t o = open_obj(f, obj);
     if (o < 0)
         return lc_fail(err, LC_EINPUT, "%s: cannot open '%s' for attribute '%s'", f->path, obj, attr);
     hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(o, attr, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t a = H5Acreate2(o, attr, file_type, sp, H5P_DEFAULT, H5P_DEFAULT);
     int rc = LC_OK;
-    if (a < 0 || H5Awrite(a, H5T_NATIVE_DOUBLE, &value) < 0)
+    if (a < 0 || H5Awrite(a, mem_type, value) < 0)
         rc = lc_fail(err, LC_EINPUT, "%s: cannot write attribute '%s' of '%s'", f->path, attr, obj);
     if (a >= 0)
         H5Aclose(a);
@@ -777,21 +779,14 @@ int lc_h5_write_attr_f64(lc_h5 *f, const char *obj, const char *attr, double val
     return rc;
 }
 
+int lc_h5_write_attr_f64(lc_h5 *f, const char *obj, const char *attr, double value, lc_error *err)
+{
+    return write_scalar_attr(f, obj, attr, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value, err);
+}
+
 int lc_h5_write_attr_i64(lc_h5 *f, const char *obj, const char *attr, int64_t value, lc_error *err)
 {
-    hid_t o = open_obj(f, obj);
-    if (o < 0)
-        return lc_fail(err, LC_EINPUT, "%s: cannot open '%s' for attribute '%s'", f->path, obj, attr);
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(o, attr, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = LC_OK;
-    if (a < 0 || H5Awrite(a, H5T_NATIVE_INT64, &value) < 0)
-        rc = lc_fail(err, LC_EINPUT, "%s: cannot write attribute '%s' of '%s'", f->path, attr, obj);
-    if (a >= 0)
-        H5Aclose(a);
-    H5Sclose(sp);
-    H5Oclose(o);
-    return rc;
+    return write_scalar_attr(f, obj, attr, H5T_STD_I64LE, H5T_NATIVE_INT64, &value, err);
 }
 
 int lc_h5_commit(lc_h5 *f, lc_error *err)
