@@ -305,7 +305,40 @@ def preload(s, cases):
     return errors
 
 
-def run_single_case(s, c, tap, signs):
+class RouterTies:
+    """Per position, the smallest gap over the MoE layers between the k-th and (k+1)-th
+    routing probability, taken in the one uncached forward over prompt and decode tokens (the
+    one-shot check): where it is tiny a lower-precision engine may pick the other expert, and
+    from there on its logits may differ by more than rounding."""
+
+    def __init__(self, torch, model):
+        self.torch, self.armed, self.gap = torch, 0, None
+        self.handles = [m.register_forward_hook(self._hook) for m in model.modules()
+                        if type(m).__name__.endswith("TopKRouter") and hasattr(m, "top_k")]
+
+    def arm(self, n):
+        self.armed, self.gap = n, None
+
+    def _hook(self, module, inputs, output):
+        logits = output[0] if isinstance(output, tuple) else output
+        rows = logits.reshape(-1, logits.shape[-1])
+        if not self.armed or rows.shape[0] != self.armed:
+            return
+        probs = self.torch.softmax(rows.to(self.torch.float64), dim=-1)
+        top = probs.topk(module.top_k + 1, dim=-1).values
+        gap = top[:, -2] - top[:, -1]
+        self.gap = gap if self.gap is None else self.torch.minimum(self.gap, gap)
+
+    def take(self):
+        gap, self.armed, self.gap = self.gap, 0, None
+        return gap
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+
+
+def run_single_case(s, c, tap, signs, ties=None):
     torch = s.torch
     s.max_pixels = c.get("image_max_pixels")
     ids, images = s.expand(c["prompt"])
@@ -313,7 +346,12 @@ def run_single_case(s, c, tap, signs):
     tap.start()
     res = hf.run_single(s, ids, images, n_decode, forced)
     taps = tap.stop()
+    if ties is not None and ties.handles:
+        ties.arm(len(res["input_ids"]) + len(res["tokens"]))
     res["oneshot_diff"] = hf.oneshot_check(s, res)
+    gap = ties.take() if ties is not None and ties.handles else None
+    if gap is not None:
+        res["router_gap"] = hf.t2np(gap)
     T = len(ids)
     hidden = torch.cat([taps[0][0]] + [t[0] for t in taps[1:1 + n_decode]], dim=0)
     rows = res["prefill"] if res["decode"] is None else torch.cat([res["prefill"], res["decode"]], dim=0)
@@ -418,6 +456,9 @@ def write_case(g, c, res, first):
     g.attrs["check_head_max_abs"] = res["head_diff"]
     if "router_margin" in res:
         g.attrs["router_min_margin"] = res["router_margin"]
+    if "router_gap" in res:
+        hf.write_dataset(g, "router_gap", res["router_gap"], np.float64)
+        g["router_gap"].attrs["position"] = np.int64(int(np.argmin(res["router_gap"])))
     if res["image_keys"]:
         g.create_dataset("images", data=res["image_keys"], dtype=h5py.string_dtype())
         hf.write_dataset(g, "image_grid_thw", hf.t2np(res["grid"]), np.int64)
@@ -526,6 +567,7 @@ def export_file(torch, transformers, Lift, args, golden_rel, cases, signs_cache)
     H = s.config.get_text_config().hidden_size
     signs = torch.as_tensor(sketch_signs(H), dtype=torch.float64, device=args.device)
     hooks, routers, tap = hf.DtypeHooks(torch, s.model), hf.RouterMargins(torch, s.model), NormTap(s.model)
+    ties = RouterTies(torch, s.model)
     mode = Lift()
     results, failed = [], list(f"{k}: {v}" for k, v in pre_errors.items())
     torch.set_default_dtype(torch.float64)
@@ -540,7 +582,8 @@ def export_file(torch, transformers, Lift, args, golden_rel, cases, signs_cache)
                 t1 = time.time()
                 routers.reset()
                 try:
-                    res = (run_batch_case if c["kind"] == "batch" else run_single_case)(s, c, tap, signs)
+                    res = run_batch_case(s, c, tap, signs) if c["kind"] == "batch" else \
+                        run_single_case(s, c, tap, signs, ties)
                 except Exception as e:  # one case's failure must not lose the others
                     failed.append(f"{c['name']}: {type(e).__name__}: {e}")
                     log(f"  {c['name']}: FAILED: {type(e).__name__}: {e}")
@@ -564,6 +607,7 @@ def export_file(torch, transformers, Lift, args, golden_rel, cases, signs_cache)
         torch.set_default_dtype(torch.float32)
         hooks.remove()
         routers.remove()
+        ties.remove()
         tap.remove()
     low = sum(mode.low_outputs.values()) + sum(hooks.bad.values())
     log(f"  float64 lift rewrote {sum(mode.casts.values())} float32 requests; low-precision tensors: {low}")

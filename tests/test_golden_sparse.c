@@ -6,16 +6,21 @@
  * the RMS and sketch of every stored hidden state against the stored ones. Hand-made rows for
  * ties, NaN and overflow; malformed inputs must be errors naming the file.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <check.h>
+#include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check_main.h"
 #include "golden_sparse.h"
 #include "row_summary.h"
 
 #define REAL08 LC_SOURCE_DIR "/golden/real/qwen3.5-0.8b.h5"
+#define REAL35 LC_SOURCE_DIR "/golden/real/qwen3.5-35b-a3b-l2.h5"
 
 /* ---------------------------------------------------------------- row summaries, by hand */
 
@@ -191,6 +196,72 @@ START_TEST(test_golden_sparse_bad_inputs)
 }
 END_TEST
 
+/* The 35B-A3B golden's routing gaps (exporter log: the smallest gap of text_577 is 3.66e-10 at
+ * position 2, of image_half 1.74e-6 at position 15), and a negative gap refused. */
+START_TEST(test_golden_sparse_router_gap)
+{
+    lc_h5 f;
+    lc_error err = {0};
+    lc_sparse_seq s = {0};
+    ck_assert_msg(lc_h5_open(&f, REAL35, &err) == LC_OK, "%s", err.msg);
+    static const struct {
+        const char *group;
+        int pos;
+        double lo, hi;
+    } want[] = {{"/cases/real35.golden.text_577", 2, 3.6e-10, 3.7e-10},
+                {"/cases/real35.golden.image_half", 15, 1.7e-6, 1.8e-6}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        ck_assert_msg(lc_sparse_seq_read(&f, want[i].group, &s, &err) == LC_OK, "%s", err.msg);
+        ck_assert_ptr_nonnull(s.router_gap);
+        int arg = 0;
+        for (int p = 1; p < s.P; p++)
+            arg = s.router_gap[p] < s.router_gap[arg] ? p : arg;
+        ck_assert_int_eq(arg, want[i].pos);
+        ck_assert_msg(s.router_gap[arg] >= want[i].lo && s.router_gap[arg] <= want[i].hi, "%s: gap %g",
+                      want[i].group, s.router_gap[arg]);
+        ck_assert_msg(s.router_gap[arg] <= s.router_min_margin * (1 + 1e-6) + 1e-15, "%s: %g above the case's %g",
+                      want[i].group, s.router_gap[arg], s.router_min_margin);
+        lc_sparse_seq_free(&s);
+    }
+    lc_h5_close(&f);
+    /* dense goldens have none */
+    ck_assert_msg(lc_h5_open(&f, REAL08, &err) == LC_OK, "%s", err.msg);
+    ck_assert_msg(lc_sparse_seq_read(&f, "/cases/real08.golden.image_tiny", &s, &err) == LC_OK, "%s", err.msg);
+    ck_assert_ptr_null(s.router_gap);
+    lc_sparse_seq_free(&s);
+    lc_h5_close(&f);
+
+    /* a copy whose first gap is negative */
+    char tmp[] = "/tmp/lc_router_gap_XXXXXX";
+    const int fd = mkstemp(tmp);
+    ck_assert_int_ge(fd, 0);
+    FILE *in = fopen(REAL35, "rb"), *out = fdopen(fd, "wb");
+    ck_assert(in && out);
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        ck_assert_uint_eq(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    ck_assert_int_eq(fclose(out), 0);
+    hid_t h = H5Fopen(tmp, H5F_ACC_RDWR, H5P_DEFAULT);
+    ck_assert_int_ge(h, 0);
+    hid_t d = H5Dopen2(h, "/cases/real35.golden.text_577/router_gap", H5P_DEFAULT);
+    ck_assert_int_ge(d, 0);
+    hsize_t start = 0, count = 1;
+    hid_t fs = H5Dget_space(d), ms = H5Screate_simple(1, &count, NULL);
+    H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &count, NULL);
+    const double neg = -1e-3;
+    ck_assert_int_ge(H5Dwrite(d, H5T_NATIVE_DOUBLE, ms, fs, H5P_DEFAULT, &neg), 0);
+    H5Sclose(ms), H5Sclose(fs), H5Dclose(d), H5Fclose(h);
+    ck_assert_msg(lc_h5_open(&f, tmp, &err) == LC_OK, "%s", err.msg);
+    ck_assert_int_eq(lc_sparse_seq_read(&f, "/cases/real35.golden.text_577", &s, &err), LC_EINPUT);
+    ck_assert_msg(strstr(err.msg, tmp) && strstr(err.msg, "router_gap[0]"), "%s", err.msg);
+    ck_assert_ptr_null(s.router_gap);
+    lc_h5_close(&f);
+    unlink(tmp);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("golden_sparse");
@@ -204,6 +275,7 @@ int main(void)
     tcase_add_test(tc, test_golden_sparse_text_2048);
     tcase_add_test(tc, test_golden_sparse_batch_row);
     tcase_add_test(tc, test_golden_sparse_bad_inputs);
+    tcase_add_test(tc, test_golden_sparse_router_gap);
     suite_add_tcase(s, tc);
     return lc_check_run(s);
 }

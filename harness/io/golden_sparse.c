@@ -241,6 +241,19 @@ int lc_sparse_seq_read(const lc_h5 *f, const char *group, lc_sparse_seq *s, lc_e
         s->logits_full_pos = (int64_t)pos;
     }
 
+    /* routing gaps per position (MoE) */
+    if (lc_h5_exists(f, path_of(p, sizeof p, group, "router_gap"))) {
+        d1[0] = P;
+        if ((rc = read_shaped(f, group, "router_gap", &s->router_gap, NULL, 1, d1, err)) != LC_OK)
+            goto fail;
+        for (int64_t i = 0; i < P; i++)
+            if (!(s->router_gap[i] >= 0)) {
+                rc = lc_fail(err, LC_EINPUT, "%s: %s/router_gap[%lld] = %g is not a gap (>= 0)", f->path, group,
+                             (long long)i, s->router_gap[i]);
+                goto fail;
+            }
+    }
+
     /* margins the exporter measured */
     int found = 0;
     double v = 0;
@@ -272,6 +285,7 @@ void lc_sparse_seq_free(lc_sparse_seq *s)
     free(s->position_ids);
     free(s->decode_tokens);
     free(s->logits_full);
+    free(s->router_gap);
     memset(s, 0, sizeof *s);
     s->top1_min_margin = s->router_min_margin = NAN;
 }

@@ -58,6 +58,9 @@ typedef struct {
     /* attributes of the case group (NaN when absent) */
     double top1_min_margin;     /* smallest top-1 / top-2 gap over the positions */
     double router_min_margin;   /* MoE: smallest gap between the k-th and (k+1)-th expert */
+    /* MoE single-sequence groups, when the exporter wrote it: per position the smallest gap
+     * over the MoE layers between the k-th and (k+1)-th routing probability; else NULL */
+    double *router_gap;         /* (P) */
 } lc_sparse_seq;
 
 /* Reads group `group` ("/cases/NAME" or "/cases/NAME/rows/B"); inputs (input_ids ..

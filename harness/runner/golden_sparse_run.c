@@ -132,6 +132,7 @@ static lc_sparse_seq *read_seq(lc__run *r, lc__golden *g, const char *group)
     lc__own(r, s->position_ids);
     lc__own(r, s->decode_tokens);
     lc__own(r, s->logits_full);
+    lc__own(r, s->router_gap);
     for (size_t i = 0; i < (size_t)s->P * s->k; i++)
         if (s->topk_ids[i] < 0 || s->topk_ids[i] >= r->V) {
             lc__set_error(r, "%s: %s/topk_ids: id %lld outside the vocabulary of %d", g->f.path, group,
@@ -199,6 +200,56 @@ static void golden_top1(const lc__run *r, const lc_sparse_seq *g, double *ids, u
     }
 }
 
+/* Routing near-ties. Where the golden's gap between the k-th and (k+1)-th routing probability
+ * of some MoE layer is below what the engine's precision resolves, the engine may pick the
+ * other expert: a choice of rounding, not a bug, and that position's logits then differ by far
+ * more than rounding (real35.golden.text_577: gap 3.7e-10 at position 2, the float build's top-8
+ * values there 1.65 off; every other position within its bound). Those positions are left out
+ * of the logits comparisons, and the titles say which. Resolution per precision: float64 1e-12
+ * (its logits agree with the golden to 2e-12); float32 1e-7 (measured: the float build flipped
+ * at 3.7e-10 and at no gap of 2.6e-7 or more, over 741 positions of the two 35B-A3B cases);
+ * bfloat16 and float16 1e-3 (derived from their 8- and 11-bit mantissas, not measured). */
+static double routing_resolution(lc_precision p)
+{
+    switch (p) {
+    case LC_PREC_F64:
+        return 1e-12;
+    case LC_PREC_F32:
+        return 1e-7;
+    default:
+        return 1e-3;
+    }
+}
+
+/* keep[p] = 0 at the routing near-ties of the sequence; the count left out, its first
+ * position and gap in *first / *gap. NULL (nothing left out) when there is none. */
+static uint8_t *routing_keep(lc__run *r, const lc_sparse_seq *g, int *n_out, int *first, double *gap)
+{
+    *n_out = 0, *first = -1, *gap = NAN;
+    if (!g->router_gap)
+        return NULL;
+    const double tau = routing_resolution(r->prec);
+    for (int p = 0; p < g->P; p++)
+        if (g->router_gap[p] < tau && (*n_out)++ == 0)
+            *first = p, *gap = g->router_gap[p];
+    if (!*n_out)
+        return NULL;
+    uint8_t *keep = lc__alloc(r, (size_t)g->P);
+    for (int p = 0; keep && p < g->P; p++)
+        keep[p] = !(g->router_gap[p] < tau);
+    return keep;
+}
+
+/* " but N routing near-ties (first at position p, gap g < tau)" or "" */
+static void ties_note(const lc__run *r, char *buf, size_t n, int n_out, int first, double gap)
+{
+    if (!n_out)
+        buf[0] = 0;
+    else
+        snprintf(buf, n, " but %d routing near-tie%s (first at position %d: gap %.2g below %s's %.0e)", n_out,
+                 n_out == 1 ? "" : "s", first, gap, lc_precision_name(r->prec), routing_resolution(r->prec));
+}
+
 /* Records the comparisons of one schedule against the golden (ids prefixed by pfx). */
 static void grade(lc__run *r, const sched *s, const char *pfx, const char *actual)
 {
@@ -216,20 +267,29 @@ static void grade(lc__run *r, const sched *s, const char *pfx, const char *actua
     if (!e_top1 || !inc)
         return;
     golden_top1(r, g, e_top1, inc);
+    int n_ties, first;
+    double gap;
+    char ties[160];
+    const uint8_t *keep = routing_keep(r, g, &n_ties, &first, &gap);
+    if (n_ties && !keep)
+        return;
+    ties_note(r, ties, sizeof ties, n_ties, first, gap);
+    for (int p = 0; keep && p < g->P; p++)
+        inc[p] = inc[p] && keep[p];
     snprintf(id, sizeof id, "%slse", pfx);
-    snprintf(title, sizeof title, "%slogsumexp of every logits row", pfx);
+    snprintf(title, sizeof title, "%slogsumexp of every logits row%s", pfx, ties);
     lc__compare(r, id, title, LC_CLASS_GOLDEN, LC__FLAT, actual, "transformers float64", s->lse, g->lse,
-                (size_t)g->P, 1, NULL, NULL);
+                (size_t)g->P, 1, keep, NULL);
     snprintf(id, sizeof id, "%stopk_values", pfx);
-    snprintf(title, sizeof title, "%slogits at the golden's top-%d ids, every position", pfx, g->k);
+    snprintf(title, sizeof title, "%slogits at the golden's top-%d ids, every position%s", pfx, g->k, ties);
     lc__compare(r, id, title, LC_CLASS_GOLDEN, LC__ROWS, actual, "transformers float64", s->topv, g->topk_values,
-                (size_t)g->P, (size_t)g->k, NULL, NULL);
+                (size_t)g->P, (size_t)g->k, keep, NULL);
     snprintf(id, sizeof id, "%stop1_id", pfx);
     snprintf(title, sizeof title, "%sargmax over the vocabulary (positions whose golden top-1 gap exceeds twice "
-             "the max_abs bound)", pfx);
+             "the max_abs bound)%s", pfx, ties);
     lc__compare(r, id, title, LC_CLASS_EXACT, LC__INTS, actual, "transformers float64", s->top1, e_top1,
                 (size_t)g->P, 1, inc, NULL);
-    if (s->full) {
+    if (s->full && !(keep && !keep[g->logits_full_pos])) {
         snprintf(id, sizeof id, "%slogits_full", pfx);
         snprintf(title, sizeof title, "%sthe full logits row at position %lld (verbatim in the golden)", pfx,
                  (long long)g->logits_full_pos);
@@ -244,14 +304,22 @@ static void grade_cross(lc__run *r, const sched *s, const sched *base, const cha
     const lc_sparse_seq *g = s->g;
     char id[128], title[256];
     const lc_cmp_class cls = same ? LC_CLASS_SAME : LC_CLASS_CROSS;
+    /* two schedules may round a near-tie differently too; the same spans are bitwise everywhere */
+    int n_ties = 0, first;
+    double gap;
+    char ties[160] = "";
+    const uint8_t *keep = same ? NULL : routing_keep(r, g, &n_ties, &first, &gap);
+    if (n_ties && !keep)
+        return;
+    ties_note(r, ties, sizeof ties, n_ties, first, gap);
     snprintf(id, sizeof id, "%svs_base.lse", pfx);
-    snprintf(title, sizeof title, "%slogsumexp against the base schedule", pfx);
+    snprintf(title, sizeof title, "%slogsumexp against the base schedule%s", pfx, ties);
     lc__compare(r, id, title, cls, LC__FLAT, "engine, this schedule", "engine, base schedule", s->lse, base->lse,
-                (size_t)g->P, 1, NULL, NULL);
+                (size_t)g->P, 1, keep, NULL);
     snprintf(id, sizeof id, "%svs_base.topk_values", pfx);
-    snprintf(title, sizeof title, "%slogits at the golden's top-%d ids against the base schedule", pfx, g->k);
+    snprintf(title, sizeof title, "%slogits at the golden's top-%d ids against the base schedule%s", pfx, g->k, ties);
     lc__compare(r, id, title, cls, LC__ROWS, "engine, this schedule", "engine, base schedule", s->topv, base->topv,
-                (size_t)g->P, (size_t)g->k, NULL, NULL);
+                (size_t)g->P, (size_t)g->k, keep, NULL);
 }
 
 /* ---------------------------------------------------------------- one sequence */
