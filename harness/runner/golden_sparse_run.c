@@ -70,17 +70,6 @@ int lc__synth_ready(lc__run *r, const char *dir)
     return 1;
 }
 
-const char *lc__sparse_skip(const lc_case *c)
-{
-    if (!c->sparse)
-        return NULL;
-    if (c->image_max_pixels)
-        return "engine interface lacks a per-request max_pixels (image_max_pixels)";
-    if (c->pad_to)
-        return "engine interface lacks padding beyond the longest row (pad_to)";
-    return NULL;
-}
-
 /* ---------------------------------------------------------------- golden access */
 
 /* The golden file of the case, its root identity checked against the case, and one sequence
@@ -407,11 +396,12 @@ void lc__kind_sparse_batch(lc__run *r)
         return;
     int L = 0;
     for (int b = 0; b < B; b++) {
-        if (!(rows[b] = lc__prompt(r, &c->rows[b], 0)))
+        if (!(rows[b] = lc__prompt_padded(r, &c->rows[b], 0, c->pad_to)))
             return;
         prompts[b] = rows[b]->handle;
         L = rows[b]->n > L ? rows[b]->n : L;
     }
+    L = c->pad_to > L ? c->pad_to : L; /* pad_to: the layout the golden was exported with */
     lc__golden *g = open_sparse(r);
     if (!g)
         return;

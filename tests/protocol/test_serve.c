@@ -67,7 +67,7 @@ static void run_all(lc_engine *e, const char *ckpt, run_out *o)
     int32_t a[] = {902, 925, 888, 517, 416}, b[] = {201, 160, 308, 88, 209, 917, 152, 23}, t[] = {30, 396, 848, 267};
     lc_pseg segs[3] = {{.type = LC_PSEG_IDS, .ids = a, .n_ids = 5}, {.type = LC_PSEG_IMAGE, .image = img}, {.type = LC_PSEG_IDS, .ids = b, .n_ids = 8}};
     lc_pseg tseg = {.type = LC_PSEG_IDS, .ids = t, .n_ids = 4};
-    lc_prompt_in in = {segs, 3, 0}, tin = {&tseg, 1, 0};
+    lc_prompt_in in = {.segs = segs, .n_segs = 3}, tin = {.segs = &tseg, .n_segs = 1};
     OK(lc_engine_prompt_open(e, &in, &o->pi, &err));
     OK(lc_engine_prompt_open(e, &tin, &o->pt, &err));
     const int N = o->pi.n;
@@ -172,7 +172,7 @@ START_TEST(test_serve_refuses_bad_input)
                   "%s", err.msg);
     OK(lc_engine_load(srv, ckpts[0], &mi, &err));
     lc_pseg seg = {.type = LC_PSEG_IMAGE, .image = LC_SOURCE_DIR "/no-such.png"};
-    lc_prompt_in in = {&seg, 1, 0};
+    lc_prompt_in in = {.segs = &seg, .n_segs = 1};
     lc_prompt_info pi = {0};
     ck_assert_int_eq(lc_engine_prompt_open(srv, &in, &pi, &err), LC_EINPUT);
     ck_assert_msg(strstr(err.msg, "prompt_open (request 3) refused: ") && strstr(err.msg, "no-such.png"), "%s",
@@ -214,7 +214,7 @@ static void video_run(lc_engine *e, int groups, lc_prompt_info *pi, double **log
                        {.type = LC_PSEG_VIDEO, .frames = frames, .n_frames = 8, .fps = 4, .ts_ids = ts,
                         .ts_len = ts_len, .n_ts = groups},
                        {.type = LC_PSEG_IDS, .ids = b, .n_ids = 2}};
-    lc_prompt_in in = {segs, 3, 0};
+    lc_prompt_in in = {.segs = segs, .n_segs = 3};
     *rc_out = lc_engine_prompt_open(e, &in, pi, &err);
     if (*rc_out != LC_OK)
         return;
