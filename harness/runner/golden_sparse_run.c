@@ -381,7 +381,8 @@ void lc__kind_sparse(lc__run *r)
 /* ---------------------------------------------------------------- batch */
 
 /* batch: every row's prompt, positions and summaries against its own golden row group, from
- * one left-padded batched prefill (spans of columns) and batched teacher-forced decode. */
+ * one left-padded batched prefill (spans of columns) and batched teacher-forced decode. With
+ * pad_to every row's prompt carries it (LC_CAP_PAD_TO), so the layout is the golden's. */
 void lc__kind_sparse_batch(lc__run *r)
 {
     const lc_case *c = r->c;
