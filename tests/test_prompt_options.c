@@ -250,7 +250,8 @@ START_TEST(test_options_need_capabilities)
                   err.msg);
     static const struct {
         const char *name, *reason;
-    } rows[] = {{"real08.golden.image_hd", "engine lacks pixel_limits"}, {"real08.batch.pad_one", "engine lacks pad_to"}};
+    } rows[] = {{"real08.golden.image_hd", "engine lacks pixel_limits"},
+                {"real08.batch.pad_one", "engine lacks pad_to"}};
     lc_run_opts o = {.root = LC_BINARY_DIR "/no-such-root"};
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         const lc_case *c = lc_catalog_find(&cat, rows[i].name);

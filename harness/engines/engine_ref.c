@@ -394,8 +394,8 @@ static int ref_prompt_open(lc_engine *e, const lc_prompt_in *in, lc_prompt_info 
                 n += g->ts_len[t] + 2 + qref_image_tokens(cfg, grid[k]) / grid[k][0];
         } else {
             qv[k] = (qref_visual){.image = *im, .min_pixels = in->image_min_pixels, .max_pixels = in->image_max_pixels};
-            if (qref_image_grid_px(cfg, im->width, im->height, in->image_min_pixels, in->image_max_pixels, grid[k], &qe) !=
-                QREF_OK) {
+            if (qref_image_grid_px(cfg, im->width, im->height, in->image_min_pixels, in->image_max_pixels, grid[k],
+                                   &qe) != QREF_OK) {
                 rc = lc_fail(err, LC_EINPUT, "%s: %s", paths[vis[k].first], qe.msg);
                 goto done;
             }
@@ -405,7 +405,8 @@ static int ref_prompt_open(lc_engine *e, const lc_prompt_in *in, lc_prompt_info 
     for (int s = 0; s < in->n_segs; s++)
         n += in->segs[s].type == LC_PSEG_IDS ? in->segs[s].n_ids : 0;
     if (in->pad_to && in->pad_to < n) {
-        rc = efail(e, err, LC_EINPUT, "prompt_open", "pad_to %d is below the prompt's %d expanded tokens", in->pad_to, n);
+        rc = efail(e, err, LC_EINPUT, "prompt_open", "pad_to %d is below the prompt's %d expanded tokens", in->pad_to,
+                   n);
         goto done;
     }
     ids = malloc((size_t)(n ? n : 1) * sizeof *ids);
