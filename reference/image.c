@@ -260,15 +260,45 @@ void qref__merge_block_rc(int k, int w, int M, int *row, int *col)
     *col = (block % blocks_w) * M + in_col;
 }
 
+qref_status qref_image_pixel_bounds(const qref_config *cfg, long min_pixels, long max_pixels, long *min_out,
+                                    long *max_out, qref_error *err)
+{
+    const qref_preproc_config *pp = &cfg->preproc;
+    const long f = (long)pp->patch_size * pp->merge_size, block = f * f;
+    if (min_pixels < 0 || max_pixels < 0)
+        return qref__fail(err, QREF_EINVAL, "image pixel bounds: min_pixels %ld, max_pixels %ld: negative (0 = the "
+                          "processor's)", min_pixels, max_pixels);
+    if ((min_pixels && min_pixels < block) || (max_pixels && max_pixels < block))
+        return qref__fail(err, QREF_EINVAL, "image pixel bounds: %s %ld is below one merge block (%ld pixels: "
+                          "(patch %d * merge %d)^2)", min_pixels && min_pixels < block ? "min_pixels" : "max_pixels",
+                          min_pixels && min_pixels < block ? min_pixels : max_pixels, block, pp->patch_size,
+                          pp->merge_size);
+    *min_out = min_pixels ? min_pixels : pp->min_pixels;
+    *max_out = max_pixels ? max_pixels : pp->max_pixels;
+    if (*min_out > *max_out)
+        return qref__fail(err, QREF_EINVAL, "image pixel bounds: min_pixels %ld exceeds max_pixels %ld%s", *min_out,
+                          *max_out, min_pixels && max_pixels ? "" : " (one of them the processor's)");
+    return QREF_OK;
+}
+
 qref_status qref_image_grid(const qref_config *cfg, int width, int height, int grid_thw[3], qref_error *err)
+{
+    return qref_image_grid_px(cfg, width, height, 0, 0, grid_thw, err);
+}
+
+qref_status qref_image_grid_px(const qref_config *cfg, int width, int height, long min_pixels, long max_pixels,
+                               int grid_thw[3], qref_error *err)
 {
     const qref_preproc_config *pp = &cfg->preproc;
     const int P = pp->patch_size, M = pp->merge_size;
     if (P <= 0 || M <= 0 || width <= 0 || height <= 0)
         return qref__fail(err, QREF_EINVAL, "image grid: image %dx%d, patch %d, merge %d must be positive", height,
                           width, P, M);
-    int rh, rw;
-    qref_status st = qref__smart_resize(height, width, P * M, pp->min_pixels, pp->max_pixels, &rh, &rw, err);
+    int rh = 0, rw = 0;
+    long lo = 0, hi = 0;
+    qref_status st = qref_image_pixel_bounds(cfg, min_pixels, max_pixels, &lo, &hi, err);
+    if (st == QREF_OK)
+        st = qref__smart_resize(height, width, P * M, lo, hi, &rh, &rw, err);
     if (st != QREF_OK)
         return st;
     grid_thw[0] = 1;
@@ -279,6 +309,12 @@ qref_status qref_image_grid(const qref_config *cfg, int width, int height, int g
 
 qref_status qref_image_preprocess(const qref_config *cfg, const qref_image *img, qref_real **pixels,
                                   int grid_thw[3], qref_error *err)
+{
+    return qref_image_preprocess_px(cfg, img, 0, 0, pixels, grid_thw, err);
+}
+
+qref_status qref_image_preprocess_px(const qref_config *cfg, const qref_image *img, long min_pixels,
+                                     long max_pixels, qref_real **pixels, int grid_thw[3], qref_error *err)
 {
     if (!pixels || !grid_thw)
         return qref__fail(err, QREF_EINVAL, "image preprocess: pixels and grid_thw outputs are required");
@@ -311,9 +347,11 @@ qref_status qref_image_preprocess(const qref_config *cfg, const qref_image *img,
             lut[c][v] = ((double)v / 255.0 - pp->image_mean[c]) / pp->image_std[c];
     }
 
-    int rh, rw;
-    qref_status st = qref__smart_resize(img->height, img->width, P * M, pp->min_pixels, pp->max_pixels,
-                                        &rh, &rw, err);
+    int rh = 0, rw = 0;
+    long lo = 0, hi = 0;
+    qref_status st = qref_image_pixel_bounds(cfg, min_pixels, max_pixels, &lo, &hi, err);
+    if (st == QREF_OK)
+        st = qref__smart_resize(img->height, img->width, P * M, lo, hi, &rh, &rw, err);
     if (st != QREF_OK)
         return st;
     const uint8_t *src = img->rgb;                               /* (rh, rw, 3) */

@@ -115,7 +115,8 @@ qref_status qref_visuals_embed(const qref_model *m, const qref_visual *v, int n,
         return qref__fail(err, QREF_ENOMEM, "vision: out of memory for %d visual inputs", n);
     for (int i = 0; i < n && st == QREF_OK; i++) {
         st = v[i].is_video ? qref_video_preprocess(cfg, v[i].frames, v[i].n_frames, &pix[i], grid[i], err)
-                           : qref_image_preprocess(cfg, &v[i].image, &pix[i], grid[i], err);
+                           : qref_image_preprocess_px(cfg, &v[i].image, v[i].min_pixels, v[i].max_pixels, &pix[i],
+                                                      grid[i], err);
         if (st == QREF_OK) {
             patches += (size_t)grid[i][0] * grid[i][1] * grid[i][2];
             *n_embeds += qref_image_tokens(cfg, grid[i]);
@@ -240,11 +241,18 @@ void qref_padded_free(qref_padded *pb)
 
 qref_status qref_padded_build(qref_padded *pb, const qref_prompt *rows, int B, int32_t pad_id, qref_error *err)
 {
+    return qref_padded_build_to(pb, rows, B, pad_id, 0, err);
+}
+
+qref_status qref_padded_build_to(qref_padded *pb, const qref_prompt *rows, int B, int32_t pad_id, int min_len,
+                                 qref_error *err)
+{
     memset(pb, 0, sizeof *pb);
     if (B < 1)
         return qref__fail(err, QREF_EINVAL, "batch: no rows");
     pb->B = B;
     pb->rows = rows;
+    pb->L = min_len > 0 ? min_len : 0;
     for (int b = 0; b < B; b++)
         pb->L = rows[b].n > pb->L ? rows[b].n : pb->L;
     const size_t BL = (size_t)B * pb->L;

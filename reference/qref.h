@@ -375,6 +375,18 @@ qref_status qref_image_preprocess(const qref_config *cfg, const qref_image *img,
  * without touching any pixel (smart_resize arithmetic only). */
 qref_status qref_image_grid(const qref_config *cfg, int width, int height, int grid_thw[3], qref_error *err);
 
+/* Per-request smart_resize bounds (transformers' image processor size {"shortest_edge": min,
+ * "longest_edge": max}): the *_px variants of qref_image_grid / qref_image_preprocess take
+ * min_pixels / max_pixels overrides, 0 = cfg->preproc's. qref_image_pixel_bounds resolves a
+ * pair: an override must be at least one merge block ((patch * merge)^2 pixels) and the
+ * resolved min must not exceed the resolved max (else QREF_EINVAL naming both). */
+qref_status qref_image_pixel_bounds(const qref_config *cfg, long min_pixels, long max_pixels, long *min_out,
+                                    long *max_out, qref_error *err);
+qref_status qref_image_grid_px(const qref_config *cfg, int width, int height, long min_pixels, long max_pixels,
+                               int grid_thw[3], qref_error *err);
+qref_status qref_image_preprocess_px(const qref_config *cfg, const qref_image *img, long min_pixels,
+                                     long max_pixels, qref_real **pixels, int grid_thw[3], qref_error *err);
+
 /* Runs the vision tower over n_images images whose patches are concatenated in `pixels`
  * ((sum of t*h*w), Cin*Tp*P*P)) and writes the merged embeddings out
  * ((sum of t*h*w/M^2), out_hidden_size), image after image. Attention stays within each
@@ -430,6 +442,7 @@ typedef struct {
     qref_image image;           /* !is_video */
     const qref_image *frames;   /* is_video: (n_frames) sampled frames, in order */
     int n_frames;
+    long min_pixels, max_pixels; /* !is_video: smart_resize bounds (qref_image_preprocess_px); 0 = cfg's */
 } qref_visual;
 
 /* Merged embeddings of n visual inputs in order (each through the vision tower on its own):
@@ -510,6 +523,10 @@ typedef struct {
 } qref_padded;
 
 qref_status qref_padded_build(qref_padded *pb, const qref_prompt *rows, int B, int32_t pad_id, qref_error *err);
+/* As qref_padded_build with a layout of at least min_len columns (L = max(longest row, min_len)):
+ * a batch of one row can have pads. */
+qref_status qref_padded_build_to(qref_padded *pb, const qref_prompt *rows, int B, int32_t pad_id, int min_len,
+                                 qref_error *err);
 void qref_padded_free(qref_padded *pb);
 
 /* One batched forward over the columns [from, to) of the padded layout (ragged chunked

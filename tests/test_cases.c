@@ -343,6 +343,11 @@ static const bad_file bad_files[] = {
      NULL, {"chunk_sweep[1]: expected an integer in [1,", NULL, NULL}},
     {"max_pixels_zero", "{\"cases\": [" REAL(SYNTH ", \"golden_layout\": \"sparse-v1\", \"image_max_pixels\": 0") "]}",
      NULL, {"image_max_pixels: expected an integer in [1,", NULL, NULL}},
+    {"min_pixels_above_max", "{\"cases\": [" REAL(SYNTH ", \"golden_layout\": \"sparse-v1\", "
+     "\"image_min_pixels\": 4096, \"image_max_pixels\": 2048") "]}",
+     NULL, {"image_min_pixels: 4096 exceeds image_max_pixels 2048", NULL, NULL}},
+    {"min_pixels_without_sparse", "{\"cases\": [" REAL(SYNTH ", \"image_min_pixels\": 4096") "]}", NULL,
+     {"image_min_pixels: applies to cases with golden_layout 'sparse-v1' only", NULL, NULL}},
     {"pad_to_not_batch", "{\"cases\": [" REAL(SYNTH ", \"golden_layout\": \"sparse-v1\", \"pad_to\": 9") "]}", NULL,
      {"pad_to: does not apply to kind 'golden'", NULL, NULL}},
     {"pad_to_short", "{\"cases\": [{\"name\": \"b\", \"kind\": \"batch\", " CKPT ", " GOLD ", " DESC

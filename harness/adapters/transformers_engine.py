@@ -21,7 +21,10 @@ transformers only; PIL, which transformers' image processors use, for images):
   snapshot   copy.deepcopy of the sequence (its cache included); restore deep-copies it again
   batch      transformers' left-padded batched call: one cache for the B rows, a 2-D
              attention_mask, get_rope_index over the padded batch; chunks of columns continue
-             that cache
+             that cache; a prompt's pad_to widens the layout (a batch of one row has pads)
+  pixels     image_min_pixels / image_max_pixels: the checkpoint's image processor rebuilt with
+             size {"shortest_edge": min, "longest_edge": max} (0: the checkpoint's), as
+             golden/export_real.py builds it for a case's image_max_pixels
   taps       hidden states (forward hooks on the decoder input and each decoder layer), merged
              vision embeddings, the text rotary embedding's cos/sin
   state      the cache's tensors, layer by layer: a linear-attention layer's conv state (the
@@ -47,7 +50,7 @@ import sys
 import traceback
 
 PROTOCOL = 1
-CAPS_BASE = ["positions", "snapshot", "batch", "state", "hidden", "vision", "partial_vision", "rope", "vjp"]
+CAPS_BASE = ["positions", "snapshot", "batch", "state", "hidden", "vision", "partial_vision", "rope", "vjp", "pad_to"]
 PRECISION = {"float32": "f32", "bfloat16": "bf16", "float16": "f16", "float64": "f64"}
 
 
@@ -137,6 +140,26 @@ class Wire:
         self.wfile.flush()
 
 
+def layout_len(prompts):
+    """Columns of a left-padded batch: the longest prompt, or a longer pad_to of one of them."""
+    return max(max(p.n, getattr(p, "pad_to", 0)) for p in prompts)
+
+
+def prompt_options(req, caps):
+    """The optional prompt_open fields: image_min_pixels, image_max_pixels (capability
+    pixel_limits; 0 = the processor's) and pad_to (capability pad_to). A field of a capability
+    the engine does not declare is refused, never ignored."""
+    opts = {}
+    for key, cap in (("image_min_pixels", "pixel_limits"), ("image_max_pixels", "pixel_limits"), ("pad_to", "pad_to")):
+        v = req.get(key, 0)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise InputError(f'request field "{key}" is not a non-negative integer')
+        if v and cap not in caps:
+            raise Unsupported(f'"{key}" needs capability {cap}, which this engine does not declare')
+        opts[key] = v
+    return opts
+
+
 def need(req, key, typ=int):
     v = req.get(key)
     if typ is int and (isinstance(v, bool) or not isinstance(v, int)):
@@ -159,6 +182,7 @@ class Server:
         self.b, self.w = backend, wire
         self.prompts, self.seqs, self.snaps = {}, {}, {}
         self.next_handle = 0
+        self.caps = set()
 
     def handle_of(self, table, key, h):
         if h not in table:
@@ -204,6 +228,7 @@ class Server:
         if req.get("protocol") != PROTOCOL:
             raise InputError(f"this engine speaks protocol version {PROTOCOL}, the harness {req.get('protocol')}")
         info = self.b.describe()
+        self.caps = set(info["capabilities"])
         self.w.reply(rid, dict(protocol=PROTOCOL, **info))
 
     def op_load(self, rid, req):
@@ -230,7 +255,11 @@ class Server:
         vf = req.get("vision_from", 0)
         if not isinstance(vf, int) or vf < 0:
             raise InputError('request field "vision_from" is not a non-negative integer')
-        p = self.b.prompt_open(segs, vf)
+        opts = prompt_options(req, self.caps)
+        p = self.b.prompt_open(segs, vf, (opts["image_min_pixels"], opts["image_max_pixels"]))
+        if opts["pad_to"] and opts["pad_to"] < p.n:
+            raise InputError(f"pad_to {opts['pad_to']} is below the prompt's {p.n} expanded tokens")
+        p.pad_to = opts["pad_to"]
         h = self.new_handle()
         self.prompts[h] = p
         fields = {"prompt": h, "n": p.n, "n_images": len(p.grids), "grid": p.grids, "rope_delta": p.delta}
@@ -308,7 +337,7 @@ class Server:
         seqs = [self.handle_of(self.seqs, "sequence", h) for h in hs]
         prompts = [self.handle_of(self.prompts, "prompt", h) for h in phs]
         a, b = need(req, "from"), need(req, "to")
-        M = max(p.n for p in prompts)
+        M = layout_len(prompts)
         if not 0 <= a < b <= M:
             raise InputError(f"columns [{a}, {b}) are not inside the batch's {M} columns")
         if a == 0:
@@ -442,7 +471,7 @@ class TransformersBackend:
         self.loaded = False
 
     def describe(self):
-        caps = (["images", "video"] if self.have_pil else []) + CAPS_BASE
+        caps = (["images", "video", "pixel_limits"] if self.have_pil else []) + CAPS_BASE
         dev = self.args.device
         if dev == "cuda":
             dev = f"cuda ({self.torch.cuda.get_device_name(0)})"
@@ -487,6 +516,7 @@ class TransformersBackend:
         head_dim = getattr(tc, "head_dim", None) or tc.hidden_size // tc.num_attention_heads
         self.rotary_dim = int(head_dim * rp.get("partial_rotary_factor", getattr(tc, "partial_rotary_factor", 1.0)))
         self.proc = self.make_image_processor(ckpt, config) if self.visual is not None else None
+        self.procs = {}  # (min_pixels, max_pixels) -> the image processor with that size
         self.video_token = getattr(config, "video_token_id", -1)
         self.vproc = self.make_video_processor(ckpt) if self.visual is not None else None
         self.install_hooks()
@@ -515,6 +545,47 @@ class TransformersBackend:
         vc = config.vision_config
         return Qwen2VLImageProcessor(patch_size=vc.patch_size, temporal_patch_size=vc.temporal_patch_size,
                                      merge_size=vc.spatial_merge_size, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+
+    def processor_size(self):
+        """(shortest_edge, longest_edge) of the checkpoint's image processor: its
+        preprocessor_config.json "size" (as golden/export_real.py reads it), else the processor's."""
+        path = os.path.join(self.ckpt, "preprocessor_config.json")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                size = json.load(f).get("size") or {}
+            if "shortest_edge" in size and "longest_edge" in size:
+                return int(size["shortest_edge"]), int(size["longest_edge"])
+        size = self.proc.size
+        get = (lambda k: size[k]) if isinstance(size, dict) else (lambda k: getattr(size, k))
+        return int(get("shortest_edge")), int(get("longest_edge"))
+
+    def image_processor(self, limits):
+        """The image processor for per-request smart_resize bounds (0 = the checkpoint's), built as
+        golden/export_real.py builds it: the checkpoint's processor with size {"shortest_edge": min,
+        "longest_edge": max}. An override below one merge block, or min above max, is bad input."""
+        lo, hi = limits
+        if not lo and not hi:
+            return self.proc
+        vc = self.config.vision_config
+        block = (vc.patch_size * vc.spatial_merge_size) ** 2
+        for name, v in (("min_pixels", lo), ("max_pixels", hi)):
+            if v and v < block:
+                raise InputError(f"image pixel bounds: {name} {v} is below one merge block ({block} pixels: "
+                                 f"(patch {vc.patch_size} * merge {vc.spatial_merge_size})^2)")
+        base_lo, base_hi = self.processor_size()
+        lo, hi = lo or base_lo, hi or base_hi
+        if lo > hi:
+            raise InputError(f"image pixel bounds: min_pixels {lo} exceeds max_pixels {hi}")
+        if (lo, hi) not in self.procs:
+            size = {"shortest_edge": lo, "longest_edge": hi}
+            if os.path.exists(os.path.join(self.ckpt, "preprocessor_config.json")):
+                self.procs[(lo, hi)] = self.tf.AutoImageProcessor.from_pretrained(self.ckpt, size=size)
+            else:
+                from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
+                self.procs[(lo, hi)] = Qwen2VLImageProcessor(
+                    patch_size=vc.patch_size, temporal_patch_size=vc.temporal_patch_size,
+                    merge_size=vc.spatial_merge_size, image_mean=[0.5] * 3, image_std=[0.5] * 3, size=size)
+        return self.procs[(lo, hi)]
 
     def make_video_processor(self, ckpt):
         """Qwen3-VL's video processor (Qwen3.5's) with the checkpoint's video_preprocessor_config.json
@@ -585,10 +656,11 @@ class TransformersBackend:
 
     # ---- prompts
 
-    def prompt_open(self, segs, vision_from):
+    def prompt_open(self, segs, vision_from, pixel_limits=(0, 0)):
         torch = self.torch
         if not self.loaded:
             raise InputError("no checkpoint loaded")
+        proc = self.image_processor(pixel_limits) if self.visual is not None and any(pixel_limits) else self.proc
         ids, images, kinds = [], [], []
         V = self.model_info["vocab_size"]
         for s in segs:
@@ -602,7 +674,7 @@ class TransformersBackend:
             elif "image" in s:
                 if self.visual is None or not self.have_pil:
                     raise Unsupported("image prompts need a vision checkpoint and PIL")
-                pv, grid = self.preprocess(s["image"])
+                pv, grid = self.preprocess(s["image"], proc)
                 n = int(grid.prod()) // (self.merge * self.merge)
                 ids += [self.model_info["vision_start_token_id"]] + [self.image_token] * n + \
                        [self.model_info["vision_end_token_id"]]
@@ -653,13 +725,14 @@ class TransformersBackend:
             p.features = feats.to(self.dtype)
         return p
 
-    def preprocess(self, path):
-        """Stock image processor on the PNG as PIL decodes it -> (pixel_values, grid (3,))."""
+    def preprocess(self, path, proc=None):
+        """Stock image processor (the checkpoint's, or proc: one with per-request pixel bounds) on
+        the PNG as PIL decodes it -> (pixel_values, grid (3,))."""
         from PIL import Image
         try:
             with Image.open(path) as im:
                 im.load()
-                out = self.proc(images=[im], return_tensors="pt")
+                out = (proc or self.proc)(images=[im], return_tensors="pt")
         except (OSError, ValueError, SyntaxError) as e:
             raise InputError(f"{path}: cannot read the image: {e}")
         return out["pixel_values"], out["image_grid_thw"][0].to(self.torch.int64)
@@ -723,7 +796,7 @@ class TransformersBackend:
     def batch_group(self, prompts, handles):
         torch = self.torch
         g = Group()
-        g.B, g.M, g.done, g.cache = len(prompts), max(p.n for p in prompts), 0, None
+        g.B, g.M, g.done, g.cache = len(prompts), layout_len(prompts), 0, None
         g.prompt_handles = list(handles)
         H = self.model_info["hidden_size"]
         g.mask = torch.zeros((g.B, g.M), dtype=torch.int64, device=self.device)

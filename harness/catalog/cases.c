@@ -133,6 +133,7 @@ static const key_rule key_rules[] = {
     {"chunk_sweep", KIND_BIT(LC_KIND_GOLDEN) | KIND_BIT(LC_KIND_MULTI_IMAGE), 0},
     {"image_max_pixels", ALL_KINDS, 0},
     {"pad_to", KIND_BIT(LC_KIND_BATCH), 0},
+    {"image_min_pixels", ALL_KINDS, 0},
 };
 #define N_KEY_RULES ((int)(sizeof key_rules / sizeof key_rules[0]))
 
@@ -1094,9 +1095,13 @@ static int check_case_consistency(const ctx *cx, const lc_case *c)
     /* the real-scale keys are read by the sparse-golden runner only: never ignored silently */
     if (c->sparse && !c->golden)
         return fail(cx, "golden_layout", "'%s' needs a golden file", LC_CASE_SPARSE_LAYOUT);
-    if (!c->sparse && (c->n_chunk_sweep || c->image_max_pixels || c->pad_to))
-        return fail(cx, c->n_chunk_sweep ? "chunk_sweep" : c->image_max_pixels ? "image_max_pixels" : "pad_to",
+    if (!c->sparse && (c->n_chunk_sweep || c->image_max_pixels || c->pad_to || c->image_min_pixels))
+        return fail(cx, c->n_chunk_sweep ? "chunk_sweep" : c->image_max_pixels ? "image_max_pixels"
+                        : c->pad_to ? "pad_to" : "image_min_pixels",
                     "applies to cases with golden_layout '%s' only", LC_CASE_SPARSE_LAYOUT);
+    if (c->image_min_pixels && c->image_max_pixels && c->image_min_pixels > c->image_max_pixels)
+        return fail(cx, "image_min_pixels", "%ld exceeds image_max_pixels %ld", c->image_min_pixels,
+                    c->image_max_pixels);
     return LC_OK;
 }
 
@@ -1170,6 +1175,8 @@ static int parse_field(const ctx *cx, const char *key, const cJSON *v, const cha
         rc = read_int(cx, key, v, 1, 1L << 40, &c->image_max_pixels);
         return rc;
     }
+    if (strcmp(key, "image_min_pixels") == 0)
+        return read_int(cx, key, v, 1, 1L << 40, &c->image_min_pixels);
     if (strcmp(key, "pad_to") == 0) {
         rc = read_int(cx, key, v, 1, 1 << 24, &n);
         c->pad_to = (int)n;

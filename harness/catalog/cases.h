@@ -231,6 +231,7 @@ typedef struct {
     int n_chunk_sweep;
     long image_max_pixels;      /* smart_resize's upper bound for the case's images; 0: the checkpoint's */
     int pad_to;                 /* batch: left-pad every row to this length; 0: the longest row */
+    long image_min_pixels;      /* smart_resize's lower bound for the case's images; 0: the checkpoint's */
 } lc_case;
 
 /* A loaded catalog: cases in file order, files in the order they were loaded. */

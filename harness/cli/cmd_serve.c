@@ -25,6 +25,7 @@
 
 typedef struct {
     int handle, n;
+    int pad_to;                 /* the prompt's pad_to: batch layouts at least this long */
 } srv_prompt;
 
 typedef struct {
@@ -285,6 +286,31 @@ static int parse_video_seg(const cJSON *v, int k, lc_pseg *g, const char ***fram
     return LC_OK;
 }
 
+/* The optional prompt fields (capabilities pixel_limits, pad_to): integers when present; the
+ * engine checks their values. */
+static int req_prompt_options(const cJSON *r, lc_prompt_in *in, lc_error *err)
+{
+    long v = 0;
+    if (cJSON_GetObjectItemCaseSensitive(r, "image_min_pixels")) {
+        if (req_int(r, "image_min_pixels", &v, err))
+            return err->code;
+        in->image_min_pixels = v;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(r, "image_max_pixels")) {
+        if (req_int(r, "image_max_pixels", &v, err))
+            return err->code;
+        in->image_max_pixels = v;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(r, "pad_to")) {
+        if (req_int(r, "pad_to", &v, err))
+            return err->code;
+        if (v < 0 || v > LC_PROTO_MAX_TOKENS)
+            return lc_fail(err, LC_EINPUT, "request field \"pad_to\" %ld is outside [0, %d]", v, LC_PROTO_MAX_TOKENS);
+        in->pad_to = (int)v;
+    }
+    return LC_OK;
+}
+
 static int do_prompt_open(server *s, const cJSON *r, long id, lc_error *err)
 {
     int rc = need_model(s, err);
@@ -341,8 +367,8 @@ static int do_prompt_open(server *s, const cJSON *r, long id, lc_error *err)
     long vf = 0;
     if (cJSON_GetObjectItemCaseSensitive(r, "vision_from") && (rc = req_int(r, "vision_from", &vf, err)))
         goto done;
-    lc_prompt_in in = {sg, ns, (int)vf};
-    if ((rc = lc_engine_prompt_open(s->e, &in, &pi, err)))
+    lc_prompt_in in = {.segs = sg, .n_segs = ns, .vision_from = (int)vf};
+    if ((rc = req_prompt_options(r, &in, err)) || (rc = lc_engine_prompt_open(s->e, &in, &pi, err)))
         goto done;
     if (s->n_prompts == s->cap_prompts) {
         int nc = s->cap_prompts ? 2 * s->cap_prompts : 16;
@@ -357,9 +383,9 @@ static int do_prompt_open(server *s, const cJSON *r, long id, lc_error *err)
     }
     srv_prompt *old = find_prompt(s, pi.handle);
     if (old)
-        old->n = pi.n;
+        *old = (srv_prompt){pi.handle, pi.n, in.pad_to};
     else
-        s->prompts[s->n_prompts++] = (srv_prompt){pi.handle, pi.n};
+        s->prompts[s->n_prompts++] = (srv_prompt){pi.handle, pi.n, in.pad_to};
     cJSON *h = cJSON_CreateObject(), *grid = cJSON_CreateArray();
     cJSON_AddNumberToObject(h, "prompt", pi.handle);
     cJSON_AddNumberToObject(h, "n", pi.n);
@@ -504,6 +530,7 @@ static int do_batch(server *s, const cJSON *r, long id, int prefill, lc_error *e
                 goto done;
             }
             Lmax = sp->n > Lmax ? sp->n : Lmax;
+            Lmax = sp->pad_to > Lmax ? sp->pad_to : Lmax;
         }
         if (from < 0 || to <= from || to > Lmax) {
             rc = lc_fail(err, LC_EINPUT, "columns [%ld, %ld) are not inside the batch's %d columns", from, to, Lmax);

@@ -117,6 +117,10 @@ int lc_engine_prompt_open(lc_engine *e, const lc_prompt_in *in, lc_prompt_info *
             NEED(prompt_open, LC_CAP_VIDEO);
     if (in->vision_from > 0)
         NEED(prompt_open, LC_CAP_PARTIAL_VISION);
+    if (in->image_min_pixels || in->image_max_pixels)
+        NEED(prompt_open, LC_CAP_PIXEL_LIMITS);
+    if (in->pad_to)
+        NEED(prompt_open, LC_CAP_PAD_TO);
     return e->ops->prompt_open(e, in, out, err);
 }
 

@@ -42,6 +42,7 @@
 typedef struct {
     int handle;
     int n;                      /* expanded length */
+    int pad_to;                 /* batch layouts at least this long (0: none) */
 } proc_prompt;
 
 typedef struct {
@@ -855,6 +856,18 @@ static void add_video_segment(cJSON *o, const lc_pseg *g)
     }
 }
 
+/* The optional fields of a prompt (capabilities pixel_limits and pad_to, which the wrapper has
+ * checked): sent only when set, so an engine without them never sees them. */
+static void add_prompt_options(cJSON *req, const lc_prompt_in *in)
+{
+    if (in->image_min_pixels)
+        cJSON_AddNumberToObject(req, "image_min_pixels", (double)in->image_min_pixels);
+    if (in->image_max_pixels)
+        cJSON_AddNumberToObject(req, "image_max_pixels", (double)in->image_max_pixels);
+    if (in->pad_to)
+        cJSON_AddNumberToObject(req, "pad_to", in->pad_to);
+}
+
 static int op_prompt_open(lc_engine *e, const lc_prompt_in *in, lc_prompt_info *out, lc_error *err)
 {
     proc *p = P(e);
@@ -882,6 +895,7 @@ static int op_prompt_open(lc_engine *e, const lc_prompt_in *in, lc_prompt_info *
         cJSON_AddItemToArray(segs, o);
     }
     cJSON_AddNumberToObject(req, "vision_from", in->vision_from);
+    add_prompt_options(req, in);
     int with_pos = lc_engine_info_has(&e->info, LC_CAP_POSITIONS);
     tspec ts[2] = {
         {.name = "ids", .is_float = 0, .ndim = 1, .dims = {-1}, .max_dim = LC_PROTO_MAX_TOKENS, .required = 1},
@@ -899,6 +913,11 @@ static int op_prompt_open(lc_engine *e, const lc_prompt_in *in, lc_prompt_info *
     if ((int64_t)n != ts[0].got[0] || (with_pos && ts[1].got[1] != (int64_t)n)) {
         rc = engine_fail(p, op, id, err, "prompt of n = %ld tokens, but tensor 'ids' has %lld%s", n,
                          (long long)ts[0].got[0], with_pos ? " (or 'positions' another count)" : "");
+        goto done;
+    }
+    if (in->pad_to && n > in->pad_to) {
+        rc = engine_fail(p, op, id, err, "accepted pad_to %d for a prompt of %ld tokens (an input error)", in->pad_to,
+                         n);
         goto done;
     }
     const cJSON *grid = cJSON_GetObjectItemCaseSensitive(h, "grid");
@@ -949,9 +968,9 @@ static int op_prompt_open(lc_engine *e, const lc_prompt_in *in, lc_prompt_info *
     }
     proc_prompt *old = find_prompt(p, (int)handle);
     if (old)
-        old->n = (int)n;
+        *old = (proc_prompt){(int)handle, (int)n, in->pad_to};
     else
-        p->prompts[p->n_prompts++] = (proc_prompt){(int)handle, (int)n};
+        p->prompts[p->n_prompts++] = (proc_prompt){(int)handle, (int)n, in->pad_to};
     out->handle = (int)handle;
     out->n = (int)n;
     out->rope_delta = delta;
@@ -1163,6 +1182,8 @@ static int op_batch_prefill(lc_engine *e, const int *seqs, const int *prompts, i
         len[b] = pp->n;
         if (pp->n > Lmax)
             Lmax = pp->n;
+        if (pp->pad_to > Lmax)
+            Lmax = pp->pad_to;
     }
     if (from < 0 || to <= from || to > Lmax) {
         free(len);

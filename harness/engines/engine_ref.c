@@ -43,6 +43,7 @@ typedef struct {
     qref_prompt p;
     int vision_from;            /* images before it have no embedding rows */
     int rows_before;            /* placeholder rows of those images */
+    int pad_to;                 /* batch layouts are at least this long (lc_prompt_in.pad_to) */
 } ref_prompt;
 
 typedef struct {
@@ -323,6 +324,20 @@ static int plan_visuals(lc_engine *e, const lc_prompt_in *in, const char **paths
     return LC_OK;
 }
 
+/* The per-request options of a prompt (lc_prompt_in): pixel bounds resolved against the
+ * checkpoint's processor, pad_to not negative. */
+static int check_prompt_options(lc_engine *e, const lc_prompt_in *in, lc_error *err)
+{
+    qref_error qe = {0};
+    long lo, hi;
+    if ((in->image_min_pixels || in->image_max_pixels) &&
+        qref_image_pixel_bounds(&impl(e)->m.cfg, in->image_min_pixels, in->image_max_pixels, &lo, &hi, &qe) != QREF_OK)
+        return efail(e, err, LC_EINPUT, "prompt_open", "%s", qe.msg);
+    if (in->pad_to < 0)
+        return efail(e, err, LC_EINPUT, "prompt_open", "pad_to %d is negative", in->pad_to);
+    return LC_OK;
+}
+
 static int ref_prompt_open(lc_engine *e, const lc_prompt_in *in, lc_prompt_info *out, lc_error *err)
 {
     ref_engine *r = impl(e);
@@ -350,6 +365,8 @@ static int ref_prompt_open(lc_engine *e, const lc_prompt_in *in, lc_prompt_info 
         rc = efail(e, err, LC_EINPUT, "prompt_open", "vision_from %d outside the %d images", in->vision_from, n_vis);
         goto done;
     }
+    if ((rc = check_prompt_options(e, in, err)))
+        goto done;
     if ((rc = plan_visuals(e, in, paths, &n_paths, vis, err)))
         goto done;
     if ((rc = lc_image_set_load(&imgs, paths, n_paths, err)))
@@ -376,8 +393,9 @@ static int ref_prompt_open(lc_engine *e, const lc_prompt_in *in, lc_prompt_info 
             for (int t = 0; t < grid[k][0]; t++)
                 n += g->ts_len[t] + 2 + qref_image_tokens(cfg, grid[k]) / grid[k][0];
         } else {
-            qv[k] = (qref_visual){.image = *im};
-            if (qref_image_grid(cfg, im->width, im->height, grid[k], &qe) != QREF_OK) {
+            qv[k] = (qref_visual){.image = *im, .min_pixels = in->image_min_pixels, .max_pixels = in->image_max_pixels};
+            if (qref_image_grid_px(cfg, im->width, im->height, in->image_min_pixels, in->image_max_pixels, grid[k],
+                                   &qe) != QREF_OK) {
                 rc = lc_fail(err, LC_EINPUT, "%s: %s", paths[vis[k].first], qe.msg);
                 goto done;
             }
@@ -386,6 +404,11 @@ static int ref_prompt_open(lc_engine *e, const lc_prompt_in *in, lc_prompt_info 
     }
     for (int s = 0; s < in->n_segs; s++)
         n += in->segs[s].type == LC_PSEG_IDS ? in->segs[s].n_ids : 0;
+    if (in->pad_to && in->pad_to < n) {
+        rc = efail(e, err, LC_EINPUT, "prompt_open", "pad_to %d is below the prompt's %d expanded tokens", in->pad_to,
+                   n);
+        goto done;
+    }
     ids = malloc((size_t)(n ? n : 1) * sizeof *ids);
     if (!ids) {
         rc = efail(e, err, LC_EINTERNAL, "prompt_open", "out of memory");
@@ -423,7 +446,7 @@ static int ref_prompt_open(lc_engine *e, const lc_prompt_in *in, lc_prompt_info 
     memset(rp, 0, sizeof *rp);
     if (in->vision_from == 0) {
         qref_status st;
-        if (any_video) {
+        if (any_video || in->image_min_pixels || in->image_max_pixels) { /* the limits travel in qv */
             st = qref_prompt_build_mm(&rp->p, &r->m, ids, n, qv, n_vis, &qe);
         } else {
             qref_image *only = calloc((size_t)n_vis + 1, sizeof *only); /* the image path as before */
@@ -447,6 +470,7 @@ static int ref_prompt_open(lc_engine *e, const lc_prompt_in *in, lc_prompt_info 
     rp->used = 1;
     rp->vision_from = in->vision_from;
     rp->rows_before = rows_before;
+    rp->pad_to = in->pad_to;
     const qref_prompt *p = &rp->p;
     out->handle = h;
     out->n = p->n;
@@ -755,7 +779,7 @@ static int ref_batch_prefill(lc_engine *e, const int *seqs, const int *prompts, 
     qref_padded pad = {0};
     qref_real *lg = NULL;
     qref_error qe = {0};
-    int rc = LC_OK;
+    int rc = LC_OK, min_len = 0;
     if (!rows || !caches) {
         rc = efail(e, err, LC_EINTERNAL, "batch_prefill", "out of memory");
         goto done;
@@ -773,8 +797,9 @@ static int ref_batch_prefill(lc_engine *e, const int *seqs, const int *prompts, 
         }
         rows[b] = rp->p; /* views: the padded layout borrows them */
         caches[b] = &s->c;
+        min_len = rp->pad_to > min_len ? rp->pad_to : min_len;
     }
-    if (qref_padded_build(&pad, rows, B, 0, &qe) != QREF_OK) {
+    if (qref_padded_build_to(&pad, rows, B, 0, min_len, &qe) != QREF_OK) {
         rc = lc_fail(err, LC_EINPUT, "batch_prefill: %s", qe.msg);
         goto done;
     }

@@ -93,7 +93,9 @@ lc_eprec lc_eprec_from_name(const char *s);  /* LC_EPREC_UNKNOWN when not a name
     X(VIDEO, "video")         /* video segments in prompts (PNG frames, fps, timestamp ids) */ \
     X(VERIFY, "verify")       /* speculative verify of k+1 tokens and accept (see "speculative") */ \
     X(MTP, "mtp")             /* MTP-head drafts (see "speculative") */                     \
-    X(BATCH_VERIFY, "batch_verify") /* verify of several sequences in one batched forward */
+    X(BATCH_VERIFY, "batch_verify") /* verify of several sequences in one batched forward */ \
+    X(PIXEL_LIMITS, "pixel_limits") /* prompts with image_min_pixels / image_max_pixels */     \
+    X(PAD_TO, "pad_to")       /* prompts with pad_to: batch layouts longer than the longest row */
 
 typedef enum {
 #define LC__CAP_ENUM(id, name) LC_CAP_##id,
@@ -165,6 +167,18 @@ typedef struct {
      * runs vision only on the new images). 0 = every image. Needs LC_CAP_PARTIAL_VISION.
      * Videos count as images here (visual inputs in prompt order). */
     int vision_from;
+    /* smart_resize's pixel bounds for the prompt's image segments (transformers' image processor
+     * size {"shortest_edge": min, "longest_edge": max}); 0 = the checkpoint processor's own.
+     * An override is at least one merge block ((patch * merge)^2 pixels) and the resulting
+     * min <= max, else LC_EINPUT. Video segments keep the video processor's bounds.
+     * Needs LC_CAP_PIXEL_LIMITS. */
+    long image_min_pixels;
+    long image_max_pixels;
+    /* In a batch (batch_prefill), the left-padded layout is at least this long: L = the largest
+     * of every row's expanded length and pad_to, so a batch of one row has pads. Below the
+     * expanded length: LC_EINPUT. 0 = none. Other operations ignore it (it shapes the batch
+     * layout only). Needs LC_CAP_PAD_TO. */
+    int pad_to;
 } lc_prompt_in;
 
 typedef struct {
@@ -356,7 +370,8 @@ typedef struct {
     int (*restore)(lc_engine *e, int snap, int *seq, lc_error *err);
     void (*snap_release)(lc_engine *e, int snap);
     /* LC_CAP_BATCH. B sequences, each holding the first `from` columns of its prompt left-padded
-     * to L = max prompt length (a row of length n starts at column L - n). Prefills columns
+     * to L = max prompt length (and of the prompts' pad_to, LC_CAP_PAD_TO; a row of length n
+     * starts at column L - n). Prefills columns
      * [from, to) of that layout in one batched call: pads never enter attention, conv or
      * recurrent state. logits (B, to - from, V), NaN at pads; NULL for none. */
     int (*batch_prefill)(lc_engine *e, const int *seqs, const int *prompts, int B, int from, int to, double *logits,

@@ -70,17 +70,6 @@ int lc__synth_ready(lc__run *r, const char *dir)
     return 1;
 }
 
-const char *lc__sparse_skip(const lc_case *c)
-{
-    if (!c->sparse)
-        return NULL;
-    if (c->image_max_pixels)
-        return "engine interface lacks a per-request max_pixels (image_max_pixels)";
-    if (c->pad_to)
-        return "engine interface lacks padding beyond the longest row (pad_to)";
-    return NULL;
-}
-
 /* ---------------------------------------------------------------- golden access */
 
 /* The golden file of the case, its root identity checked against the case, and one sequence
@@ -460,7 +449,8 @@ void lc__kind_sparse(lc__run *r)
 /* ---------------------------------------------------------------- batch */
 
 /* batch: every row's prompt, positions and summaries against its own golden row group, from
- * one left-padded batched prefill (spans of columns) and batched teacher-forced decode. */
+ * one left-padded batched prefill (spans of columns) and batched teacher-forced decode. With
+ * pad_to every row's prompt carries it (LC_CAP_PAD_TO), so the layout is the golden's. */
 void lc__kind_sparse_batch(lc__run *r)
 {
     const lc_case *c = r->c;
@@ -475,11 +465,12 @@ void lc__kind_sparse_batch(lc__run *r)
         return;
     int L = 0;
     for (int b = 0; b < B; b++) {
-        if (!(rows[b] = lc__prompt(r, &c->rows[b], 0)))
+        if (!(rows[b] = lc__prompt_padded(r, &c->rows[b], 0, c->pad_to)))
             return;
         prompts[b] = rows[b]->handle;
         L = rows[b]->n > L ? rows[b]->n : L;
     }
+    L = c->pad_to > L ? c->pad_to : L; /* pad_to: the layout the golden was exported with */
     lc__golden *g = open_sparse(r);
     if (!g)
         return;

@@ -60,6 +60,10 @@ unsigned lc_case_required_caps(const lc_case *c)
         images |= has_image(&c->requests[q].prompt);
     if (lc_prompt_video_count(&c->prompt) || lc_prompt_video_count(&c->other_prompt))
         caps |= CAP(VIDEO);
+    if (c->image_min_pixels || c->image_max_pixels) /* per-request smart_resize bounds */
+        caps |= CAP(PIXEL_LIMITS);
+    if (c->pad_to) /* a batch layout longer than its longest row */
+        caps |= CAP(PAD_TO);
     for (int q = 0; q < c->n_requests; q++)
         if (lc_prompt_video_count(&c->requests[q].prompt))
             caps |= CAP(VIDEO);
@@ -174,12 +178,6 @@ lc_verdict lc_run_case(const lc_case *c, const lc_run_opts *o, lc_engine *e, lc_
             snprintf(res->reason, sizeof res->reason, "engine lacks %s", lc_cap_name((lc_cap)k));
             return res->verdict;
         }
-    const char *why = lc__sparse_skip(c);
-    if (why) {
-        res->verdict = LC_VERDICT_SKIP;
-        snprintf(res->reason, sizeof res->reason, "%s", why);
-        return res->verdict;
-    }
     int kind = -1;
     for (int k = 0; k < N_KINDS; k++)
         if (kinds[k].kind == c->kind)

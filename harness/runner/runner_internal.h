@@ -117,9 +117,12 @@ void lc__compare_states(lc__run *r, const char *id, const char *title, lc_cmp_cl
 
 /* ---------------------------------------------------------------- engine steps (steps.c) */
 
-/* Opens a case prompt (image paths joined with the root); images with index < vision_from run
- * no vision. The info and its arrays belong to the arena, the handle to the run. */
+/* Opens a case prompt (image paths joined with the root; a prompt with images carries the case's
+ * image_min_pixels / image_max_pixels); images with index < vision_from run no vision. The info
+ * and its arrays belong to the arena, the handle to the run. */
 lc_prompt_info *lc__prompt(lc__run *r, const lc_prompt *lp, int vision_from);
+/* As lc__prompt, with the prompt's pad_to (a batch row's layout length, LC_CAP_PAD_TO; 0: none). */
+lc_prompt_info *lc__prompt_padded(lc__run *r, const lc_prompt *lp, int vision_from, int pad_to);
 /* A new empty sequence (-1 on failure). */
 int lc__seq(lc__run *r);
 /* Prefills prompt tokens [from, to) into seq in spans of `chunk` (0: one span);
@@ -211,8 +214,6 @@ void lc__kind_mtp_head(lc__run *r);
  * (once per directory and process); 1 when ready (or the case has none), else 0 with the
  * case's error set (an input error naming both hashes and the synth command). */
 int lc__synth_ready(lc__run *r, const char *dir);
-/* Why a sparse-golden case cannot run on any engine of this interface (a SKIP), or NULL. */
-const char *lc__sparse_skip(const lc_case *c);
 void lc__kind_sparse(lc__run *r);            /* golden, multi_image with golden_layout sparse-v1 */
 void lc__kind_sparse_batch(lc__run *r);      /* batch with golden_layout sparse-v1 */
 

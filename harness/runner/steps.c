@@ -67,6 +67,11 @@ void lc__run_release(lc__run *r)
 
 lc_prompt_info *lc__prompt(lc__run *r, const lc_prompt *lp, int vision_from)
 {
+    return lc__prompt_padded(r, lp, vision_from, 0);
+}
+
+lc_prompt_info *lc__prompt_padded(lc__run *r, const lc_prompt *lp, int vision_from, int pad_to)
+{
     if (!lc__ok(r))
         return NULL;
     lc_pseg *segs = lc__alloc(r, (size_t)lp->n_segs * sizeof *segs);
@@ -94,7 +99,11 @@ lc_prompt_info *lc__prompt(lc__run *r, const lc_prompt *lp, int vision_from)
             segs[s] = (lc_pseg){.type = LC_PSEG_IMAGE, .image = paths[s]};
         }
     }
-    lc_prompt_in in = {.segs = segs, .n_segs = lp->n_segs, .vision_from = vision_from};
+    lc_prompt_in in = {.segs = segs, .n_segs = lp->n_segs, .vision_from = vision_from, .pad_to = pad_to};
+    if (lc_prompt_image_count(lp)) { /* the case's pixel bounds, for its images (LC_CAP_PIXEL_LIMITS) */
+        in.image_min_pixels = r->c->image_min_pixels;
+        in.image_max_pixels = r->c->image_max_pixels;
+    }
     lc_error err = {0};
     if (!lc__engine_ok(r, lc_engine_prompt_open(r->e, &in, pi, &err), &err))
         return NULL;

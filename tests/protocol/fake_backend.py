@@ -45,7 +45,7 @@ class FakeBackend:
 
     def describe(self):
         return {"name": "fake-transformers", "version": "0", "precision": "f64", "detail": "toy numpy model",
-                "capabilities": ["positions", "snapshot", "batch", "state", "hidden", "rope", "vjp"]}
+                "capabilities": ["positions", "snapshot", "batch", "state", "hidden", "rope", "vjp", "pad_to"]}
 
     def load(self, ckpt):
         self.loaded = True
@@ -54,7 +54,7 @@ class FakeBackend:
                 "vision_end_token_id": -1, "rotary_dim": R, "rope_theta": 10000.0, "mrope_section": [2, 0, 0],
                 "mrope_interleaved": True}
 
-    def prompt_open(self, segs, vision_from):
+    def prompt_open(self, segs, vision_from, pixel_limits=(0, 0)):
         ids = []
         for s in segs:
             if "image" in s:
@@ -87,7 +87,7 @@ class FakeBackend:
 
     def batch_group(self, prompts, handles):
         g = te.Group()
-        g.B, g.M, g.done, g.prompt_handles = len(prompts), max(p.n for p in prompts), 0, list(handles)
+        g.B, g.M, g.done, g.prompt_handles = len(prompts), te.layout_len(prompts), 0, list(handles)
         g.prompts, g.h = prompts, [0] * len(prompts)
         return g
 
@@ -205,6 +205,25 @@ def self_test():
     assert np.array_equal(full[0], one["logits"]), "batch row 0 != single run"
     h, bd = c.call("batch_decode", seqs=[b1, b2], tokens=[5, 6], logits=True)
     assert bd["logits"].shape == (2, V), bd
+    # pad_to: a batch of one row padded to 13 columns (3 pads); its real columns and the decode
+    # after it equal the row alone; pad_to below the prompt is bad input; pixel bounds are a
+    # capability the toy does not declare: refused, never ignored
+    h, _ = c.call("prompt_open", segments=[{"ids": list(range(1, 11))}], vision_from=0, pad_to=13)
+    assert h["ok"] and h["n"] == 10, h
+    pp = h["prompt"]
+    b3 = c.call("seq_open")[0]["seq"]
+    h, pl = c.call("batch_prefill", seqs=[b3], prompts=[pp], **{"from": 0, "to": 13}, logits=True)
+    assert h["ok"] and pl["logits"].shape == (1, 13, V), h
+    assert np.array_equal(pl["logits"][0, 3:], one["logits"]), "padded batch of one != single run"
+    h, _ = c.call("batch_prefill", seqs=[b3], prompts=[pp], **{"from": 13, "to": 14}, logits=True)
+    assert not h["ok"] and h["kind"] == "input" and "13 columns" in h["error"], h
+    h, _ = c.call("state", seq=b3)
+    assert h["ok"] and h["len"] == 10, h
+    for bad, kind, text in (({"pad_to": 9}, "input", "pad_to 9 is below the prompt's 10"),
+                            ({"pad_to": -1}, "input", '"pad_to" is not a non-negative integer'),
+                            ({"image_max_pixels": 4096}, "unsupported", "needs capability pixel_limits")):
+        h, _ = c.call("prompt_open", segments=[{"ids": list(range(1, 11))}], vision_from=0, **bad)
+        assert not h["ok"] and h["kind"] == kind and text in h["error"], (bad, h)
     h, r = c.call("rope", positions=[[0, 7], [0, 7], [0, 7]])
     assert r["rope"].shape == (2, R) and abs(r["rope"][1, 0] - np.cos(7.0)) < 1e-15, r
     h, st = c.call("state", seq=s1)

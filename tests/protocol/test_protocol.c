@@ -63,7 +63,7 @@ static int scenario(lc_engine *e, lc_error *err)
     ck_assert_int_eq(mi.num_layers, 2);
     int32_t ids_a[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, ids_b[6] = {11, 12, 13, 14, 15, 16};
     lc_pseg sa = {.type = LC_PSEG_IDS, .ids = ids_a, .n_ids = 10}, sb = {.type = LC_PSEG_IDS, .ids = ids_b, .n_ids = 6};
-    lc_prompt_in ia = {&sa, 1, 0}, ib = {&sb, 1, 0};
+    lc_prompt_in ia = {.segs = &sa, .n_segs = 1}, ib = {.segs = &sb, .n_segs = 1};
     lc_prompt_info pa = {0}, pb = {0};
     int s1 = -1, s2 = -1, s3 = -1, b1 = -1, b2 = -1, snap = -1;
     lc_state st = {0};
@@ -149,7 +149,7 @@ START_TEST(test_protocol_good_engine)
     lc_model_info mi;
     int32_t ids[3] = {1, 2, 3};
     lc_pseg sg = {.type = LC_PSEG_IDS, .ids = ids, .n_ids = 3};
-    lc_prompt_in in = {&sg, 1, 0};
+    lc_prompt_in in = {.segs = &sg, .n_segs = 1};
     lc_prompt_info pi = {0};
     int seq;
     lc_prefill_out none = {.sel = LC_LOGITS_NONE};

@@ -67,7 +67,7 @@ static void run_all(lc_engine *e, const char *ckpt, run_out *o)
     int32_t a[] = {902, 925, 888, 517, 416}, b[] = {201, 160, 308, 88, 209, 917, 152, 23}, t[] = {30, 396, 848, 267};
     lc_pseg segs[3] = {{.type = LC_PSEG_IDS, .ids = a, .n_ids = 5}, {.type = LC_PSEG_IMAGE, .image = img}, {.type = LC_PSEG_IDS, .ids = b, .n_ids = 8}};
     lc_pseg tseg = {.type = LC_PSEG_IDS, .ids = t, .n_ids = 4};
-    lc_prompt_in in = {segs, 3, 0}, tin = {&tseg, 1, 0};
+    lc_prompt_in in = {.segs = segs, .n_segs = 3}, tin = {.segs = &tseg, .n_segs = 1};
     OK(lc_engine_prompt_open(e, &in, &o->pi, &err));
     OK(lc_engine_prompt_open(e, &tin, &o->pt, &err));
     const int N = o->pi.n;
@@ -172,7 +172,7 @@ START_TEST(test_serve_refuses_bad_input)
                   "%s", err.msg);
     OK(lc_engine_load(srv, ckpts[0], &mi, &err));
     lc_pseg seg = {.type = LC_PSEG_IMAGE, .image = LC_SOURCE_DIR "/no-such.png"};
-    lc_prompt_in in = {&seg, 1, 0};
+    lc_prompt_in in = {.segs = &seg, .n_segs = 1};
     lc_prompt_info pi = {0};
     ck_assert_int_eq(lc_engine_prompt_open(srv, &in, &pi, &err), LC_EINPUT);
     ck_assert_msg(strstr(err.msg, "prompt_open (request 3) refused: ") && strstr(err.msg, "no-such.png"), "%s",
@@ -214,7 +214,7 @@ static void video_run(lc_engine *e, int groups, lc_prompt_info *pi, double **log
                        {.type = LC_PSEG_VIDEO, .frames = frames, .n_frames = 8, .fps = 4, .ts_ids = ts,
                         .ts_len = ts_len, .n_ts = groups},
                        {.type = LC_PSEG_IDS, .ids = b, .n_ids = 2}};
-    lc_prompt_in in = {segs, 3, 0};
+    lc_prompt_in in = {.segs = segs, .n_segs = 3};
     *rc_out = lc_engine_prompt_open(e, &in, pi, &err);
     if (*rc_out != LC_OK)
         return;
@@ -319,6 +319,72 @@ START_TEST(test_serve_vjp_equals_in_process)
 }
 END_TEST
 
+/* The prompt options (pixel_limits, pad_to) through the protocol: an image prompt under a lowered
+ * max_pixels and a raised min_pixels, padded beyond its length, as a batch of one: grid, ids,
+ * positions and the batched logits (NaN pads) equal the in-process engine's bit for bit; bad
+ * values are refused by both as bad input, and the stream stays in step. */
+static void options_run(lc_engine *e, lc_prompt_info *pi, double **logits, int *L, int *V)
+{
+    lc_error err = {0};
+    lc_model_info mi;
+    OK(lc_engine_load(e, ckpts[0], &mi, &err));
+    OK(lc_engine_reset(e, &err));
+    const int32_t a[] = {902, 925, 888}, b[] = {201, 160};
+    lc_pseg segs[3] = {{.type = LC_PSEG_IDS, .ids = a, .n_ids = 3},
+                       {.type = LC_PSEG_IMAGE, .image = LC_SOURCE_DIR "/golden/tiny-dense/img_a.png"},
+                       {.type = LC_PSEG_IDS, .ids = b, .n_ids = 2}};
+    lc_prompt_in in = {.segs = segs, .n_segs = 3, .image_min_pixels = 2048, .image_max_pixels = 4096, .pad_to = 12};
+    OK(lc_engine_prompt_open(e, &in, pi, &err));
+    /* refused: min above max, pad_to below the prompt; then the stream goes on */
+    lc_prompt_info bad = {0};
+    in.image_min_pixels = 8192;
+    ck_assert_int_eq(lc_engine_prompt_open(e, &in, &bad, &err), LC_EINPUT);
+    ck_assert_msg(strstr(err.msg, "min_pixels 8192 exceeds max_pixels 4096"), "%s", err.msg);
+    in.image_min_pixels = 0;
+    in.pad_to = 3;
+    ck_assert_int_eq(lc_engine_prompt_open(e, &in, &bad, &err), LC_EINPUT);
+    ck_assert_msg(strstr(err.msg, "pad_to 3 is below the prompt's 9 expanded tokens"), "%s", err.msg);
+    *L = 12;
+    *V = mi.vocab_size;
+    int seq, prompt = pi->handle;
+    OK(lc_engine_seq_open(e, &seq, &err));
+    *logits = malloc((size_t)(*L + 1) * mi.vocab_size * sizeof **logits);
+    OK(lc_engine_batch_prefill(e, &seq, &prompt, 1, 0, *L, *logits, &err));
+    int32_t t = 17;
+    OK(lc_engine_batch_decode(e, &seq, &t, 1, *logits + (size_t)*L * mi.vocab_size, &err));
+}
+
+START_TEST(test_serve_prompt_options_equal_in_process)
+{
+    lc_engine *ref = NULL, *srv = NULL;
+    lc_error err = {0};
+    OK(lc_engine_ref_new(&ref, NULL, &err));
+    OK(lc_engine_proc_new(&srv, LOGITCHECK " serve", 60, NULL, &err));
+    ck_assert(lc_engine_info_has(&srv->info, LC_CAP_PIXEL_LIMITS) && lc_engine_info_has(&srv->info, LC_CAP_PAD_TO));
+    lc_prompt_info pa = {0}, pb = {0};
+    double *la = NULL, *lb = NULL;
+    int L = 0, Va = 0, Vb = 0;
+    options_run(ref, &pa, &la, &L, &Va);
+    options_run(srv, &pb, &lb, &L, &Vb);
+    ck_assert_int_eq(Va, Vb);
+    /* smart_resize of 64 x 96 under max 4096: 32 x 64 (test_prompt_options derives it), 2 tokens */
+    ck_assert_int_eq(pa.n, 9);
+    ck_assert_int_eq(pb.n, 9);
+    ck_assert(pb.grid[0][0] == 1 && pb.grid[0][1] == 2 && pb.grid[0][2] == 4);
+    ck_assert_mem_eq(pa.grid, pb.grid, sizeof *pa.grid);
+    ck_assert_mem_eq(pa.ids, pb.ids, (size_t)pa.n * sizeof *pa.ids);
+    ck_assert_mem_eq(pa.pos, pb.pos, (size_t)3 * pa.n * sizeof *pa.pos);
+    const size_t V = (size_t)Va;
+    ck_assert_msg(same(la, lb, (size_t)(L + 1) * V), "batch-of-one logits differ through serve");
+    ck_assert_msg(isnan(lb[0]) && isnan(lb[(size_t)(L - pb.n - 1) * V]) && !isnan(lb[(size_t)(L - pb.n) * V]),
+                  "pads of the padded batch of one are not NaN, or a real column is");
+    lc_prompt_info_free(&pa), lc_prompt_info_free(&pb);
+    free(la), free(lb);
+    lc_engine_free(ref);
+    lc_engine_free(srv);
+}
+END_TEST
+
 static Suite *serve_suite(void)
 {
     Suite *s = suite_create("serve");
@@ -328,6 +394,7 @@ static Suite *serve_suite(void)
     tcase_add_test(tc, test_serve_refuses_bad_input);
     tcase_add_test(tc, test_serve_vjp_equals_in_process);
     tcase_add_test(tc, test_serve_video_equals_in_process);
+    tcase_add_test(tc, test_serve_prompt_options_equal_in_process);
     suite_add_tcase(s, tc);
     return s;
 }
