@@ -107,6 +107,13 @@ typedef enum { LC__ROWS = 0, LC__FLAT = 1, LC__INTS = 2 } lc__data;
 lc_comparison *lc__compare(lc__run *r, const char *id, const char *title, lc_cmp_class cls, lc__data data,
                            const char *actual, const char *expected, const double *a, const double *e, size_t P,
                            size_t W, const uint8_t *include, const uint8_t *kl_include);
+/* lc__compare with the bounds `own` (a case's bounds of another kind of quantity: the sparse
+ * goldens' hidden_bounds) in place of the class's; own NULL: lc__compare. Same-schedule and
+ * exact classes stay bitwise. */
+lc_comparison *lc__compare_bounded(lc__run *r, const char *id, const char *title, lc_cmp_class cls, lc__data data,
+                                   const char *actual, const char *expected, const double *a, const double *e,
+                                   size_t P, size_t W, const uint8_t *include, const uint8_t *kl_include,
+                                   const lc_bounds *own);
 /* Exact comparison of integer vectors (ids, positions). */
 void lc__compare_ints(lc__run *r, const char *id, const char *title, const char *actual, const char *expected,
                       const int64_t *a, const int64_t *e, size_t P, size_t W);
