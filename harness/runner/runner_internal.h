@@ -84,7 +84,7 @@ void lc__run_release(lc__run *r);
  * the engine lacks it (res->not_compared, each capability once): shown in every report, so a
  * pass never hides a comparison that did not run. */
 void lc__note_missing(lc__run *r, lc_cap cap);
-/* The same for a comparison that no capability of the interface offers yet ("final_norm"). */
+/* The same for a comparison that no capability of the interface offers yet ("pixel_bytes"). */
 void lc__note_missing_name(lc__run *r, const char *name);
 /* Sets the case's verdict to error with a one-line reason (the first reason wins). */
 void lc__set_error(lc__run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
