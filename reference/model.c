@@ -526,13 +526,20 @@ qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, c
 
     if (m->mtp && f->mtp_prenorm_hidden)
         tape_rows(caches, in, &s, N, H, 2); /* planted: the residual stream before the final norm */
-    if ((out && out->logits) || m->mtp) {
+    if ((out && (out->logits || out->final_hidden)) || m->mtp) {
         if (times)
             t_mark = qref__now();
         qref__rmsnorm(s.h, s.x, m->final_norm, N, H,
                       cfg->rms_norm_eps * (f->final_norm_eps_scale > 0 ? f->final_norm_eps_scale : 1));
         if (m->mtp && !f->mtp_prenorm_hidden)
             tape_rows(caches, in, &s, N, H, 1);
+    }
+    if (out && out->final_hidden) {
+        memcpy(out->final_hidden, s.h, (size_t)N * H * sizeof *s.h);
+        for (size_t i = 0; in->mask && i < (size_t)N; i++)
+            if (!in->mask[i])
+                for (int j = 0; j < H; j++)
+                    out->final_hidden[i * H + j] = (qref_real)NAN;
     }
     if (out && out->logits) {
         linear_rows(out->logits, s.h, m->lm_head, B, L, H, V);

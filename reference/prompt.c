@@ -280,6 +280,13 @@ qref_status qref_padded_build_to(qref_padded *pb, const qref_prompt *rows, int B
 qref_status qref_padded_prefill(const qref_model *m, qref_cache *const *caches, const qref_padded *pb, int from,
                                 int to, qref_real *logits, qref_error *err)
 {
+    qref_outputs out = {.logits = logits};
+    return qref_padded_prefill_out(m, caches, pb, from, to, &out, err);
+}
+
+qref_status qref_padded_prefill_out(const qref_model *m, qref_cache *const *caches, const qref_padded *pb, int from,
+                                    int to, const qref_outputs *out, qref_error *err)
+{
     const qref_config *cfg = &m->cfg;
     const int B = pb->B, L = pb->L, W = to - from;
     if (from < 0 || to > L || W < 1)
@@ -312,8 +319,7 @@ qref_status qref_padded_prefill(const qref_model *m, qref_cache *const *caches, 
         caches[b]->rope_delta = pb->rows[b].delta;
     }
     qref_batch in = {.B = B, .L = W, .ids = ids, .mask = mask, .pos = pos, .embeds = emb, .n_embeds = nemb};
-    qref_outputs out = {.logits = logits};
-    st = qref_forward_batch(m, caches, &in, &out, err);
+    st = qref_forward_batch(m, caches, &in, out, err);
 done:
     free(ids);
     free(mask);

@@ -291,6 +291,7 @@ int qref_threads(void);
  *   logits    (n, V)
  *   hidden    (L + 1, n, H): the embeddings, then the residual stream after each layer
  *             (before the final norm)
+ *   final_hidden (n, H): the output of the final norm (the lm_head's input)
  * The cache is advanced by n tokens on success and untouched on failure. */
 enum { QREF_GDN_AUTO = 0, QREF_GDN_CHUNKED = 1, QREF_GDN_RECURRENT = 2 };
 
@@ -317,6 +318,7 @@ typedef struct {
     qref_real *logits;
     qref_real *hidden;
     qref_stage_times *times;    /* NULL: no timing */
+    qref_real *final_hidden;    /* (n, H) final-normed rows (batches: (B, L, H), NaN at pads) */
 } qref_outputs;
 
 qref_status qref_forward(const qref_model *m, qref_cache *c, const qref_tokens *in,
@@ -335,7 +337,8 @@ qref_status qref_forward(const qref_model *m, qref_cache *c, const qref_tokens *
  * every cache untouched; each row's cache advances by its real tokens only. Matrix products
  * run one per row (L tokens each), so a row's results never depend on the other rows:
  * identical rows of a batch are bitwise identical.
- * Outputs: logits (B, L, V) with NaN at pads; hidden (L_layers + 1, B, L, H). */
+ * Outputs: logits (B, L, V) with NaN at pads; hidden (L_layers + 1, B, L, H); final_hidden
+ * (B, L, H) with NaN at pads. */
 typedef struct {
     int B, L;
     const int32_t *ids;
@@ -534,6 +537,10 @@ void qref_padded_free(qref_padded *pb);
  * Sets each row's rope delta from its prompt. logits (B, to - from, V), NaN at pads, or NULL. */
 qref_status qref_padded_prefill(const qref_model *m, qref_cache *const *caches, const qref_padded *pb, int from,
                                 int to, qref_real *logits, qref_error *err);
+/* The same with every output of qref_outputs ((B, to - from, ...) per output, as
+ * qref_forward_batch gives them); out NULL: none. */
+qref_status qref_padded_prefill_out(const qref_model *m, qref_cache *const *caches, const qref_padded *pb, int from,
+                                    int to, const qref_outputs *out, qref_error *err);
 
 
 /* ---------------------------------------------------------------- continuous batching (step.c) */

@@ -26,6 +26,7 @@
 #define DESC "\"description\": \"a test case\""
 #define PROMPT "\"prompt\": [{\"ids\": [1, 2, 3]}]"
 #define BOUNDS "\"bounds\": {\"f32\": {\"max_abs\": 5e-4}, \"f64\": {\"max_abs\": 1e-9}}"
+#define BOUNDS_OBJ "{\"f32\": {\"max_abs\": 5e-4}, \"f64\": {\"max_abs\": 1e-9}}"
 #define GOOD(name) "{\"name\": \"" name "\", \"kind\": \"golden\", " CKPT ", " GOLD ", " DESC \
                    ", " PROMPT ", " BOUNDS "}"
 
@@ -157,6 +158,7 @@ START_TEST(test_cases_load_real_scale)
     for (int i = 0; i < cat.n; i++) {
         const lc_case *c = &cat.cases[i];
         ck_assert_msg(c->has_synth && c->sparse && lc_case_has_label(c, "real"), "%s: not a real-scale case", c->name);
+        ck_assert_msg(c->has_hidden_bounds, "%s: no hidden_bounds", c->name);
         ck_assert_int_eq(strlen(c->synth_sha256), 64);
         ck_assert_int_eq(c->family, strstr(c->synth_preset, "a3b") ? LC_FAMILY_MOE : LC_FAMILY_DENSE);
     }
@@ -356,6 +358,18 @@ static const bad_file bad_files[] = {
     {"one_row_without_pad_to", "{\"cases\": [{\"name\": \"b\", \"kind\": \"batch\", " CKPT ", " DESC
      ", \"rows\": [[{\"ids\": [1, 2, 3]}]], \"pad_id\": 0, " BOUNDS "}]}",
      NULL, {"case 'b': rows: a batch needs at least 2 rows (or pad_to), found 1", NULL, NULL}},
+    {"hidden_bounds_without_sparse", "{\"cases\": [" REAL(SYNTH ", \"hidden_bounds\": {\"rms\": " BOUNDS_OBJ
+     ", \"sketch\": " BOUNDS_OBJ ", \"sample\": " BOUNDS_OBJ "}") "]}", NULL,
+     {"hidden_bounds: applies to cases with golden_layout 'sparse-v1' only", NULL, NULL}},
+    {"hidden_bounds_unknown_key", "{\"cases\": [" REAL(SYNTH ", \"golden_layout\": \"sparse-v1\", \"hidden_bounds\": "
+     "{\"rms\": " BOUNDS_OBJ ", \"norm\": " BOUNDS_OBJ "}") "]}", NULL,
+     {"hidden_bounds: unknown key 'norm' (expected \"rms\", \"sketch\" or \"sample\")", NULL, NULL}},
+    {"hidden_bounds_missing", "{\"cases\": [" REAL(SYNTH ", \"golden_layout\": \"sparse-v1\", \"hidden_bounds\": "
+     "{\"rms\": " BOUNDS_OBJ ", \"sketch\": " BOUNDS_OBJ "}") "]}", NULL,
+     {"hidden_bounds: missing key 'sample'", NULL, NULL}},
+    {"hidden_bounds_bad_metric", "{\"cases\": [" REAL(SYNTH ", \"golden_layout\": \"sparse-v1\", \"hidden_bounds\": "
+     "{\"rms\": {\"f32\": {\"max_abs\": \"x\"}, \"f64\": {\"max_abs\": 1}}}") "]}", NULL,
+     {"hidden_bounds.rms.f32.max_abs: expected a number, found string", NULL, NULL}},
     {"top_level_array", "[" GOOD("a") "]", NULL,
      {"x.json: expected an object ({\"cases\": [...]} or one case), found array", NULL, NULL}},
     {"top_level_extra_key", "{\"cases\": [" GOOD("a") "], \"version\": 1}", NULL,

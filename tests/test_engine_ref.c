@@ -14,6 +14,7 @@
 #include "check_main.h"
 #include "faults.h"
 #include "lc_engine.h"
+#include "qref.h"
 #include "runner.h"
 
 #define DENSE LC_SOURCE_DIR "/golden/tiny-dense"
@@ -329,6 +330,140 @@ START_TEST(test_engine_ref_rope_tap)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- the final hidden state */
+
+/* max over rows of max_i |a - e| / rms(e row), over n rows of H */
+static double row_rel_diff(const double *a, const double *e, int n, int H)
+{
+    double worst = 0;
+    for (int p = 0; p < n; p++) {
+        double ss = 0;
+        for (int i = 0; i < H; i++)
+            ss += e[(size_t)p * H + i] * e[(size_t)p * H + i];
+        const double rms = sqrt(ss / H);
+        for (int i = 0; i < H; i++) {
+            const double d = fabs(a[(size_t)p * H + i] - e[(size_t)p * H + i]) / rms;
+            worst = d > worst || isnan(d) ? d : worst;
+        }
+    }
+    return worst;
+}
+
+/* The tap against the harness's own final norm of the residual tap's last row (LC_CAP_HIDDEN):
+ * x / sqrt(mean(x^2) + eps) * (1 + w), in double, w and eps read from the checkpoint by the
+ * loader; out (T, H). Two paths: the engine's norm kernel and this loop. */
+static void final_norm_of_tap(lc_engine *e, int T, double *fin, double *expect)
+{
+    lc_error err = {0};
+    qref_model m = {0};
+    qref_error qe = {0};
+    ck_assert_msg(qref_model_load(&m, DENSE, &qe) == QREF_OK, "%s", qe.msg);
+    const int H = mi.hidden_size, L = mi.num_layers;
+    lc_pseg seg = {.type = LC_PSEG_IDS, .ids = text_ids, .n_ids = T};
+    lc_prompt_in in = {.segs = &seg, .n_segs = 1};
+    lc_prompt_info pi = {0};
+    ck_assert_msg(lc_engine_prompt_open(e, &in, &pi, &err) == LC_OK, "%s", err.msg);
+    double *hid = malloc((size_t)(L + 1) * T * H * sizeof *hid);
+    int seq;
+    ck_assert(lc_engine_seq_open(e, &seq, &err) == LC_OK);
+    lc_prefill_out o = {.sel = LC_LOGITS_NONE, .hidden = hid, .final_hidden = fin};
+    ck_assert_msg(lc_engine_prefill(e, seq, pi.handle, 0, T, &o, &err) == LC_OK, "%s", err.msg);
+    for (int p = 0; p < T; p++) {
+        const double *x = hid + ((size_t)L * T + p) * H;
+        double ss = 0;
+        for (int i = 0; i < H; i++)
+            ss += x[i] * x[i];
+        const double inv = 1.0 / sqrt(ss / H + m.cfg.rms_norm_eps);
+        for (int i = 0; i < H; i++)
+            expect[(size_t)p * H + i] = x[i] * inv * (1.0 + (double)m.final_norm[i]);
+    }
+    lc_engine_seq_close(e, seq);
+    lc_prompt_info_free(&pi);
+    free(hid);
+    qref_model_free(&m);
+}
+
+START_TEST(test_engine_ref_final_hidden_tap)
+{
+    /* the final norm's output equals the residual tap normalised here (rounding of the
+     * engine's precision), and the planted tenfold final-norm epsilon moves it beyond that */
+    const int T = N_TEXT, H = mi.hidden_size;
+    /* measured: 0 (f64: the same operations in double), 1.3e-7 (f32); the plant 5.5e-6 */
+    const double tol = eng->info.precision == LC_EPREC_F64 ? 1e-13 : 5e-7;
+    double *fin = malloc((size_t)T * H * sizeof *fin), *want = malloc((size_t)T * H * sizeof *want);
+    final_norm_of_tap(eng, T, fin, want);
+    const double d = row_rel_diff(fin, want, T, H);
+    ck_assert_msg(d <= tol, "final hidden vs the normalised residual tap: %g of the row rms (bound %g)", d, tol);
+
+    lc_fault_set fs;
+    lc_error err = {0};
+    lc_engine *bad = NULL;
+    memset(&fs, 0, sizeof fs);
+    ck_assert(lc_fault_parse(&fs, "final_norm_eps_x10", &err) == LC_OK);
+    ck_assert(lc_engine_ref_new(&bad, &fs, &err) == LC_OK);
+    lc_model_info bmi;
+    ck_assert(lc_engine_load(bad, DENSE, &bmi, &err) == LC_OK);
+    final_norm_of_tap(bad, T, fin, want);
+    const double dp = row_rel_diff(fin, want, T, H);
+    ck_assert_msg(dp > tol, "planted final_norm_eps_x10: %g of the row rms, within the bound %g", dp, tol);
+    lc_engine_free(bad);
+    free(fin);
+    free(want);
+}
+END_TEST
+
+START_TEST(test_engine_ref_final_hidden_paths)
+{
+    /* decode_final: the logits of plain decode bitwise, and the final hidden of the position
+     * the one-shot prefill of the longer prompt gives (cross bound); batch_prefill_final and
+     * batch_decode_final: each row as the row alone, pads NaN */
+    lc_error err = {0};
+    const int T = N_TEXT, H = mi.hidden_size, V = mi.vocab_size;
+    lc_prompt_info pl = {0}, ps = {0};
+    lc_pseg sl = {.type = LC_PSEG_IDS, .ids = text_ids, .n_ids = T}, ss = {.type = LC_PSEG_IDS, .ids = text_ids,
+                                                                           .n_ids = T - 1};
+    lc_prompt_in il = {.segs = &sl, .n_segs = 1}, is = {.segs = &ss, .n_segs = 1};
+    ck_assert(lc_engine_prompt_open(eng, &il, &pl, &err) == LC_OK);
+    ck_assert(lc_engine_prompt_open(eng, &is, &ps, &err) == LC_OK);
+    double *full = malloc((size_t)T * H * sizeof *full), *row = malloc((size_t)H * sizeof *row);
+    double *lg = malloc((size_t)V * sizeof *lg), *lg2 = malloc((size_t)V * sizeof *lg2);
+    double *bfin = malloc((size_t)2 * T * H * sizeof *bfin), *bl = malloc((size_t)2 * T * V * sizeof *bl);
+    int a, b, c;
+    ck_assert(lc_engine_seq_open(eng, &a, &err) == LC_OK);
+    lc_prefill_out o = {.sel = LC_LOGITS_NONE, .final_hidden = full};
+    ck_assert(lc_engine_prefill(eng, a, pl.handle, 0, T, &o, &err) == LC_OK);
+    ck_assert(lc_engine_seq_open(eng, &b, &err) == LC_OK);
+    ck_assert(lc_engine_seq_open(eng, &c, &err) == LC_OK);
+    lc_prefill_out none = {.sel = LC_LOGITS_NONE};
+    ck_assert(lc_engine_prefill(eng, b, ps.handle, 0, T - 1, &none, &err) == LC_OK);
+    ck_assert(lc_engine_prefill(eng, c, ps.handle, 0, T - 1, &none, &err) == LC_OK);
+    ck_assert_msg(lc_engine_decode_final(eng, b, text_ids[T - 1], lg, row, &err) == LC_OK, "%s", err.msg);
+    ck_assert(lc_engine_decode(eng, c, text_ids[T - 1], lg2, &err) == LC_OK);
+    ck_assert_msg(!memcmp(lg, lg2, (size_t)V * sizeof *lg), "decode_final's logits differ from decode's");
+    double d = row_rel_diff(row, full + (size_t)(T - 1) * H, 1, H);
+    ck_assert_msg(d <= cross_bound(), "decode_final vs one-shot prefill: %g", d);
+    /* the batch: the longer prompt and the shorter one (one pad) */
+    int seqs[2], prompts[2] = {pl.handle, ps.handle};
+    ck_assert(lc_engine_seq_open(eng, &seqs[0], &err) == LC_OK);
+    ck_assert(lc_engine_seq_open(eng, &seqs[1], &err) == LC_OK);
+    ck_assert_msg(lc_engine_batch_prefill_final(eng, seqs, prompts, 2, 0, T, bl, bfin, &err) == LC_OK, "%s", err.msg);
+    ck_assert(isnan(bfin[(size_t)T * H]));                       /* row 1, column 0: a pad */
+    d = row_rel_diff(bfin, full, T, H);
+    ck_assert_msg(d <= cross_bound(), "batch row 0 vs alone: %g", d);
+    d = row_rel_diff(bfin + ((size_t)T + 1) * H, full, T - 1, H);
+    ck_assert_msg(d <= cross_bound(), "batch row 1 vs alone: %g", d);
+    int32_t toks[2] = {40, text_ids[T - 1]};
+    ck_assert(lc_engine_batch_decode_final(eng, seqs, toks, 2, NULL, bfin, &err) == LC_OK);
+    d = row_rel_diff(bfin + H, row, 1, H);
+    ck_assert_msg(d <= cross_bound(), "batch decode row 1 vs decode_final alone: %g", d);
+    /* without the buffer: an internal error, not a crash */
+    ck_assert_int_eq(lc_engine_decode_final(eng, a, 5, lg, NULL, &err), LC_EINTERNAL);
+    free(full), free(row), free(lg), free(lg2), free(bfin), free(bl);
+    lc_prompt_info_free(&pl);
+    lc_prompt_info_free(&ps);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- capabilities */
 
 /* A test-only engine that forwards to the reference engine but declares fewer capabilities. */
@@ -636,6 +771,8 @@ int main(void)
     tcase_add_test(tc, test_engine_ref_image_prompt);
     tcase_add_test(tc, test_engine_ref_batch_rows_alone);
     tcase_add_test(tc, test_engine_ref_rope_tap);
+    tcase_add_test(tc, test_engine_ref_final_hidden_tap);
+    tcase_add_test(tc, test_engine_ref_final_hidden_paths);
     tcase_add_test(tc, test_engine_ref_masked_capability);
     tcase_add_test(tc, test_engine_ref_reset_releases);
     tcase_add_test(tc, test_engine_ref_fault_parse);

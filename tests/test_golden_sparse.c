@@ -62,6 +62,18 @@ START_TEST(test_row_summary_sketch_signs)
     const double want[LC_SKETCH_N] = {-1, 1, 1, -1, -1, -1, -1, 1};
     for (int j = 0; j < LC_SKETCH_N; j++)
         ck_assert_double_eq(out[j], want[j]);
+    /* i = 2 wraps: 2 * 0x9E3779B97F4A7C15 = 0x1_3C6E_F372_FE94_F82A, mod 2^64 top byte 0x3C =
+     * 0011 1100 -> + + - - - - + +; i = 3: 0x1_DAA6_6D2C_7DDF_743F, top byte 0xDA = 1101 1010 ->
+     * - - + - - + - + */
+    const double want2[LC_SKETCH_N] = {1, 1, -1, -1, -1, -1, 1, 1}, want3[LC_SKETCH_N] = {-1, -1, 1, -1, -1, 1, -1, 1};
+    e[1] = 0.0, e[2] = 1.0;
+    lc_hidden_sketch(e, 4, out);
+    for (int j = 0; j < LC_SKETCH_N; j++)
+        ck_assert_double_eq(out[j], want2[j]);
+    e[2] = 0.0, e[3] = 1.0;
+    lc_hidden_sketch(e, 4, out);
+    for (int j = 0; j < LC_SKETCH_N; j++)
+        ck_assert_double_eq(out[j], want3[j]);
     const double h[4] = {1.0, -1.0, 1.0, -1.0};
     ck_assert_double_eq(lc_hidden_rms(h, 4), 1.0);
 }

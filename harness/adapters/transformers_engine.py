@@ -26,7 +26,9 @@ transformers only; PIL, which transformers' image processors use, for images):
              size {"shortest_edge": min, "longest_edge": max} (0: the checkpoint's), as
              golden/export_real.py builds it for a case's image_max_pixels
   taps       hidden states (forward hooks on the decoder input and each decoder layer), merged
-             vision embeddings, the text rotary embedding's cos/sin
+             vision embeddings, the text rotary embedding's cos/sin; the final hidden state (a
+             forward hook on the decoder's final norm, the lm_head's input) of prefill, decode,
+             batch_prefill and batch_decode when a request asks ("final_hidden": true)
   state      the cache's tensors, layer by layer: a linear-attention layer's conv state (the
              last conv_kernel inputs, as transformers keeps them) then its recurrent state, an
              attention layer's keys then values
@@ -50,7 +52,8 @@ import sys
 import traceback
 
 PROTOCOL = 1
-CAPS_BASE = ["positions", "snapshot", "batch", "state", "hidden", "vision", "partial_vision", "rope", "vjp", "pad_to"]
+CAPS_BASE = ["positions", "snapshot", "batch", "state", "hidden", "vision", "partial_vision", "rope", "vjp", "pad_to",
+             "final_hidden"]
 PRECISION = {"float32": "f32", "bfloat16": "bf16", "float16": "f16", "float64": "f64"}
 
 
@@ -280,6 +283,16 @@ class Server:
         self.seqs.pop(need(req, "seq"), None)
         self.w.reply(rid)
 
+    def want_final(self, req):
+        """Whether the request asks for the final norm's output ("final_hidden": true), checked
+        before anything runs."""
+        f = req.get("final_hidden", False)
+        if not isinstance(f, bool):
+            raise InputError('request field "final_hidden" is not a boolean')
+        if f and not hasattr(self.b, "final_hidden"):
+            raise Unsupported("final_hidden: this backend has no tap on the final norm")
+        return f
+
     def single(self, h):
         s = self.handle_of(self.seqs, "sequence", h)
         if s.group is not None:
@@ -300,6 +313,7 @@ class Server:
             raise InputError('request field "logits" is none of "none", "last", "all"')
         if req.get("gdn_mode", "auto") != "auto" or req.get("gdn_chunk", 0):
             raise Unsupported("gdn_mode: transformers chooses its GDN path itself")
+        fin = self.want_final(req)
         logits, hidden = self.b.prefill(s, p, a, b, sel, bool(req.get("hidden")))
         s.prompt = ph
         tensors = []
@@ -307,12 +321,18 @@ class Server:
             tensors.append(("logits", logits))
         if req.get("hidden"):
             tensors.append(("hidden", hidden))
+        if fin:
+            tensors.append(("final_hidden", self.b.final_hidden()[0]))       # (b - a, H)
         self.w.reply(rid, None, tensors)
 
     def op_decode(self, rid, req):
         s = self.single(need(req, "seq"))
+        fin = self.want_final(req)
         logits = self.b.decode(s, need(req, "token"))
-        self.w.reply(rid, None, [("logits", logits)] if req.get("logits") else [])
+        tensors = [("logits", logits)] if req.get("logits") else []
+        if fin:
+            tensors.append(("final_hidden", self.b.final_hidden()[0, -1]))   # (H)
+        self.w.reply(rid, None, tensors)
 
     def op_snapshot(self, rid, req):
         s = self.single(need(req, "seq"))
@@ -340,6 +360,7 @@ class Server:
         M = layout_len(prompts)
         if not 0 <= a < b <= M:
             raise InputError(f"columns [{a}, {b}) are not inside the batch's {M} columns")
+        fin = self.want_final(req)
         if a == 0:
             for h, s in zip(hs, seqs):
                 if s.length or s.group is not None:
@@ -358,7 +379,10 @@ class Server:
             s.length = max(0, b - (M - prompts[r].n))
             if a == 0:
                 s.delta = prompts[r].delta
-        self.w.reply(rid, None, [("logits", logits)] if req.get("logits") else [])
+        tensors = [("logits", logits)] if req.get("logits") else []
+        if fin:
+            tensors.append(("final_hidden", self.b.final_hidden()))          # (B, b - a, H)
+        self.w.reply(rid, None, tensors)
 
     def op_batch_decode(self, rid, req):
         hs, toks = need(req, "seqs", list), need(req, "tokens", list)
@@ -371,10 +395,14 @@ class Server:
                               "(transformers batches through one shared cache)")
         if g.done != g.M:
             raise InputError(f"the batch's prefill is not complete ({g.done} of {g.M} columns)")
+        fin = self.want_final(req)
         logits = self.b.batch_decode(g, seqs, toks)
         for s in seqs:
             s.length += 1
-        self.w.reply(rid, None, [("logits", logits)] if req.get("logits") else [])
+        tensors = [("logits", logits)] if req.get("logits") else []
+        if fin:
+            tensors.append(("final_hidden", self.b.final_hidden()[:, -1]))   # (B, H)
+        self.w.reply(rid, None, tensors)
 
     def op_vision(self, rid, req):
         p = self.handle_of(self.prompts, "prompt", need(req, "prompt"))
@@ -639,8 +667,15 @@ class TransformersBackend:
         return out["pixel_values_videos"], grid, ids
 
     def install_hooks(self):
-        """Hidden taps: the decoder's input embeddings and each decoder layer's output."""
+        """Hidden taps: the decoder's input embeddings and each decoder layer's output; the final
+        norm's output of the latest forward (final_hidden)."""
         self.capture = None
+        self.last_norm = None
+
+        def norm(module, inputs, output):
+            self.last_norm = output
+
+        self.lm.norm.register_forward_hook(norm)
 
         def pre(module, args, kwargs):
             if self.capture is not None:
@@ -653,6 +688,13 @@ class TransformersBackend:
         self.lm.register_forward_pre_hook(pre, with_kwargs=True)
         for l in self.lm.layers:
             l.register_forward_hook(layer)
+
+    def final_hidden(self):
+        """The final norm's output of the latest forward, (B, n, H): every position of the call
+        (the norm runs before lm_head keeps its last rows)."""
+        if self.last_norm is None:
+            raise RuntimeError("final_hidden: the final norm's hook saw no forward")
+        return self.last_norm
 
     # ---- prompts
 
@@ -757,6 +799,7 @@ class TransformersBackend:
     # ---- one sequence
 
     def forward(self, cache, **kw):
+        self.last_norm = None  # set again by the final norm's hook (final_hidden)
         out = self.model(past_key_values=cache, use_cache=True, return_dict=True, **kw)
         return out.logits, out.past_key_values
 

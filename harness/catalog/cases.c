@@ -134,6 +134,7 @@ static const key_rule key_rules[] = {
     {"image_max_pixels", ALL_KINDS, 0},
     {"pad_to", KIND_BIT(LC_KIND_BATCH), 0},
     {"image_min_pixels", ALL_KINDS, 0},
+    {"hidden_bounds", ALL_KINDS, 0},
 };
 #define N_KEY_RULES ((int)(sizeof key_rules / sizeof key_rules[0]))
 
@@ -498,6 +499,9 @@ static void case_free(lc_case *c)
     free(c->synth_preset);
     free(c->synth_sha256);
     free(c->chunk_sweep);
+    for (int k = 0; k < LC_HIDDEN_N; k++)
+        for (int p = 0; p < LC_PREC_COUNT; p++)
+            bounds_free(&c->hidden_bounds[k][p]);
     memset(c, 0, sizeof *c);
 }
 
@@ -866,21 +870,22 @@ static int parse_precision_bounds(const ctx *cx, const char *field, const cJSON 
     return LC_OK;
 }
 
-static int parse_bounds(const ctx *cx, const cJSON *j, lc_bounds bounds[LC_PREC_COUNT])
+/* `bounds` and `hidden_bounds` (field: the key, named in every message). */
+static int parse_bounds(const ctx *cx, const char *field, const cJSON *j, lc_bounds bounds[LC_PREC_COUNT])
 {
-    int rc = expect(cx, "bounds", j, cJSON_IsObject(j), "an object with keys \"f32\" and \"f64\" (and optionally \"bf16\", \"f16\")");
+    int rc = expect(cx, field, j, cJSON_IsObject(j), "an object with keys \"f32\" and \"f64\" (and optionally \"bf16\", \"f16\")");
     if (rc)
         return rc;
-    rc = check_object_keys_unique(cx, "bounds", j);
+    rc = check_object_keys_unique(cx, field, j);
     if (rc)
         return rc;
     for (const cJSON *k = j->child; k; k = k->next) {
         lc_precision p = lc_precision_from_name(k->string);
         if (p == LC_PREC_UNKNOWN)
-            return fail(cx, "bounds", "unknown precision '%s' (expected \"f32\", \"f64\", \"bf16\" or \"f16\")",
+            return fail(cx, field, "unknown precision '%s' (expected \"f32\", \"f64\", \"bf16\" or \"f16\")",
                         k->string);
         char sub[64];
-        snprintf(sub, sizeof sub, "bounds.%s", lc_precision_name(p));
+        snprintf(sub, sizeof sub, "%s.%s", field, lc_precision_name(p));
         rc = parse_precision_bounds(cx, sub, k, &bounds[p]);
         if (rc)
             return rc;
@@ -890,8 +895,34 @@ static int parse_bounds(const ctx *cx, const cJSON *j, lc_bounds bounds[LC_PREC_
     const lc_precision required[] = {LC_PREC_F32, LC_PREC_F64};
     for (int i = 0; i < 2; i++)
         if (!bounds[required[i]].present)
-            return fail(cx, "bounds", "missing bounds for precision '%s'", lc_precision_name(required[i]));
+            return fail(cx, field, "missing bounds for precision '%s'", lc_precision_name(required[i]));
     return LC_OK;
+}
+
+const char *const lc_hidden_bound_names[LC_HIDDEN_N] = {"rms", "sketch", "sample"};
+
+/* hidden_bounds: {"rms": B, "sketch": B, "sample": B}, each B as `bounds`, all three given. */
+static int parse_hidden_bounds(const ctx *cx, const cJSON *v, lc_case *c)
+{
+    int rc = expect(cx, "hidden_bounds", v, cJSON_IsObject(v), "an object with keys \"rms\", \"sketch\", \"sample\"");
+    if (!rc)
+        rc = check_object_keys_unique(cx, "hidden_bounds", v);
+    for (const cJSON *k = rc ? NULL : v->child; k && !rc; k = k->next) {
+        int which = -1;
+        for (int i = 0; i < LC_HIDDEN_N; i++)
+            if (!strcmp(k->string, lc_hidden_bound_names[i]))
+                which = i;
+        if (which < 0)
+            return fail(cx, "hidden_bounds", "unknown key '%s' (expected \"rms\", \"sketch\" or \"sample\")",
+                        k->string);
+        char field[64];
+        snprintf(field, sizeof field, "hidden_bounds.%s", lc_hidden_bound_names[which]);
+        rc = parse_bounds(cx, field, k, c->hidden_bounds[which]);
+    }
+    for (int i = 0; i < LC_HIDDEN_N && !rc; i++)
+        if (!c->hidden_bounds[i][LC_PREC_F32].present)
+            rc = fail(cx, "hidden_bounds", "missing key '%s'", lc_hidden_bound_names[i]);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- requests (serving kinds) */
@@ -1102,6 +1133,8 @@ static int check_case_consistency(const ctx *cx, const lc_case *c)
     if (c->image_min_pixels && c->image_max_pixels && c->image_min_pixels > c->image_max_pixels)
         return fail(cx, "image_min_pixels", "%ld exceeds image_max_pixels %ld", c->image_min_pixels,
                     c->image_max_pixels);
+    if (!c->sparse && c->has_hidden_bounds)
+        return fail(cx, "hidden_bounds", "applies to cases with golden_layout '%s' only", LC_CASE_SPARSE_LAYOUT);
     return LC_OK;
 }
 
@@ -1171,6 +1204,11 @@ static int parse_field(const ctx *cx, const char *key, const cJSON *v, const cha
     }
     if (strcmp(key, "chunk_sweep") == 0)
         return read_plain_int_array(cx, key, v, 1, &c->chunk_sweep, &c->n_chunk_sweep);
+    if (strcmp(key, "hidden_bounds") == 0) {
+        rc = parse_hidden_bounds(cx, v, c);
+        c->has_hidden_bounds = !rc;
+        return rc;
+    }
     if (strcmp(key, "image_max_pixels") == 0) {
         rc = read_int(cx, key, v, 1, 1L << 40, &c->image_max_pixels);
         return rc;
@@ -1201,7 +1239,7 @@ static int parse_field(const ctx *cx, const char *key, const cJSON *v, const cha
     if (strcmp(key, "decode") == 0)
         return parse_decode(cx, v, &c->decode);
     if (strcmp(key, "bounds") == 0)
-        return parse_bounds(cx, v, c->bounds);
+        return parse_bounds(cx, key, v, c->bounds);
     if (strcmp(key, "lengths") == 0)
         return read_plain_int_array(cx, key, v, 1, &c->lengths, &c->n_lengths);
     if (strcmp(key, "chunks") == 0)

@@ -160,6 +160,11 @@ typedef struct {
 
 typedef enum { LC_FAMILY_UNKNOWN = 0, LC_FAMILY_DENSE, LC_FAMILY_MOE } lc_family;
 
+/* The keys of hidden_bounds (cases/real/README.md): the comparisons hidden_rms, hidden_sketch
+ * and hidden_sample of the sparse goldens' final hidden state. */
+enum { LC_HIDDEN_RMS = 0, LC_HIDDEN_SKETCH = 1, LC_HIDDEN_SAMPLE = 2, LC_HIDDEN_N = 3 };
+extern const char *const lc_hidden_bound_names[LC_HIDDEN_N]; /* "rms", "sketch", "sample" */
+
 /* One request of a serving case (continuous_batch, prefix_cache). */
 typedef struct {
     lc_prompt prompt;
@@ -232,6 +237,10 @@ typedef struct {
     long image_max_pixels;      /* smart_resize's upper bound for the case's images; 0: the checkpoint's */
     int pad_to;                 /* batch: left-pad every row to this length; 0: the longest row */
     long image_min_pixels;      /* smart_resize's lower bound for the case's images; 0: the checkpoint's */
+    /* hidden_bounds: the bounds of the final hidden state's comparisons (golden_sparse_run.c),
+     * one set per comparison (LC_HIDDEN_RMS, _SKETCH, _SAMPLE), each per precision as `bounds` */
+    lc_bounds hidden_bounds[LC_HIDDEN_N][LC_PREC_COUNT];
+    int has_hidden_bounds;
 } lc_case;
 
 /* A loaded catalog: cases in file order, files in the order they were loaded. */

@@ -166,6 +166,18 @@ static int req_bool(const cJSON *r, const char *key)
     return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, key));
 }
 
+/* The optional "final_hidden" flag of prefill, decode, batch_prefill and batch_decode: absent
+ * or false 0, true 1; anything else is bad input (-1, err set). */
+static int req_final_hidden(const cJSON *r, lc_error *err)
+{
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(r, "final_hidden");
+    if (j && !cJSON_IsBool(j)) {
+        lc_fail(err, LC_EINPUT, "request field \"final_hidden\" is not a boolean");
+        return -1;
+    }
+    return cJSON_IsTrue(j);
+}
+
 static srv_prompt *find_prompt(server *s, int h)
 {
     for (int i = 0; i < s->n_prompts; i++)
@@ -458,18 +470,23 @@ static int do_prefill(server *s, const cJSON *r, long id, lc_error *err)
         out.gdn_chunk = (int)ch;
     }
     const int T = (int)(to - from), V = s->mi.vocab_size, H = s->mi.hidden_size, L = s->mi.num_layers;
+    const int fin = req_final_hidden(r, err);
+    if (fin < 0)
+        return err->code;
     size_t nl = out.sel == LC_LOGITS_ALL ? (size_t)T * V : out.sel == LC_LOGITS_LAST ? (size_t)V : 0;
     size_t nh = req_bool(r, "hidden") ? (size_t)(L + 1) * T * H : 0;
     out.logits = nl ? malloc(nl * sizeof(double)) : NULL;
     out.hidden = nh ? malloc(nh * sizeof(double)) : NULL;
-    if ((nl && !out.logits) || (nh && !out.hidden)) {
+    out.final_hidden = fin ? malloc((size_t)T * H * sizeof(double)) : NULL;
+    if ((nl && !out.logits) || (nh && !out.hidden) || (fin && !out.final_hidden)) {
         free(out.logits);
         free(out.hidden);
+        free(out.final_hidden);
         return lc_fail(err, LC_EINTERNAL, "out of memory");
     }
     rc = lc_engine_prefill(s->e, (int)seq, (int)prompt, (int)from, (int)to, &out, err);
     if (!rc) {
-        out_tensor ts[2];
+        out_tensor ts[3];
         int nt = 0;
         if (nl) {
             ts[nt] = (out_tensor){.name = "logits", .dt = s->out_dt, .f = out.logits};
@@ -485,10 +502,14 @@ static int do_prefill(server *s, const cJSON *r, long id, lc_error *err)
         }
         if (nh)
             ts[nt++] = (out_tensor){.name = "hidden", .dt = s->out_dt, .ndim = 3, .dims = {L + 1, T, H}, .f = out.hidden};
+        if (fin)
+            ts[nt++] = (out_tensor){.name = "final_hidden", .dt = s->out_dt, .ndim = 2, .dims = {T, H},
+                                    .f = out.final_hidden};
         reply_ok(cJSON_CreateObject(), id, ts, nt);
     }
     free(out.logits);
     free(out.hidden);
+    free(out.final_hidden);
     return rc;
 }
 
@@ -498,16 +519,28 @@ static int do_decode(server *s, const cJSON *r, long id, lc_error *err)
     int rc = need_model(s, err);
     if (rc || (rc = req_int(r, "seq", &seq, err)) || (rc = req_int(r, "token", &token, err)))
         return rc;
-    const int V = s->mi.vocab_size, want = req_bool(r, "logits");
+    const int V = s->mi.vocab_size, H = s->mi.hidden_size, want = req_bool(r, "logits");
+    const int fin = req_final_hidden(r, err);
+    if (fin < 0)
+        return err->code;
     double *lg = want ? malloc((size_t)V * sizeof *lg) : NULL;
-    if (want && !lg)
+    double *fh = fin ? malloc((size_t)H * sizeof *fh) : NULL;
+    if ((want && !lg) || (fin && !fh)) {
+        free(lg);
+        free(fh);
         return lc_fail(err, LC_EINTERNAL, "out of memory");
-    rc = lc_engine_decode(s->e, (int)seq, (int32_t)token, lg, err);
+    }
+    if (fin)
+        rc = lc_engine_decode_final(s->e, (int)seq, (int32_t)token, lg, fh, err);
+    else
+        rc = lc_engine_decode(s->e, (int)seq, (int32_t)token, lg, err);
     if (!rc) {
-        out_tensor t = {.name = "logits", .dt = s->out_dt, .ndim = 1, .dims = {V}, .f = lg};
-        reply_ok(cJSON_CreateObject(), id, &t, want ? 1 : 0);
+        out_tensor t[2] = {{.name = "logits", .dt = s->out_dt, .ndim = 1, .dims = {V}, .f = lg},
+                           {.name = "final_hidden", .dt = s->out_dt, .ndim = 1, .dims = {H}, .f = fh}};
+        reply_ok(cJSON_CreateObject(), id, want ? t : t + 1, (want ? 1 : 0) + fin);
     }
     free(lg);
+    free(fh);
     return rc;
 }
 
@@ -543,27 +576,44 @@ static int do_batch(server *s, const cJSON *r, long id, int prefill, lc_error *e
         goto done;
     }
     const int V = s->mi.vocab_size, T = prefill ? (int)(to - from) : 1, want = req_bool(r, "logits");
+    const int H = s->mi.hidden_size, fin = req_final_hidden(r, err);
+    if (fin < 0) {
+        rc = err->code;
+        goto done;
+    }
     double *lg = want ? malloc((size_t)B * T * V * sizeof *lg) : NULL;
-    if (want && !lg) {
+    double *fh = fin ? malloc((size_t)B * T * H * sizeof *fh) : NULL;
+    if ((want && !lg) || (fin && !fh)) {
+        free(lg);
+        free(fh);
         rc = lc_fail(err, LC_EINTERNAL, "out of memory");
         goto done;
     }
-    if (prefill)
+    if (prefill && fin)
+        rc = lc_engine_batch_prefill_final(s->e, seqs, prompts, B, (int)from, (int)to, lg, fh, err);
+    else if (prefill)
         rc = lc_engine_batch_prefill(s->e, seqs, prompts, B, (int)from, (int)to, lg, err);
+    else if (fin)
+        rc = lc_engine_batch_decode_final(s->e, seqs, (const int32_t *)tokens, B, lg, fh, err);
     else
         rc = lc_engine_batch_decode(s->e, seqs, (const int32_t *)tokens, B, lg, err);
     if (!rc) {
-        out_tensor t = {.name = "logits", .dt = s->out_dt, .f = lg};
-        if (prefill) {
-            t.ndim = 3;
-            t.dims[0] = B, t.dims[1] = T, t.dims[2] = V;
-        } else {
-            t.ndim = 2;
-            t.dims[0] = B, t.dims[1] = V;
+        out_tensor t[2] = {{.name = "logits", .dt = s->out_dt, .f = lg},
+                           {.name = "final_hidden", .dt = s->out_dt, .f = fh}};
+        for (int k = 0; k < 2; k++) {
+            const int64_t W = k ? H : V;
+            if (prefill) {
+                t[k].ndim = 3;
+                t[k].dims[0] = B, t[k].dims[1] = T, t[k].dims[2] = W;
+            } else {
+                t[k].ndim = 2;
+                t[k].dims[0] = B, t[k].dims[1] = W;
+            }
         }
-        reply_ok(cJSON_CreateObject(), id, &t, want ? 1 : 0);
+        reply_ok(cJSON_CreateObject(), id, want ? t : t + 1, (want ? 1 : 0) + fin);
     }
     free(lg);
+    free(fh);
 done:
     free(seqs);
     free(prompts);

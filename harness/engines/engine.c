@@ -147,6 +147,8 @@ int lc_engine_prefill(lc_engine *e, int seq, int prompt, int from, int to, const
     NEED(prefill, -1);
     if (out && out->hidden)
         NEED(prefill, LC_CAP_HIDDEN);
+    if (out && out->final_hidden)
+        NEED(prefill, LC_CAP_FINAL_HIDDEN);
     if (out && (out->gdn_mode != LC_GDN_AUTO || out->gdn_chunk))
         NEED(prefill, LC_CAP_GDN_MODE);
     return e->ops->prefill(e, seq, prompt, from, to, out, err);
@@ -255,6 +257,35 @@ int lc_engine_batch_verify(lc_engine *e, const int *seqs, int B, const int32_t *
 {
     NEED(batch_verify, LC_CAP_BATCH_VERIFY);
     return e->ops->batch_verify(e, seqs, B, tokens, counts, logits, err);
+}
+
+int lc_engine_decode_final(lc_engine *e, int seq, int32_t token, double *logits, double *final_hidden,
+                           lc_error *err)
+{
+    NEED(decode_final, LC_CAP_FINAL_HIDDEN);
+    if (!final_hidden)
+        return lc_fail(err, LC_EINTERNAL, "engine call 'decode_final' without a final_hidden buffer");
+    return e->ops->decode_final(e, seq, token, logits, final_hidden, err);
+}
+
+int lc_engine_batch_prefill_final(lc_engine *e, const int *seqs, const int *prompts, int B, int from, int to,
+                                  double *logits, double *final_hidden, lc_error *err)
+{
+    NEED(batch_prefill_final, LC_CAP_BATCH);
+    NEED(batch_prefill_final, LC_CAP_FINAL_HIDDEN);
+    if (!final_hidden)
+        return lc_fail(err, LC_EINTERNAL, "engine call 'batch_prefill_final' without a final_hidden buffer");
+    return e->ops->batch_prefill_final(e, seqs, prompts, B, from, to, logits, final_hidden, err);
+}
+
+int lc_engine_batch_decode_final(lc_engine *e, const int *seqs, const int32_t *tokens, int B, double *logits,
+                                 double *final_hidden, lc_error *err)
+{
+    NEED(batch_decode_final, LC_CAP_BATCH);
+    NEED(batch_decode_final, LC_CAP_FINAL_HIDDEN);
+    if (!final_hidden)
+        return lc_fail(err, LC_EINTERNAL, "engine call 'batch_decode_final' without a final_hidden buffer");
+    return e->ops->batch_decode_final(e, seqs, tokens, B, logits, final_hidden, err);
 }
 
 void lc_engine_free(lc_engine *e)

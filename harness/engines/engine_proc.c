@@ -1046,6 +1046,40 @@ static int take_logits(proc *p, const char *op, long id, const tspec *t, int V, 
     return LC_OK;
 }
 
+/* A reply's final_hidden (rows of H values) into dst; a NaN is the engine's failure, as in
+ * logits. */
+static int take_final(proc *p, const char *op, long id, const tspec *t, int H, double *dst, lc_error *err)
+{
+    long k = first_nan(t->data, t->count);
+    if (k >= 0)
+        return engine_fail(p, op, id, err, "NaN final_hidden (row %ld, index %ld)", k / H, k % H);
+    memcpy(dst, t->data, t->count * sizeof(double));
+    return LC_OK;
+}
+
+/* A batch reply's final_hidden (B, T, H) of columns [from, from + T) into dst: pad columns
+ * NaN whatever the engine sent, a NaN elsewhere the engine's failure. */
+static int take_final_padded(proc *p, const char *op, long id, tspec *t, int B, int T, int from, int Lmax,
+                             const int *len, double *dst, lc_error *err)
+{
+    const int H = p->mi.hidden_size;
+    double *src = t->data;
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < T; j++) {
+            double *row = src + ((size_t)b * T + j) * H;
+            if (from + j < Lmax - len[b]) {
+                for (int i = 0; i < H; i++)
+                    row[i] = NAN;
+                continue;
+            }
+            long k = first_nan(row, (size_t)H);
+            if (k >= 0)
+                return engine_fail(p, op, id, err, "NaN final_hidden (row %d, column %d, index %ld)", b, from + j, k);
+        }
+    memcpy(dst, src, t->count * sizeof(double));
+    return LC_OK;
+}
+
 static int op_prefill(lc_engine *e, int seq, int prompt, int from, int to, const lc_prefill_out *out, lc_error *err)
 {
     proc *p = P(e);
@@ -1073,9 +1107,12 @@ static int op_prefill(lc_engine *e, int seq, int prompt, int from, int to, const
         cJSON_AddStringToObject(req, "gdn_mode", gdn[out->gdn_mode]);
         cJSON_AddNumberToObject(req, "gdn_chunk", out->gdn_chunk);
     }
-    tspec ts[2] = {
+    if (out->final_hidden) /* only when asked: an engine without the capability never sees it */
+        cJSON_AddBoolToObject(req, "final_hidden", 1);
+    tspec ts[3] = {
         {.name = "logits", .is_float = 1, .required = out->sel != LC_LOGITS_NONE},
         {.name = "hidden", .is_float = 1, .ndim = 3, .dims = {L + 1, T, H}, .required = out->hidden != NULL},
+        {.name = "final_hidden", .is_float = 1, .ndim = 2, .dims = {T, H}, .required = 1},
     };
     if (out->sel == LC_LOGITS_ALL) {
         ts[0].ndim = 2;
@@ -1086,12 +1123,14 @@ static int op_prefill(lc_engine *e, int seq, int prompt, int from, int to, const
         ts[0].dims[0] = V;
     }
     int nspec = 0;
-    tspec *use[2];
+    tspec *use[3];
     if (out->sel != LC_LOGITS_NONE)
         use[nspec++] = &ts[0];
     if (out->hidden)
         use[nspec++] = &ts[1];
-    tspec act[2];
+    if (out->final_hidden)
+        use[nspec++] = &ts[2];
+    tspec act[3];
     for (int i = 0; i < nspec; i++)
         act[i] = *use[i];
     long id = p->next_id;
@@ -1101,6 +1140,9 @@ static int op_prefill(lc_engine *e, int seq, int prompt, int from, int to, const
         if (!strcmp(act[i].name, "logits")) {
             if ((rc = take_logits(p, op, id, &act[i], V, out->logits, err)))
                 break;
+        } else if (!strcmp(act[i].name, "final_hidden")) {
+            if ((rc = take_final(p, op, id, &act[i], H, out->final_hidden, err)))
+                break;
         } else
             memcpy(out->hidden, act[i].data, act[i].count * sizeof(double));
     }
@@ -1109,21 +1151,29 @@ static int op_prefill(lc_engine *e, int seq, int prompt, int from, int to, const
     return rc;
 }
 
-static int op_decode(lc_engine *e, int seq, int32_t token, double *logits, lc_error *err)
+/* decode, and decode_final: with final_hidden the request asks for it ("final_hidden": true)
+ * and the reply carries it, (H). */
+static int decode_call(lc_engine *e, int seq, int32_t token, double *logits, double *final_hidden, lc_error *err)
 {
     proc *p = P(e);
     const char *op = "decode";
     int rc = need_model(p, op, err);
     if (rc)
         return rc;
-    int V = p->mi.vocab_size;
+    int V = p->mi.vocab_size, H = p->mi.hidden_size;
     cJSON *req = cJSON_CreateObject(), *h = NULL;
     cJSON_AddNumberToObject(req, "seq", seq);
     cJSON_AddNumberToObject(req, "token", token);
     cJSON_AddBoolToObject(req, "logits", logits != NULL);
-    tspec ts[1] = {{.name = "logits", .is_float = 1, .ndim = 1, .dims = {V}, .required = 1}};
+    if (final_hidden)
+        cJSON_AddBoolToObject(req, "final_hidden", 1);
+    tspec ts[2] = {{.name = "logits", .is_float = 1, .ndim = 1, .dims = {V}, .required = 1},
+                   {.name = "final_hidden", .is_float = 1, .ndim = 1, .dims = {H}, .required = 1}};
+    if (!logits)
+        ts[0] = ts[1];
+    const int ns = (logits ? 1 : 0) + (final_hidden ? 1 : 0);
     long id = p->next_id;
-    if ((rc = call(p, op, req, ts, logits ? 1 : 0, &h, err)))
+    if ((rc = call(p, op, req, ts, ns, &h, err)))
         return rc;
     if (logits) {
         long k = first_nan(ts[0].data, ts[0].count);
@@ -1132,9 +1182,21 @@ static int op_decode(lc_engine *e, int seq, int32_t token, double *logits, lc_er
         else
             memcpy(logits, ts[0].data, (size_t)V * sizeof(double));
     }
-    tspec_free(ts, 1);
+    if (!rc && final_hidden)
+        rc = take_final(p, op, id, &ts[logits ? 1 : 0], H, final_hidden, err);
+    tspec_free(ts, 2);
     cJSON_Delete(h);
     return rc;
+}
+
+static int op_decode(lc_engine *e, int seq, int32_t token, double *logits, lc_error *err)
+{
+    return decode_call(e, seq, token, logits, NULL, err);
+}
+
+static int op_decode_final(lc_engine *e, int seq, int32_t token, double *logits, double *final_hidden, lc_error *err)
+{
+    return decode_call(e, seq, token, logits, final_hidden, err);
 }
 
 static int op_snapshot(lc_engine *e, int seq, int *snap, lc_error *err)
@@ -1160,8 +1222,10 @@ static cJSON *int_array(const int *v, int n)
     return a;
 }
 
-static int op_batch_prefill(lc_engine *e, const int *seqs, const int *prompts, int B, int from, int to,
-                            double *logits, lc_error *err)
+/* batch_prefill, and batch_prefill_final: with final_hidden the request asks for it and the
+ * reply carries it, (B, b - a, H), NaN at pads whatever the engine sent. */
+static int batch_prefill_call(lc_engine *e, const int *seqs, const int *prompts, int B, int from, int to,
+                              double *logits, double *final_hidden, lc_error *err)
 {
     proc *p = P(e);
     const char *op = "batch_prefill";
@@ -1197,9 +1261,14 @@ static int op_batch_prefill(lc_engine *e, const int *seqs, const int *prompts, i
     cJSON_AddNumberToObject(req, "from", from);
     cJSON_AddNumberToObject(req, "to", to);
     cJSON_AddBoolToObject(req, "logits", logits != NULL);
-    tspec ts[1] = {{.name = "logits", .is_float = 1, .ndim = 3, .dims = {B, T, V}, .required = 1}};
+    if (final_hidden)
+        cJSON_AddBoolToObject(req, "final_hidden", 1);
+    tspec ts[2] = {{.name = "logits", .is_float = 1, .ndim = 3, .dims = {B, T, V}, .required = 1},
+                   {.name = "final_hidden", .is_float = 1, .ndim = 3, .dims = {B, T, p->mi.hidden_size}, .required = 1}};
+    if (!logits)
+        ts[0] = ts[1];
     long id = p->next_id;
-    if ((rc = call(p, op, req, ts, logits ? 1 : 0, &h, err))) {
+    if ((rc = call(p, op, req, ts, (logits ? 1 : 0) + (final_hidden ? 1 : 0), &h, err))) {
         free(len);
         return rc;
     }
@@ -1220,14 +1289,29 @@ static int op_batch_prefill(lc_engine *e, const int *seqs, const int *prompts, i
         if (!rc)
             memcpy(logits, src, ts[0].count * sizeof(double));
     }
+    if (!rc && final_hidden)
+        rc = take_final_padded(p, op, id, &ts[logits ? 1 : 0], B, T, from, Lmax, len, final_hidden, err);
     free(len);
-    tspec_free(ts, 1);
+    tspec_free(ts, 2);
     cJSON_Delete(h);
     return rc;
 }
 
-static int op_batch_decode(lc_engine *e, const int *seqs, const int32_t *tokens, int B, double *logits,
-                           lc_error *err)
+static int op_batch_prefill(lc_engine *e, const int *seqs, const int *prompts, int B, int from, int to,
+                            double *logits, lc_error *err)
+{
+    return batch_prefill_call(e, seqs, prompts, B, from, to, logits, NULL, err);
+}
+
+static int op_batch_prefill_final(lc_engine *e, const int *seqs, const int *prompts, int B, int from, int to,
+                                  double *logits, double *final_hidden, lc_error *err)
+{
+    return batch_prefill_call(e, seqs, prompts, B, from, to, logits, final_hidden, err);
+}
+
+/* batch_decode, and batch_decode_final: final_hidden (B, H) when asked. */
+static int batch_decode_call(lc_engine *e, const int *seqs, const int32_t *tokens, int B, double *logits,
+                             double *final_hidden, lc_error *err)
 {
     proc *p = P(e);
     const char *op = "batch_decode";
@@ -1243,15 +1327,34 @@ static int op_batch_decode(lc_engine *e, const int *seqs, const int32_t *tokens,
     cJSON_AddItemToObject(req, "seqs", int_array(seqs, B));
     cJSON_AddItemToObject(req, "tokens", tk);
     cJSON_AddBoolToObject(req, "logits", logits != NULL);
-    tspec ts[1] = {{.name = "logits", .is_float = 1, .ndim = 2, .dims = {B, V}, .required = 1}};
+    if (final_hidden)
+        cJSON_AddBoolToObject(req, "final_hidden", 1);
+    tspec ts[2] = {{.name = "logits", .is_float = 1, .ndim = 2, .dims = {B, V}, .required = 1},
+                   {.name = "final_hidden", .is_float = 1, .ndim = 2, .dims = {B, p->mi.hidden_size}, .required = 1}};
+    if (!logits)
+        ts[0] = ts[1];
     long id = p->next_id;
-    if ((rc = call(p, op, req, ts, logits ? 1 : 0, &h, err)))
+    if ((rc = call(p, op, req, ts, (logits ? 1 : 0) + (final_hidden ? 1 : 0), &h, err)))
         return rc;
     if (logits)
         rc = take_logits(p, op, id, &ts[0], V, logits, err);
-    tspec_free(ts, 1);
+    if (!rc && final_hidden)
+        rc = take_final(p, op, id, &ts[logits ? 1 : 0], p->mi.hidden_size, final_hidden, err);
+    tspec_free(ts, 2);
     cJSON_Delete(h);
     return rc;
+}
+
+static int op_batch_decode(lc_engine *e, const int *seqs, const int32_t *tokens, int B, double *logits,
+                           lc_error *err)
+{
+    return batch_decode_call(e, seqs, tokens, B, logits, NULL, err);
+}
+
+static int op_batch_decode_final(lc_engine *e, const int *seqs, const int32_t *tokens, int B, double *logits,
+                                 double *final_hidden, lc_error *err)
+{
+    return batch_decode_call(e, seqs, tokens, B, logits, final_hidden, err);
 }
 
 static int op_state(lc_engine *e, int seq, lc_state *out, lc_error *err)
@@ -1757,6 +1860,9 @@ static const lc_engine_ops proc_ops = {
     .accept = op_accept,
     .draft = op_draft,
     .batch_verify = op_batch_verify,
+    .decode_final = op_decode_final,
+    .batch_prefill_final = op_batch_prefill_final,
+    .batch_decode_final = op_batch_decode_final,
 };
 
 int lc_engine_proc_new(lc_engine **out, const char *cmd, double timeout_s, const char *log_path, lc_error *err)

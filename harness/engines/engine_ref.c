@@ -609,9 +609,10 @@ static int ref_prefill(lc_engine *e, int seq, int prompt, int from, int to, cons
     const int want = out && out->logits && out->sel != LC_LOGITS_NONE;
     qref_real *lg = want ? malloc((size_t)n * V * sizeof *lg) : NULL;
     qref_real *hd = out && out->hidden ? malloc((size_t)(NL + 1) * n * H * sizeof *hd) : NULL;
+    qref_real *fh = out && out->final_hidden ? malloc((size_t)n * H * sizeof *fh) : NULL;
     int64_t *pos = malloc(3 * (size_t)n * sizeof *pos);
     int rc = LC_OK;
-    if ((want && !lg) || (out && out->hidden && !hd) || !pos) {
+    if ((want && !lg) || (out && out->hidden && !hd) || (out && out->final_hidden && !fh) || !pos) {
         rc = efail(e, err, LC_EINTERNAL, "prefill", "out of memory for %d tokens", n);
         goto done;
     }
@@ -623,7 +624,7 @@ static int ref_prefill(lc_engine *e, int seq, int prompt, int from, int to, cons
                       .n_embeds = k,
                       .gdn_mode = out ? (int)out->gdn_mode : QREF_GDN_AUTO,
                       .gdn_chunk = out ? out->gdn_chunk : 0};
-    qref_outputs o = {.logits = lg, .hidden = hd};
+    qref_outputs o = {.logits = lg, .hidden = hd, .final_hidden = fh};
     qref_error qe = {0};
     if (qref_forward(&r->m, &s->c, &in, &o, &qe) != QREF_OK) {
         rc = lc_fail(err, LC_EINPUT, "prefill: %s", qe.msg);
@@ -647,48 +648,71 @@ static int ref_prefill(lc_engine *e, int seq, int prompt, int from, int to, cons
         to_double(out->logits, lg + (size_t)(n - 1) * V, (size_t)V);
     if (hd)
         to_double(out->hidden, hd, (size_t)(NL + 1) * n * H);
+    if (fh)
+        to_double(out->final_hidden, fh, (size_t)n * H);
 done:
     free(lg);
     free(hd);
+    free(fh);
     free(pos);
     return rc;
 }
 
-/* One token through the cache; logits (V) as qref_real into lg, or NULL. */
-static int feed(ref_engine *r, ref_seq *s, int32_t token, qref_real *lg, qref_error *qe)
+/* One token through the cache; logits (V) as qref_real into lg, or NULL; the final norm's
+ * output (H) into fh, or NULL. */
+static int feed(ref_engine *r, ref_seq *s, int32_t token, qref_real *lg, qref_real *fh, qref_error *qe)
 {
     qref_tokens in = {.ids = &token, .n = 1};
     if (r->faults.on[LC_FAULT_SHARED_ROPE_DELTA]) /* planted: the engine's one delta */
         s->c.rope_delta = r->shared_delta;
-    qref_outputs o = {.logits = lg};
+    qref_outputs o = {.logits = lg, .final_hidden = fh};
     if (qref_forward(&r->m, &s->c, &in, &o, qe) != QREF_OK)
         return -1;
     s->last = token;
     return 0;
 }
 
-static int ref_decode(lc_engine *e, int seq, int32_t token, double *logits, lc_error *err)
+/* decode, and decode_final with the final norm's output (H) into final_hidden. */
+static int decode_into(lc_engine *e, int seq, int32_t token, double *logits, double *final_hidden, lc_error *err)
 {
     ref_engine *r = impl(e);
     ref_seq *s = get_seq(r, seq);
     if (!s)
         return efail(e, err, LC_EINPUT, "decode", "no sequence %d", seq);
-    const int V = r->m.cfg.vocab_size;
+    const int V = r->m.cfg.vocab_size, H = r->m.cfg.hidden_size;
     qref_real *lg = logits ? malloc((size_t)V * sizeof *lg) : NULL;
+    qref_real *fh = final_hidden ? malloc((size_t)H * sizeof *fh) : NULL;
     qref_error qe = {0};
     int rc = LC_OK;
-    if (logits && !lg)
+    if ((logits && !lg) || (final_hidden && !fh)) {
+        free(lg);
+        free(fh);
         return efail(e, err, LC_EINTERNAL, "decode", "out of memory");
+    }
     /* planted: a restored sequence takes its last token in again before the new one */
-    if (s->refeed && s->last >= 0 && feed(r, s, s->last, NULL, &qe))
+    if (s->refeed && s->last >= 0 && feed(r, s, s->last, NULL, NULL, &qe))
         rc = lc_fail(err, LC_EINPUT, "decode: %s", qe.msg);
     s->refeed = 0;
-    if (!rc && feed(r, s, token, lg, &qe))
+    if (!rc && feed(r, s, token, lg, fh, &qe))
         rc = lc_fail(err, LC_EINPUT, "decode: %s", qe.msg);
     if (!rc && logits)
         to_double(logits, lg, (size_t)V);
+    if (!rc && final_hidden)
+        to_double(final_hidden, fh, (size_t)H);
     free(lg);
+    free(fh);
     return rc;
+}
+
+static int ref_decode(lc_engine *e, int seq, int32_t token, double *logits, lc_error *err)
+{
+    return decode_into(e, seq, token, logits, NULL, err);
+}
+
+static int ref_decode_final(lc_engine *e, int seq, int32_t token, double *logits, double *final_hidden,
+                            lc_error *err)
+{
+    return decode_into(e, seq, token, logits, final_hidden, err);
 }
 
 /* ---------------------------------------------------------------- snapshots */
@@ -769,11 +793,13 @@ static void ref_snap_release(lc_engine *e, int h)
 
 /* ---------------------------------------------------------------- batches */
 
-static int ref_batch_prefill(lc_engine *e, const int *seqs, const int *prompts, int B, int from, int to,
-                             double *logits, lc_error *err)
+/* batch_prefill, and batch_prefill_final with the final norm's output (B, to - from, H). */
+static int batch_prefill_into(lc_engine *e, const int *seqs, const int *prompts, int B, int from, int to,
+                              double *logits, double *final_hidden, lc_error *err)
 {
     ref_engine *r = impl(e);
-    const int V = r->m.cfg.vocab_size;
+    const int V = r->m.cfg.vocab_size, H = r->m.cfg.hidden_size;
+    qref_real *fh = NULL;
     qref_prompt *rows = calloc((size_t)B + 1, sizeof *rows);
     qref_cache **caches = calloc((size_t)B + 1, sizeof *caches);
     qref_padded pad = {0};
@@ -819,11 +845,13 @@ static int ref_batch_prefill(lc_engine *e, const int *seqs, const int *prompts, 
         }
     }
     lg = logits ? malloc((size_t)B * (to - from) * V * sizeof *lg) : NULL;
-    if (logits && !lg) {
+    fh = final_hidden ? malloc((size_t)B * (to - from) * H * sizeof *fh) : NULL;
+    if ((logits && !lg) || (final_hidden && !fh)) {
         rc = efail(e, err, LC_EINTERNAL, "batch_prefill", "out of memory");
         goto done;
     }
-    if (qref_padded_prefill(&r->m, caches, &pad, from, to, lg, &qe) != QREF_OK) {
+    qref_outputs o = {.logits = lg, .final_hidden = fh};
+    if (qref_padded_prefill_out(&r->m, caches, &pad, from, to, &o, &qe) != QREF_OK) {
         rc = lc_fail(err, LC_EINPUT, "batch_prefill: %s", qe.msg);
         goto done;
     }
@@ -838,24 +866,41 @@ static int ref_batch_prefill(lc_engine *e, const int *seqs, const int *prompts, 
     }
     if (logits)
         to_double(logits, lg, (size_t)B * (to - from) * V);
+    if (final_hidden)
+        to_double(final_hidden, fh, (size_t)B * (to - from) * H);
 done:
     qref_padded_free(&pad);
     free(rows);
     free(caches);
     free(lg);
+    free(fh);
     return rc;
 }
 
-static int ref_batch_decode(lc_engine *e, const int *seqs, const int32_t *tokens, int B, double *logits,
-                            lc_error *err)
+static int ref_batch_prefill(lc_engine *e, const int *seqs, const int *prompts, int B, int from, int to,
+                             double *logits, lc_error *err)
+{
+    return batch_prefill_into(e, seqs, prompts, B, from, to, logits, NULL, err);
+}
+
+static int ref_batch_prefill_final(lc_engine *e, const int *seqs, const int *prompts, int B, int from, int to,
+                                   double *logits, double *final_hidden, lc_error *err)
+{
+    return batch_prefill_into(e, seqs, prompts, B, from, to, logits, final_hidden, err);
+}
+
+/* batch_decode, and batch_decode_final with the final norm's output (B, H). */
+static int batch_decode_into(lc_engine *e, const int *seqs, const int32_t *tokens, int B, double *logits,
+                             double *final_hidden, lc_error *err)
 {
     ref_engine *r = impl(e);
-    const int V = r->m.cfg.vocab_size;
+    const int V = r->m.cfg.vocab_size, H = r->m.cfg.hidden_size;
     qref_cache **caches = calloc((size_t)B + 1, sizeof *caches);
     qref_real *lg = logits ? malloc((size_t)B * V * sizeof *lg) : NULL;
+    qref_real *fh = final_hidden ? malloc((size_t)B * H * sizeof *fh) : NULL;
     qref_error qe = {0};
     int rc = LC_OK;
-    if (!caches || (logits && !lg)) {
+    if (!caches || (logits && !lg) || (final_hidden && !fh)) {
         rc = efail(e, err, LC_EINTERNAL, "batch_decode", "out of memory");
         goto done;
     }
@@ -868,7 +913,7 @@ static int ref_batch_decode(lc_engine *e, const int *seqs, const int32_t *tokens
         caches[b] = &s->c;
     }
     qref_batch in = {.B = B, .L = 1, .ids = tokens};
-    qref_outputs o = {.logits = lg};
+    qref_outputs o = {.logits = lg, .final_hidden = fh};
     if (qref_forward_batch(&r->m, caches, &in, &o, &qe) != QREF_OK) {
         rc = lc_fail(err, LC_EINPUT, "batch_decode: %s", qe.msg);
         goto done;
@@ -879,10 +924,25 @@ static int ref_batch_decode(lc_engine *e, const int *seqs, const int32_t *tokens
     }
     if (logits)
         to_double(logits, lg, (size_t)B * V);
+    if (final_hidden)
+        to_double(final_hidden, fh, (size_t)B * H);
 done:
     free(caches);
     free(lg);
+    free(fh);
     return rc;
+}
+
+static int ref_batch_decode(lc_engine *e, const int *seqs, const int32_t *tokens, int B, double *logits,
+                            lc_error *err)
+{
+    return batch_decode_into(e, seqs, tokens, B, logits, NULL, err);
+}
+
+static int ref_batch_decode_final(lc_engine *e, const int *seqs, const int32_t *tokens, int B, double *logits,
+                                  double *final_hidden, lc_error *err)
+{
+    return batch_decode_into(e, seqs, tokens, B, logits, final_hidden, err);
 }
 
 /* ---------------------------------------------------------------- continuous batching */
@@ -1307,6 +1367,9 @@ static const lc_engine_ops ref_ops = {
     .accept = ref_accept,
     .draft = ref_draft,
     .batch_verify = ref_batch_verify,
+    .decode_final = ref_decode_final,
+    .batch_prefill_final = ref_batch_prefill_final,
+    .batch_decode_final = ref_batch_decode_final,
 };
 
 int lc_engine_ref_new(lc_engine **out, const struct lc_fault_set *faults, lc_error *err)

@@ -95,7 +95,8 @@ lc_eprec lc_eprec_from_name(const char *s);  /* LC_EPREC_UNKNOWN when not a name
     X(MTP, "mtp")             /* MTP-head drafts (see "speculative") */                     \
     X(BATCH_VERIFY, "batch_verify") /* verify of several sequences in one batched forward */ \
     X(PIXEL_LIMITS, "pixel_limits") /* prompts with image_min_pixels / image_max_pixels */     \
-    X(PAD_TO, "pad_to")       /* prompts with pad_to: batch layouts longer than the longest row */
+    X(PAD_TO, "pad_to")       /* prompts with pad_to: batch layouts longer than the longest row */ \
+    X(FINAL_HIDDEN, "final_hidden") /* tap: the final norm's output (lm_head input), prefill and decode */
 
 typedef enum {
 #define LC__CAP_ENUM(id, name) LC_CAP_##id,
@@ -208,6 +209,7 @@ typedef struct {
     double *hidden;             /* LC_CAP_HIDDEN: (L + 1, to - from, H) or NULL */
     lc_gdn_mode gdn_mode;       /* LC_CAP_GDN_MODE, else must be AUTO */
     int gdn_chunk;              /* LC_CAP_GDN_MODE: chunk length of the chunked GDN (0 = default) */
+    double *final_hidden;       /* LC_CAP_FINAL_HIDDEN: (to - from, H) the final norm's output, or NULL */
 } lc_prefill_out;
 
 /* A sequence's state, flattened in the engine's fixed layer order: for each GDN layer its
@@ -428,6 +430,15 @@ typedef struct {
      * counts[b]. Each sequence then awaits its own accept, with its own count. */
     int (*batch_verify)(lc_engine *e, const int *seqs, int B, const int32_t *tokens, const int *counts, double *logits,
                         lc_error *err);
+    /* LC_CAP_FINAL_HIDDEN: the final norm's output (the lm_head's input) beside the logits.
+     * decode_final is decode with final_hidden (H); with LC_CAP_BATCH also batch_prefill_final,
+     * batch_prefill with final_hidden (B, to - from, H), NaN at pads, and batch_decode_final,
+     * batch_decode with final_hidden (B, H). logits may be NULL; final_hidden must not. */
+    int (*decode_final)(lc_engine *e, int seq, int32_t token, double *logits, double *final_hidden, lc_error *err);
+    int (*batch_prefill_final)(lc_engine *e, const int *seqs, const int *prompts, int B, int from, int to,
+                               double *logits, double *final_hidden, lc_error *err);
+    int (*batch_decode_final)(lc_engine *e, const int *seqs, const int32_t *tokens, int B, double *logits,
+                              double *final_hidden, lc_error *err);
 } lc_engine_ops;
 
 struct lc_engine {
@@ -469,6 +480,12 @@ int lc_engine_accept(lc_engine *e, int seq, int accepted, lc_error *err);
 int lc_engine_draft(lc_engine *e, int seq, int32_t next, int k, int32_t *drafts, double *logits, lc_error *err);
 int lc_engine_batch_verify(lc_engine *e, const int *seqs, int B, const int32_t *tokens, const int *counts,
                            double *logits, lc_error *err);
+int lc_engine_decode_final(lc_engine *e, int seq, int32_t token, double *logits, double *final_hidden,
+                           lc_error *err);
+int lc_engine_batch_prefill_final(lc_engine *e, const int *seqs, const int *prompts, int B, int from, int to,
+                                  double *logits, double *final_hidden, lc_error *err);
+int lc_engine_batch_decode_final(lc_engine *e, const int *seqs, const int32_t *tokens, int B, double *logits,
+                                 double *final_hidden, lc_error *err);
 void lc_engine_free(lc_engine *e);
 
 /* ---------------------------------------------------------------- implementations */

@@ -127,6 +127,14 @@ lc_comparison *lc__compare(lc__run *r, const char *id, const char *title, lc_cmp
                            const char *actual, const char *expected, const double *a, const double *e, size_t P,
                            size_t W, const uint8_t *include, const uint8_t *kl_include)
 {
+    return lc__compare_bounded(r, id, title, cls, data, actual, expected, a, e, P, W, include, kl_include, NULL);
+}
+
+lc_comparison *lc__compare_bounded(lc__run *r, const char *id, const char *title, lc_cmp_class cls, lc__data data,
+                                   const char *actual, const char *expected, const double *a, const double *e,
+                                   size_t P, size_t W, const uint8_t *include, const uint8_t *kl_include,
+                                   const lc_bounds *own)
+{
     if (!a || !e)
         return NULL; /* an earlier step failed and set the error */
     lc_comparison *cmp = lc_case_add_cmp(r->res);
@@ -134,7 +142,7 @@ lc_comparison *lc__compare(lc__run *r, const char *id, const char *title, lc_cmp
         lc__set_error(r, "out of memory recording comparison '%s'", id);
         return NULL;
     }
-    const lc_bounds *b = bounds_for(r, cls, data);
+    const lc_bounds *b = own ? own : bounds_for(r, cls, data);
     snprintf(cmp->id, sizeof cmp->id, "%s", id);
     snprintf(cmp->cls, sizeof cmp->cls, "%s", lc_cmp_class_name(cls));
     snprintf(cmp->name, sizeof cmp->name, "%s", title);

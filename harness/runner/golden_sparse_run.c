@@ -11,9 +11,12 @@
  * (8192 full rows would be 16 GB of doubles); each chunk_sweep size is a schedule of its own,
  * graded against the golden and against the base (bitwise when the spans are the same).
  *
- * Not compared here, and said in every report (not_compared): the final hidden state (the
- * engine interface has no tap on the final RMSNorm's output) and the preprocessed pixel bytes
- * (no tap either); the image grids and every position are compared exactly.
+ * The final hidden state (the final RMSNorm's output, LC_CAP_FINAL_HIDDEN) is reduced the same
+ * way: its RMS and 8-value sketch at every position, the whole row at the golden's sample
+ * positions, each compared relative to the golden row's scale (grade_hidden) under the case's
+ * hidden_bounds. Not compared, and said in every report (not_compared): the final hidden state
+ * of an engine without that capability, and the preprocessed pixel bytes (no tap); the image
+ * grids and every position are compared exactly.
  */
 #include <math.h>
 #include <stdio.h>
@@ -128,6 +131,11 @@ static lc_sparse_seq *read_seq(lc__run *r, lc__golden *g, const char *group)
                           (long long)s->topk_ids[i], r->V);
             return NULL;
         }
+    if (s->hidden_sample && s->H != r->H) {
+        lc__set_error(r, "%s: %s/hidden_sample: rows of %d values, the checkpoint's hidden size is %d", g->f.path,
+                      group, s->H, r->H);
+        return NULL;
+    }
     if (s->logits_full && s->V != r->V) {
         lc__set_error(r, "%s: %s/logits_full: %d values, the checkpoint's vocabulary is %d", g->f.path, group, s->V,
                       r->V);
@@ -147,6 +155,12 @@ typedef struct {
     double *top1;               /* (P) argmax id */
     double *full;               /* (V) at g->logits_full_pos, or NULL */
     int seen;                   /* rows reduced */
+    /* the final hidden rows (LC_CAP_FINAL_HIDDEN; NULL without it) */
+    double *rms;                /* (P) */
+    double *sketch;             /* (P, LC_SKETCH_N) */
+    double *sample;             /* (S, H) the rows at g->sample_positions */
+    int *sample_at;             /* (P) index into sample_positions, or -1 */
+    int hseen;                  /* hidden rows reduced */
 } sched;
 
 static int sched_init(lc__run *r, sched *s, const lc_sparse_seq *g)
@@ -157,7 +171,38 @@ static int sched_init(lc__run *r, sched *s, const lc_sparse_seq *g)
     s->topv = lc__nans(r, (size_t)g->P * g->k);
     s->top1 = lc__nans(r, (size_t)g->P);
     s->full = g->logits_full ? lc__nans(r, (size_t)r->V) : NULL;
-    return s->lse && s->topv && s->top1 && (!g->logits_full || s->full);
+    if (!s->lse || !s->topv || !s->top1 || (g->logits_full && !s->full))
+        return 0;
+    if (!lc__has(r, LC_CAP_FINAL_HIDDEN))
+        return 1;
+    s->rms = lc__nans(r, (size_t)g->P);
+    s->sketch = lc__nans(r, (size_t)g->P * LC_SKETCH_N);
+    s->sample = lc__nans(r, (size_t)g->S * g->H);
+    s->sample_at = lc__alloc(r, (size_t)g->P * sizeof *s->sample_at);
+    if (!s->rms || !s->sketch || !s->sample || !s->sample_at)
+        return 0;
+    for (int p = 0; p < g->P; p++)
+        s->sample_at[p] = -1;
+    for (int i = 0; i < g->S; i++) {
+        const int64_t q = g->sample_positions[i];
+        if (q < 0 || q >= g->P) {
+            lc__set_error(r, "case '%s': sample position %lld outside the golden's %d positions", r->c->name,
+                          (long long)q, g->P);
+            return 0;
+        }
+        s->sample_at[q] = i;
+    }
+    return 1;
+}
+
+/* Row h (H) is the engine's final hidden state at index p of the sequence. */
+static void reduce_hidden(const lc__run *r, sched *s, int p, const double *h)
+{
+    s->rms[p] = lc_hidden_rms(h, r->H);
+    lc_hidden_sketch(h, r->H, s->sketch + (size_t)p * LC_SKETCH_N);
+    if (s->sample_at[p] >= 0)
+        memcpy(s->sample + (size_t)s->sample_at[p] * r->H, h, (size_t)r->H * sizeof *h);
+    s->hseen++;
 }
 
 /* Row `row` (V) is the engine's logits at index p of the sequence. */
@@ -239,6 +284,87 @@ static void ties_note(const lc__run *r, char *buf, size_t n, int n_out, int firs
                  n_out == 1 ? "" : "s", first, gap, lc_precision_name(r->prec), routing_resolution(r->prec));
 }
 
+/* The case's hidden_bounds of comparison `which` (LC_HIDDEN_*) for the engine's precision;
+ * without them the scale-free tensor bounds of the precision (the quantities compared are
+ * relative already); differential mode: NULL (the class's bounds for the pair). */
+static const lc_bounds *hidden_bounds(const lc__run *r, int which)
+{
+    const lc_case *c = r->c;
+    if (lc__differential(r))
+        return NULL;
+    if (!c->has_hidden_bounds || r->prec < 0 || r->prec >= LC_PREC_COUNT || !c->hidden_bounds[which][r->prec].present)
+        return lc_pair_bounds_any(r->prec, LC_PREC_F64, 1);
+    return &c->hidden_bounds[which][r->prec];
+}
+
+/* The final hidden state of one schedule against the golden, each quantity relative to the
+ * golden row's scale, so one bound holds at every position and checkpoint width: the RMS as
+ * the ratio engine / golden (against 1); the sketch divided by the golden's rms * sqrt(H), the
+ * L2 norm of the row (a sketch value is a signed sum of the H entries: its error is about the
+ * L2 norm of the row's error, while the value itself may be near 0); the sampled rows divided
+ * by the golden's rms (an entry's error in units of the row's typical entry). */
+static void grade_hidden(lc__run *r, const sched *s, const char *pfx, const char *actual)
+{
+    const lc_sparse_seq *g = s->g;
+    char id[128], title[256];
+    if (!lc__ok(r) || !s->rms)
+        return;
+    if (s->hseen != g->P) {
+        lc__set_error(r, "case '%s': %s: %d final hidden rows for the golden's %d positions", r->c->name, actual,
+                      s->hseen, g->P);
+        return;
+    }
+    const size_t P = (size_t)g->P, S = (size_t)g->S, H = (size_t)g->H, K = LC_SKETCH_N;
+    double *ra = lc__alloc(r, P * sizeof *ra), *re = lc__alloc(r, P * sizeof *re);
+    double *ka = lc__alloc(r, P * K * sizeof *ka), *ke = lc__alloc(r, P * K * sizeof *ke);
+    double *ha = lc__alloc(r, (S * H + 1) * sizeof *ha), *he = lc__alloc(r, (S * H + 1) * sizeof *he);
+    if (!ra || !re || !ka || !ke || !ha || !he)
+        return;
+    /* routing near-ties are left out here as in the logits comparisons */
+    int n_ties, first;
+    double gap;
+    char ties[160];
+    const uint8_t *keep = routing_keep(r, g, &n_ties, &first, &gap);
+    uint8_t *keep_s = keep ? lc__alloc(r, S + 1) : NULL;
+    if (n_ties && (!keep || !keep_s))
+        return;
+    ties_note(r, ties, sizeof ties, n_ties, first, gap);
+    for (size_t i = 0; keep_s && i < S; i++)
+        keep_s[i] = keep[g->sample_positions[i]];
+    for (size_t p = 0; p < P; p++) {
+        const double rms = g->hidden_rms[p] > 0 ? g->hidden_rms[p] : 1.0, norm = rms * sqrt((double)H);
+        ra[p] = s->rms[p] / rms;
+        re[p] = g->hidden_rms[p] / rms;
+        for (size_t j = 0; j < K; j++) {
+            ka[p * K + j] = s->sketch[p * K + j] / norm;
+            ke[p * K + j] = g->hidden_sketch[p * K + j] / norm;
+        }
+    }
+    for (size_t i = 0; i < S; i++) {
+        const double v = g->hidden_rms[g->sample_positions[i]], rms = v > 0 ? v : 1.0;
+        for (size_t k = 0; k < H; k++) {
+            ha[i * H + k] = s->sample[i * H + k] / rms;
+            he[i * H + k] = g->hidden_sample[i * H + k] / rms;
+        }
+    }
+    snprintf(id, sizeof id, "%shidden_rms", pfx);
+    snprintf(title, sizeof title, "%sRMS of the final hidden state, engine / golden, every position%s", pfx, ties);
+    lc__compare_bounded(r, id, title, LC_CLASS_GOLDEN, LC__FLAT, actual, "transformers float64", ra, re, P, 1, keep,
+                        NULL, hidden_bounds(r, LC_HIDDEN_RMS));
+    snprintf(id, sizeof id, "%shidden_sketch", pfx);
+    snprintf(title, sizeof title, "%s%d-value sign sketch of the final hidden state / (golden rms * sqrt(H)), every "
+             "position%s", pfx, LC_SKETCH_N, ties);
+    lc__compare_bounded(r, id, title, LC_CLASS_GOLDEN, LC__FLAT, actual, "transformers float64", ka, ke, P, K, keep,
+                        NULL, hidden_bounds(r, LC_HIDDEN_SKETCH));
+    if (S == 0)
+        return;
+    snprintf(id, sizeof id, "%shidden_sample", pfx);
+    snprintf(title, sizeof title, "%sthe final hidden state / golden rms at the %zu sampled positions%s", pfx, S,
+             ties);
+    lc__compare_bounded(r, id, title, LC_CLASS_GOLDEN, LC__FLAT, actual, "transformers float64", ha, he, S, H, keep_s,
+                        NULL, hidden_bounds(r, LC_HIDDEN_SAMPLE));
+}
+
 /* Records the comparisons of one schedule against the golden (ids prefixed by pfx). */
 static void grade(lc__run *r, const sched *s, const char *pfx, const char *actual)
 {
@@ -285,6 +411,7 @@ static void grade(lc__run *r, const sched *s, const char *pfx, const char *actua
         lc__compare(r, id, title, LC_CLASS_GOLDEN, LC__ROWS, actual, "transformers float64", s->full, g->logits_full,
                     1, (size_t)r->V, NULL, NULL);
     }
+    grade_hidden(r, s, pfx, actual);
 }
 
 /* A schedule against the base schedule: the same summaries, bitwise when the spans are the same. */
@@ -325,13 +452,20 @@ static int run_schedule(lc__run *r, const lc_prompt_info *p, sched *s, int chunk
     lc_error err = {0};
     if (seq < 0)
         return -1;
+    /* the final hidden rows of one span (LC_CAP_FINAL_HIDDEN) */
+    double *hb = s->rms ? lc__alloc(r, (size_t)(span < T ? span : T) * r->H * sizeof *hb) : NULL;
+    if (s->rms && !hb)
+        return -1;
     for (int from = 0; from < T; from += span) {
         const int to = T - from < span ? T : from + span;
-        lc_prefill_out o = {.sel = LC_LOGITS_ALL, .logits = buf};
+        lc_prefill_out o = {.sel = LC_LOGITS_ALL, .logits = buf, .final_hidden = hb};
         if (!lc__engine_ok(r, lc_engine_prefill(r->e, seq, p->handle, from, to, &o, &err), &err))
             return -1;
-        for (int i = from; i < to; i++)
+        for (int i = from; i < to; i++) {
             reduce(r, s, i, buf + (size_t)(i - from) * r->V);
+            if (hb)
+                reduce_hidden(r, s, i, hb + (size_t)(i - from) * r->H);
+        }
     }
     if (state) {
         memset(state, 0, sizeof *state);
@@ -340,9 +474,14 @@ static int run_schedule(lc__run *r, const lc_prompt_info *p, sched *s, int chunk
             return -1;
     }
     for (int i = 0; i < g->N; i++) { /* teacher-forced: the golden's tokens, never our own choice */
-        if (!lc__engine_ok(r, lc_engine_decode(r->e, seq, (int32_t)g->decode_tokens[i], buf, &err), &err))
+        const int32_t tok = (int32_t)g->decode_tokens[i];
+        const int rc = hb ? lc_engine_decode_final(r->e, seq, tok, buf, hb, &err)
+                          : lc_engine_decode(r->e, seq, tok, buf, &err);
+        if (!lc__engine_ok(r, rc, &err))
             return -1;
         reduce(r, s, T + i, buf);
+        if (hb)
+            reduce_hidden(r, s, T + i, hb);
     }
     return seq;
 }
@@ -397,7 +536,8 @@ void lc__kind_sparse(lc__run *r)
                       "prompt changed? regenerate the goldens)", g->f.path, c->name, e->T, p->n);
         return;
     }
-    lc__note_missing_name(r, "final_norm");
+    if (!lc__has(r, LC_CAP_FINAL_HIDDEN))
+        lc__note_missing(r, LC_CAP_FINAL_HIDDEN);
     if (p->n_images)
         lc__note_missing_name(r, "pixel_bytes");
     grade_prompt(r, g, p, e);
@@ -483,7 +623,9 @@ void lc__kind_sparse_batch(lc__run *r)
     if (!e_tok)
         return;
     const int N = (int)sh.shape[1];
-    lc__note_missing_name(r, "final_norm");
+    const int fin = lc__has(r, LC_CAP_FINAL_HIDDEN);
+    if (!fin)
+        lc__note_missing(r, LC_CAP_FINAL_HIDDEN);
     for (int b = 0; b < B; b++) {
         char grp[300];
         snprintf(grp, sizeof grp, "%s/rows/%d", g->group, b);
@@ -530,30 +672,41 @@ void lc__kind_sparse_batch(lc__run *r)
     /* batched prefill in spans of columns, batched decode; rows reduced as they come */
     const int span = LC__SPARSE_SPAN / B > 0 ? LC__SPARSE_SPAN / B : 1, cols = L < span ? L : span;
     double *buf = lc__alloc(r, (size_t)B * cols * V * sizeof *buf);
+    double *hb = fin ? lc__alloc(r, (size_t)B * cols * r->H * sizeof *hb) : NULL;
     int32_t *toks = lc__alloc(r, (size_t)B * sizeof *toks);
-    if (!buf || !toks)
+    if (!buf || !toks || (fin && !hb))
         return;
     for (int b = 0; b < B; b++)
         if ((seqs[b] = lc__seq(r)) < 0)
             return;
     for (int from = 0; from < L; from += cols) {
         const int to = L - from < cols ? L : from + cols, w = to - from;
-        if (!lc__engine_ok(r, lc_engine_batch_prefill(r->e, seqs, prompts, B, from, to, buf, &err), &err))
+        const int rc = fin ? lc_engine_batch_prefill_final(r->e, seqs, prompts, B, from, to, buf, hb, &err)
+                           : lc_engine_batch_prefill(r->e, seqs, prompts, B, from, to, buf, &err);
+        if (!lc__engine_ok(r, rc, &err))
             return;
         for (int b = 0; b < B; b++)
             for (int j = from; j < to; j++) {
                 const int i = j - (L - rows[b]->n);
-                if (i >= 0)
-                    reduce(r, &s[b], i, buf + ((size_t)b * w + (j - from)) * V);
+                if (i < 0)
+                    continue;
+                reduce(r, &s[b], i, buf + ((size_t)b * w + (j - from)) * V);
+                if (fin)
+                    reduce_hidden(r, &s[b], i, hb + ((size_t)b * w + (j - from)) * r->H);
             }
     }
     for (int t = 0; t < N; t++) {
         for (int b = 0; b < B; b++)
             toks[b] = (int32_t)e_tok[(size_t)b * N + t];
-        if (!lc__engine_ok(r, lc_engine_batch_decode(r->e, seqs, toks, B, buf, &err), &err))
+        const int rc = fin ? lc_engine_batch_decode_final(r->e, seqs, toks, B, buf, hb, &err)
+                           : lc_engine_batch_decode(r->e, seqs, toks, B, buf, &err);
+        if (!lc__engine_ok(r, rc, &err))
             return;
-        for (int b = 0; b < B; b++)
+        for (int b = 0; b < B; b++) {
             reduce(r, &s[b], rows[b]->n + t, buf + (size_t)b * V);
+            if (fin)
+                reduce_hidden(r, &s[b], rows[b]->n + t, hb + (size_t)b * r->H);
+        }
     }
     for (int b = 0; b < B; b++) {
         char pfx[32], actual[64];

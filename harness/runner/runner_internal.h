@@ -84,7 +84,7 @@ void lc__run_release(lc__run *r);
  * the engine lacks it (res->not_compared, each capability once): shown in every report, so a
  * pass never hides a comparison that did not run. */
 void lc__note_missing(lc__run *r, lc_cap cap);
-/* The same for a comparison that no capability of the interface offers yet ("final_norm"). */
+/* The same for a comparison that no capability of the interface offers yet ("pixel_bytes"). */
 void lc__note_missing_name(lc__run *r, const char *name);
 /* Sets the case's verdict to error with a one-line reason (the first reason wins). */
 void lc__set_error(lc__run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -107,6 +107,13 @@ typedef enum { LC__ROWS = 0, LC__FLAT = 1, LC__INTS = 2 } lc__data;
 lc_comparison *lc__compare(lc__run *r, const char *id, const char *title, lc_cmp_class cls, lc__data data,
                            const char *actual, const char *expected, const double *a, const double *e, size_t P,
                            size_t W, const uint8_t *include, const uint8_t *kl_include);
+/* lc__compare with the bounds `own` (a case's bounds of another kind of quantity: the sparse
+ * goldens' hidden_bounds) in place of the class's; own NULL: lc__compare. Same-schedule and
+ * exact classes stay bitwise. */
+lc_comparison *lc__compare_bounded(lc__run *r, const char *id, const char *title, lc_cmp_class cls, lc__data data,
+                                   const char *actual, const char *expected, const double *a, const double *e,
+                                   size_t P, size_t W, const uint8_t *include, const uint8_t *kl_include,
+                                   const lc_bounds *own);
 /* Exact comparison of integer vectors (ids, positions). */
 void lc__compare_ints(lc__run *r, const char *id, const char *title, const char *actual, const char *expected,
                       const int64_t *a, const int64_t *e, size_t P, size_t W);

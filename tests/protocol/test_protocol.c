@@ -161,6 +161,15 @@ START_TEST(test_protocol_good_engine)
                       strstr(err.msg, "refused: bad_engine: the span does not continue"),
                   "%s", err.msg);
     ck_assert_int_eq(lc_engine_prefill(e, seq, pi.handle, 0, 3, &none, &err), LC_OK);
+    /* an engine without final_hidden is never sent the flag: refused before the request, the
+     * stream in step */
+    ck_assert(!lc_engine_info_has(&e->info, LC_CAP_FINAL_HIDDEN));
+    static double fh[8], lg[V];
+    ck_assert_int_eq(lc_engine_decode_final(e, seq, 4, lg, fh, &err), LC_EUNSUPPORTED);
+    ck_assert_msg(strstr(err.msg, "needs capability 'final_hidden'"), "%s", err.msg);
+    lc_prefill_out fin = {.sel = LC_LOGITS_NONE, .final_hidden = fh};
+    ck_assert_int_eq(lc_engine_prefill(e, seq, pi.handle, 3, 3, &fin, &err), LC_EUNSUPPORTED);
+    ck_assert_int_eq(lc_engine_decode(e, seq, 4, lg, &err), LC_OK);
     lc_prompt_info_free(&pi);
     ck_assert_msg(lc_engine_restart(e, &err) == LC_OK, "%s", err.msg);
     ck_assert_msg(scenario(e, &err) == LC_OK, "after restart: %s", err.msg);

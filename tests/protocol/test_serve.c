@@ -38,6 +38,7 @@ static int same(const double *a, const double *b, size_t n)
 typedef struct {
     lc_prompt_info pi, pt;
     double *all, *hidden, *chunk, *dec, *dec2, *batch, *bdec, *vis, *rope;
+    double *fin, *dfin, *dlog, *bfin, *bflog, *bdfin; /* final_hidden taps, and the logits beside them */
     lc_state st;
     int vis_rows, V, H, R;
     size_t n_all, n_hidden, n_batch;
@@ -49,6 +50,7 @@ static void run_free(run_out *o)
     lc_prompt_info_free(&o->pt);
     free(o->all), free(o->hidden), free(o->chunk), free(o->dec), free(o->dec2), free(o->batch), free(o->bdec);
     free(o->vis), free(o->rope);
+    free(o->fin), free(o->dfin), free(o->dlog), free(o->bfin), free(o->bflog), free(o->bdfin);
     lc_state_free(&o->st);
 }
 
@@ -82,8 +84,14 @@ static void run_all(lc_engine *e, const char *ckpt, run_out *o)
     o->batch = malloc(o->n_batch * sizeof(double));
     o->bdec = malloc((size_t)2 * V * sizeof(double));
     o->rope = malloc((size_t)N * mi.rotary_dim * sizeof(double) + 8);
-    int s1, s2, s3, snap, b1, b2;
-    lc_prefill_out one = {.sel = LC_LOGITS_ALL, .logits = o->all, .hidden = o->hidden};
+    o->fin = malloc((size_t)N * H * sizeof(double));
+    o->dfin = malloc((size_t)H * sizeof(double));
+    o->dlog = malloc((size_t)V * sizeof(double));
+    o->bfin = malloc((size_t)2 * N * H * sizeof(double));
+    o->bflog = malloc(o->n_batch * sizeof(double));
+    o->bdfin = malloc((size_t)2 * H * sizeof(double));
+    int s1, s2, s3, s4, snap, b1, b2, b3, b4;
+    lc_prefill_out one = {.sel = LC_LOGITS_ALL, .logits = o->all, .hidden = o->hidden, .final_hidden = o->fin};
     OK(lc_engine_seq_open(e, &s1, &err));
     OK(lc_engine_prefill(e, s1, o->pi.handle, 0, N, &one, &err));
     /* chunks of 5 through the image */
@@ -107,12 +115,21 @@ static void run_all(lc_engine *e, const char *ckpt, run_out *o)
     seqs[0] = b1, seqs[1] = b2;
     OK(lc_engine_batch_prefill(e, seqs, prompts, 2, 0, N, o->batch, &err));
     OK(lc_engine_batch_decode(e, seqs, toks, 2, o->bdec, &err));
+    /* the final_hidden flag of decode, batch_prefill and batch_decode (logits beside it, or none) */
+    OK(lc_engine_restore(e, snap, &s4, &err));
+    OK(lc_engine_decode_final(e, s4, 77, o->dlog, o->dfin, &err));
+    OK(lc_engine_seq_open(e, &b3, &err));
+    OK(lc_engine_seq_open(e, &b4, &err));
+    seqs[0] = b3, seqs[1] = b4;
+    OK(lc_engine_batch_prefill_final(e, seqs, prompts, 2, 0, N, o->bflog, o->bfin, &err));
+    OK(lc_engine_batch_decode_final(e, seqs, toks, 2, NULL, o->bdfin, &err));
     /* a refusal: a span that does not continue the sequence */
     lc_prefill_out none = {.sel = LC_LOGITS_NONE};
     ck_assert_int_eq(lc_engine_prefill(e, s1, o->pi.handle, 2, 4, &none, &err), LC_EINPUT);
     lc_engine_snap_release(e, snap);
     lc_engine_seq_close(e, s1), lc_engine_seq_close(e, s2), lc_engine_seq_close(e, s3);
     lc_engine_seq_close(e, b1), lc_engine_seq_close(e, b2);
+    lc_engine_seq_close(e, s4), lc_engine_seq_close(e, b3), lc_engine_seq_close(e, b4);
     lc_engine_prompt_close(e, o->pi.handle);
     lc_engine_prompt_close(e, o->pt.handle);
 }
@@ -151,6 +168,15 @@ START_TEST(test_serve_equals_in_process)
     ck_assert_int_eq(a.vis_rows, b.vis_rows);
     ck_assert_msg(same(a.vis, b.vis, (size_t)a.vis_rows * a.H), "vision embeddings differ");
     ck_assert_msg(same(a.rope, b.rope, (size_t)a.pi.n * a.R), "rope taps differ");
+    const size_t NH = (size_t)a.pi.n * a.H;
+    ck_assert_msg(same(a.fin, b.fin, NH), "prefill final_hidden differs");
+    ck_assert_msg(same(a.dfin, b.dfin, (size_t)a.H), "decode final_hidden differs");
+    ck_assert_msg(same(a.bfin, b.bfin, 2 * NH), "batch_prefill final_hidden differs");
+    ck_assert_msg(isnan(b.bfin[NH]) && !isnan(b.bfin[NH + NH - 1]), "batch final_hidden: pads not NaN, or a real NaN");
+    ck_assert_msg(same(a.bdfin, b.bdfin, (size_t)2 * a.H), "batch_decode final_hidden differs");
+    /* the logits beside the tap are the plain operation's, bit for bit */
+    ck_assert_msg(same(b.dlog, b.dec, (size_t)a.V), "decode_final logits differ from decode's");
+    ck_assert_msg(same(b.bflog, b.batch, a.n_batch), "batch_prefill_final logits differ from batch_prefill's");
     run_free(&a);
     run_free(&b);
     lc_engine_free(ref);
