@@ -69,6 +69,71 @@ static inline __attribute__((always_inline)) float exp1(float x)
     return x != x ? x : p;                              /* NaN */
 }
 
+/* Four vectors of 8 floats at a time (GCC/Clang vector types), one operation at a time across
+ * the four: the same IEEE operations per value as exp1 (its selects done on the bits), while
+ * the instructions of the four independent chains interleave. */
+typedef float vf8 __attribute__((vector_size(32)));
+typedef int32_t vi8 __attribute__((vector_size(32)));
+typedef float vf4 __attribute__((vector_size(16)));
+typedef double vd4 __attribute__((vector_size(32)));
+#define NV 4
+#define LANES (8 * NV)
+#define EACH _Pragma("GCC unroll 4") for (int k = 0; k < NV; k++)
+#define SEL(m, a, b) ((vf8)(((vi8)(a) & (m)) | ((vi8)(b) & ~(m))))
+#define SPLAT(c) ((vf8){c, c, c, c, c, c, c, c})
+
+/* q[k] = exp1 of each lane of v[k], k < NV, for lanes in [EXP_LO, EXP_HI] (the clamps and
+ * selects of exp1 change nothing there). */
+#define EXP_CORE(q_, v_)                                                              \
+    do {                                                                              \
+        const vf8 sh_ = SPLAT(12582912.0f);                                           \
+        vf8 n_[NV], r_[NV];                                                           \
+        EACH n_[k] = (v_[k] * SPLAT(1.44269504f) + sh_) - sh_;                        \
+        EACH r_[k] = v_[k] - n_[k] * SPLAT(0.693359375f);                             \
+        EACH r_[k] = r_[k] - n_[k] * SPLAT(-2.12194440e-4f);                          \
+        EACH q_[k] = SPLAT(1.0f / 5040) * r_[k] + SPLAT(1.0f / 720);                  \
+        EACH q_[k] = q_[k] * r_[k] + SPLAT(1.0f / 120);                               \
+        EACH q_[k] = q_[k] * r_[k] + SPLAT(1.0f / 24);                                \
+        EACH q_[k] = q_[k] * r_[k] + SPLAT(1.0f / 6);                                 \
+        EACH q_[k] = q_[k] * r_[k] + SPLAT(0.5f);                                     \
+        EACH q_[k] = q_[k] * (r_[k] * r_[k]) + r_[k] + SPLAT(1.0f);                   \
+        EACH {                                                                        \
+            const vi8 ni_ = __builtin_convertvector(n_[k], vi8), n1_ = ni_ >> 1;      \
+            const vi8 b1_ = (n1_ + 127) << 23, b2_ = (ni_ - n1_ + 127) << 23;         \
+            (q_)[k] = (q_)[k] * (vf8)b1_ * (vf8)b2_;                                  \
+        }                                                                             \
+    } while (0)
+
+/* e[k] = exp1 of each lane of a[k], k < NV, whatever the values; e may be a. */
+#define EXP_LANES(e, a)                                                               \
+    do {                                                                              \
+        const vf8 hi_ = SPLAT(EXP_HI), lo_ = SPLAT(EXP_LO), zero_ = SPLAT(0.0f);      \
+        vf8 v_[NV], q_[NV];                                                           \
+        EACH {                                                                        \
+            v_[k] = SEL((a)[k] > hi_, hi_, (a)[k]);                                   \
+            v_[k] = SEL(v_[k] < lo_, lo_, v_[k]);                                     \
+            v_[k] = SEL((a)[k] != (a)[k], zero_, v_[k]);                              \
+        }                                                                             \
+        EXP_CORE(q_, v_);                                                             \
+        EACH {                                                                        \
+            vf8 t_ = SEL((a)[k] > hi_, SPLAT(INFINITY), q_[k]);                       \
+            t_ = SEL((a)[k] < lo_, zero_, t_);                                        \
+            (e)[k] = SEL((a)[k] != (a)[k], (a)[k], t_);                               \
+        }                                                                             \
+    } while (0)
+
+/* Whether every lane of a[k], k < NV, lies in [EXP_LO, EXP_HI] (no NaN). */
+static inline __attribute__((always_inline)) int in_range(const vf8 *a)
+{
+    const vf8 hi = SPLAT(EXP_HI), lo = SPLAT(EXP_LO);
+    vi8 ok = (a[0] >= lo) & (a[0] <= hi);
+    for (int k = 1; k < NV; k++)
+        ok &= (a[k] >= lo) & (a[k] <= hi);
+    int32_t l[8];
+    memcpy(l, &ok, sizeof l);
+    return (l[0] & l[1] & l[2] & l[3] & l[4] & l[5] & l[6] & l[7]) != 0;
+}
+
 static inline __attribute__((always_inline)) float silu1(float x) { return x / (1.0f + exp1(-x)); }
 
 /* 0.5 x (1 + tanh u) = x / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3) */
@@ -110,26 +175,39 @@ QREF__CLONES void qref__vexpf(float *y, const float *x, size_t n)
 
 QREF__CLONES double qref__vsoftmax_expf(float *y, const float *x, size_t n, float m, float scale)
 {
-    double acc[BLOCK] = {0};
-    float a[BLOCK], o[BLOCK];
+    vd4 acc[4] = {0};                   /* lane i % 16 of the sum, as in the scalar tail */
+    const vf8 mv = SPLAT(m), sv = SPLAT(scale), zero = SPLAT(0.0f);
     size_t b = 0;
-    for (; b + BLOCK <= n; b += BLOCK) {
-        memcpy(a, x + b, sizeof a);
-        for (int l = 0; l < BLOCK; l++) {
-            const float e = exp1((a[l] - m) * scale);
-            o[l] = e != e ? 0.0f : e;                       /* -inf - -inf: a row of no scores */
-            acc[l] += o[l];
+    for (; b + LANES <= n; b += LANES) {
+        vf8 a[NV], e[NV];
+        EACH {
+            memcpy(&a[k], x + b + 8 * k, sizeof a[k]);
+            a[k] = (a[k] - mv) * sv;
         }
-        memcpy(y + b, o, sizeof o);
+        if (in_range(a))
+            EXP_CORE(e, a);
+        else
+            EXP_LANES(e, a);
+        EACH {
+            e[k] = SEL(e[k] != e[k], zero, e[k]);
+            memcpy(y + b + 8 * k, &e[k], sizeof e[k]);
+            vf4 lo4, hi4;
+            memcpy(&lo4, &e[k], sizeof lo4);
+            memcpy(&hi4, (const float *)&e[k] + 4, sizeof hi4);
+            acc[(2 * k) % 4] += __builtin_convertvector(lo4, vd4);
+            acc[(2 * k + 1) % 4] += __builtin_convertvector(hi4, vd4);
+        }
     }
+    double lanes[16];
+    memcpy(lanes, acc, sizeof lanes);
     for (int l = 0; b + l < n; l++) {
         const float e = exp1((x[b + l] - m) * scale);
         y[b + l] = e != e ? 0.0f : e;
-        acc[l] += y[b + l];
+        lanes[l % 16] += y[b + l];
     }
     double s = 0;
-    for (int l = 0; l < BLOCK; l++)
-        s += acc[l];
+    for (int l = 0; l < 16; l++)
+        s += lanes[l];
     return s;
 }
 
