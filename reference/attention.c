@@ -192,12 +192,7 @@ static double walk_row(qref_real *s, int kb, int vis, const uint8_t *kmask, doub
 #if !defined(QREF_PRECISION_F64)
     const double bsum = qref__vsoftmax_expf(s, s, (size_t)kb, (float)*mx, (float)scale);
 #else
-    const double ms = *mx * scale;
-    double bsum = 0;
-    for (int j = 0; j < kb; j++) {
-        s[j] = s[j] == -INFINITY ? 0 : exp(s[j] * scale - ms);
-        bsum += s[j];
-    }
+    const double bsum = qref__vsoftmax_exp(s, s, (size_t)kb, *mx * scale, scale);
 #endif
     *sum = *sum * alpha + bsum;
     return alpha;

@@ -229,3 +229,107 @@ QREF__CLONES void qref__vgelu_tanhf(float *y, const float *x, size_t n)
     const float *none = NULL;
     OVER(y, x, none, n, F_GELU);
 }
+
+/* ---------------------------------------------------------------- double softmax numerators
+ *
+ * exp(t) for t <= 0: n = round(t log2 e), r = t - n ln 2 (ln 2 in the two parts of fdlibm,
+ * the first with 32 significant bits so that n times it is exact), exp(r) by its Taylor
+ * polynomial of degree 13 on |r| <= ln 2 / 2 (the first term left out is below 5e-18
+ * relative), times 2^n built in the exponent bits. Below -708.39 (where exp(t) would be
+ * subnormal) the result is 0. */
+
+typedef int64_t vl4 __attribute__((vector_size(32)));
+#define DSPLAT(c) ((vd4){c, c, c, c})
+#define DSEL(m, a, b) ((vd4)(((vl4)(a) & (m)) | ((vl4)(b) & ~(m))))
+#define DEXP_LO -708.3964185322641
+#define LN2_HI 6.93147180369123816490e-01
+#define LN2_LO 1.90821492927058770002e-10
+#define DSHIFT 6755399441055744.0   /* 1.5 * 2^52: rounds to an integer, kept in the low bits */
+
+static inline __attribute__((always_inline)) double dexp1(double t)
+{
+    double v = t > 0 ? 0 : t;
+    v = v < DEXP_LO ? DEXP_LO : v;
+    v = t != t ? 0 : v;
+    const double k = v * 1.4426950408889634 + DSHIFT;
+    const double n = k - DSHIFT;
+    double r = v - n * LN2_HI;
+    r = r - n * LN2_LO;
+    double q = 1.0 / 6227020800.0;
+    q = q * r + 1.0 / 479001600.0;
+    q = q * r + 1.0 / 39916800.0;
+    q = q * r + 1.0 / 3628800.0;
+    q = q * r + 1.0 / 362880.0;
+    q = q * r + 1.0 / 40320.0;
+    q = q * r + 1.0 / 5040.0;
+    q = q * r + 1.0 / 720.0;
+    q = q * r + 1.0 / 120.0;
+    q = q * r + 1.0 / 24.0;
+    q = q * r + 1.0 / 6.0;
+    q = q * r + 0.5;
+    double p = q * (r * r) + r + 1.0;
+    int64_t kb, sb;
+    memcpy(&kb, &k, sizeof kb);
+    const double sh = DSHIFT;
+    memcpy(&sb, &sh, sizeof sb);
+    const uint64_t eb = (uint64_t)(kb - sb + 1023) << 52;     /* 2^n */
+    double e;
+    memcpy(&e, &eb, sizeof e);
+    p = p * e;
+    p = t < DEXP_LO ? 0 : p;
+    return t != t ? t : p;
+}
+
+QREF__CLONES double qref__vsoftmax_exp(double *y, const double *x, size_t n, double ms, double scale)
+{
+    vd4 acc[4] = {0};                   /* lane i % 16 of the sum, as in the scalar tail */
+    const vd4 mv = DSPLAT(ms), sv = DSPLAT(scale), zero = DSPLAT(0.0), lo = DSPLAT(DEXP_LO);
+    const vd4 sh = DSPLAT(DSHIFT);
+    size_t b = 0;
+    for (; b + 16 <= n; b += 16) {
+        vd4 t[NV], v[NV], nn[NV], r[NV], q[NV];
+        EACH {
+            memcpy(&t[k], x + b + 4 * k, sizeof t[k]);
+            t[k] = t[k] * sv - mv;
+            v[k] = DSEL(t[k] > zero, zero, t[k]);
+            v[k] = DSEL(v[k] < lo, lo, v[k]);
+            v[k] = DSEL(t[k] != t[k], zero, v[k]);
+        }
+        EACH q[k] = v[k] * DSPLAT(1.4426950408889634) + sh;     /* k of dexp1 */
+        EACH nn[k] = q[k] - sh;
+        EACH r[k] = v[k] - nn[k] * DSPLAT(LN2_HI);
+        EACH r[k] = r[k] - nn[k] * DSPLAT(LN2_LO);
+        EACH v[k] = (vd4)(((vl4)q[k] - (vl4)sh + 1023) << 52);   /* 2^n */
+        EACH q[k] = DSPLAT(1.0 / 6227020800.0) * r[k] + DSPLAT(1.0 / 479001600.0);
+        EACH q[k] = q[k] * r[k] + DSPLAT(1.0 / 39916800.0);
+        EACH q[k] = q[k] * r[k] + DSPLAT(1.0 / 3628800.0);
+        EACH q[k] = q[k] * r[k] + DSPLAT(1.0 / 362880.0);
+        EACH q[k] = q[k] * r[k] + DSPLAT(1.0 / 40320.0);
+        EACH q[k] = q[k] * r[k] + DSPLAT(1.0 / 5040.0);
+        EACH q[k] = q[k] * r[k] + DSPLAT(1.0 / 720.0);
+        EACH q[k] = q[k] * r[k] + DSPLAT(1.0 / 120.0);
+        EACH q[k] = q[k] * r[k] + DSPLAT(1.0 / 24.0);
+        EACH q[k] = q[k] * r[k] + DSPLAT(1.0 / 6.0);
+        EACH q[k] = q[k] * r[k] + DSPLAT(0.5);
+        EACH q[k] = q[k] * (r[k] * r[k]) + r[k] + DSPLAT(1.0);
+        EACH {
+            q[k] = q[k] * v[k];
+            q[k] = DSEL(t[k] < lo, zero, q[k]);
+            q[k] = DSEL(t[k] != t[k], t[k], q[k]);
+            q[k] = DSEL(q[k] != q[k], zero, q[k]);             /* -inf - -inf: no scores */
+            memcpy(y + b + 4 * k, &q[k], sizeof q[k]);
+            acc[k] += q[k];
+        }
+    }
+    double lanes[16];
+    memcpy(lanes, acc, sizeof lanes);
+    for (int l = 0; b + l < n; l++) {
+        const double e = dexp1(x[b + l] * scale - ms);
+        y[b + l] = e != e ? 0 : e;
+        lanes[l] += y[b + l];
+    }
+    double s = 0;
+    for (int l = 0; l < 16; l++)
+        s += lanes[l];
+    return s;
+}
