@@ -8,13 +8,15 @@
  * exponent bits as two factors so that n = 128 stays finite. Outside [-87.33, 88.72] the
  * limits are substituted by selects.
  *
- * Every function is a loop over blocks of BLOCK values whose body is one element's
- * arithmetic without branches (selects only), which the compiler turns into vector
- * instructions at -O2 (this file is compiled with -fno-trapping-math, so that the selects may
- * be if-converted; no result changes), then a scalar loop for the tail. A vector lane and the
- * scalar loop run the same IEEE operations in the same order (ISO C: no contraction into FMA),
- * so a value's result depends on that value alone: the same on any thread count, wherever an
- * array is cut, and in whichever instruction set version the loader picked.
+ * Every function is a loop over blocks of 32 values held as four vectors of 8 (GCC/Clang
+ * vector types), whose body is one element's arithmetic without branches (selects on the
+ * bits), written one operation at a time across the four vectors so that their long
+ * dependency chains interleave; a block whose exponential arguments all lie inside the range
+ * skips the clamps (they change nothing there). Then a scalar loop for the tail. A vector lane
+ * and the scalar loop run the same IEEE operations in the same order (ISO C: no contraction
+ * into FMA), so a value's result depends on that value alone: the same on any thread count,
+ * wherever an array is cut, and in whichever instruction set version the loader picked.
+ * Sums (the softmax numerators) are kept in 16 lanes, value i in lane i % 16, added in order.
  */
 #include <math.h>
 #include <stdint.h>
@@ -26,7 +28,6 @@
 #pragma STDC FP_CONTRACT OFF
 #endif
 
-#define BLOCK 16
 
 /* One version per instruction set where the toolchain makes GNU ifuncs; else the baseline. */
 #if defined(__x86_64__) && defined(__ELF__) && defined(__GLIBC__) && defined(__has_attribute)
@@ -143,19 +144,28 @@ static inline __attribute__((always_inline)) float gelu_tanh1(float x)
     return x / (1.0f + exp1(-2.0f * u));
 }
 
-/* y[i] = F(x[i], z[i]) over blocks of BLOCK copied into local arrays (no aliasing for the
- * compiler to rule out, and y may be x), then over the tail. */
-#define OVER(y, x, z, n, F)                                                          \
+/* y[i] = F(x[i], z[i]): blocks of LANES values as vectors, where ARG(a, c) is the exponential's
+ * argument and FIN(a, e, c) the result from it (the same operations as F, in vector lanes),
+ * then the tail through F. y may be x. */
+#define OVER(y, x, z, n, F, ARG, FIN)                                                \
     do {                                                                             \
-        float a_[BLOCK], c_[BLOCK] = {0}, o_[BLOCK];                                 \
         size_t b_ = 0;                                                               \
-        for (; b_ + BLOCK <= (n); b_ += BLOCK) {                                     \
-            memcpy(a_, (x) + b_, sizeof a_);                                         \
-            if (z)                                                                   \
-                memcpy(c_, (z) + b_, sizeof c_);                                     \
-            for (int l_ = 0; l_ < BLOCK; l_++)                                       \
-                o_[l_] = F(a_[l_], c_[l_]);                                          \
-            memcpy((y) + b_, o_, sizeof o_);                                         \
+        for (; b_ + LANES <= (n); b_ += LANES) {                                     \
+            vf8 a_[NV], c_[NV] = {0}, e_[NV];                                        \
+            EACH {                                                                   \
+                memcpy(&a_[k], (x) + b_ + 8 * k, sizeof a_[k]);                      \
+                if (z)                                                               \
+                    memcpy(&c_[k], (z) + b_ + 8 * k, sizeof c_[k]);                  \
+                e_[k] = ARG(a_[k], c_[k]);                                           \
+            }                                                                        \
+            if (in_range(e_))                                                        \
+                EXP_CORE(e_, e_);                                                    \
+            else                                                                     \
+                EXP_LANES(e_, e_);                                                   \
+            EACH {                                                                   \
+                e_[k] = FIN(a_[k], e_[k], c_[k]);                                    \
+                memcpy((y) + b_ + 8 * k, &e_[k], sizeof e_[k]);                      \
+            }                                                                        \
         }                                                                            \
         for (size_t i_ = b_; i_ < (n); i_++)                                         \
             (y)[i_] = F((x)[i_], (z) ? (z)[i_] : 0.0f);                              \
@@ -167,10 +177,19 @@ static inline __attribute__((always_inline)) float gelu_tanh1(float x)
 #define F_GATE(a, c) ((a) / (1.0f + exp1(-(c))))
 #define F_GELU(a, c) gelu_tanh1(a)
 
+/* Their vector forms: the exponential's argument, and the result from it. */
+#define A_EXP(a, c) (a)
+#define R_EXP(a, e, c) (e)
+#define A_NEG(a, c) (-(a))
+#define R_SILU(a, e, c) ((a) / (SPLAT(1.0f) + (e)))
+#define R_SILU_MUL(a, e, c) (((a) / (SPLAT(1.0f) + (e))) * (c))
+#define A_GATE(a, c) (-(c))
+#define A_GELU(a, c) (SPLAT(-2.0f) * (SPLAT(0.7978845608f) * ((a) + SPLAT(0.044715f) * (a) * (a) * (a))))
+
 QREF__CLONES void qref__vexpf(float *y, const float *x, size_t n)
 {
     const float *none = NULL;
-    OVER(y, x, none, n, F_EXP);
+    OVER(y, x, none, n, F_EXP, A_EXP, R_EXP);
 }
 
 QREF__CLONES double qref__vsoftmax_expf(float *y, const float *x, size_t n, float m, float scale)
@@ -214,20 +233,20 @@ QREF__CLONES double qref__vsoftmax_expf(float *y, const float *x, size_t n, floa
 QREF__CLONES void qref__vsiluf(float *y, const float *x, const float *mul, size_t n)
 {
     if (mul)
-        OVER(y, x, mul, n, F_SILU_MUL);
+        OVER(y, x, mul, n, F_SILU_MUL, A_NEG, R_SILU_MUL);
     else
-        OVER(y, x, mul, n, F_SILU);
+        OVER(y, x, mul, n, F_SILU, A_NEG, R_SILU);
 }
 
 QREF__CLONES void qref__vgatef(float *y, const float *x, const float *g, size_t n)
 {
-    OVER(y, x, g, n, F_GATE);
+    OVER(y, x, g, n, F_GATE, A_GATE, R_SILU);
 }
 
 QREF__CLONES void qref__vgelu_tanhf(float *y, const float *x, size_t n)
 {
     const float *none = NULL;
-    OVER(y, x, none, n, F_GELU);
+    OVER(y, x, none, n, F_GELU, A_GELU, R_SILU);
 }
 
 /* ---------------------------------------------------------------- double softmax numerators
