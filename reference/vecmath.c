@@ -12,11 +12,12 @@
  * vector types), whose body is one element's arithmetic without branches (selects on the
  * bits), written one operation at a time across the four vectors so that their long
  * dependency chains interleave; a block whose exponential arguments all lie inside the range
- * skips the clamps (they change nothing there). Then a scalar loop for the tail. A vector lane
- * and the scalar loop run the same IEEE operations in the same order (ISO C: no contraction
- * into FMA), so a value's result depends on that value alone: the same on any thread count,
- * wherever an array is cut, and in whichever instruction set version the loader picked.
- * Sums (the softmax numerators) are kept in 16 lanes, value i in lane i % 16, added in order.
+ * skips the clamps (they change nothing there). The last partial block runs through the same
+ * code on a padded copy. Every lane runs the same IEEE operations in the same order (ISO C: no
+ * contraction into FMA), so a value's result depends on that value alone: the same on any
+ * thread count, wherever an array is cut, and in whichever instruction set version the loader
+ * picked. Sums (the softmax numerators) are kept in 16 lanes, value i in lane i % 16, added
+ * in order.
  */
 #include <math.h>
 #include <stdint.h>
@@ -27,7 +28,6 @@
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
 #endif
-
 
 /* One version per instruction set where the toolchain makes GNU ifuncs; else the baseline. */
 #if defined(__x86_64__) && defined(__ELF__) && defined(__GLIBC__) && defined(__has_attribute)
@@ -42,37 +42,8 @@
 #define EXP_HI 88.7228391f      /* above: +inf */
 #define EXP_LO -87.3365448f     /* below: 0 (the result would be subnormal) */
 
-static inline __attribute__((always_inline)) float exp1(float x)
-{
-    float v = x > EXP_HI ? EXP_HI : x;                  /* clamped, so n stays in [-126, 128] */
-    v = v < EXP_LO ? EXP_LO : v;
-    v = x != x ? 0.0f : v;
-    const float shifter = 12582912.0f;                  /* 1.5 * 2^23: rounds to an integer */
-    const float t = v * 1.44269504f + shifter;
-    const float n = t - shifter;                        /* round(x log2 e) */
-    float r = v - n * 0.693359375f;                     /* exact */
-    r = r - n * -2.12194440e-4f;                        /* ln 2 - 355/512 */
-    float q = 1.0f / 5040;
-    q = q * r + 1.0f / 720;
-    q = q * r + 1.0f / 120;
-    q = q * r + 1.0f / 24;
-    q = q * r + 1.0f / 6;
-    q = q * r + 0.5f;
-    float p = q * (r * r) + r + 1.0f;
-    const int32_t ni = (int32_t)n, n1 = ni >> 1, n2 = ni - n1;
-    const uint32_t b1 = (uint32_t)(n1 + 127) << 23, b2 = (uint32_t)(n2 + 127) << 23;
-    float s1, s2;
-    memcpy(&s1, &b1, sizeof s1);
-    memcpy(&s2, &b2, sizeof s2);
-    p = p * s1 * s2;
-    p = x > EXP_HI ? INFINITY : p;
-    p = x < EXP_LO ? 0.0f : p;
-    return x != x ? x : p;                              /* NaN */
-}
-
 /* Four vectors of 8 floats at a time (GCC/Clang vector types), one operation at a time across
- * the four: the same IEEE operations per value as exp1 (its selects done on the bits), while
- * the instructions of the four independent chains interleave. */
+ * the four, so that the instructions of the four independent chains interleave. */
 typedef float vf8 __attribute__((vector_size(32)));
 typedef int32_t vi8 __attribute__((vector_size(32)));
 typedef float vf4 __attribute__((vector_size(16)));
@@ -83,8 +54,8 @@ typedef double vd4 __attribute__((vector_size(32)));
 #define SEL(m, a, b) ((vf8)(((vi8)(a) & (m)) | ((vi8)(b) & ~(m))))
 #define SPLAT(c) ((vf8){c, c, c, c, c, c, c, c})
 
-/* q[k] = exp1 of each lane of v[k], k < NV, for lanes in [EXP_LO, EXP_HI] (the clamps and
- * selects of exp1 change nothing there). */
+/* q[k] = exp of each lane of v[k], k < NV, for lanes in [EXP_LO, EXP_HI] (where the clamps
+ * and selects of EXP_LANES change nothing). */
 #define EXP_CORE(q_, v_)                                                              \
     do {                                                                              \
         const vf8 sh_ = SPLAT(12582912.0f);                                           \
@@ -105,7 +76,9 @@ typedef double vd4 __attribute__((vector_size(32)));
         }                                                                             \
     } while (0)
 
-/* e[k] = exp1 of each lane of a[k], k < NV, whatever the values; e may be a. */
+/* e[k] = exp of each lane of a[k], k < NV, whatever the values: clamped so that n stays in
+ * [-126, 128] (2^n built as two factors keeps n = 128 finite), then the limits (+inf above
+ * EXP_HI, 0 below EXP_LO) and NaN substituted by selects; e may be a. */
 #define EXP_LANES(e, a)                                                               \
     do {                                                                              \
         const vf8 hi_ = SPLAT(EXP_HI), lo_ = SPLAT(EXP_LO), zero_ = SPLAT(0.0f);      \
@@ -135,49 +108,48 @@ static inline __attribute__((always_inline)) int in_range(const vf8 *a)
     return (l[0] & l[1] & l[2] & l[3] & l[4] & l[5] & l[6] & l[7]) != 0;
 }
 
-static inline __attribute__((always_inline)) float silu1(float x) { return x / (1.0f + exp1(-x)); }
-
-/* 0.5 x (1 + tanh u) = x / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3) */
-static inline __attribute__((always_inline)) float gelu_tanh1(float x)
-{
-    const float u = 0.7978845608f * (x + 0.044715f * x * x * x);
-    return x / (1.0f + exp1(-2.0f * u));
-}
-
-/* y[i] = F(x[i], z[i]): blocks of LANES values as vectors, where ARG(a, c) is the exponential's
- * argument and FIN(a, e, c) the result from it (the same operations as F, in vector lanes),
- * then the tail through F. y may be x. */
-#define OVER(y, x, z, n, F, ARG, FIN)                                                \
+/* y[i] = F(x[i], z[i]) over blocks of LANES values as vectors, where ARG(a, c) is the
+ * exponential's argument and FIN(a, e, c) the result from it (the same operations as F, in
+ * vector lanes); the last partial block runs through the same vector code on a copy padded
+ * with zeros. y may be x. */
+#define OVER_BLOCK(yp, xp, zp, ARG, FIN)                                             \
     do {                                                                             \
-        size_t b_ = 0;                                                               \
-        for (; b_ + LANES <= (n); b_ += LANES) {                                     \
-            vf8 a_[NV], c_[NV] = {0}, e_[NV];                                        \
-            EACH {                                                                   \
-                memcpy(&a_[k], (x) + b_ + 8 * k, sizeof a_[k]);                      \
-                if (z)                                                               \
-                    memcpy(&c_[k], (z) + b_ + 8 * k, sizeof c_[k]);                  \
-                e_[k] = ARG(a_[k], c_[k]);                                           \
-            }                                                                        \
-            if (in_range(e_))                                                        \
-                EXP_CORE(e_, e_);                                                    \
-            else                                                                     \
-                EXP_LANES(e_, e_);                                                   \
-            EACH {                                                                   \
-                e_[k] = FIN(a_[k], e_[k], c_[k]);                                    \
-                memcpy((y) + b_ + 8 * k, &e_[k], sizeof e_[k]);                      \
-            }                                                                        \
+        vf8 a_[NV], c_[NV] = {0}, e_[NV];                                            \
+        EACH {                                                                       \
+            memcpy(&a_[k], (xp) + 8 * k, sizeof a_[k]);                              \
+            if (zp)                                                                  \
+                memcpy(&c_[k], (zp) + 8 * k, sizeof c_[k]);                          \
+            e_[k] = ARG(a_[k], c_[k]);                                               \
         }                                                                            \
-        for (size_t i_ = b_; i_ < (n); i_++)                                         \
-            (y)[i_] = F((x)[i_], (z) ? (z)[i_] : 0.0f);                              \
+        if (in_range(e_))                                                            \
+            EXP_CORE(e_, e_);                                                        \
+        else                                                                         \
+            EXP_LANES(e_, e_);                                                       \
+        EACH {                                                                       \
+            e_[k] = FIN(a_[k], e_[k], c_[k]);                                        \
+            memcpy((yp) + 8 * k, &e_[k], sizeof e_[k]);                              \
+        }                                                                            \
     } while (0)
 
-#define F_EXP(a, c) exp1(a)
-#define F_SILU(a, c) silu1(a)
-#define F_SILU_MUL(a, c) (silu1(a) * (c))
-#define F_GATE(a, c) ((a) / (1.0f + exp1(-(c))))
-#define F_GELU(a, c) gelu_tanh1(a)
+#define OVER(y, x, z, n, ARG, FIN)                                                   \
+    do {                                                                             \
+        size_t b_ = 0;                                                               \
+        for (; b_ + LANES <= (n); b_ += LANES)                                       \
+            OVER_BLOCK((y) + b_, (x) + b_, (z) ? (z) + b_ : NULL, ARG, FIN);         \
+        if (b_ < (n)) {                                                              \
+            float xt_[LANES] = {0}, zt_[LANES] = {0}, yt_[LANES];                    \
+            memcpy(xt_, (x) + b_, ((n) - b_) * sizeof xt_[0]);                       \
+            if (z)                                                                   \
+                memcpy(zt_, (z) + b_, ((n) - b_) * sizeof zt_[0]);                   \
+            const float *zq_ = zt_;                 /* zeros when z is NULL */       \
+            OVER_BLOCK(yt_, xt_, zq_, ARG, FIN);                                     \
+            memcpy((y) + b_, yt_, ((n) - b_) * sizeof yt_[0]);                       \
+        }                                                                            \
+    } while (0)
 
-/* Their vector forms: the exponential's argument, and the result from it. */
+/* The functions: the exponential's argument, and the result from it.
+ *   silu(x) = x / (1 + exp(-x)), gate(x, g) = x / (1 + exp(-g)),
+ *   gelu_tanh(x) = 0.5 x (1 + tanh u) = x / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3) */
 #define A_EXP(a, c) (a)
 #define R_EXP(a, e, c) (e)
 #define A_NEG(a, c) (-(a))
@@ -189,42 +161,50 @@ static inline __attribute__((always_inline)) float gelu_tanh1(float x)
 QREF__CLONES void qref__vexpf(float *y, const float *x, size_t n)
 {
     const float *none = NULL;
-    OVER(y, x, none, n, F_EXP, A_EXP, R_EXP);
+    OVER(y, x, none, n, A_EXP, R_EXP);
+}
+
+/* One block of LANES softmax numerators into y, their lanes added to acc (value l of the block
+ * into lane l % 16). */
+static inline __attribute__((always_inline)) void softmax_block(float *y, const float *x, float m, float scale,
+                                                                vd4 *acc)
+{
+    const vf8 mv = SPLAT(m), sv = SPLAT(scale), zero = SPLAT(0.0f);
+    vf8 a[NV], e[NV];
+    EACH {
+        memcpy(&a[k], x + 8 * k, sizeof a[k]);
+        a[k] = (a[k] - mv) * sv;
+    }
+    if (in_range(a))
+        EXP_CORE(e, a);
+    else
+        EXP_LANES(e, a);
+    EACH {
+        e[k] = SEL(e[k] != e[k], zero, e[k]);               /* -inf - -inf: a row of no scores */
+        memcpy(y + 8 * k, &e[k], sizeof e[k]);
+        vf4 lo4, hi4;
+        memcpy(&lo4, &e[k], sizeof lo4);
+        memcpy(&hi4, (const float *)&e[k] + 4, sizeof hi4);
+        acc[(2 * k) % 4] += __builtin_convertvector(lo4, vd4);
+        acc[(2 * k + 1) % 4] += __builtin_convertvector(hi4, vd4);
+    }
 }
 
 QREF__CLONES double qref__vsoftmax_expf(float *y, const float *x, size_t n, float m, float scale)
 {
-    vd4 acc[4] = {0};                   /* lane i % 16 of the sum, as in the scalar tail */
-    const vf8 mv = SPLAT(m), sv = SPLAT(scale), zero = SPLAT(0.0f);
+    vd4 acc[4] = {0};                   /* lane i % 16 of the sum */
     size_t b = 0;
-    for (; b + LANES <= n; b += LANES) {
-        vf8 a[NV], e[NV];
-        EACH {
-            memcpy(&a[k], x + b + 8 * k, sizeof a[k]);
-            a[k] = (a[k] - mv) * sv;
-        }
-        if (in_range(a))
-            EXP_CORE(e, a);
-        else
-            EXP_LANES(e, a);
-        EACH {
-            e[k] = SEL(e[k] != e[k], zero, e[k]);
-            memcpy(y + b + 8 * k, &e[k], sizeof e[k]);
-            vf4 lo4, hi4;
-            memcpy(&lo4, &e[k], sizeof lo4);
-            memcpy(&hi4, (const float *)&e[k] + 4, sizeof hi4);
-            acc[(2 * k) % 4] += __builtin_convertvector(lo4, vd4);
-            acc[(2 * k + 1) % 4] += __builtin_convertvector(hi4, vd4);
-        }
+    for (; b + LANES <= n; b += LANES)
+        softmax_block(y + b, x + b, m, scale, acc);
+    if (b < n) {                        /* padded with -inf, whose numerators are 0 */
+        float xt[LANES], yt[LANES];
+        for (int l = 0; l < LANES; l++)
+            xt[l] = b + l < n ? x[b + l] : -INFINITY;
+        softmax_block(yt, xt, m, scale, acc);
+        memcpy(y + b, yt, (n - b) * sizeof *y);
     }
-    double lanes[16];
+    double lanes[16], s = 0;
     memcpy(lanes, acc, sizeof lanes);
-    for (int l = 0; b + l < n; l++) {
-        const float e = exp1((x[b + l] - m) * scale);
-        y[b + l] = e != e ? 0.0f : e;
-        lanes[l % 16] += y[b + l];
-    }
-    double s = 0;
     for (int l = 0; l < 16; l++)
         s += lanes[l];
     return s;
@@ -233,20 +213,20 @@ QREF__CLONES double qref__vsoftmax_expf(float *y, const float *x, size_t n, floa
 QREF__CLONES void qref__vsiluf(float *y, const float *x, const float *mul, size_t n)
 {
     if (mul)
-        OVER(y, x, mul, n, F_SILU_MUL, A_NEG, R_SILU_MUL);
+        OVER(y, x, mul, n, A_NEG, R_SILU_MUL);
     else
-        OVER(y, x, mul, n, F_SILU, A_NEG, R_SILU);
+        OVER(y, x, mul, n, A_NEG, R_SILU);
 }
 
 QREF__CLONES void qref__vgatef(float *y, const float *x, const float *g, size_t n)
 {
-    OVER(y, x, g, n, F_GATE, A_GATE, R_SILU);
+    OVER(y, x, g, n, A_GATE, R_SILU);
 }
 
 QREF__CLONES void qref__vgelu_tanhf(float *y, const float *x, size_t n)
 {
     const float *none = NULL;
-    OVER(y, x, none, n, F_GELU, A_GELU, R_SILU);
+    OVER(y, x, none, n, A_GELU, R_SILU);
 }
 
 /* ---------------------------------------------------------------- double softmax numerators
