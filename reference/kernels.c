@@ -324,8 +324,8 @@ void qref__conv1d_causal_silu(qref_real *out, const qref_real *x, qref_real *sta
     assert(K >= 1 && K <= QREF__CONV_MAX_K && C > 0 && n >= 0);
     assert(out != x);
     const int S = K - 1;                                    /* state rows */
-    int cb = n >= QREF__GRAIN ? 16 : QREF__GRAIN / (n > 0 ? n : 1);
-    cb = cb < 16 ? 16 : cb;
+    int cb = n >= QREF__GRAIN ? 32 : QREF__GRAIN / (n > 0 ? n : 1);
+    cb = cb < 32 ? 32 : cb;                                 /* whole vector blocks of SiLU */
     conv_job j = {out, x, state, w, n, C, K, cb};
     if (n > 0)
         qref__parallel((C + cb - 1) / cb, conv_item, &j);
