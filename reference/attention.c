@@ -1,10 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Causal GQA attention through BLAS: per query head and block of QB queries, the scores of the
- * block against every key it may see are one matrix product, the softmax runs per query
- * (double build: in double, probabilities rounded once; float build: vectorised float
- * exponentials, the sum in double), and the output is a second product of the
- * probabilities with the values. A single query (decode) uses matrix-vector products.
+ * block against the keys it may see are matrix products, the softmax runs per query (double
+ * build: in double; float build: vectorised float exponentials, sums in double), and the
+ * output is a second product of the probabilities with the values. A single query (decode)
+ * uses matrix-vector products.
+ *
+ * A block that sees at most KB keys (and a single query) takes its whole score rows at once:
+ * softmax with the row maximum, probabilities rounded once, one product with the values. A
+ * block that sees more (long prompts, the vision tower's frames) walks its keys in blocks of
+ * KB, so the (QB, KB) scores stay in the core's cache: per key block the scores, the new row
+ * maxima, the exponentials against them, the rescaling of the sums and of the outputs so far
+ * by exp(old max - new max) when a maximum grew, and the product of the exponentials with the
+ * values added to the outputs; at the end each output row is divided by its sum (an online
+ * softmax). Key blocks are visited in order, so the result depends on the shapes alone.
  *
  * The visible range of query i is [0, q_off + i] clipped to the cache, so q_off = Tk - 1
  * gives every query every key (bidirectional attention, the vision tower). A key with
@@ -14,7 +23,7 @@
  * its own slab of scratch, so the result never depends on the thread count.
  *
  * Shape legend: n = queries, Tk = keys in the cache, Hq/Hkv = query/key heads, D = head dim,
- * QB = queries per block (block_rows), Kb = keys a block sees.
+ * QB = queries per block (block_rows), Kb = keys a block sees, KB = keys per key block.
  */
 #include <assert.h>
 #include <stdint.h>
@@ -28,14 +37,31 @@
  * reads once per block. A shape, never a thread count. */
 static int block_rows(int Tk) { return Tk >= 4096 ? 256 : 64; }
 
-/* Per worker: the scores (QB, Tk) and one row of exponentials in double (Tk), in qref_real
- * units, with room to align the double row whatever the alignment of the scratch. Grows with
- * Tk, so scratch sized for a cache serves every call on a shorter one. */
-static size_t slab(int Tk)
+/* Keys per key block: the (256, KB) scores are 512 KiB in either build, half a core's L2 on
+ * the machines measured. */
+#if defined(QREF_PRECISION_F64)
+#define KB 256
+#else
+#define KB 512
+#endif
+
+static size_t max_z(size_t a, size_t b) { return a > b ? a : b; }
+
+/* Per worker, in qref_real units: the scores, (QB, min(Tk, KB)) or one row of Tk for a single
+ * query, then max(Tk, 2 QB) doubles (a row of exponentials; the row maxima and sums of a key
+ * walk), with room to align them whatever the alignment of the scratch. Grows with Tk, so
+ * scratch sized for a cache serves every call on a shorter one. */
+static size_t scores_size(int Tk)
 {
     const size_t tk = (size_t)(Tk > 0 ? Tk : 1);
-    const size_t row = (tk * sizeof(double) + sizeof(qref_real) - 1) / sizeof(qref_real);
-    return (size_t)block_rows(Tk) * tk + row + sizeof(double) / sizeof(qref_real);
+    return max_z((size_t)block_rows(Tk) * (tk < KB ? tk : KB), tk);
+}
+
+static size_t slab(int Tk)
+{
+    const size_t nd = max_z((size_t)(Tk > 0 ? Tk : 1), 2 * (size_t)block_rows(Tk));
+    const size_t row = (nd * sizeof(double) + sizeof(qref_real) - 1) / sizeof(qref_real);
+    return scores_size(Tk) + row + sizeof(double) / sizeof(qref_real);
 }
 
 size_t qref__attention_scratch(int Tk)
@@ -50,6 +76,8 @@ typedef struct {
     int n, Tk, q_off, Hq, Hkv, D, qb_rows, nqb;
     double scale;
 } attn_job;
+
+/* ---------------------------------------------------------------- whole rows */
 
 /* Turns scores s (Kb) of a query that sees keys [0, last] into probabilities, in place;
  * zeros where not visible. e (Kb) holds the exponentials in double (double build). The float
@@ -94,28 +122,11 @@ static void softmax_row(qref_real *s, double *e, int Kb, int last, const uint8_t
 }
 #endif
 
-static void attn_item(void *ctx, int item, int worker)
+/* Queries [i0, i0 + m) of head h against their Kb keys at once; S (m, Kb), e (Kb). */
+static void block_whole(const attn_job *a, int i0, int m, int Kb, const qref_real *q, const qref_real *k,
+                        const qref_real *v, qref_real *o, qref_real *S, double *e)
 {
-    const attn_job *a = ctx;
-    const int h = item % a->Hq, qb = a->nqb - 1 - item / a->Hq;
-    const int D = a->D, QB = a->qb_rows, i0 = qb * QB;
-    const int m = a->n - i0 < QB ? a->n - i0 : QB;
-    const int ldq = a->Hq * D, ldk = a->Hkv * D, kvh = h / (a->Hq / a->Hkv);
-    int Kb = a->q_off + i0 + m;                              /* keys the block's last query sees */
-    Kb = Kb < a->Tk ? Kb : a->Tk;
-    const qref_real *q = a->q + (size_t)i0 * ldq + (size_t)h * D;     /* (m, D), stride ldq */
-    const qref_real *k = a->kc + (size_t)kvh * D;                     /* (Kb, D), stride ldk */
-    const qref_real *v = a->vc + (size_t)kvh * D;                     /* (Kb, D), stride ldk */
-    qref_real *o = a->out + (size_t)i0 * ldq + (size_t)h * D;         /* (m, D), stride ldq */
-    qref_real *S = a->scratch + (size_t)worker * slab(a->Tk);        /* (m, Kb) */
-    const uintptr_t er = (uintptr_t)(S + (size_t)QB * (size_t)(a->Tk > 0 ? a->Tk : 1));
-    double *e = (double *)(er + (sizeof(double) - er % sizeof(double)) % sizeof(double)); /* (Kb) */
-    if (Kb <= 0) {
-        for (int r = 0; r < m; r++)
-            for (int d = 0; d < D; d++)
-                o[(size_t)r * ldq + d] = 0;
-        return;
-    }
+    const int D = a->D, ldq = a->Hq * D, ldk = a->Hkv * D;
     if (m == 1)
         QREF__GEMV(CblasRowMajor, CblasNoTrans, Kb, D, 1, k, ldk, q, 1, 0, S, 1);
     else
@@ -131,11 +142,132 @@ static void attn_item(void *ctx, int item, int worker)
         QREF__GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, D, Kb, 1, S, Kb, v, ldk, 0, o, ldq);
 }
 
+/* ---------------------------------------------------------------- walking the keys */
+
+/* The largest of x[0..n) (-inf when n == 0; NaNs are passed over), in 16 partial maxima that
+ * the compiler keeps in vector registers. The maximum is exact, so the order does not matter. */
+static qref_real row_max(const qref_real *x, int n)
+{
+    qref_real l[16];
+    for (int i = 0; i < 16; i++)
+        l[i] = -INFINITY;
+    int j = 0;
+    for (; j + 16 <= n; j += 16)
+        for (int i = 0; i < 16; i++)
+            l[i] = x[j + i] > l[i] ? x[j + i] : l[i];
+    for (int i = 0; j + i < n; i++)
+        l[i] = x[j + i] > l[i] ? x[j + i] : l[i];
+    qref_real m = -INFINITY;
+    for (int i = 0; i < 16; i++)
+        m = l[i] > m ? l[i] : m;
+    return m;
+}
+
+/* Row r's scores s (kb) of keys [j0, j0 + kb), of which the first `vis` are visible (before
+ * the mask; vis may be <= 0), against the row's running maximum *mx of the unscaled scores:
+ * updates *mx, turns s into exp((s - *mx) scale) (0 where invisible or masked) and *sum into
+ * *sum * alpha + their sum; returns alpha = exp((old max - new max) scale), the factor of the
+ * outputs so far (1 when the maximum did not grow, 0 while nothing was seen). */
+static double walk_row(qref_real *s, int kb, int vis, const uint8_t *kmask, double scale, double *mx,
+                       double *sum)
+{
+    vis = vis < 0 ? 0 : vis > kb ? kb : vis;
+    if (kmask)
+        for (int j = 0; j < vis; j++)
+            if (!kmask[j])
+                s[j] = -INFINITY;
+    for (int j = vis; j < kb; j++)
+        s[j] = -INFINITY;
+    const qref_real bm = row_max(s, vis);
+    double alpha = 1;
+    if (bm > *mx) {
+        alpha = *mx == -INFINITY ? 0 : exp(((double)*mx - (double)bm) * scale);
+        *mx = bm;
+    }
+    if (*mx == -INFINITY) {                                  /* nothing seen yet */
+        for (int j = 0; j < kb; j++)
+            s[j] = 0;
+        return 1;
+    }
+#if !defined(QREF_PRECISION_F64)
+    const double bsum = qref__vsoftmax_expf(s, s, (size_t)kb, (float)*mx, (float)scale);
+#else
+    const double bsum = qref__vsoftmax_exp(s, s, (size_t)kb, *mx * scale, scale);
+#endif
+    *sum = *sum * alpha + bsum;
+    return alpha;
+}
+
+/* Queries [i0, i0 + m) of head h against their Kb keys in blocks of KB; S (m, KB), mx and
+ * sum (m) doubles each. o is accumulated in place. */
+static void block_walk(const attn_job *a, int i0, int m, int Kb, const qref_real *q, const qref_real *k,
+                       const qref_real *v, qref_real *o, qref_real *S, double *mx, double *sum)
+{
+    const int D = a->D, ldq = a->Hq * D, ldk = a->Hkv * D;
+    for (int r = 0; r < m; r++) {
+        mx[r] = -INFINITY;
+        sum[r] = 0;
+        for (int d = 0; d < D; d++)
+            o[(size_t)r * ldq + d] = 0;
+    }
+    for (int j0 = 0; j0 < Kb; j0 += KB) {
+        const int kb = Kb - j0 < KB ? Kb - j0 : KB;
+        QREF__GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, kb, D, 1, q, ldq, k + (size_t)j0 * ldk, ldk,
+                   0, S, kb);
+        for (int r = 0; r < m; r++) {
+            int last = a->q_off + i0 + r;
+            last = last < a->Tk - 1 ? last : a->Tk - 1;
+            const double alpha = walk_row(S + (size_t)r * kb, kb, last + 1 - j0, a->kmask ? a->kmask + j0 : NULL,
+                                          a->scale, &mx[r], &sum[r]);
+            if (alpha != 1)
+                for (int d = 0; d < D; d++)
+                    o[(size_t)r * ldq + d] = (qref_real)(o[(size_t)r * ldq + d] * alpha);
+        }
+        QREF__GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, D, kb, 1, S, kb, v + (size_t)j0 * ldk, ldk,
+                   1, o, ldq);
+    }
+    for (int r = 0; r < m; r++) {
+        const double inv = sum[r] > 0 ? 1.0 / sum[r] : 0.0;
+        for (int d = 0; d < D; d++)
+            o[(size_t)r * ldq + d] = (qref_real)(o[(size_t)r * ldq + d] * inv);
+    }
+}
+
+/* ---------------------------------------------------------------- items */
+
+static void attn_item(void *ctx, int item, int worker)
+{
+    const attn_job *a = ctx;
+    const int h = item % a->Hq, qb = a->nqb - 1 - item / a->Hq;
+    const int D = a->D, QB = a->qb_rows, i0 = qb * QB;
+    const int m = a->n - i0 < QB ? a->n - i0 : QB;
+    const int ldq = a->Hq * D, kvh = h / (a->Hq / a->Hkv);
+    int Kb = a->q_off + i0 + m;                              /* keys the block's last query sees */
+    Kb = Kb < a->Tk ? Kb : a->Tk;
+    const qref_real *q = a->q + (size_t)i0 * ldq + (size_t)h * D;     /* (m, D), stride ldq */
+    const qref_real *k = a->kc + (size_t)kvh * D;                     /* (Kb, D), stride ldk */
+    const qref_real *v = a->vc + (size_t)kvh * D;                     /* (Kb, D), stride ldk */
+    qref_real *o = a->out + (size_t)i0 * ldq + (size_t)h * D;         /* (m, D), stride ldq */
+    qref_real *S = a->scratch + (size_t)worker * slab(a->Tk);        /* scores */
+    const uintptr_t er = (uintptr_t)(S + scores_size(a->Tk));
+    double *e = (double *)(er + (sizeof(double) - er % sizeof(double)) % sizeof(double));
+    if (Kb <= 0) {
+        for (int r = 0; r < m; r++)
+            for (int d = 0; d < D; d++)
+                o[(size_t)r * ldq + d] = 0;
+        return;
+    }
+    if (m == 1 || Kb <= KB)
+        block_whole(a, i0, m, Kb, q, k, v, o, S, e);         /* e (Kb) */
+    else
+        block_walk(a, i0, m, Kb, q, k, v, o, S, e, e + QB);  /* row maxima and sums (m) */
+}
+
 void qref__attention(qref_real *out, const qref_real *q, const qref_real *kc, const qref_real *vc,
                      const uint8_t *kmask, int n, int Tk, int q_off, int Hq, int Hkv, int D,
                      double scale, qref_real *scratch)
 {
-    assert(Hkv > 0 && Hq % Hkv == 0 && q_off >= 0 && n >= 0 && Tk >= 0);
+    assert(Hkv > 0 && Hq % Hkv == 0 && q_off >= 0 && n >= 0 && Tk >= 0 && scale > 0);
     assert(scratch || n == 0);
     const int QB = block_rows(Tk), nqb = (n + QB - 1) / QB;
     attn_job a = {out, scratch, q, kc, vc, kmask, n, Tk, q_off, Hq, Hkv, D, QB, nqb, scale};

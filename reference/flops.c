@@ -61,7 +61,13 @@ double qref_vision_flops(const qref_config *c, const int grid_thw[3])
     const double F = (double)grid_thw[1] * grid_thw[2], N = grid_thw[0] * F;
     const double Pd = (double)v->in_channels * v->temporal_patch_size * v->patch_size * v->patch_size;
     double f = 2 * N * Pd * Vh;
-    f += v->depth * (N * (2 * Vh * 3 * Vh + 2 * Vh * Vh + 4 * Vh * Vi) + grid_thw[0] * 4 * F * F * Vh);
+    f += v->depth * N * (2 * Vh * 3 * Vh + 2 * Vh * Vh + 4 * Vh * Vi) + qref_vision_attention_flops(c, grid_thw);
     f += 2 * (N / M2) * (M2 * Vh) * (M2 * Vh) + 2 * (N / M2) * M2 * Vh * v->out_hidden_size;
     return f;
+}
+
+double qref_vision_attention_flops(const qref_config *c, const int grid_thw[3])
+{
+    const double F = (double)grid_thw[1] * grid_thw[2];
+    return c->vision.depth * grid_thw[0] * 4 * F * F * c->vision.hidden_size;  /* scores and values */
 }

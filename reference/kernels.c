@@ -62,7 +62,9 @@ static void run_rows(row_job *j)
 /* ---------------------------------------------------------------- linear */
 
 /* Items: blocks of at most 256 tokens times blocks of output columns, about 48 column blocks
- * per matrix (64 to 1024 columns wide, a multiple of 16). Each item is one BLAS call. */
+ * per matrix (64 to 1024 columns wide, a multiple of 16), at least 256 wide from 4096 tokens
+ * on (the vision tower's frames), where the token blocks alone give enough items and wider
+ * column blocks pack each token block fewer times. Each item is one BLAS call. */
 typedef struct {
     qref_real *y;
     const qref_real *x, *w, *b;
@@ -97,6 +99,8 @@ void qref__linear(qref_real *y, const qref_real *x, const qref_real *w, const qr
         return;
     int cb = (out / 48 + 15) / 16 * 16;
     cb = cb < 64 ? 64 : cb > 1024 ? 1024 : cb;
+    if (n >= 4096 && cb < 256)                              /* 16+ token blocks: enough items */
+        cb = 256;
     linear_job j = {y, x, w, b, n, in, out, min_i(n, 256), cb, (out + cb - 1) / cb};
     qref__parallel((n + j.tb - 1) / j.tb * j.ncb, linear_item, &j);
 }
@@ -320,8 +324,8 @@ void qref__conv1d_causal_silu(qref_real *out, const qref_real *x, qref_real *sta
     assert(K >= 1 && K <= QREF__CONV_MAX_K && C > 0 && n >= 0);
     assert(out != x);
     const int S = K - 1;                                    /* state rows */
-    int cb = n >= QREF__GRAIN ? 16 : QREF__GRAIN / (n > 0 ? n : 1);
-    cb = cb < 16 ? 16 : cb;
+    int cb = n >= QREF__GRAIN ? 32 : QREF__GRAIN / (n > 0 ? n : 1);
+    cb = cb < 32 ? 32 : cb;                                 /* whole vector blocks of SiLU */
     conv_job j = {out, x, state, w, n, C, K, cb};
     if (n > 0)
         qref__parallel((C + cb - 1) / cb, conv_item, &j);

@@ -396,6 +396,13 @@ qref_status qref_image_preprocess_px(const qref_config *cfg, const qref_image *i
  * image (each frame). */
 qref_status qref_vision_forward(const qref_model *m, const qref_real *pixels, const int (*grid_thw)[3],
                                 int n_images, qref_real *out, qref_error *err);
+/* The same, adding seconds per stage to *times (when not NULL): attention = the attention within
+ * frames (rotary and softmax included), mlp = every matrix product of the tower (patch
+ * embedding, projections, MLPs, merger) and the GELUs, other = the rest (norms, positions,
+ * residuals). qref_vision_attention_flops: the attention's part of qref_vision_flops. */
+qref_status qref_vision_forward_timed(const qref_model *m, const qref_real *pixels, const int (*grid_thw)[3],
+                                      int n_images, qref_real *out, qref_stage_times *times, qref_error *err);
+double qref_vision_attention_flops(const qref_config *c, const int grid_thw[3]);
 
 /* 3-axis MRoPE positions for a prompt, with transformers' get_rope_index semantics: text
  * tokens advance T=H=W together; each run of image placeholder tokens (image_token_id) takes

@@ -194,7 +194,8 @@ void qref__gdn_chunked(qref_real *out, const qref_real *q, const qref_real *k, c
  *   q (n, Hq, D); kc, vc (Tk, Hkv, D); query i sits at cache index q_off + i and sees keys
  *   [0, q_off + i]; key j is skipped where kmask && !kmask[j]. out (n, Hq, D).
  *   Per head and block of queries: scores by one matrix product against the keys the block
- *   sees, softmax in double (probabilities rounded once), values by a second product.
+ *   sees, softmax in double (probabilities rounded once), values by a second product; a block
+ *   that sees more than one key block walks them with an online softmax (attention.c).
  *   scratch holds qref__attention_scratch(Tk) elements. */
 size_t qref__attention_scratch(int Tk);
 void qref__attention(qref_real *out, const qref_real *q, const qref_real *kc, const qref_real *vc,

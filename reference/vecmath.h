@@ -2,7 +2,8 @@
 /*
  * Vectorised float transcendentals of the float build: the exponential and what the engine
  * builds on it (SiLU, sigmoid, the tanh form of GELU, softmax numerators). The double build
- * never calls them; it keeps libm's double functions.
+ * calls only the double softmax numerators (attention over long key runs); elsewhere it keeps
+ * libm's double functions.
  *
  * A value's result depends only on that value (no lane mixes with another, the same IEEE
  * operations in vector lanes and in the scalar tail), so it is the same on any thread count
@@ -25,6 +26,11 @@ void qref__vexpf(float *y, const float *x, size_t n);
 /* y[i] = exp((x[i] - m) * scale) for a row of scores x with maximum m (x[i] <= m, -inf gives
  * 0); returns the sum of the y[i] accumulated in double (in lanes, a fixed order). */
 double qref__vsoftmax_expf(float *y, const float *x, size_t n, float m, float scale);
+
+/* The double build's softmax numerators: y[i] = exp(x[i] * scale - ms) for scores x[i] <= m,
+ * ms = m * scale (-inf gives 0); returns their sum in a fixed order (16 lanes). Within 2 ulp
+ * of libm's exp (0 where that is below 2^-1022). y may == x. */
+double qref__vsoftmax_exp(double *y, const double *x, size_t n, double ms, double scale);
 
 /* y[i] = silu(x[i]) = x / (1 + exp(-x)), times mul[i] when mul is not NULL; y may == x. */
 void qref__vsiluf(float *y, const float *x, const float *mul, size_t n);

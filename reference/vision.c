@@ -125,12 +125,26 @@ static qref_status scratch_alloc(vision_scratch *s, size_t N, size_t F, size_t V
 
 /* ---------------------------------------------------------------- one image */
 
+/* Adds the seconds since *mark to *stage (when timing) and restarts the mark. */
+static void lap(qref_stage_times *tm, double *stage, double *mark)
+{
+    if (!tm)
+        return;
+    const double t = qref__now();
+    *stage += t - *mark;
+    *mark = t;
+}
+
 static void vision_block(const qref_vision_block_weights *bw, vision_scratch *s, int N, int F, int Vh,
-                         int Vi, int heads)
+                         int Vi, int heads, qref_stage_times *tm, double *mark)
 {
     const int D = Vh / heads, frames = N / F;
+    double dummy = 0, *other = tm ? &tm->other : &dummy, *att = tm ? &tm->attention : &dummy;
+    double *lin = tm ? &tm->mlp : &dummy;
     qref__layernorm(s->xn, s->x, bw->norm1_w, bw->norm1_b, N, Vh, QREF__VISION_LN_EPS);
+    lap(tm, other, mark);
     qref__linear(s->qkv, s->xn, bw->qkv_w, bw->qkv_b, N, Vh, 3 * Vh);
+    lap(tm, lin, mark);
     for (int t = 0; t < N; t++) {                                /* (N, 3, heads, D) -> q, k, v */
         const qref_real *r = s->qkv + (size_t)t * 3 * Vh;
         memcpy(s->q + (size_t)t * Vh, r, (size_t)Vh * sizeof *r);
@@ -145,19 +159,24 @@ static void vision_block(const qref_vision_block_weights *bw, vision_scratch *s,
         qref__attention(s->att + o, s->q + o, s->k + o, s->v + o, NULL, F, F, F - 1, heads, heads, D,
                         1.0 / sqrt((double)D), s->att_scratch);
     }
+    lap(tm, att, mark);
     qref__linear(s->tmp, s->att, bw->proj_w, bw->proj_b, N, Vh, Vh);
+    lap(tm, lin, mark);
     qref__add(s->x, s->tmp, (size_t)N * Vh);
 
     qref__layernorm(s->xn, s->x, bw->norm2_w, bw->norm2_b, N, Vh, QREF__VISION_LN_EPS);
+    lap(tm, other, mark);
     qref__linear(s->mlp, s->xn, bw->fc1_w, bw->fc1_b, N, Vh, Vi);
     qref__gelu(s->mlp, (size_t)N * Vi, 0);
     qref__linear(s->tmp, s->mlp, bw->fc2_w, bw->fc2_b, N, Vi, Vh);
+    lap(tm, lin, mark);
     qref__add(s->x, s->tmp, (size_t)N * Vh);
+    lap(tm, other, mark);
 }
 
 /* out (N/M^2, Ho) for one image of grid (t, h, w) whose patches are pixels (N, Pd). */
 static void vision_image(const qref_model *m, vision_scratch *s, const qref_real *pixels, const int g[3],
-                         qref_real *out)
+                         qref_real *out, qref_stage_times *tm)
 {
     const qref_vision_config *v = &m->cfg.vision;
     const qref_vision_weights *vw = &m->vision;
@@ -167,26 +186,38 @@ static void vision_image(const qref_model *m, vision_scratch *s, const qref_real
     const int side = (int)lround(sqrt((double)v->num_position_embeddings));
     const int h = g[1], w = g[2], F = h * w, N = g[0] * F;
 
+    double mark = tm ? qref__now() : 0, dummy = 0;
+    double *other = tm ? &tm->other : &dummy, *lin = tm ? &tm->mlp : &dummy;
     qref__linear(s->x, pixels, vw->patch_w, vw->patch_b, N, Pd, Vh);
+    lap(tm, lin, &mark);
     qref__vision_pos_embed(s->pos, vw->pos_embed, side, Vh, h, w, M);
     for (int f = 0; f < g[0]; f++)
         qref__add(s->x + (size_t)f * F * Vh, s->pos, (size_t)F * Vh);
     qref__vision_rope_angles(s->cos_t, s->sin_t, h, w, M, D, v->rope_theta);
+    lap(tm, other, &mark);
 
     for (int b = 0; b < v->depth; b++)
-        vision_block(&vw->blocks[b], s, N, F, Vh, Vi, heads);
+        vision_block(&vw->blocks[b], s, N, F, Vh, Vi, heads, tm, &mark);
 
     qref__layernorm(s->xn, s->x, vw->merger_norm_w, vw->merger_norm_b, N, Vh, QREF__VISION_LN_EPS);
+    lap(tm, other, &mark);
     const int Nm = N / M2, Hm = M2 * Vh;                         /* xn viewed as (Nm, Hm) */
     qref__linear(s->mrg, s->xn, vw->merger_fc1_w, vw->merger_fc1_b, Nm, Hm, Hm);
     qref__gelu(s->mrg, (size_t)Nm * Hm, 1);
     qref__linear(out, s->mrg, vw->merger_fc2_w, vw->merger_fc2_b, Nm, Hm, Ho);
+    lap(tm, lin, &mark);
 }
 
 /* ---------------------------------------------------------------- entry point */
 
 qref_status qref_vision_forward(const qref_model *m, const qref_real *pixels, const int (*grid_thw)[3],
                                 int n_images, qref_real *out, qref_error *err)
+{
+    return qref_vision_forward_timed(m, pixels, grid_thw, n_images, out, NULL, err);
+}
+
+qref_status qref_vision_forward_timed(const qref_model *m, const qref_real *pixels, const int (*grid_thw)[3],
+                                      int n_images, qref_real *out, qref_stage_times *times, qref_error *err)
 {
     if (!m || n_images < 0 || (n_images > 0 && (!pixels || !grid_thw || !out)))
         return qref__fail(err, QREF_EINVAL, "vision: invalid arguments (n_images %d)", n_images);
@@ -230,7 +261,7 @@ qref_status qref_vision_forward(const qref_model *m, const qref_real *pixels, co
     qref_real *o = out;                                          /* (N_i / M^2, Ho) per image */
     for (int i = 0; i < n_images; i++) {
         const size_t n = (size_t)grid_thw[i][0] * grid_thw[i][1] * grid_thw[i][2];
-        vision_image(m, &s, px, grid_thw[i], o);
+        vision_image(m, &s, px, grid_thw[i], o, times);
         px += n * Pd;
         o += n / ((size_t)M * M) * (size_t)v->out_hidden_size;
     }

@@ -530,6 +530,9 @@ static const struct { int n, Tk, q_off, Hq, Hkv, D, mask; } attn_cases[] = {
     {70, 70, 69, 2, 2, 8, 0},   /* two blocks, bidirectional */
     {260, 4100, 4099, 1, 1, 4, 1},  /* 4096 keys and more: blocks of 256 queries, bidirectional */
     {20, 4200, 4180, 2, 1, 8, 0},   /* a partial block of 256 at the end of a long cache */
+    {300, 1200, 900, 2, 1, 8, 1},   /* more than one key block: keys walked, causal, masked keys */
+    {130, 1100, 1099, 2, 2, 8, 0},  /* keys walked, bidirectional, a partial last key block */
+    {200, 1000, 500, 1, 1, 4, 3},   /* keys walked; queries below 600 see only masked keys */
 };
 
 START_TEST(test_kernels_attention_matches_naive)
@@ -545,7 +548,8 @@ START_TEST(test_kernels_attention_matches_naive)
     fill(kc, (size_t)Tk * Hkv * D, &s, -2, 2);
     fill(vc, (size_t)Tk * Hkv * D, &s, -2, 2);
     for (int j = 0; j < Tk; j++)
-        mask[j] = attn_cases[_i].mask == 1 ? j % 3 != 1 : attn_cases[_i].mask == 2 ? j != 0 : 1;
+        mask[j] = attn_cases[_i].mask == 1 ? j % 3 != 1 : attn_cases[_i].mask == 2 ? j != 0
+                : attn_cases[_i].mask == 3 ? j >= 600 : 1;
     const uint8_t *mp = attn_cases[_i].mask ? mask : NULL;
     const double scale = 1.0 / sqrt((double)D);
     qref__attention(out, q, kc, vc, mp, n, Tk, q_off, Hq, Hkv, D, scale, scratch);
@@ -558,6 +562,11 @@ START_TEST(test_kernels_attention_matches_naive)
         for (int d = 0; d < Hq * D; d++)
             ck_assert_msg(out[d] == 0, "%s: query 0 has no visible key, element %d is %g", what, d,
                           (double)out[d]);
+    if (attn_cases[_i].mask == 3)                   /* queries at cache index < 600 */
+        for (int i = 0; i < n && q_off + i < 600; i++)
+            for (int d = 0; d < Hq * D; d++)
+                ck_assert_msg(out[(size_t)i * Hq * D + d] == 0, "%s: query %d has no visible key, element %d is %g",
+                              what, i, d, (double)out[(size_t)i * Hq * D + d]);
     free(q), free(kc), free(vc), free(out), free(scratch), free(e), free(mask);
 }
 END_TEST

@@ -56,12 +56,14 @@ static void assert_bitwise(const char *what, int threads, const void *a, const v
 
 enum { LN = 300, LIN = 70, LOUT = 200 };           /* linear */
 enum { AN = 130, ATK = 150, AOFF = 20, AHQ = 4, AHKV = 2, AD = 16 }; /* attention */
+enum { WN = 140, WTK = 1100, WOFF = 960, WHQ = 2, WD = 8 };      /* attention walking its keys */
+enum { BLN = 4100, BLIN = 8, BLOUT = 300 };        /* linear over 4096 tokens and more */
 enum { GN = 150, GHK = 2, GHV = 4, GDK = 16, GDV = 16, GCHUNK = 64 }; /* delta rule */
 enum { CN = 300, CC = 100, CK = 4 };               /* conv */
 enum { RN = 200, RE = 8, RK = 2 };                 /* routing */
 
 typedef struct {
-    qref_real lin[LN * LOUT], att[AN * AHQ * AD], gch[GN * GHV * GDV], gst[GHV * GDK * GDV];
+    qref_real lin[LN * LOUT], blin[BLN * BLOUT], att[AN * AHQ * AD], attw[WN * WHQ * WD], gch[GN * GHV * GDV], gst[GHV * GDK * GDV];
     qref_real grc[GN * GHV * GDV], grs[GHV * GDK * GDV], norm[LN * LIN], conv[CN * CC], cst[(CK - 1) * CC];
     qref_real rw[RN * RK];
     int ri[RN * RK];
@@ -79,6 +81,19 @@ static void run_kernels(kernel_outputs *o)
     qref_real *vc = xcalloc(ATK * AHKV * AD, sizeof *vc), *sc = xcalloc(qref__attention_scratch(ATK), sizeof *sc);
     fill(q, AN * AHQ * AD, &s), fill(kc, ATK * AHKV * AD, &s), fill(vc, ATK * AHKV * AD, &s);
     qref__attention(o->att, q, kc, vc, NULL, AN, ATK, AOFF, AHQ, AHKV, AD, 0.25, sc);
+
+    qref_real *bx = xcalloc(BLN * BLIN, sizeof *bx), *bw = xcalloc(BLOUT * BLIN, sizeof *bw);
+    fill(bx, BLN * BLIN, &s), fill(bw, BLOUT * BLIN, &s);
+    qref__linear(o->blin, bx, bw, NULL, BLN, BLIN, BLOUT);
+
+    qref_real *wq = xcalloc(WN * WHQ * WD, sizeof *wq), *wk = xcalloc(WTK * WD, sizeof *wk);
+    qref_real *wv = xcalloc(WTK * WD, sizeof *wv), *ws = xcalloc(qref__attention_scratch(WTK), sizeof *ws);
+    uint8_t *wm = xcalloc(WTK, 1);
+    fill(wq, WN * WHQ * WD, &s), fill(wk, WTK * WD, &s), fill(wv, WTK * WD, &s);
+    for (int j = 0; j < WTK; j++)
+        wm[j] = j % 5 != 2;
+    qref__attention(o->attw, wq, wk, wv, wm, WN, WTK, WOFF, WHQ, 1, WD, 0.3, ws);
+    free(bx), free(bw), free(wq), free(wk), free(wv), free(ws), free(wm);
 
     qref_real *gq = xcalloc(GN * GHK * GDK, sizeof *gq), *gk = xcalloc(GN * GHK * GDK, sizeof *gk);
     qref_real *gv = xcalloc(GN * GHV * GDV, sizeof *gv), *gg = xcalloc(GN * GHV, sizeof *gg);
@@ -121,6 +136,8 @@ START_TEST(test_threads_kernels_bitwise)
         assert_bitwise("linear", t, o->lin, ref->lin, sizeof o->lin);
         assert_bitwise("rmsnorm", t, o->norm, ref->norm, sizeof o->norm);
         assert_bitwise("attention", t, o->att, ref->att, sizeof o->att);
+        assert_bitwise("attention walking its keys", t, o->attw, ref->attw, sizeof o->attw);
+        assert_bitwise("linear over 4096 tokens", t, o->blin, ref->blin, sizeof o->blin);
         assert_bitwise("gdn chunked output", t, o->gch, ref->gch, sizeof o->gch);
         assert_bitwise("gdn chunked state", t, o->gst, ref->gst, sizeof o->gst);
         assert_bitwise("gdn recurrent output", t, o->grc, ref->grc, sizeof o->grc);

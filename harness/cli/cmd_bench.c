@@ -18,7 +18,8 @@
  * dgemm): prefill and decode are reported in GFLOP/s (qref_forward_flops) and as a fraction of
  * that product's rate. Prefill also reports the time per stage (attention, GDN, MLP/MoE,
  * lm_head, other). --image WxH times a random WxH RGB image through the vision tower
- * (preprocessing timed apart).
+ * (preprocessing timed apart) with its split into attention, linear layers with the MLP, and
+ * other, each stage with its GFLOP/s.
  *
  * Memory: VmRSS / VmHWM / RssAnon / RssFile from /proc/self/status. VmHWM is reset through
  * /proc/self/clear_refs before each load, and a sampling thread records the peaks of the
@@ -339,7 +340,8 @@ typedef struct {
     double vision[MAX_REPEAT], preprocess;
     qref_stage_times stages;    /* prefill, summed over the repeats */
     double gemm_gflops;         /* the same-run 2048^3 product */
-    double prefill_flops, decode_flops, vision_flops;
+    double prefill_flops, decode_flops, vision_flops, vision_att_flops;
+    qref_stage_times vstages;   /* vision tower, summed over the repeats */
     int grid[3];                /* the image's patch grid */
     load_mem mem;               /* largest over the repeats */
     int hwm_ok;                 /* VmHWM could be reset before every load */
@@ -449,6 +451,12 @@ done:
 #endif
 
 /* x as a percentage of the reference product's rate; NaN when that was not measured. */
+/* GFLOP/s of `flops` done in `seconds` (0 when no time was measured). */
+static double gflops_of(double flops, double seconds)
+{
+    return seconds > 0 ? flops / seconds / 1e9 : 0;
+}
+
 static double pct_of(double x, double ref)
 {
     return ref > 0 ? 100 * x / ref : NAN;
@@ -512,10 +520,11 @@ static qref_status run_vision(const qref_model *m, int w, int h, int repeat, mea
     const int grid[1][3] = {{ms->grid[0], ms->grid[1], ms->grid[2]}};
     for (int r = 0; r < repeat && st == QREF_OK; r++) {
         t0 = now();
-        st = qref_vision_forward(m, px, grid, 1, out, qe);
+        st = qref_vision_forward_timed(m, px, grid, 1, out, &ms->vstages, qe);
         ms->vision[r] = now() - t0;
     }
     ms->vision_flops = qref_vision_flops(&m->cfg, ms->grid);
+    ms->vision_att_flops = qref_vision_attention_flops(&m->cfg, ms->grid);
     free(rgb);
     free(px);
     free(out);
@@ -649,6 +658,14 @@ static void print_console(const bench_run *run)
                "%.1f GFLOP/s (%.0f%% of %s); preprocessing %.3f s\n", a.image_w, a.image_h, ms->grid[0],
                ms->grid[1], ms->grid[2], ms->grid[0] * ms->grid[1] * ms->grid[2], vt.median, vt.min, vt.max, gv,
                pct_of(gv, ms->gemm_gflops), BENCH_GEMM_NAME, ms->preprocess);
+        const qref_stage_times *vs = &ms->vstages;
+        const double vtot = vs->attention + vs->mlp + vs->other;
+        if (vtot > 0)
+            printf("%-13s attention %.3f s (%.0f%%, %.1f GFLOP/s), linear+MLP %.3f s (%.0f%%, %.1f GFLOP/s), "
+                   "other %.3f s (%.0f%%); per run\n", "vision stages", vs->attention / R, 100 * vs->attention / vtot,
+                   gflops_of(ms->vision_att_flops, vs->attention / R), vs->mlp / R, 100 * vs->mlp / vtot,
+                   gflops_of(ms->vision_flops - ms->vision_att_flops, vs->mlp / R), vs->other / R,
+                   100 * vs->other / vtot);
     }
     if (B > 1) {
         char label[32];
@@ -754,6 +771,11 @@ static int write_json(const bench_run *run)
         cJSON_AddItemToObject(vj, "seconds", json_summary(ms->vision, R));
         cJSON_AddNumberToObject(vj, "preprocess_seconds", ms->preprocess);
         cJSON_AddNumberToObject(vj, "flops", ms->vision_flops);
+        cJSON_AddNumberToObject(vj, "attention_flops", ms->vision_att_flops);
+        cJSON *vs = cJSON_AddObjectToObject(vj, "stage_seconds");
+        cJSON_AddNumberToObject(vs, "attention", ms->vstages.attention / R);
+        cJSON_AddNumberToObject(vs, "linear", ms->vstages.mlp / R);
+        cJSON_AddNumberToObject(vs, "other", ms->vstages.other / R);
     }
     if (B > 1) {
         cJSON *bp = json_phase(ms->bprefill, R, (double)B * a->prompt, "tokens", B * a->prompt);
