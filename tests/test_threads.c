@@ -280,49 +280,6 @@ START_TEST(test_threads_vision_bitwise)
 }
 END_TEST
 
-/* Pool items run with subnormals flushed (x86: MXCSR FTZ and DAZ) on every worker, the caller
- * included, and the caller's own setting comes back after the loop. */
-#if defined(__x86_64__) || defined(__SSE2__)
-typedef struct {
-    volatile float in;          /* a subnormal input: DAZ reads it as 0 */
-    volatile float tiny;        /* 1e-20f: tiny * tiny = 1e-40 is subnormal, FTZ writes 0 */
-    volatile float one;
-    float out[8][2];
-} flush_probe;
-
-static void flush_item(void *ctx, int item, int worker)
-{
-    (void)worker;
-    flush_probe *p = ctx;
-    p->out[item][0] = p->in * p->one;
-    p->out[item][1] = p->tiny * p->tiny;
-}
-
-START_TEST(test_threads_subnormals_flushed)
-{
-    uint32_t bits = 0x00000400u;                            /* 2^-139, a float subnormal */
-    flush_probe p = {.tiny = 1e-20f, .one = 1.0f};
-    float in;
-    memcpy(&in, &bits, sizeof in);
-    p.in = in;
-    for (int i = 0; i < NT; i++) {
-        qref_set_threads(thread_counts[i]);
-        for (int k = 0; k < 8; k++)
-            p.out[k][0] = p.out[k][1] = -1;
-        qref__parallel(8, flush_item, &p);
-        for (int k = 0; k < 8; k++) {
-            ck_assert_msg(p.out[k][0] == 0 && p.out[k][1] == 0,
-                          "%d threads, item %d: subnormal read as %g, written as %g", thread_counts[i], k,
-                          (double)p.out[k][0], (double)p.out[k][1]);
-        }
-        const float after = p.tiny * p.tiny;                /* the caller, outside the loop */
-        ck_assert_msg(after != 0 && p.in * p.one != 0, "the caller's FP environment was not restored");
-    }
-    qref_set_threads(0);
-}
-END_TEST
-#endif
-
 static Suite *threads_suite(void)
 {
     Suite *s = suite_create("threads");
@@ -333,9 +290,6 @@ static Suite *threads_suite(void)
     tcase_add_test(tc, test_threads_dense_bitwise);
     tcase_add_test(tc, test_threads_moe_bitwise);
     tcase_add_test(tc, test_threads_vision_bitwise);
-#if defined(__x86_64__) || defined(__SSE2__)
-    tcase_add_test(tc, test_threads_subnormals_flushed);
-#endif
     suite_add_tcase(s, tc);
     return s;
 }
