@@ -114,6 +114,13 @@ HIDDEN_FLOORS = {
         "f32": {"rms": (1.52e-08, 3.15e-17), "sketch": (1.09e-05, 5.95e-12), "sample": (1.35e-05, 6.60e-12)},
         "f64": {"rms": (3.55e-15, 8.47e-31), "sketch": (6.62e-14, 2.22e-28), "sample": (7.86e-14, 2.17e-28)}},
 }
+# A second float32 engine: transformers 5.17 on CUDA in float32 (TF32 off) through the adapter,
+# the worst of each comparison over real08.golden.image_hd, image_tiny, batch.left_pad and
+# batch.pad_one (cases/real/README.md, "The final hidden state"). Its floors are 2 to 4 times
+# the reference float build's (a different order of accumulation, the same float32 rounding), so
+# a float32 case's floor is the larger of the two: the bounds admit either correct engine and
+# still fail the planted tenfold final-norm epsilon (nmse 1.0e-13, 3.6x the rms bound).
+HIDDEN_F32_PEER = {"rms": (3.06e-07, 7.26e-15), "sketch": (1.13e-04, 4.74e-10), "sample": (1.05e-04, 4.18e-10)}
 HIDDEN_UNMEASURED_FACTOR = 4
 HIDDEN_KEYS = ("rms", "sketch", "sample")
 
@@ -123,10 +130,14 @@ def hidden_bounds(name):
     for prec in ("f32", "f64"):
         for k in HIDDEN_KEYS:
             floor = HIDDEN_FLOORS.get(name, {}).get(prec, {}).get(k)
+            if floor is not None and prec == "f32":
+                floor = tuple(max(a, b) for a, b in zip(floor, HIDDEN_F32_PEER[k]))
             if floor is not None:
                 out[k][prec] = {"max_abs": up2(FACTOR * floor[0]), "nmse": up2(FACTOR * floor[1])}
             else:
                 measured = [f[prec][k] for f in HIDDEN_FLOORS.values() if prec in f]
+                if prec == "f32":
+                    measured.append(HIDDEN_F32_PEER[k])
                 out[k][prec] = {"max_abs": up2(HIDDEN_UNMEASURED_FACTOR * up2(FACTOR * max(m[0] for m in measured))),
                                 "nmse": up2(HIDDEN_UNMEASURED_FACTOR * up2(FACTOR * max(m[1] for m in measured)))}
     return out
