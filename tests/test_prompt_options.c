@@ -20,27 +20,11 @@
 
 #include "cases.h"
 #include "check_main.h"
+#include "dense_fixture.h"
 #include "lc_engine.h"
 #include "runner.h"
 
-#define DENSE LC_SOURCE_DIR "/golden/tiny-dense"
 #define IMG_A LC_SOURCE_DIR "/golden/tiny-dense/img_a.png" /* 96 wide, 64 high */
-
-static lc_engine *eng;
-static lc_model_info mi;
-
-static void setup(void)
-{
-    lc_error err = {0};
-    ck_assert_msg(lc_engine_ref_new(&eng, NULL, &err) == LC_OK, "%s", err.msg);
-    ck_assert_msg(lc_engine_load(eng, DENSE, &mi, &err) == LC_OK, "%s", err.msg);
-}
-
-static void teardown(void)
-{
-    lc_engine_free(eng);
-    eng = NULL;
-}
 
 /* The cross-schedule bound of the engine's precision (cases/README.md), which the batch cases
  * hold a row against the row alone to. */
@@ -276,7 +260,7 @@ int main(void)
 {
     Suite *s = suite_create("prompt_options");
     TCase *tc = tcase_create("options");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, dense_setup, dense_teardown);
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_pixel_limits_hand_derived);
     tcase_add_test(tc, test_pixel_limits_bad);

@@ -12,26 +12,9 @@
 #include <string.h>
 
 #include "check_main.h"
+#include "dense_fixture.h"
 #include "lc_engine.h"
 #include "runner.h"
-
-#define DENSE LC_SOURCE_DIR "/golden/tiny-dense"
-
-static lc_engine *eng;
-static lc_model_info mi;
-
-static void setup(void)
-{
-    lc_error err = {0};
-    ck_assert_msg(lc_engine_ref_new(&eng, NULL, &err) == LC_OK, "%s", err.msg);
-    ck_assert_msg(lc_engine_load(eng, DENSE, &mi, &err) == LC_OK, "%s", err.msg);
-}
-
-static void teardown(void)
-{
-    lc_engine_free(eng);
-    eng = NULL;
-}
 
 static const int32_t ids_a[] = {12, 845, 33, 610, 71, 2, 930, 402, 118, 64, 77, 5, 301, 16, 250, 9};
 #define N_A ((int)(sizeof ids_a / sizeof ids_a[0]))
@@ -202,7 +185,7 @@ int main(void)
 {
     Suite *s = suite_create("serving");
     TCase *tc = tcase_create("serving");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, dense_setup, dense_teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_serving_step_bad_rows);
     tcase_add_test(tc, test_serving_step_rows_alone);
