@@ -19,6 +19,13 @@
  * gives every query every key (bidirectional attention, the vision tower). A key with
  * kmask[j] == 0 is never seen; a query that sees no key gets a zero output.
  *
+ * The float build walks through the register-tile kernels of attention_tiles.c where the CPU
+ * has AVX-512F or AVX2 with FMA (QREF_ATTENTION_TILES=0 keeps the BLAS walk): the keys and
+ * values of every kv head are packed once per call (items: kv head and key block), then each
+ * tile of query rows takes its scores, the same online softmax and the update of its outputs,
+ * with nothing packed per block. Which path runs depends on the CPU and the shapes, never on
+ * the thread count.
+ *
  * Items: (head, query block), heaviest blocks first; each item is computed by one thread in
  * its own slab of scratch, so the result never depends on the thread count.
  *
@@ -57,16 +64,45 @@ static size_t scores_size(int Tk)
     return max_z((size_t)block_rows(Tk) * (tk < KB ? tk : KB), tk);
 }
 
+/* The tile walk's part of a slab (float build, keys beyond one key block): the score tile
+ * (8, KB) and 8 output factors. */
+static size_t tiles_size(int Tk)
+{
+#if !defined(QREF_PRECISION_F64)
+    if (Tk > KB)
+        return 8 * (size_t)KB + 8;
+#endif
+    (void)Tk;
+    return 0;
+}
+
+/* The keys and values of every kv head packed for the tile kernels, once per call, ahead of
+ * the workers' slabs: keys (Hkv, ceil(Tk / 32) 32, D) in panels, values (Hkv, Tk, D) in key
+ * blocks of KB, each block's panels of head dims (attention_tiles.c has the layouts). */
+#if !defined(QREF_PRECISION_F64)
+static size_t packed_keys(int Tk, int D) { return ((size_t)Tk + 31) / 32 * 32 * (size_t)D; }
+#endif
+
+static size_t packed_size(int Tk, int Hkv, int D)
+{
+#if !defined(QREF_PRECISION_F64)
+    if (Tk > KB)
+        return (size_t)Hkv * (packed_keys(Tk, D) + (size_t)Tk * (size_t)D);
+#endif
+    (void)Tk, (void)Hkv, (void)D;
+    return 0;
+}
+
 static size_t slab(int Tk)
 {
     const size_t nd = max_z((size_t)(Tk > 0 ? Tk : 1), 2 * (size_t)block_rows(Tk));
     const size_t row = (nd * sizeof(double) + sizeof(qref_real) - 1) / sizeof(qref_real);
-    return scores_size(Tk) + row + sizeof(double) / sizeof(qref_real);
+    return scores_size(Tk) + row + sizeof(double) / sizeof(qref_real) + tiles_size(Tk);
 }
 
-size_t qref__attention_scratch(int Tk)
+size_t qref__attention_scratch(int Tk, int Hkv, int D)
 {
-    return (size_t)qref__workers() * slab(Tk);
+    return packed_size(Tk, Hkv, D) + (size_t)qref__workers() * slab(Tk);
 }
 
 typedef struct {
@@ -75,6 +111,9 @@ typedef struct {
     const uint8_t *kmask;
     int n, Tk, q_off, Hq, Hkv, D, qb_rows, nqb;
     double scale;
+    const qref__tile_ops *tiles;    /* float build: the walk's kernels, or NULL for BLAS */
+    float *kp, *vp;                 /* with tiles: the packed keys and values (packed_size) */
+    qref_real *slabs;               /* the workers' slabs */
 } attn_job;
 
 /* ---------------------------------------------------------------- whole rows */
@@ -233,6 +272,60 @@ static void block_walk(const attn_job *a, int i0, int m, int Kb, const qref_real
     }
 }
 
+/* The same walk through the tile kernels (float build), on keys and values packed once per
+ * call (pack_item): each tile of R query rows takes its scores against a key block, walk_row's
+ * online softmax and the update of its outputs. T is the slab's tile area (tiles_size). */
+#if !defined(QREF_PRECISION_F64)
+static void block_walk_tiles(const attn_job *a, int i0, int m, int Kb, int kvh, const float *q, float *o,
+                             float *T, double *mx, double *sum)
+{
+    const qref__tile_ops *t = a->tiles;
+    const int D = a->D, ldq = a->Hq * D, R = t->rows;
+    const float *kt = a->kp + (size_t)kvh * packed_keys(a->Tk, D);
+    const float *vt = a->vp + (size_t)kvh * a->Tk * D;
+    float *S = T, *alpha = S + (size_t)8 * KB;
+    for (int r = 0; r < m; r++) {
+        mx[r] = -INFINITY;
+        sum[r] = 0;
+        for (int d = 0; d < D; d++)
+            o[(size_t)r * ldq + d] = 0;
+    }
+    for (int j0 = 0; j0 < Kb; j0 += KB) {
+        const int kb = Kb - j0 < KB ? Kb - j0 : KB;             /* keys of this block the rows may see */
+        const int kbp = a->Tk - j0 < KB ? a->Tk - j0 : KB;      /* keys of the packed block */
+        for (int r0 = 0; r0 < m; r0 += R) {
+            const int rows = m - r0 < R ? m - r0 : R;
+            t->scores(S, KB, q + (size_t)r0 * ldq, ldq, rows, kt + (size_t)j0 * D, kb, D);
+            for (int r = 0; r < rows; r++) {
+                int last = a->q_off + i0 + r0 + r;
+                last = last < a->Tk - 1 ? last : a->Tk - 1;
+                alpha[r] = (float)walk_row(S + (size_t)r * KB, kb, last + 1 - j0, a->kmask ? a->kmask + j0 : NULL,
+                                           a->scale, &mx[r0 + r], &sum[r0 + r]);
+            }
+            t->update(o + (size_t)r0 * ldq, ldq, S, KB, rows, vt + (size_t)j0 * D, kb, kbp, D, alpha);
+        }
+    }
+    for (int r = 0; r < m; r++) {
+        const double inv = sum[r] > 0 ? 1.0 / sum[r] : 0.0;
+        for (int d = 0; d < D; d++)
+            o[(size_t)r * ldq + d] = (qref_real)(o[(size_t)r * ldq + d] * inv);
+    }
+}
+
+/* Item (kv head, key block): packs that block's keys and values. */
+static void pack_item(void *ctx, int item, int worker)
+{
+    (void)worker;
+    const attn_job *a = ctx;
+    const int nkb = (a->Tk + KB - 1) / KB, h = item / nkb, j0 = item % nkb * KB;
+    const int kb = a->Tk - j0 < KB ? a->Tk - j0 : KB, D = a->D, ldk = a->Hkv * D, P = a->tiles->panel;
+    a->tiles->pack_keys(a->kp + (size_t)h * packed_keys(a->Tk, D) + (size_t)j0 * D,
+                        a->kc + (size_t)j0 * ldk + (size_t)h * D, ldk, kb, D, P);
+    a->tiles->pack_values(a->vp + ((size_t)h * a->Tk + (size_t)j0) * D, a->vc + (size_t)j0 * ldk + (size_t)h * D,
+                          ldk, kb, D, P);
+}
+#endif
+
 /* ---------------------------------------------------------------- items */
 
 static void attn_item(void *ctx, int item, int worker)
@@ -248,7 +341,7 @@ static void attn_item(void *ctx, int item, int worker)
     const qref_real *k = a->kc + (size_t)kvh * D;                     /* (Kb, D), stride ldk */
     const qref_real *v = a->vc + (size_t)kvh * D;                     /* (Kb, D), stride ldk */
     qref_real *o = a->out + (size_t)i0 * ldq + (size_t)h * D;         /* (m, D), stride ldq */
-    qref_real *S = a->scratch + (size_t)worker * slab(a->Tk);        /* scores */
+    qref_real *S = a->slabs + (size_t)worker * slab(a->Tk);           /* scores */
     const uintptr_t er = (uintptr_t)(S + scores_size(a->Tk));
     double *e = (double *)(er + (sizeof(double) - er % sizeof(double)) % sizeof(double));
     if (Kb <= 0) {
@@ -257,10 +350,17 @@ static void attn_item(void *ctx, int item, int worker)
                 o[(size_t)r * ldq + d] = 0;
         return;
     }
-    if (m == 1 || Kb <= KB)
+    if (m == 1 || Kb <= KB) {
         block_whole(a, i0, m, Kb, q, k, v, o, S, e);         /* e (Kb) */
-    else
-        block_walk(a, i0, m, Kb, q, k, v, o, S, e, e + QB);  /* row maxima and sums (m) */
+        return;
+    }
+#if !defined(QREF_PRECISION_F64)
+    if (a->tiles) {                                          /* the tile area ends the slab */
+        block_walk_tiles(a, i0, m, Kb, kvh, q, o, S + slab(a->Tk) - tiles_size(a->Tk), e, e + QB);
+        return;
+    }
+#endif
+    block_walk(a, i0, m, Kb, q, k, v, o, S, e, e + QB);      /* row maxima and sums (m) */
 }
 
 void qref__attention(qref_real *out, const qref_real *q, const qref_real *kc, const qref_real *vc,
@@ -270,6 +370,17 @@ void qref__attention(qref_real *out, const qref_real *q, const qref_real *kc, co
     assert(Hkv > 0 && Hq % Hkv == 0 && q_off >= 0 && n >= 0 && Tk >= 0 && scale > 0);
     assert(scratch || n == 0);
     const int QB = block_rows(Tk), nqb = (n + QB - 1) / QB;
-    attn_job a = {out, scratch, q, kc, vc, kmask, n, Tk, q_off, Hq, Hkv, D, QB, nqb, scale};
+    attn_job a = {out, scratch, q, kc, vc, kmask, n, Tk, q_off, Hq, Hkv, D, QB, nqb, scale, NULL, NULL, NULL,
+                  scratch + packed_size(Tk, Hkv, D)};
+#if !defined(QREF_PRECISION_F64)
+    a.tiles = n > 1 && Tk > KB ? qref__tiles() : NULL;       /* only a block of queries walks keys */
+    if (a.tiles && D % a.tiles->panel != 0)
+        a.tiles = NULL;
+    if (a.tiles) {
+        a.kp = scratch;
+        a.vp = scratch + (size_t)Hkv * packed_keys(Tk, D);
+        qref__parallel(Hkv * ((Tk + KB - 1) / KB), pack_item, &a);
+    }
+#endif
     qref__parallel(nqb * Hq, attn_item, &a);
 }

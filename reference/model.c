@@ -44,7 +44,7 @@ static size_t work_size(const qref_config *c, int N, int L, int chunk, int Tk)
                  l * Hv * 2 + qref__gdn_chunked_scratch(chunk, (int)Dk, (int)Dv);
     size_t Hq = (size_t)c->num_heads, Hkv = (size_t)c->num_kv_heads, D = (size_t)c->head_dim;
     /* stacked: qg, q, gate, attn, k, v; per row: q, out + attention scratch */
-    size_t attn = n * Hq * 2 * D + n * Hq * D * 3 + n * Hkv * D * 2 + l * Hq * D * 2 + qref__attention_scratch(Tk);
+    size_t attn = n * Hq * 2 * D + n * Hq * D * 3 + n * Hkv * D * 2 + l * Hq * D * 2 + qref__attention_scratch(Tk, (int)Hkv, (int)D);
     size_t F = (size_t)c->intermediate_size;
     size_t mlp = n * F * 2;
     size_t moe = c->is_moe ? qref__moe_work(c, L) : 0;  /* one row at a time */

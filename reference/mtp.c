@@ -312,7 +312,7 @@ static qref_status mtp_rows(const qref_model *m, qref_spec *s, const qref_real *
     const size_t F = c->is_moe ? 0 : (size_t)c->intermediate_size;
     size_t mlp_work = c->is_moe ? qref__moe_work(c, n) : 2 * N * F;
     size_t total = N * 2 * H /* cat */ + N * H * 3 /* x, h, o */ + N * Hq * 2 * D + N * Hq * D * 3 +
-                   N * Hkv * D * 2 + N * (size_t)R + qref__attention_scratch(Tk) + mlp_work;
+                   N * Hkv * D * 2 + N * (size_t)R + qref__attention_scratch(Tk, Hkv, D) + mlp_work;
     qref_real *buf = malloc(total * sizeof *buf);
     int *iwork = c->is_moe ? malloc(qref__moe_iwork(c, n) * sizeof *iwork) : NULL;
     uint8_t *active = malloc(N);
@@ -336,7 +336,7 @@ static qref_status mtp_rows(const qref_model *m, qref_spec *s, const qref_real *
     qref_real *vv = kk + N * Hkv * D;           /* (n, Hkv, D) */
     qref_real *cs = vv + N * Hkv * D;           /* (n, R/2) cos then (n, R/2) sin */
     qref_real *ascr = cs + N * R;
-    qref_real *mwork = ascr + qref__attention_scratch(Tk);
+    qref_real *mwork = ascr + qref__attention_scratch(Tk, Hkv, D);
 
     /* the fc input: embedding first, hidden second (vLLM, sglang) */
     const int e_at = f->mtp_concat_swapped ? H : 0, h_at = f->mtp_concat_swapped ? 0 : H;

@@ -196,11 +196,34 @@ void qref__gdn_chunked(qref_real *out, const qref_real *q, const qref_real *k, c
  *   Per head and block of queries: scores by one matrix product against the keys the block
  *   sees, softmax in double (probabilities rounded once), values by a second product; a block
  *   that sees more than one key block walks them with an online softmax (attention.c).
- *   scratch holds qref__attention_scratch(Tk) elements. */
-size_t qref__attention_scratch(int Tk);
+ *   In the float build, a block that walks its keys on a CPU with AVX-512F or AVX2 takes the
+ *   tile kernels of attention_tiles.c instead of BLAS products (qref__tiles).
+ *   scratch holds qref__attention_scratch(Tk, Hkv, D) elements. */
+size_t qref__attention_scratch(int Tk, int Hkv, int D);
 void qref__attention(qref_real *out, const qref_real *q, const qref_real *kc, const qref_real *vc,
                      const uint8_t *kmask, int n, int Tk, int q_off, int Hq, int Hkv, int D,
                      double scale, qref_real *scratch);
+
+/* The float build's attention tile kernels (attention_tiles.c) for this CPU, or NULL (no
+ * AVX-512F or AVX2+FMA, a double build, another architecture, or QREF_ATTENTION_TILES=0 in the
+ * environment, read on every call). rows: query rows per tile; panel: P, the keys per panel of
+ * a packed key block and the head dims per panel of a packed value block (D % P == 0).
+ *   pack_keys   kt (ceil(kb/P), D, P) from keys k (kb, D) of row stride ldk, zeros past kb
+ *   pack_values vt (D/P, kb, P) from values v (kb, D) of row stride ldv
+ *   scores      S (rows, ldS) = q (rows, D; stride ldq) . keys^T over ceil(kb/P) P columns
+ *   update      o (rows, D; stride ldo) = o * alpha[r] + p (rows, kb; stride ldp) . values,
+ *               the first kb keys of a value block packed with ldv >= kb
+ * Each output element is one multiply-add chain in a fixed order: shapes alone decide it. */
+typedef struct {
+    const char *isa;
+    int rows, panel;
+    void (*pack_keys)(float *kt, const float *k, int ldk, int kb, int D, int P);
+    void (*pack_values)(float *vt, const float *v, int ldv, int kb, int D, int P);
+    void (*scores)(float *S, int ldS, const float *q, int ldq, int rows, const float *kt, int kb, int D);
+    void (*update)(float *o, int ldo, const float *p, int ldp, int rows, const float *vt, int kb, int ldv,
+                   int D, const float *alpha);
+} qref__tile_ops;
+const qref__tile_ops *qref__tiles(void);
 
 /* MoE routing: softmax over E logits (double), top-k (ties: lower index first), renormalise.
  * logits (n, E); idx (n, k) chosen experts in descending weight; w (n, k). */

@@ -98,14 +98,14 @@ typedef struct {
     qref_real *mrg;             /* (N/M^2, M^2*Vh) merger hidden */
     qref_real *pos;             /* (F, Vh) */
     qref_real *cos_t, *sin_t;   /* (F, D/2) */
-    qref_real *att_scratch;     /* qref__attention_scratch(F) */
+    qref_real *att_scratch;     /* qref__attention_scratch(F, heads, D) */
 } vision_scratch;
 
 static qref_status scratch_alloc(vision_scratch *s, size_t N, size_t F, size_t Vh, size_t Vi, size_t D,
                                  qref_error *err)
 {
     const size_t sizes[] = {N * Vh, N * Vh, 3 * N * Vh, N * Vh, N * Vh, N * Vh, N * Vh, N * Vh, N * Vi,
-                            N * Vh, F * Vh, F * D / 2, F * D / 2, qref__attention_scratch((int)F)};
+                            N * Vh, F * Vh, F * D / 2, F * D / 2, qref__attention_scratch((int)F, (int)(Vh / D), (int)D)};
     qref_real **slots[] = {&s->x, &s->xn, &s->qkv, &s->q, &s->k, &s->v, &s->att, &s->tmp, &s->mlp,
                            &s->mrg, &s->pos, &s->cos_t, &s->sin_t, &s->att_scratch};
     size_t total = 0;

@@ -9,6 +9,7 @@
  * carried across calls, chunked vs recurrent gated delta rule, GQA head mapping, router ties.
  * Tolerances depend on the build precision.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -533,15 +534,22 @@ static const struct { int n, Tk, q_off, Hq, Hkv, D, mask; } attn_cases[] = {
     {300, 1200, 900, 2, 1, 8, 1},   /* more than one key block: keys walked, causal, masked keys */
     {130, 1100, 1099, 2, 2, 8, 0},  /* keys walked, bidirectional, a partial last key block */
     {200, 1000, 500, 1, 1, 4, 3},   /* keys walked; queries below 600 see only masked keys */
+    /* head dims the float build's tile kernels take (multiples of 16 and 32): walks of 8 and
+     * 4 rows per tile with partial last tiles, causal and bidirectional, masked keys */
+    {203, 1100, 900, 2, 1, 64, 1},  /* causal, GQA, masked keys, a partial key block */
+    {130, 1100, 1099, 2, 2, 32, 0}, /* bidirectional */
+    {61, 700, 630, 1, 1, 256, 0},   /* the text model's head dim */
+    {90, 1000, 550, 1, 1, 64, 3},   /* queries below 600 see only masked keys */
+    {19, 4200, 4180, 2, 2, 64, 1},  /* blocks of 256 queries, one partial tile */
 };
 
-START_TEST(test_kernels_attention_matches_naive)
+static void check_attention_case(int _i)
 {
     const int n = attn_cases[_i].n, Tk = attn_cases[_i].Tk, q_off = attn_cases[_i].q_off;
     const int Hq = attn_cases[_i].Hq, Hkv = attn_cases[_i].Hkv, D = attn_cases[_i].D;
     uint64_t s = 61 + (uint64_t)_i;
     qref_real *q = NEW_REAL(n * Hq * D), *kc = NEW_REAL(Tk * Hkv * D), *vc = NEW_REAL(Tk * Hkv * D);
-    qref_real *out = NEW_REAL(n * Hq * D), *scratch = NEW_REAL(qref__attention_scratch(Tk));
+    qref_real *out = NEW_REAL(n * Hq * D), *scratch = NEW_REAL(qref__attention_scratch(Tk, Hkv, D));
     double *e = NEW_DBL(n * Hq * D);
     uint8_t *mask = xcalloc((size_t)Tk, 1);
     fill(q, (size_t)n * Hq * D, &s, -2, 2);
@@ -569,6 +577,22 @@ START_TEST(test_kernels_attention_matches_naive)
                               what, i, d, (double)out[(size_t)i * Hq * D + d]);
     free(q), free(kc), free(vc), free(out), free(scratch), free(e), free(mask);
 }
+
+/* On this CPU's path: the float build's tile kernels where the CPU has them. */
+START_TEST(test_kernels_attention_matches_naive)
+{
+    check_attention_case(_i);
+}
+END_TEST
+
+/* The BLAS walk, which the float build takes on a CPU without the tile kernels. */
+START_TEST(test_kernels_attention_blas_matches_naive)
+{
+    ck_assert_int_eq(setenv("QREF_ATTENTION_TILES", "0", 1), 0);
+    ck_assert_ptr_null(qref__tiles());
+    check_attention_case(_i);
+    unsetenv("QREF_ATTENTION_TILES");
+}
 END_TEST
 
 /* A zero query weights its visible keys uniformly: the output is the mean of their values,
@@ -577,7 +601,7 @@ START_TEST(test_kernels_attention_hand_uniform)
 {
     enum { TK = 5, HQ = 4, HKV = 2, D = 3 };
     qref_real q[2 * HQ * D] = {0}, kc[TK * HKV * D], vc[TK * HKV * D], out[2 * HQ * D];
-    qref_real *scratch = NEW_REAL(qref__attention_scratch(TK));
+    qref_real *scratch = NEW_REAL(qref__attention_scratch(TK, HKV, D));
     for (int j = 0; j < TK; j++)
         for (int h = 0; h < HKV; h++)
             for (int d = 0; d < D; d++) {
@@ -720,6 +744,38 @@ START_TEST(test_vecmath_accuracy)
 }
 END_TEST
 
+/* The 8- and 16-float versions of the softmax numerators agree bitwise (values and sum), and
+ * the dispatching entry point with them: rows of many lengths (tails of every size), scores
+ * inside the exponential's range and far below the maximum (the clamped path), masked (-inf)
+ * scores, and a row with nothing visible. */
+START_TEST(test_vecmath_softmax_widths)
+{
+    enum { N = 1100 };
+    static float x[N], y8[N], y16[N], yd[N];
+    uint64_t s = 71;
+    const size_t lens[] = {1, 7, 16, 31, 32, 33, 63, 64, 65, 100, 513, N};
+    for (int kind = 0; kind < 4; kind++)
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+            const size_t n = lens[li];
+            float m = -INFINITY;
+            for (size_t i = 0; i < n; i++) {
+                const double r = rnd(&s);
+                x[i] = kind == 0 ? (float)(8 * r - 4) : kind == 1 ? (float)(400 * r - 380)
+                     : kind == 2 ? (i % 7 == 3 ? -INFINITY : (float)(20 * r)) : -INFINITY;
+                m = x[i] > m ? x[i] : m;
+            }
+            const float scale = kind == 1 ? 0.9f : 0.125f;
+            const double s8 = qref__vsoftmax_expf8(y8, x, n, m, scale);
+            const double s16 = qref__vsoftmax_expf16(y16, x, n, m, scale);
+            const double sd = qref__vsoftmax_expf(yd, x, n, m, scale);
+            ck_assert_msg(memcmp(&s8, &s16, sizeof s8) == 0 && memcmp(&s8, &sd, sizeof s8) == 0,
+                          "kind %d, n %zu: sums %.17g (8-wide), %.17g (16-wide), %.17g", kind, n, s8, s16, sd);
+            ck_assert_msg(memcmp(y8, y16, n * sizeof *y8) == 0 && memcmp(y8, yd, n * sizeof *y8) == 0,
+                          "kind %d, n %zu: the numerators differ between widths", kind, n);
+        }
+}
+END_TEST
+
 /* The limits, NaN, a tail shorter than a block, in place, and the softmax numerators. */
 START_TEST(test_vecmath_edges)
 {
@@ -803,6 +859,8 @@ static Suite *kernels_suite(void)
     tc = tcase_create("attention");
     tcase_add_loop_test(tc, test_kernels_attention_matches_naive, 0,
                         (int)(sizeof attn_cases / sizeof attn_cases[0]));
+    tcase_add_loop_test(tc, test_kernels_attention_blas_matches_naive, 0,
+                        (int)(sizeof attn_cases / sizeof attn_cases[0]));
     tcase_add_test(tc, test_kernels_attention_hand_uniform);
     suite_add_tcase(s, tc);
 
@@ -814,6 +872,7 @@ static Suite *kernels_suite(void)
     tc = tcase_create("vecmath");
     tcase_add_test(tc, test_vecmath_accuracy);
     tcase_add_test(tc, test_vecmath_edges);
+    tcase_add_test(tc, test_vecmath_softmax_widths);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -56,7 +56,7 @@ static void assert_bitwise(const char *what, int threads, const void *a, const v
 
 enum { LN = 300, LIN = 70, LOUT = 200 };           /* linear */
 enum { AN = 130, ATK = 150, AOFF = 20, AHQ = 4, AHKV = 2, AD = 16 }; /* attention */
-enum { WN = 140, WTK = 1100, WOFF = 960, WHQ = 2, WD = 8 };      /* attention walking its keys */
+enum { WN = 140, WTK = 1100, WOFF = 960, WHQ = 2, WD = 32 };     /* attention walking its keys (tiles in the float build) */
 enum { BLN = 4100, BLIN = 8, BLOUT = 300 };        /* linear over 4096 tokens and more */
 enum { GN = 150, GHK = 2, GHV = 4, GDK = 16, GDV = 16, GCHUNK = 64 }; /* delta rule */
 enum { CN = 300, CC = 100, CK = 4 };               /* conv */
@@ -78,7 +78,7 @@ static void run_kernels(kernel_outputs *o)
     qref__rmsnorm(o->norm, x, w, LN, LIN, 1e-6);
 
     qref_real *q = xcalloc(AN * AHQ * AD, sizeof *q), *kc = xcalloc(ATK * AHKV * AD, sizeof *kc);
-    qref_real *vc = xcalloc(ATK * AHKV * AD, sizeof *vc), *sc = xcalloc(qref__attention_scratch(ATK), sizeof *sc);
+    qref_real *vc = xcalloc(ATK * AHKV * AD, sizeof *vc), *sc = xcalloc(qref__attention_scratch(ATK, AHKV, AD), sizeof *sc);
     fill(q, AN * AHQ * AD, &s), fill(kc, ATK * AHKV * AD, &s), fill(vc, ATK * AHKV * AD, &s);
     qref__attention(o->att, q, kc, vc, NULL, AN, ATK, AOFF, AHQ, AHKV, AD, 0.25, sc);
 
@@ -87,7 +87,7 @@ static void run_kernels(kernel_outputs *o)
     qref__linear(o->blin, bx, bw, NULL, BLN, BLIN, BLOUT);
 
     qref_real *wq = xcalloc(WN * WHQ * WD, sizeof *wq), *wk = xcalloc(WTK * WD, sizeof *wk);
-    qref_real *wv = xcalloc(WTK * WD, sizeof *wv), *ws = xcalloc(qref__attention_scratch(WTK), sizeof *ws);
+    qref_real *wv = xcalloc(WTK * WD, sizeof *wv), *ws = xcalloc(qref__attention_scratch(WTK, 1, WD), sizeof *ws);
     uint8_t *wm = xcalloc(WTK, 1);
     fill(wq, WN * WHQ * WD, &s), fill(wk, WTK * WD, &s), fill(wv, WTK * WD, &s);
     for (int j = 0; j < WTK; j++)
