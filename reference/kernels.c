@@ -105,6 +105,57 @@ void qref__linear(qref_real *y, const qref_real *x, const qref_real *w, const qr
     qref__parallel((n + j.tb - 1) / j.tb * j.ncb, linear_item, &j);
 }
 
+/* A BF16 matrix: items of one column block over every token (the block converted once, then
+ * qref__linear's products on it, token block by token block); one token: the BF16 product. */
+typedef struct {
+    qref_real *y;
+    const qref_real *x;
+    const uint16_t *w;
+    int n, in, out, tb, cb;
+} linear_bf16_job;
+
+static void linear_bf16_item(void *ctx, int item, int worker)
+{
+    (void)worker;
+    const linear_bf16_job *j = ctx;
+    const int c0 = item * j->cb, nc = min_i(j->cb, j->out - c0);
+    const uint16_t *w = j->w + (size_t)c0 * j->in;          /* (nc, in) */
+    qref_real *wc = j->n > 1 ? qref__thread_scratch((size_t)nc * j->in * sizeof *wc) : NULL;
+    if (!wc) {                                              /* one token, or no room */
+        for (int t = 0; t < j->n; t++)
+            qref__gemv_bf16(j->y + (size_t)t * j->out + c0, w, j->x + (size_t)t * j->in, nc, j->in);
+        return;
+    }
+    qref__bf16_to_real(wc, w, (size_t)nc * j->in);
+    for (int t0 = 0; t0 < j->n; t0 += j->tb) {
+        const int nt = min_i(j->tb, j->n - t0);
+        qref_real *y = j->y + (size_t)t0 * j->out + c0;
+        const qref_real *x = j->x + (size_t)t0 * j->in;
+        if (nt == 1)
+            QREF__GEMV(CblasRowMajor, CblasNoTrans, nc, j->in, 1, wc, j->in, x, 1, 0, y, 1);
+        else
+            QREF__GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, nt, nc, j->in, 1, x, j->in, wc, j->in, 0, y,
+                       j->out);
+    }
+}
+
+void qref__linear_m(qref_real *y, const qref_real *x, qref_matrix w, const qref_real *b, int n, int in, int out)
+{
+    if (w.real) {
+        qref__linear(y, x, w.real, b, n, in, out);
+        return;
+    }
+    assert(w.bf16 && !b && n >= 0 && in > 0 && out > 0);
+    if (n == 0)
+        return;
+    int cb = (out / 48 + 15) / 16 * 16;                     /* as qref__linear */
+    cb = cb < 64 ? 64 : cb > 1024 ? 1024 : cb;
+    if (n >= 4096 && cb < 256)
+        cb = 256;
+    linear_bf16_job j = {y, x, w.bf16, n, in, out, min_i(n, 256), cb};
+    qref__parallel((out + cb - 1) / cb, linear_bf16_item, &j);
+}
+
 /* ---------------------------------------------------------------- norms */
 
 static double sum_squares(const qref_real *x, int dim)

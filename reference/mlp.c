@@ -20,14 +20,14 @@
 
 /* ---------------------------------------------------------------- dense */
 
-void qref__swiglu(qref_real *out, const qref_real *h, const qref_real *wg, const qref_real *wu,
-                  const qref_real *wd, int n, int H, int F, qref_real *work)
+void qref__swiglu(qref_real *out, const qref_real *h, qref_matrix wg, qref_matrix wu, qref_matrix wd, int n,
+                  int H, int F, qref_real *work)
 {
     qref_real *gt = work, *up = work + (size_t)n * F;       /* (n, F) each */
-    qref__linear(gt, h, wg, NULL, n, H, F);
-    qref__linear(up, h, wu, NULL, n, H, F);
+    qref__linear_m(gt, h, wg, NULL, n, H, F);
+    qref__linear_m(up, h, wu, NULL, n, H, F);
     qref__silu_mul(gt, gt, up, (size_t)n * F);
-    qref__linear(out, gt, wd, NULL, n, F, H);
+    qref__linear_m(out, gt, wd, NULL, n, F, H);
 }
 
 /* ---------------------------------------------------------------- MoE */
@@ -69,12 +69,13 @@ static void expert_item(void *ctx, int e, int worker)
     qref_real *act = j->act + (size_t)r0 * I;               /* (m, I) */
     for (int r = 0; r < m; r++)
         memcpy(xin + (size_t)r * H, j->h + (size_t)j->rows[r0 + r] * H, (size_t)H * sizeof *xin);
-    qref__linear(gu, xin, j->w->experts_gate_up + (size_t)e * 2 * I * H, NULL, m, H, 2 * I);
+    qref__linear_m(gu, xin, qref__matrix_at(j->w->experts_gate_up, (size_t)e * 2 * I * H), NULL, m, H, 2 * I);
     for (int r = 0; r < m; r++)
         for (int i = 0; i < I; i++)
             act[(size_t)r * I + i] = (qref_real)(qref__silu((double)gu[(size_t)r * 2 * I + i]) *
                                                  (double)gu[(size_t)r * 2 * I + I + i]);
-    qref__linear(j->yw + (size_t)r0 * H, act, j->w->experts_down + (size_t)e * H * I, NULL, m, I, H);
+    qref__linear_m(j->yw + (size_t)r0 * H, act, qref__matrix_at(j->w->experts_down, (size_t)e * H * I), NULL, m, I,
+                   H);
 }
 
 /* Tokens [16 item, 16 item + 16): routed outputs in ascending expert order, then shared. */

@@ -111,10 +111,10 @@ static int row_tokens(const batch_view *v, int b, int include_pads, int *idx)
  * A BLAS product's result for one row can depend on where that row sits in the tile layout,
  * so stacking the rows of a batch into one product would make a row's logits depend on its
  * neighbours; one product per row keeps identical rows of a batch bitwise identical. */
-static void linear_rows(qref_real *y, const qref_real *x, const qref_real *w, int B, int L, int in, int out)
+static void linear_rows(qref_real *y, const qref_real *x, qref_matrix w, int B, int L, int in, int out)
 {
     for (int b = 0; b < B; b++)
-        qref__linear(y + (size_t)b * L * out, x + (size_t)b * L * in, w, NULL, L, in, out);
+        qref__linear_m(y + (size_t)b * L * out, x + (size_t)b * L * in, w, NULL, L, in, out);
 }
 
 /* ---------------------------------------------------------------- Gated DeltaNet layer */
@@ -196,8 +196,8 @@ static void gdn_layer(const qref_config *c, const qref_layer_weights *w, qref_ca
 
     linear_rows(qkv, h, w->in_proj_qkv, v->B, L, H, C);
     linear_rows(z, h, w->in_proj_z, v->B, L, H, Hv * Dv);
-    linear_rows(b, h, w->in_proj_b, v->B, L, H, Hv);
-    linear_rows(a, h, w->in_proj_a, v->B, L, H, Hv);
+    linear_rows(b, h, (qref_matrix){w->in_proj_b, NULL, (size_t)Hv * H}, v->B, L, H, Hv);
+    linear_rows(a, h, (qref_matrix){w->in_proj_a, NULL, (size_t)Hv * H}, v->B, L, H, Hv);
     memset(core, 0, (size_t)N * Hv * Dv * sizeof *core);
 
     for (int r = 0; r < v->B; r++) {
@@ -473,10 +473,10 @@ qref_status qref_forward_batch(const qref_model *m, qref_cache *const *caches, c
             size_t i = (size_t)b * L + t;
             int32_t id = in->ids[i];
             int real = !in->mask || in->mask[i];
-            const qref_real *src = m->embed + (size_t)(id >= 0 && id < V ? id : 0) * H;
             if (real && qref_is_placeholder(cfg, id))
-                src = in->embeds[b] + (size_t)e++ * H;
-            memcpy(s.x + i * H, src, (size_t)H * sizeof *s.x);
+                memcpy(s.x + i * H, in->embeds[b] + (size_t)e++ * H, (size_t)H * sizeof *s.x);
+            else
+                qref__matrix_row(s.x + i * H, m->embed, (size_t)(id >= 0 && id < V ? id : 0), H);
         }
     }
     if (out && out->hidden)

@@ -57,11 +57,31 @@ static qref_status take(mtp_loader *ld, const qref_real **slot, const char *name
     return QREF_OK;
 }
 
+/* A matrix of the head's layer (always qref_real); whole: its elements when the tensor is the
+ * first slice of several (per-expert checkpoints), else 0. */
+static qref_status take_mat(mtp_loader *ld, qref_matrix *mat, const char *name, const int64_t *shape, size_t whole,
+                            qref_error *err)
+{
+    const qref_real *p = NULL;
+    size_t count = 1;
+    for (int nd = 0; shape[nd] >= 0; nd++)
+        count *= (size_t)shape[nd];
+    const qref_status st = take(ld, mat ? &p : NULL, name, shape, err);
+    if (st == QREF_OK && mat && ld->w->block)
+        *mat = (qref_matrix){p, NULL, whole ? whole : count};
+    return st;
+}
+
 #define S(...) ((const int64_t[]){__VA_ARGS__, -1})
 #define TAKE(slot, name, shape)                                        \
     do {                                                               \
         if ((st = take(ld, (slot), (name), (shape), err)) != QREF_OK)  \
             return st;                                                 \
+    } while (0)
+#define TAKE_M(mat, name, shape, whole)                                            \
+    do {                                                                           \
+        if ((st = take_mat(ld, (mat), (name), (shape), (whole), err)) != QREF_OK)  \
+            return st;                                                             \
     } while (0)
 
 /* The parameter list of the head, in one place (both passes). */
@@ -80,40 +100,40 @@ static qref_status mtp_params(mtp_loader *ld, const qref_config *c, qref_error *
     TAKE(&w->norm, "mtp.norm.weight", S(H));
     TAKE(&lw->input_norm, "mtp.layers.0.input_layernorm.weight", S(H));
     TAKE(&lw->post_norm, "mtp.layers.0.post_attention_layernorm.weight", S(H));
-    TAKE(&lw->q_proj, "mtp.layers.0.self_attn.q_proj.weight", S(Hq * D * 2, H));
-    TAKE(&lw->k_proj, "mtp.layers.0.self_attn.k_proj.weight", S(Hkv * D, H));
-    TAKE(&lw->v_proj, "mtp.layers.0.self_attn.v_proj.weight", S(Hkv * D, H));
-    TAKE(&lw->o_proj, "mtp.layers.0.self_attn.o_proj.weight", S(H, Hq * D));
+    TAKE_M(&lw->q_proj, "mtp.layers.0.self_attn.q_proj.weight", S(Hq * D * 2, H), 0);
+    TAKE_M(&lw->k_proj, "mtp.layers.0.self_attn.k_proj.weight", S(Hkv * D, H), 0);
+    TAKE_M(&lw->v_proj, "mtp.layers.0.self_attn.v_proj.weight", S(Hkv * D, H), 0);
+    TAKE_M(&lw->o_proj, "mtp.layers.0.self_attn.o_proj.weight", S(H, Hq * D), 0);
     TAKE(&lw->q_norm, "mtp.layers.0.self_attn.q_norm.weight", S(D));
     TAKE(&lw->k_norm, "mtp.layers.0.self_attn.k_norm.weight", S(D));
     if (!c->is_moe) {
-        TAKE(&lw->gate_proj, "mtp.layers.0.mlp.gate_proj.weight", S(F, H));
-        TAKE(&lw->up_proj, "mtp.layers.0.mlp.up_proj.weight", S(F, H));
-        TAKE(&lw->down_proj, "mtp.layers.0.mlp.down_proj.weight", S(H, F));
+        TAKE_M(&lw->gate_proj, "mtp.layers.0.mlp.gate_proj.weight", S(F, H), 0);
+        TAKE_M(&lw->up_proj, "mtp.layers.0.mlp.up_proj.weight", S(F, H), 0);
+        TAKE_M(&lw->down_proj, "mtp.layers.0.mlp.down_proj.weight", S(H, F), 0);
         return QREF_OK;
     }
     TAKE(&lw->router, "mtp.layers.0.mlp.gate.weight", S(E, H));
     if (ld->fused) {
-        TAKE(&lw->experts_gate_up, "mtp.layers.0.mlp.experts.gate_up_proj", S(E, 2 * I, H));
-        TAKE(&lw->experts_down, "mtp.layers.0.mlp.experts.down_proj", S(E, H, I));
+        TAKE_M(&lw->experts_gate_up, "mtp.layers.0.mlp.experts.gate_up_proj", S(E, 2 * I, H), 0);
+        TAKE_M(&lw->experts_down, "mtp.layers.0.mlp.experts.down_proj", S(E, H, I), 0);
     } else {
         /* per expert, as weights.c lays them: gate_e then up_e back to back, so expert e's
          * (2I, H) slab and the fused pointers cover every expert */
         char name[128];
         for (int e = 0; e < E; e++) {
             snprintf(name, sizeof name, "mtp.layers.0.mlp.experts.%d.gate_proj.weight", e);
-            TAKE(e == 0 ? &lw->experts_gate_up : NULL, name, S(I, H));
+            TAKE_M(e == 0 ? &lw->experts_gate_up : NULL, name, S(I, H), (size_t)(E * 2 * I * H));
             snprintf(name, sizeof name, "mtp.layers.0.mlp.experts.%d.up_proj.weight", e);
             TAKE(NULL, name, S(I, H));
         }
         for (int e = 0; e < E; e++) {
             snprintf(name, sizeof name, "mtp.layers.0.mlp.experts.%d.down_proj.weight", e);
-            TAKE(e == 0 ? &lw->experts_down : NULL, name, S(H, I));
+            TAKE_M(e == 0 ? &lw->experts_down : NULL, name, S(H, I), (size_t)(E * H * I));
         }
     }
-    TAKE(&lw->shared_gate_proj, "mtp.layers.0.mlp.shared_expert.gate_proj.weight", S(Is, H));
-    TAKE(&lw->shared_up_proj, "mtp.layers.0.mlp.shared_expert.up_proj.weight", S(Is, H));
-    TAKE(&lw->shared_down_proj, "mtp.layers.0.mlp.shared_expert.down_proj.weight", S(H, Is));
+    TAKE_M(&lw->shared_gate_proj, "mtp.layers.0.mlp.shared_expert.gate_proj.weight", S(Is, H), 0);
+    TAKE_M(&lw->shared_up_proj, "mtp.layers.0.mlp.shared_expert.up_proj.weight", S(Is, H), 0);
+    TAKE_M(&lw->shared_down_proj, "mtp.layers.0.mlp.shared_expert.down_proj.weight", S(H, Is), 0);
     TAKE(&lw->shared_expert_gate, "mtp.layers.0.mlp.shared_expert_gate.weight", S(1, H));
     return QREF_OK;
 }
@@ -349,9 +369,9 @@ static qref_status mtp_rows(const qref_model *m, qref_spec *s, const qref_real *
     /* gated full attention over the MTP's own cache */
     const qref_layer_weights *lw = &w->layer;
     qref__rmsnorm(h, x, lw->input_norm, n, H, eps);
-    qref__linear(qg, h, lw->q_proj, NULL, n, H, Hq * 2 * D);
-    qref__linear(kk, h, lw->k_proj, NULL, n, H, Hkv * D);
-    qref__linear(vv, h, lw->v_proj, NULL, n, H, Hkv * D);
+    qref__linear_m(qg, h, lw->q_proj, NULL, n, H, Hq * 2 * D);
+    qref__linear_m(kk, h, lw->k_proj, NULL, n, H, Hkv * D);
+    qref__linear_m(vv, h, lw->v_proj, NULL, n, H, Hkv * D);
     for (size_t r = 0; r < N * Hq; r++) {
         memcpy(q + r * D, qg + r * 2 * D, (size_t)D * sizeof *q);
         memcpy(gate + r * D, qg + r * 2 * D + D, (size_t)D * sizeof *q);
@@ -368,7 +388,7 @@ static qref_status mtp_rows(const qref_model *m, qref_spec *s, const qref_real *
     memcpy(s->mv + (size_t)off * s->kv_row, vv, N * Hkv * D * sizeof *vv);
     qref__attention(attn, q, s->mk, s->mv, NULL, n, Tk, off, Hq, Hkv, D, 1.0 / sqrt((double)D), ascr);
     qref__gate_sigmoid(attn, gate, N * Hq * D);
-    qref__linear(o, attn, lw->o_proj, NULL, n, Hq * D, H);
+    qref__linear_m(o, attn, lw->o_proj, NULL, n, Hq * D, H);
     qref__add(x, o, N * H);
 
     qref__rmsnorm(h, x, lw->post_norm, n, H, eps);
@@ -381,7 +401,7 @@ static qref_status mtp_rows(const qref_model *m, qref_spec *s, const qref_real *
     qref__add(x, o, N * H);
     qref__rmsnorm(d, x, w->norm, n, H, eps);
     if (logits)
-        qref__linear(logits, d + (N - 1) * H, m->lm_head, NULL, 1, H, V);
+        qref__linear_m(logits, d + (N - 1) * H, m->lm_head, NULL, 1, H, V);
     free(buf);
     free(iwork);
     free(active);
@@ -436,7 +456,7 @@ qref_status qref_mtp_draft(const qref_model *m, qref_cache *c, int32_t next, int
         if (t + 1 < len)
             memcpy(emb + (size_t)i * H, s->emb + (size_t)(t + 1) * H, (size_t)H * sizeof *emb);
         else
-            memcpy(emb + (size_t)i * H, m->embed + (size_t)next * H, (size_t)H * sizeof *emb);
+            qref__matrix_row(emb + (size_t)i * H, m->embed, (size_t)next, H);
         memcpy(hid + (size_t)i * H, s->hid + (size_t)t * H, (size_t)H * sizeof *hid);
         memcpy(pos + (size_t)i * 3, s->pos + (size_t)t * 3, 3 * sizeof *pos);
     }
@@ -454,7 +474,8 @@ qref_status qref_mtp_draft(const qref_model *m, qref_cache *c, int32_t next, int
         const int64_t p = p0 + j + 1, p3[3] = {p, p, p};
         memcpy(hid, d + (size_t)(j == 0 ? n0 - 1 : 0) * H, (size_t)H * sizeof *hid);
         s->mtp_len = len + j;
-        if ((st = mtp_rows(m, s, m->embed + (size_t)drafts[j] * H, hid, p3, 1, d, row, err)) != QREF_OK)
+        qref__matrix_row(emb, m->embed, (size_t)drafts[j], H);    /* emb's first row is free now */
+        if ((st = mtp_rows(m, s, emb, hid, p3, 1, d, row, err)) != QREF_OK)
             break;
     }
     s->mtp_len = len; /* the chained rows were speculative */

@@ -159,39 +159,50 @@ qref_status qref_config_load(qref_config *cfg, const char *dir, qref_error *err)
 
 /* ---------------------------------------------------------------- weights */
 
+/* A weight matrix of the text model, row-major (Linear: [out, in]), as the engine holds it:
+ * converted to qref_real (real), or, when the checkpoint stores it in BF16, those 16-bit
+ * patterns themselves (bf16): every BF16 value is exact in qref_real, so the matrix means the
+ * same numbers and takes half the memory of a float copy (a quarter of a double one). Exactly
+ * one of real and bf16 is set; count is the number of elements. qref__linear reads either. */
+typedef struct {
+    const qref_real *real;
+    const uint16_t *bf16;
+    size_t count;
+} qref_matrix;
+
 /* Shapes are outermost-first, as transformers stores them (Linear: [out, in]). */
 typedef struct {
     int type;                   /* QREF_LAYER_LINEAR / QREF_LAYER_FULL */
     const qref_real *input_norm;        /* (H) */
     const qref_real *post_norm;         /* (H) */
     /* Gated DeltaNet: C = 2*Hk*Dk + Hv*Dv conv channels (q | k | v) */
-    const qref_real *in_proj_qkv;       /* (C, H) */
-    const qref_real *in_proj_z;         /* (Hv*Dv, H) */
+    qref_matrix in_proj_qkv;            /* (C, H) */
+    qref_matrix in_proj_z;              /* (Hv*Dv, H) */
     const qref_real *in_proj_b;         /* (Hv, H) */
     const qref_real *in_proj_a;         /* (Hv, H) */
     const qref_real *conv_w;            /* (C, K) (checkpoint: (C, 1, K)) */
     const qref_real *dt_bias;           /* (Hv) */
     const qref_real *A_log;             /* (Hv) */
     const qref_real *gdn_norm;          /* (Dv) plain w, gated */
-    const qref_real *out_proj;          /* (H, Hv*Dv) */
+    qref_matrix out_proj;               /* (H, Hv*Dv) */
     /* gated full attention */
-    const qref_real *q_proj;            /* (Hq*2*D, H): per head D query then D gate rows */
-    const qref_real *k_proj;            /* (Hkv*D, H) */
-    const qref_real *v_proj;            /* (Hkv*D, H) */
-    const qref_real *o_proj;            /* (H, Hq*D) */
+    qref_matrix q_proj;                 /* (Hq*2*D, H): per head D query then D gate rows */
+    qref_matrix k_proj;                 /* (Hkv*D, H) */
+    qref_matrix v_proj;                 /* (Hkv*D, H) */
+    qref_matrix o_proj;                 /* (H, Hq*D) */
     const qref_real *q_norm;            /* (D) (1+w) */
     const qref_real *k_norm;            /* (D) (1+w) */
     /* dense MLP */
-    const qref_real *gate_proj;         /* (F, H) */
-    const qref_real *up_proj;           /* (F, H) */
-    const qref_real *down_proj;         /* (H, F) */
+    qref_matrix gate_proj;              /* (F, H) */
+    qref_matrix up_proj;                /* (F, H) */
+    qref_matrix down_proj;              /* (H, F) */
     /* MoE */
     const qref_real *router;            /* (E, H) */
-    const qref_real *experts_gate_up;   /* (E, 2*I, H): rows [0,I) gate, [I,2I) up */
-    const qref_real *experts_down;      /* (E, H, I) */
-    const qref_real *shared_gate_proj;  /* (Is, H) */
-    const qref_real *shared_up_proj;    /* (Is, H) */
-    const qref_real *shared_down_proj;  /* (H, Is) */
+    qref_matrix experts_gate_up;        /* (E, 2*I, H): rows [0,I) gate, [I,2I) up */
+    qref_matrix experts_down;           /* (E, H, I) */
+    qref_matrix shared_gate_proj;       /* (Is, H) */
+    qref_matrix shared_up_proj;         /* (Is, H) */
+    qref_matrix shared_down_proj;       /* (H, Is) */
     const qref_real *shared_expert_gate;/* (1, H) */
 } qref_layer_weights;
 
@@ -217,15 +228,18 @@ typedef struct {
 /* Planted bugs (reference/qref_faults.h, not part of this API); NULL = none. */
 struct qref_faults;
 
-/* A loaded model: configuration plus every weight converted to qref_real in one block. */
+/* A loaded model: configuration plus every weight, converted to qref_real in one block, or,
+ * for the text model's matrices of a BF16 checkpoint, kept as BF16 in a second block. */
 typedef struct {
     char dir[4096];
     qref_config cfg;
-    qref_real *block;           /* the one allocation holding every weight */
+    qref_real *block;           /* the allocation holding every qref_real weight */
     size_t block_len;           /* in elements */
-    const qref_real *embed;     /* (V, H) */
+    uint16_t *bf16_block;       /* the text matrices kept in BF16 (NULL when none) */
+    size_t bf16_len;            /* in elements */
+    qref_matrix embed;          /* (V, H) */
     const qref_real *final_norm;/* (H) */
-    const qref_real *lm_head;   /* (V, H); == embed when tied */
+    qref_matrix lm_head;        /* (V, H); == embed when tied */
     qref_layer_weights *layers; /* [num_layers] */
     qref_vision_weights vision; /* valid when cfg.has_vision */
     const struct qref_faults *faults; /* NULL; the harness's in-process engine may point a
@@ -238,6 +252,18 @@ typedef struct {
  * checked against the configuration: missing, unknown (other than mtp.*) or mis-shaped tensors
  * are errors. The checkpoint is mapped, not read, and converted once into model->block. */
 qref_status qref_model_load(qref_model *m, const char *dir, qref_error *err);
+
+/* Load options. keep_bf16: the text model's matrices (projections, MLP and expert matrices,
+ * embedding, lm_head) stay in BF16 when every one of them is BF16 in the checkpoint (the
+ * default of qref_model_load, unless QREF_BF16_WEIGHTS=0 is in the environment); 0 converts
+ * every weight to qref_real. Either way the same values are computed with: a product over
+ * several tokens converts a block of the matrix and runs the same BLAS product as on a
+ * converted copy (bitwise the same result), a product with one token (decode) reads the BF16
+ * rows directly (reference/matrix.c: sixteen lanes of qref_real, the same bits on every CPU). */
+typedef struct {
+    int keep_bf16;
+} qref_load_options;
+qref_status qref_model_load_with(qref_model *m, const char *dir, const qref_load_options *opt, qref_error *err);
 void qref_model_free(qref_model *m);
 
 /* ---------------------------------------------------------------- per-sequence state */

@@ -133,6 +133,10 @@ void qref__parallel(int n_items, qref__task_fn fn, void *ctx);
 int qref__workers(void);
 /* Monotonic seconds, for the stage timers. */
 double qref__now(void);
+/* The calling thread's scratch buffer, grown to at least `bytes` (contents not kept; aligned
+ * for any type); NULL when out of memory. Each thread owns its buffer (freed when the thread
+ * ends), so an item may use it while other workers use theirs. */
+void *qref__thread_scratch(size_t bytes);
 
 /* ---------------------------------------------------------------- kernels (kernels.c)
  * Output first; kernels never allocate; scratch is passed in. */
@@ -140,6 +144,26 @@ double qref__now(void);
 /* y (n, out) = x (n, in) . W (out, in)^T [+ b (out)]; b may be NULL. BLAS-backed. */
 void qref__linear(qref_real *y, const qref_real *x, const qref_real *w, const qref_real *b,
                   int n, int in, int out);
+/* The same with a text matrix (qref.h): a real one as qref__linear; a BF16 one (no bias) by
+ * blocks of output rows converted into the thread's scratch and the same BLAS products as
+ * qref__linear's (bitwise its result on a converted copy) when n > 1, by qref__gemv_bf16 when
+ * n == 1. */
+void qref__linear_m(qref_real *y, const qref_real *x, qref_matrix w, const qref_real *b, int n, int in, int out);
+
+/* BF16 matrices (matrix.c). dst (n) = the values of src (n), exactly. */
+void qref__bf16_to_real(qref_real *dst, const uint16_t *src, size_t n);
+/* dst (cols) = row `row` of m (rows of cols elements). */
+void qref__matrix_row(qref_real *dst, qref_matrix m, size_t row, int cols);
+/* m from element `offset` on (a sub-matrix of stacked ones, e.g. one expert's). */
+qref_matrix qref__matrix_at(qref_matrix m, size_t offset);
+/* y (rows) = W (rows, in; BF16) . x (in), summed in double in 16 lanes (matrix.c); the same
+ * bits on every CPU; _portable is the version without vector instructions. */
+void qref__gemv_bf16(qref_real *y, const uint16_t *w, const qref_real *x, int rows, int in);
+void qref__gemv_bf16_portable(qref_real *y, const uint16_t *w, const qref_real *x, int rows, int in);
+/* The layer's matrices as qref_real: *view = *w with every BF16 matrix converted into *buf
+ * (malloc'ed, the caller frees; NULL when none is BF16). QREF_ENOMEM. */
+qref_status qref__layer_real_view(const qref_layer_weights *w, qref_layer_weights *view, qref_real **buf,
+                                  qref_error *err);
 
 /* Decoder RMSNorm, zero-centred weight: o = x / sqrt(mean(x^2) + eps) * (1 + w). o may == x. */
 void qref__rmsnorm(qref_real *o, const qref_real *x, const qref_real *w, int n, int dim, double eps);
@@ -243,8 +267,8 @@ void qref__gelu(qref_real *x, size_t n, int erf_form);
 /* ---------------------------------------------------------------- MLP and MoE (mlp.c) */
 
 /* out (n, H) = down(silu(gate(h)) * up(h)); work holds 2 n F values. */
-void qref__swiglu(qref_real *out, const qref_real *h, const qref_real *wg, const qref_real *wu,
-                  const qref_real *wd, int n, int H, int F, qref_real *work);
+void qref__swiglu(qref_real *out, const qref_real *h, qref_matrix wg, qref_matrix wu, qref_matrix wd, int n,
+                  int H, int F, qref_real *work);
 /* out (n, H) for the active tokens (0 elsewhere): routed experts summed per token in ascending
  * expert order, then the sigmoid-gated shared expert. work holds qref__moe_work(c, n) values,
  * iwork qref__moe_iwork(c, n) ints. no_renorm: the planted bug that keeps the top-k softmax

@@ -28,6 +28,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
@@ -229,6 +230,40 @@ __attribute__((destructor)) static void pool_at_exit(void)
         release();
     }
     pthread_mutex_unlock(&config_lock);
+}
+
+/* ---------------------------------------------------------------- per-thread scratch */
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static int scratch_ok;
+
+static void scratch_init(void) { scratch_ok = pthread_key_create(&scratch_key, free) == 0; }
+
+/* The buffer is a header (its capacity) followed by the bytes, aligned as max_align_t. */
+typedef union {
+    size_t cap;
+    max_align_t align;
+} scratch_head;
+
+void *qref__thread_scratch(size_t bytes)
+{
+    pthread_once(&scratch_once, scratch_init);
+    if (!scratch_ok || bytes > SIZE_MAX - sizeof(scratch_head))
+        return NULL;
+    scratch_head *h = pthread_getspecific(scratch_key);
+    if (h && h->cap >= bytes)
+        return h + 1;
+    scratch_head *n = malloc(sizeof *n + bytes);
+    if (!n)
+        return NULL;
+    n->cap = bytes;
+    if (pthread_setspecific(scratch_key, n) != 0) {
+        free(n);
+        return NULL;
+    }
+    free(h);
+    return n + 1;
 }
 
 /* ---------------------------------------------------------------- public */

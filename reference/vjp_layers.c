@@ -182,8 +182,8 @@ static void gdn_forward(gdn_bufs *s, const qref_config *c, const qref_layer_weig
     for (int t = 0; mask && t < n; t++)
         if (!mask[t])
             memset(s->hm + (size_t)t * H, 0, (size_t)H * sizeof *s->hm);
-    qref__linear(s->qkv, s->hm, w->in_proj_qkv, NULL, n, H, C);
-    qref__linear(s->z, s->hm, w->in_proj_z, NULL, n, H, Hv * Dv);
+    qref__linear(s->qkv, s->hm, w->in_proj_qkv.real, NULL, n, H, C);
+    qref__linear(s->z, s->hm, w->in_proj_z.real, NULL, n, H, Hv * Dv);
     qref__linear(s->b, s->hm, w->in_proj_b, NULL, n, H, Hv);
     qref__linear(s->a, s->hm, w->in_proj_a, NULL, n, H, Hv);
     memset(s->conv0, 0, (size_t)(K - 1) * C * sizeof *s->conv0);
@@ -213,7 +213,7 @@ static void gdn_forward(gdn_bufs *s, const qref_config *c, const qref_layer_weig
                           s->gdn_work);
     memset(s->state0, 0, (size_t)Hv * Dk * Dv * sizeof *s->state0);
     qref__rmsnorm_gated(s->y, s->core, s->z, w->gdn_norm, n * Hv, Dv, c->rms_norm_eps);
-    qref__linear(o, s->y, w->out_proj, NULL, n, Hv * Dv, H);
+    qref__linear(o, s->y, w->out_proj.real, NULL, n, Hv * Dv, H);
 }
 
 /* do_ (n, H) -> dh (n, H); weight gradients accumulate into gw. */
@@ -224,7 +224,7 @@ static void gdn_backward(gdn_bufs *s, const qref_config *c, const qref_layer_wei
     const int H = c->hidden_size, Hk = c->lin_num_k_heads, Hv = c->lin_num_v_heads;
     const int Dk = c->lin_k_head_dim, Dv = c->lin_v_head_dim, K = c->lin_conv_kernel, C = 2 * Hk * Dk + Hv * Dv;
     /* out_proj, gated norm */
-    qref__vjp_linear(s->dy, gw->out_proj, do_, s->y, w->out_proj, n, Hv * Dv, H, 0);
+    qref__vjp_linear(s->dy, gw->out_proj, do_, s->y, w->out_proj.real, n, Hv * Dv, H, 0);
     qref_vjp_rmsnorm_gated(s->dcore, s->dz, gw->gdn_norm, s->dy, s->core, s->z, w->gdn_norm, n * Hv, Dv,
                            c->rms_norm_eps);
     /* the delta rule, from zero state */
@@ -261,8 +261,8 @@ static void gdn_backward(gdn_bufs *s, const qref_config *c, const qref_layer_wei
     qref__vjp_conv1d_causal_silu(s->dqkv, gw->conv_w, s->dconv0, s->dact, NULL, s->qkv, s->conv0, w->conv_w, n, C,
                                  K, f);
     /* the four input projections */
-    qref__vjp_linear(dh, gw->in_proj_qkv, s->dqkv, s->hm, w->in_proj_qkv, n, H, C, 0);
-    qref__vjp_linear(dh, gw->in_proj_z, s->dz, s->hm, w->in_proj_z, n, H, Hv * Dv, 1);
+    qref__vjp_linear(dh, gw->in_proj_qkv, s->dqkv, s->hm, w->in_proj_qkv.real, n, H, C, 0);
+    qref__vjp_linear(dh, gw->in_proj_z, s->dz, s->hm, w->in_proj_z.real, n, H, Hv * Dv, 1);
     qref__vjp_linear(dh, gw->in_proj_b, s->db, s->hm, w->in_proj_b, n, H, Hv, 1);
     qref__vjp_linear(dh, gw->in_proj_a, s->da, s->hm, w->in_proj_a, n, H, Hv, 1);
     for (int t = 0; mask && t < n; t++)
@@ -340,9 +340,9 @@ static void attn_forward(attn_bufs *s, const qref_config *c, const qref_layer_we
             s->pos[(size_t)a * n + t] = pos ? pos[(size_t)a * n + t] : t;
     qref__mrope_angles(s->cos_t, s->sin_t, s->pos, n, c->rotary_dim, c->rope_theta, c->mrope_section,
                        c->mrope_interleaved);
-    qref__linear(s->qg, h, w->q_proj, NULL, n, H, Hq * 2 * D);
-    qref__linear(s->k0, h, w->k_proj, NULL, n, H, Hkv * D);
-    qref__linear(s->v, h, w->v_proj, NULL, n, H, Hkv * D);
+    qref__linear(s->qg, h, w->q_proj.real, NULL, n, H, Hq * 2 * D);
+    qref__linear(s->k0, h, w->k_proj.real, NULL, n, H, Hkv * D);
+    qref__linear(s->v, h, w->v_proj.real, NULL, n, H, Hkv * D);
     for (size_t r = 0; r < (size_t)n * Hq; r++) {
         memcpy(s->q0 + r * D, s->qg + r * 2 * D, (size_t)D * sizeof *s->q0);
         memcpy(s->gate + r * D, s->qg + r * 2 * D + D, (size_t)D * sizeof *s->gate);
@@ -367,7 +367,7 @@ static void attn_forward(attn_bufs *s, const qref_config *c, const qref_layer_we
         }
     for (size_t i = 0; i < (size_t)n * Hq * D; i++)
         s->ag[i] = (qref_real)((double)s->attn[i] * qref__sigmoid((double)s->gate[i]));
-    qref__linear(o, s->ag, w->o_proj, NULL, n, Hq * D, H);
+    qref__linear(o, s->ag, w->o_proj.real, NULL, n, Hq * D, H);
 }
 
 static void attn_backward(attn_bufs *s, const qref_config *c, const qref_layer_weights *w, qref_layer_grads *gw,
@@ -376,7 +376,7 @@ static void attn_backward(attn_bufs *s, const qref_config *c, const qref_layer_w
     const int H = c->hidden_size, Hq = c->num_heads, Hkv = c->num_kv_heads, D = c->head_dim, R = c->rotary_dim;
     const double scale = 1.0 / sqrt((double)D);
     const int group = Hq / Hkv;
-    qref__vjp_linear(s->dag, gw->o_proj, do_, s->ag, w->o_proj, n, Hq * D, H, 0);
+    qref__vjp_linear(s->dag, gw->o_proj, do_, s->ag, w->o_proj.real, n, Hq * D, H, 0);
     /* ag = attn * sigmoid(gate): the gate's gradient lands in the second half of each head's dqg row */
     for (size_t r = 0; r < (size_t)n * Hq; r++)
         for (int d = 0; d < D; d++) {
@@ -421,9 +421,9 @@ static void attn_backward(attn_bufs *s, const qref_config *c, const qref_layer_w
     qref_vjp_rmsnorm(s->dk0, gw->k_norm, s->dk1, s->k0, w->k_norm, n * Hkv, D, c->rms_norm_eps);
     for (size_t r = 0; r < (size_t)n * Hq; r++)
         memcpy(s->dqg + r * 2 * D, s->dq2 + r * D, (size_t)D * sizeof *s->dqg);
-    qref__vjp_linear(dh, gw->q_proj, s->dqg, h, w->q_proj, n, H, Hq * 2 * D, 0);
-    qref__vjp_linear(dh, gw->k_proj, s->dk0, h, w->k_proj, n, H, Hkv * D, 1);
-    qref__vjp_linear(dh, gw->v_proj, s->dv, h, w->v_proj, n, H, Hkv * D, 1);
+    qref__vjp_linear(dh, gw->q_proj, s->dqg, h, w->q_proj.real, n, H, Hq * 2 * D, 0);
+    qref__vjp_linear(dh, gw->k_proj, s->dk0, h, w->k_proj.real, n, H, Hkv * D, 1);
+    qref__vjp_linear(dh, gw->v_proj, s->dv, h, w->v_proj.real, n, H, Hkv * D, 1);
 }
 
 /* ---------------------------------------------------------------- MLP and MoE */
@@ -507,7 +507,7 @@ static void moe_forward(mlp_bufs *s, const qref_config *c, const qref_layer_weig
         for (int e = 0; e < E; e++)
             s->probs[(size_t)t * E + e] = (qref_real)(exp((double)lt[e] - m) / z);
     }
-    swiglu_forward(s, h, w->shared_gate_proj, w->shared_up_proj, w->shared_down_proj, n, H, Is, s->shared);
+    swiglu_forward(s, h, w->shared_gate_proj.real, w->shared_up_proj.real, w->shared_down_proj.real, n, H, Is, s->shared);
     qref__linear(s->sgate, h, w->shared_expert_gate, NULL, n, H, 1);
     for (int t = 0; t < n; t++) {
         const qref_real *ht = h + (size_t)t * H;
@@ -519,10 +519,10 @@ static void moe_forward(mlp_bufs *s, const qref_config *c, const qref_layer_weig
             const size_t tr = (size_t)t * k + r;
             const int e = s->idx[tr];
             qref_real *gu = s->gu + tr * 2 * I, *act = s->eact + tr * I, *y = s->ey + tr * H;
-            qref__linear(gu, ht, w->experts_gate_up + (size_t)e * 2 * I * H, NULL, 1, H, 2 * I);
+            qref__linear(gu, ht, w->experts_gate_up.real + (size_t)e * 2 * I * H, NULL, 1, H, 2 * I);
             for (int i = 0; i < I; i++)
                 act[i] = (qref_real)(qref__silu((double)gu[i]) * (double)gu[I + i]);
-            qref__linear(y, act, w->experts_down + (size_t)e * H * I, NULL, 1, I, H);
+            qref__linear(y, act, w->experts_down.real + (size_t)e * H * I, NULL, 1, I, H);
             for (int d = 0; d < H; d++)
                 ot[d] = (qref_real)(ot[d] + (double)s->rw[tr] * y[d]);
         }
@@ -554,7 +554,7 @@ static void moe_backward(mlp_bufs *s, const qref_config *c, const qref_layer_wei
             const size_t tr = (size_t)t * k + r;
             const int e = s->idx[tr];
             const qref_real *y = s->ey + tr * H, *act = s->eact + tr * I, *gu = s->gu + tr * 2 * I;
-            const qref_real *wgu = w->experts_gate_up + (size_t)e * 2 * I * H, *wd = w->experts_down + (size_t)e * H * I;
+            const qref_real *wgu = w->experts_gate_up.real + (size_t)e * 2 * I * H, *wd = w->experts_down.real + (size_t)e * H * I;
             qref_real *dwgu = gw->experts_gate_up + (size_t)e * 2 * I * H, *dwd = gw->experts_down + (size_t)e * H * I;
             double a = 0;
             for (int d = 0; d < H; d++) {
@@ -595,7 +595,7 @@ static void moe_backward(mlp_bufs *s, const qref_config *c, const qref_layer_wei
         for (int d = 0; d < H; d++)
             dsout[(size_t)t * H + d] = (qref_real)(sg * (double)dout[(size_t)t * H + d]);
     }
-    swiglu_backward(s, h, w->shared_gate_proj, w->shared_up_proj, w->shared_down_proj, gw->shared_gate_proj,
+    swiglu_backward(s, h, w->shared_gate_proj.real, w->shared_up_proj.real, w->shared_down_proj.real, gw->shared_gate_proj,
                     gw->shared_up_proj, gw->shared_down_proj, n, H, Is, dsout, dh);
 }
 
@@ -638,7 +638,6 @@ qref_status qref__vjp_decoder_layer(const qref_model *m, int layer, const qref_l
         return qref__fail(err, QREF_EINVAL, "decoder layer VJP: layer %d outside [0, %d)", layer,
                           m ? m->cfg.num_layers : 0);
     const qref_config *c = &m->cfg;
-    const qref_layer_weights *w = &m->layers[layer];
     const int type = c->layer_types[layer];
     if (!in || !in->x || in->n < 1 || !d_out || !dx || !g || !g->block)
         return qref__fail(err, QREF_EINVAL, "decoder layer VJP: layer %d needs x, n >= 1, d_out, dx and gradients",
@@ -658,12 +657,21 @@ qref_status qref__vjp_decoder_layer(const qref_model *m, int layer, const qref_l
                               "is masked; padding is supported in GDN layers only", layer, t);
     const int n = in->n, H = c->hidden_size, chunk = in->gdn_chunk ? in->gdn_chunk : 64;
     const int recurrent = in->gdn_mode == QREF_GDN_RECURRENT;
+    /* the backward products read the matrices as qref_real: BF16 ones are converted for the call */
+    qref_layer_weights view;
+    qref_real *wbuf;
+    qref_status vst = qref__layer_real_view(&m->layers[layer], &view, &wbuf, err);
+    if (vst != QREF_OK)
+        return vst;
+    const qref_layer_weights *w = &view;
     layer_bufs s;
     const size_t len = layer_plan(&s, NULL, c, type, n, chunk);
     qref_real *block = malloc(len * sizeof *block);
-    if (!block)
+    if (!block) {
+        free(wbuf);
         return qref__fail(err, QREF_ENOMEM, "decoder layer VJP: out of memory for %zu values (layer %d, %d tokens)",
                           len, layer, n);
+    }
     layer_plan(&s, block, c, type, n, chunk);
     memset(g->block, 0, g->block_len * sizeof *g->block);
     const size_t NH = (size_t)n * H;
@@ -680,7 +688,7 @@ qref_status qref__vjp_decoder_layer(const qref_model *m, int layer, const qref_l
     if (c->is_moe)
         moe_forward(&s.mlp, c, w, s.h2, n, s.mo);
     else
-        swiglu_forward(&s.mlp, s.h2, w->gate_proj, w->up_proj, w->down_proj, n, H, c->intermediate_size, s.mo);
+        swiglu_forward(&s.mlp, s.h2, w->gate_proj.real, w->up_proj.real, w->down_proj.real, n, H, c->intermediate_size, s.mo);
     if (out)
         for (size_t i = 0; i < NH; i++)
             out[i] = s.x2[i] + s.mo[i];
@@ -690,7 +698,7 @@ qref_status qref__vjp_decoder_layer(const qref_model *m, int layer, const qref_l
         moe_backward(&s.mlp, c, w, g, s.h2, n, d_out, s.dh2);
     } else {
         memset(s.dh2, 0, NH * sizeof *s.dh2);
-        swiglu_backward(&s.mlp, s.h2, w->gate_proj, w->up_proj, w->down_proj, g->gate_proj, g->up_proj, g->down_proj,
+        swiglu_backward(&s.mlp, s.h2, w->gate_proj.real, w->up_proj.real, w->down_proj.real, g->gate_proj, g->up_proj, g->down_proj,
                         n, H, c->intermediate_size, d_out, s.dh2);
     }
     qref_vjp_rmsnorm(s.dx2, g->post_norm, s.dh2, s.x2, w->post_norm, n, H, c->rms_norm_eps);
@@ -703,6 +711,7 @@ qref_status qref__vjp_decoder_layer(const qref_model *m, int layer, const qref_l
     qref_vjp_rmsnorm(dx, g->input_norm, s.dh, in->x, w->input_norm, n, H, c->rms_norm_eps);
     add_into(dx, s.dx2, NH);
     free(block);
+    free(wbuf);
     return QREF_OK;
 }
 

@@ -3,9 +3,10 @@
  * Weights: one parameter table drives loading, shape checks and coverage.
  *
  * The table lists every tensor the configuration implies (name as transformers writes it,
- * shape, destination inside the single weight block). Loading maps the checkpoint, checks
- * each tensor's shape against the table, converts it once into the block, and finally
- * rejects any checkpoint tensor the table did not consume (except mtp.*).
+ * shape, destination inside a weight block). Loading maps the checkpoint, checks each tensor's
+ * shape against the table, converts it once into the qref_real block (or, for the text
+ * matrices of a BF16 checkpoint, copies its bits into the BF16 block: qref_load_options), and
+ * finally rejects any checkpoint tensor the table did not consume (except mtp.*).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,9 +20,12 @@ typedef struct {
     char name[256];
     int ndim;
     int64_t shape[5];
-    size_t offset;          /* into the block, in elements */
+    size_t offset;          /* into its block (qref_real or BF16), in elements */
     size_t count;
     const qref_real **slot; /* where the pointer lands (NULL for sub-slices of fused tensors) */
+    qref_matrix *mat;       /* a text matrix: where it lands (NULL for sub-slices) */
+    int is_mat;             /* a text matrix or a sub-slice of one: may stay in BF16 */
+    size_t mat_count;       /* elements of the whole matrix (fused experts: every slice) */
 } param;
 
 typedef struct {
@@ -38,11 +42,35 @@ static void table_free(param_table *t)
 }
 
 /* Adds a parameter named by a printf format; shape outermost-first, terminated by -1.
- * Returns its index or -1. */
+ * Returns its index or -1. table_mat adds a text matrix (mat NULL: a later slice of one). */
+static int table_vadd(param_table *t, const qref_real **slot, qref_matrix *mat, int is_mat, const int64_t *shape,
+                      const char *fmt, va_list ap);
+
 static int table_add(param_table *t, const qref_real **slot, const int64_t *shape, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int table_mat(param_table *t, qref_matrix *mat, const int64_t *shape, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 static int table_add(param_table *t, const qref_real **slot, const int64_t *shape, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    const int r = table_vadd(t, slot, NULL, 0, shape, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+static int table_mat(param_table *t, qref_matrix *mat, const int64_t *shape, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    const int r = table_vadd(t, NULL, mat, 1, shape, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+static int table_vadd(param_table *t, const qref_real **slot, qref_matrix *mat, int is_mat, const int64_t *shape,
+                      const char *fmt, va_list ap)
 {
     if (t->failed)
         return -1;
@@ -58,10 +86,7 @@ static int table_add(param_table *t, const qref_real **slot, const int64_t *shap
     }
     param *p = &t->items[t->n];
     memset(p, 0, sizeof *p);
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(p->name, sizeof p->name, fmt, ap);
-    va_end(ap);
     p->count = 1;
     for (p->ndim = 0; shape[p->ndim] >= 0; p->ndim++) {
         p->shape[p->ndim] = shape[p->ndim];
@@ -69,6 +94,9 @@ static int table_add(param_table *t, const qref_real **slot, const int64_t *shap
     }
     p->offset = t->total;
     p->slot = slot;
+    p->mat = mat;
+    p->is_mat = is_mat;
+    p->mat_count = p->count;
     t->total += p->count;
     return t->n++;
 }
@@ -94,10 +122,10 @@ static void build_text_table(param_table *t, qref_model *m, const naming *nm)
     const int64_t E = c->num_experts, I = c->moe_intermediate_size;
     const int64_t Is = c->shared_expert_intermediate_size, F = c->intermediate_size;
 
-    table_add(t, &m->embed, S(V, H), "%sembed_tokens.weight", nm->lm);
+    table_mat(t, &m->embed, S(V, H), "%sembed_tokens.weight", nm->lm);
     table_add(t, &m->final_norm, S(H), "%snorm.weight", nm->lm);
     if (!c->tie_word_embeddings)
-        table_add(t, &m->lm_head, S(V, H), "lm_head.weight");
+        table_mat(t, &m->lm_head, S(V, H), "lm_head.weight");
 
     for (int l = 0; l < c->num_layers; l++) {
         qref_layer_weights *w = &m->layers[l];
@@ -107,50 +135,54 @@ static void build_text_table(param_table *t, qref_model *m, const naming *nm)
         table_add(t, &w->input_norm, S(H), "%sinput_layernorm.weight", pre);
         table_add(t, &w->post_norm, S(H), "%spost_attention_layernorm.weight", pre);
         if (w->type == QREF_LAYER_LINEAR) {
-            table_add(t, &w->in_proj_qkv, S(C, H), "%slinear_attn.in_proj_qkv.weight", pre);
-            table_add(t, &w->in_proj_z, S(Hv * Dv, H), "%slinear_attn.in_proj_z.weight", pre);
+            table_mat(t, &w->in_proj_qkv, S(C, H), "%slinear_attn.in_proj_qkv.weight", pre);
+            table_mat(t, &w->in_proj_z, S(Hv * Dv, H), "%slinear_attn.in_proj_z.weight", pre);
             table_add(t, &w->in_proj_b, S(Hv, H), "%slinear_attn.in_proj_b.weight", pre);
             table_add(t, &w->in_proj_a, S(Hv, H), "%slinear_attn.in_proj_a.weight", pre);
             table_add(t, &w->conv_w, S(C, 1, K), "%slinear_attn.conv1d.weight", pre);
             table_add(t, &w->dt_bias, S(Hv), "%slinear_attn.dt_bias", pre);
             table_add(t, &w->A_log, S(Hv), "%slinear_attn.A_log", pre);
             table_add(t, &w->gdn_norm, S(Dv), "%slinear_attn.norm.weight", pre);
-            table_add(t, &w->out_proj, S(H, Hv * Dv), "%slinear_attn.out_proj.weight", pre);
+            table_mat(t, &w->out_proj, S(H, Hv * Dv), "%slinear_attn.out_proj.weight", pre);
         } else {
-            table_add(t, &w->q_proj, S(Hq * D * 2, H), "%sself_attn.q_proj.weight", pre);
-            table_add(t, &w->k_proj, S(Hkv * D, H), "%sself_attn.k_proj.weight", pre);
-            table_add(t, &w->v_proj, S(Hkv * D, H), "%sself_attn.v_proj.weight", pre);
-            table_add(t, &w->o_proj, S(H, Hq * D), "%sself_attn.o_proj.weight", pre);
+            table_mat(t, &w->q_proj, S(Hq * D * 2, H), "%sself_attn.q_proj.weight", pre);
+            table_mat(t, &w->k_proj, S(Hkv * D, H), "%sself_attn.k_proj.weight", pre);
+            table_mat(t, &w->v_proj, S(Hkv * D, H), "%sself_attn.v_proj.weight", pre);
+            table_mat(t, &w->o_proj, S(H, Hq * D), "%sself_attn.o_proj.weight", pre);
             table_add(t, &w->q_norm, S(D), "%sself_attn.q_norm.weight", pre);
             table_add(t, &w->k_norm, S(D), "%sself_attn.k_norm.weight", pre);
         }
         if (!c->is_moe) {
-            table_add(t, &w->gate_proj, S(F, H), "%smlp.gate_proj.weight", pre);
-            table_add(t, &w->up_proj, S(F, H), "%smlp.up_proj.weight", pre);
-            table_add(t, &w->down_proj, S(H, F), "%smlp.down_proj.weight", pre);
+            table_mat(t, &w->gate_proj, S(F, H), "%smlp.gate_proj.weight", pre);
+            table_mat(t, &w->up_proj, S(F, H), "%smlp.up_proj.weight", pre);
+            table_mat(t, &w->down_proj, S(H, F), "%smlp.down_proj.weight", pre);
             continue;
         }
         table_add(t, &w->router, S(E, H), "%smlp.gate.weight", pre);
-        table_add(t, &w->shared_gate_proj, S(Is, H), "%smlp.shared_expert.gate_proj.weight", pre);
-        table_add(t, &w->shared_up_proj, S(Is, H), "%smlp.shared_expert.up_proj.weight", pre);
-        table_add(t, &w->shared_down_proj, S(H, Is), "%smlp.shared_expert.down_proj.weight", pre);
+        table_mat(t, &w->shared_gate_proj, S(Is, H), "%smlp.shared_expert.gate_proj.weight", pre);
+        table_mat(t, &w->shared_up_proj, S(Is, H), "%smlp.shared_expert.up_proj.weight", pre);
+        table_mat(t, &w->shared_down_proj, S(H, Is), "%smlp.shared_expert.down_proj.weight", pre);
         table_add(t, &w->shared_expert_gate, S(1, H), "%smlp.shared_expert_gate.weight", pre);
         if (nm->fused_experts) {
-            table_add(t, &w->experts_gate_up, S(E, 2 * I, H), "%smlp.experts.gate_up_proj", pre);
-            table_add(t, &w->experts_down, S(E, H, I), "%smlp.experts.down_proj", pre);
+            table_mat(t, &w->experts_gate_up, S(E, 2 * I, H), "%smlp.experts.gate_up_proj", pre);
+            table_mat(t, &w->experts_down, S(E, H, I), "%smlp.experts.down_proj", pre);
         } else {
             /* per expert: gate rows [0,I) and up rows [I,2I) of expert e's (2I, H) slab,
              * laid out contiguously so the fused pointers cover them */
             for (int e = 0; e < E; e++) {
                 char epre[400];
                 snprintf(epre, sizeof epre, "%smlp.experts.%d.", pre, e);
-                table_add(t, e == 0 ? &w->experts_gate_up : NULL, S(I, H), "%sgate_proj.weight", epre);
-                table_add(t, NULL, S(I, H), "%sup_proj.weight", epre);
+                const int gi = table_mat(t, e == 0 ? &w->experts_gate_up : NULL, S(I, H), "%sgate_proj.weight", epre);
+                table_mat(t, NULL, S(I, H), "%sup_proj.weight", epre);
+                if (e == 0 && gi >= 0)
+                    t->items[gi].mat_count = (size_t)(E * 2 * I * H);
             }
             for (int e = 0; e < E; e++) {
                 char epre[400];
                 snprintf(epre, sizeof epre, "%smlp.experts.%d.", pre, e);
-                table_add(t, e == 0 ? &w->experts_down : NULL, S(H, I), "%sdown_proj.weight", epre);
+                const int di = table_mat(t, e == 0 ? &w->experts_down : NULL, S(H, I), "%sdown_proj.weight", epre);
+                if (e == 0 && di >= 0)
+                    t->items[di].mat_count = (size_t)(E * H * I);
             }
         }
     }
@@ -206,7 +238,7 @@ static void shape_str(char *buf, size_t len, const int64_t *shape, int ndim)
         snprintf(buf + o, len - o, "]");
 }
 
-static qref_status load_param(qref_model *m, const qref_st_archive *a, const param *p, qref_error *err)
+static qref_status load_param(qref_model *m, const qref_st_archive *a, const param *p, int bf16, qref_error *err)
 {
     qref_st_tensor *t = qref__st_find(a, p->name);
     if (!t)
@@ -222,9 +254,43 @@ static qref_status load_param(qref_model *m, const qref_st_archive *a, const par
         return qref__fail(err, QREF_ESHAPE, "%s: tensor '%s': expected shape %s from config.json, found %s",
                           file, p->name, want, got);
     }
-    qref__st_convert(t, m->block + p->offset, p->count);
+    if (bf16)                                   /* kept as the checkpoint's BF16 bits */
+        memcpy(m->bf16_block + p->offset, t->data, p->count * sizeof *m->bf16_block);
+    else
+        qref__st_convert(t, m->block + p->offset, p->count);
     t->used = 1;
     return QREF_OK;
+}
+
+/* Whether the text matrices can stay in BF16: asked for, not turned off by QREF_BF16_WEIGHTS=0,
+ * and every one of them (every slice of the per-expert ones) present in BF16. */
+static int keep_bf16(const param_table *t, const qref_st_archive *a, const qref_load_options *opt)
+{
+    const char *env = getenv("QREF_BF16_WEIGHTS");
+    if (!opt->keep_bf16 || (env && strcmp(env, "0") == 0))
+        return 0;
+    int any = 0;
+    for (int i = 0; i < t->n; i++) {
+        if (!t->items[i].is_mat)
+            continue;
+        const qref_st_tensor *x = qref__st_find(a, t->items[i].name);
+        if (!x || x->dtype != QREF_DT_BF16)
+            return 0;
+        any = 1;
+    }
+    return any;
+}
+
+/* Offsets into the two blocks once it is known which parameters stay in BF16. */
+static void place(param_table *t, int bf16, size_t *real_total, size_t *bf16_total)
+{
+    *real_total = *bf16_total = 0;
+    for (int i = 0; i < t->n; i++) {
+        param *p = &t->items[i];
+        size_t *tot = bf16 && p->is_mat ? bf16_total : real_total;
+        p->offset = *tot;
+        *tot += p->count;
+    }
 }
 
 static void detect_naming(naming *nm, const qref_st_archive *a, const qref_config *c)
@@ -240,6 +306,12 @@ static void detect_naming(naming *nm, const qref_st_archive *a, const qref_confi
 }
 
 qref_status qref_model_load(qref_model *m, const char *dir, qref_error *err)
+{
+    const qref_load_options opt = {.keep_bf16 = 1};
+    return qref_model_load_with(m, dir, &opt, err);
+}
+
+qref_status qref_model_load_with(qref_model *m, const char *dir, const qref_load_options *opt, qref_error *err)
 {
     qref_st_archive a;
     param_table t;
@@ -289,19 +361,29 @@ qref_status qref_model_load(qref_model *m, const char *dir, qref_error *err)
         goto done;
     }
 
-    m->block = malloc(t.total * sizeof *m->block);
-    if (!m->block) {
+    const int bf16 = keep_bf16(&t, &a, opt);
+    size_t real_total, bf16_total;
+    place(&t, bf16, &real_total, &bf16_total);
+    m->block = malloc((real_total ? real_total : 1) * sizeof *m->block);
+    m->bf16_block = bf16_total ? malloc(bf16_total * sizeof *m->bf16_block) : NULL;
+    if (!m->block || (bf16_total && !m->bf16_block)) {
         st = qref__fail(err, QREF_ENOMEM, "%s: cannot allocate %zu bytes for the weights", dir,
-                        t.total * sizeof *m->block);
+                        real_total * sizeof *m->block + bf16_total * sizeof *m->bf16_block);
         goto done;
     }
-    m->block_len = t.total;
+    m->block_len = real_total;
+    m->bf16_len = bf16_total;
 
     for (int i = 0; i < t.n; i++) {
-        if ((st = load_param(m, &a, &t.items[i], err)) != QREF_OK)
+        const param *p = &t.items[i];
+        const int narrow = bf16 && p->is_mat;
+        if ((st = load_param(m, &a, p, narrow, err)) != QREF_OK)
             goto done;
-        if (t.items[i].slot)
-            *t.items[i].slot = m->block + t.items[i].offset;
+        if (p->slot)
+            *p->slot = m->block + p->offset;
+        if (p->mat)
+            *p->mat = narrow ? (qref_matrix){NULL, m->bf16_block + p->offset, p->mat_count}
+                             : (qref_matrix){m->block + p->offset, NULL, p->mat_count};
     }
     if (c->tie_word_embeddings) {
         m->lm_head = m->embed;
@@ -337,10 +419,13 @@ void qref_model_free(qref_model *m)
     if (!m)
         return;
     free(m->block);
+    free(m->bf16_block);
     free(m->layers);
     free(m->vision.blocks);
     qref__mtp_free(m);
     m->block = NULL;
+    m->bf16_block = NULL;
+    m->bf16_len = 0;
     m->layers = NULL;
     m->vision.blocks = NULL;
     m->block_len = 0;

@@ -95,7 +95,8 @@ static void write_and_load(qref_model *m, char *dir, size_t cap, const char *nam
     fresh_dir(dir, cap, name);
     int rc = lc_synth_write(dir, o, info, &le);
     ck_assert_msg(rc == 0, "%s: lc_synth_write returned %d: %s", name, rc, le.msg);
-    qref_status st = qref_model_load(m, dir, &qe);
+    const qref_load_options lo = {.keep_bf16 = 0};  /* the weights' values, as qref_real */
+    qref_status st = qref_model_load_with(m, dir, &lo, &qe);
     ck_assert_msg(st == QREF_OK, "%s: qref_model_load: %s", name, qe.msg);
 }
 
@@ -299,12 +300,12 @@ START_TEST(test_synth_weight_scale)
         size_t n;
         double fan_in;
     } mats[] = {
-        {"layer 0 in_proj_qkv", m.layers[0].in_proj_qkv, (size_t)C * H, H},
-        {"layer 0 out_proj", m.layers[0].out_proj, (size_t)H * c->lin_num_v_heads * c->lin_v_head_dim,
+        {"layer 0 in_proj_qkv", m.layers[0].in_proj_qkv.real, (size_t)C * H, H},
+        {"layer 0 out_proj", m.layers[0].out_proj.real, (size_t)H * c->lin_num_v_heads * c->lin_v_head_dim,
          c->lin_num_v_heads * c->lin_v_head_dim},
-        {"layer 3 q_proj", m.layers[3].q_proj, (size_t)2 * c->num_heads * c->head_dim * H, H},
-        {"layer 2 down_proj", m.layers[2].down_proj, (size_t)H * c->intermediate_size, c->intermediate_size},
-        {"lm_head", m.lm_head, (size_t)c->vocab_size * H, H},
+        {"layer 3 q_proj", m.layers[3].q_proj.real, (size_t)2 * c->num_heads * c->head_dim * H, H},
+        {"layer 2 down_proj", m.layers[2].down_proj.real, (size_t)H * c->intermediate_size, c->intermediate_size},
+        {"lm_head", m.lm_head.real, (size_t)c->vocab_size * H, H},
     };
     double mx, rms, lo, hi;
     for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) {

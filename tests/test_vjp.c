@@ -1154,10 +1154,10 @@ START_TEST(test_vjp_finite_differences)
         snprintf(xw, sizeof xw, "%s x", layer_cases[c].name);
         fd_check(xw, layer_loss, &ctx, L.x, NH, dx, 4);
         qref_layer_weights *w = &L.m.layers[L.layer];
-        const qref_real **wf[] = {&w->input_norm, &w->post_norm, &w->in_proj_qkv, &w->in_proj_b, &w->in_proj_a,
-                                  &w->conv_w, &w->dt_bias, &w->A_log, &w->gdn_norm, &w->out_proj, &w->q_proj,
-                                  &w->k_norm, &w->o_proj, &w->down_proj, &w->router, &w->experts_gate_up,
-                                  &w->shared_expert_gate};
+        const qref_real **wf[] = {&w->input_norm, &w->post_norm, &w->in_proj_qkv.real, &w->in_proj_b, &w->in_proj_a,
+                                  &w->conv_w, &w->dt_bias, &w->A_log, &w->gdn_norm, &w->out_proj.real,
+                                  &w->q_proj.real, &w->k_norm, &w->o_proj.real, &w->down_proj.real, &w->router,
+                                  &w->experts_gate_up.real, &w->shared_expert_gate};
         static const char *wn[] = {"input_norm", "post_norm", "in_proj_qkv", "in_proj_b", "in_proj_a", "conv_w",
                                    "dt_bias", "A_log", "gdn_norm", "out_proj", "q_proj", "k_norm", "o_proj",
                                    "down_proj", "router", "experts_gate_up", "shared_expert_gate"};

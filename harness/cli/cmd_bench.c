@@ -593,13 +593,19 @@ typedef struct {
     const measures *ms;
 } bench_run;
 
+/* Bytes of the engine's weight blocks (qref_real and BF16). */
+static size_t weight_bytes(const qref_model *m)
+{
+    return m->block_len * sizeof(qref_real) + m->bf16_len * sizeof *m->bf16_block;
+}
+
 static void print_console(const bench_run *run)
 {
     const bench_args a = *run->a;
     const measures *ms = run->ms;
     const qref_config *c = &run->m->cfg;
     const int V = c->vocab_size, B = a.batch, R = a.repeat, files = run->files;
-    const int64_t ckpt = run->ckpt, block = (int64_t)(run->m->block_len * sizeof(qref_real));
+    const int64_t ckpt = run->ckpt, block = (int64_t)weight_bytes(run->m);
     const double write_secs = run->write_secs;
     char what[160];
     if (a.model)
@@ -609,7 +615,7 @@ static void print_console(const bench_run *run)
                  a.synth.moe ? "MoE" : "dense", lc_synth_dtype_name(a.synth.dtype), a.synth.shards,
                  a.synth.shards > 1 ? "s" : "");
     printf("model         %s: %s, %d layers, hidden %d, vocab %d, %.2fM weights\n", what, c->model_type,
-           c->num_layers, c->hidden_size, V, (double)run->m->block_len / 1e6);
+           c->num_layers, c->hidden_size, V, (double)(run->m->block_len + run->m->bf16_len) / 1e6);
     printf("machine       %ld CPUs online; engine %s on %d threads (OpenBLAS %s, %s kernels, one thread per call)\n",
            sysconf(_SC_NPROCESSORS_ONLN), QREF_PRECISION_NAME, qref_threads(), blas_parallel(), openblas_get_corename());
     if (a.gemm > 0)
@@ -623,8 +629,14 @@ static void print_console(const bench_run *run)
     printf("\n");
     summary lt = summarize(ms->load, R);
     printf("load          %.3f s median (min %.3f, max %.3f) over %d\n", lt.median, lt.min, lt.max, R);
-    printf("memory        engine weights %.1f MB (%s); RSS after load +%.1f MB (%.2fx)\n", mb(block),
-           QREF_PRECISION_NAME, mb(ms->mem.after), (double)ms->mem.after / (double)block);
+    char kinds[64];
+    if (run->m->bf16_len)
+        snprintf(kinds, sizeof kinds, "%s, %.1f MB of it text matrices in BF16", QREF_PRECISION_NAME,
+                 mb((int64_t)(run->m->bf16_len * sizeof *run->m->bf16_block)));
+    else
+        snprintf(kinds, sizeof kinds, "%s", QREF_PRECISION_NAME);
+    printf("memory        engine weights %.1f MB (%s); RSS after load +%.1f MB (%.2fx)\n", mb(block), kinds,
+           mb(ms->mem.after), (double)ms->mem.after / (double)block);
     printf("peak in load  RSS +%.1f MB (%.2fx weights%s): anonymous +%.1f MB (%.2fx), file-mapped +%.1f MB "
            "(checkpoint %.1f MB)\n",
            mb(ms->mem.peak), (double)ms->mem.peak / (double)block, ms->hwm_ok ? ", VmHWM" : ", sampled",
@@ -685,7 +697,7 @@ static int write_json(const bench_run *run)
     const measures *ms = run->ms;
     const qref_config *c = &run->m->cfg;
     const int B = a->batch, R = a->repeat;
-    const double block = (double)(run->m->block_len * sizeof(qref_real));
+    const double block = (double)weight_bytes(run->m);
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddStringToObject(doc, "format", "logitcheck-bench");
     cJSON_AddNumberToObject(doc, "version", 1);
@@ -714,7 +726,8 @@ static int write_json(const bench_run *run)
     cJSON_AddNumberToObject(mod, "num_layers", c->num_layers);
     cJSON_AddNumberToObject(mod, "hidden_size", c->hidden_size);
     cJSON_AddNumberToObject(mod, "vocab_size", c->vocab_size);
-    cJSON_AddNumberToObject(mod, "weights", (double)run->m->block_len);
+    cJSON_AddNumberToObject(mod, "weights", (double)(run->m->block_len + run->m->bf16_len));
+    cJSON_AddNumberToObject(mod, "weights_bf16", (double)run->m->bf16_len);
 
     cJSON *set = cJSON_AddObjectToObject(doc, "settings");
     cJSON_AddNumberToObject(set, "prompt", a->prompt);
