@@ -44,7 +44,7 @@ static void table_free(param_table *t)
 /* Adds a parameter named by a printf format; shape outermost-first, terminated by -1.
  * Returns its index or -1. table_mat adds a text matrix (mat NULL: a later slice of one). */
 static int table_vadd(param_table *t, const qref_real **slot, qref_matrix *mat, int is_mat, const int64_t *shape,
-                      const char *fmt, va_list ap);
+                      const char *fmt, va_list ap) __attribute__((format(printf, 6, 0)));
 
 static int table_add(param_table *t, const qref_real **slot, const int64_t *shape, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
