@@ -237,18 +237,34 @@ static double walk_row(qref_real *s, int kb, int vis, const uint8_t *kmask, doub
     return alpha;
 }
 
-/* Queries [i0, i0 + m) of head h against their Kb keys in blocks of KB; S (m, KB), mx and
- * sum (m) doubles each. o is accumulated in place. */
-static void block_walk(const attn_job *a, int i0, int m, int Kb, const qref_real *q, const qref_real *k,
-                       const qref_real *v, qref_real *o, qref_real *S, double *mx, double *sum)
+/* A walk's start: no maximum, sums and outputs (m rows of D, stride ldq) zero; its end: each
+ * output row divided by its sum (0 for a row that saw no key). */
+static void walk_start(qref_real *o, int ldq, int m, int D, double *mx, double *sum)
 {
-    const int D = a->D, ldq = a->Hq * D, ldk = a->Hkv * D;
     for (int r = 0; r < m; r++) {
         mx[r] = -INFINITY;
         sum[r] = 0;
         for (int d = 0; d < D; d++)
             o[(size_t)r * ldq + d] = 0;
     }
+}
+
+static void walk_finish(qref_real *o, int ldq, int m, int D, const double *sum)
+{
+    for (int r = 0; r < m; r++) {
+        const double inv = sum[r] > 0 ? 1.0 / sum[r] : 0.0;
+        for (int d = 0; d < D; d++)
+            o[(size_t)r * ldq + d] = (qref_real)(o[(size_t)r * ldq + d] * inv);
+    }
+}
+
+/* Queries [i0, i0 + m) of head h against their Kb keys in blocks of KB; S (m, KB), mx and
+ * sum (m) doubles each. o is accumulated in place. */
+static void block_walk(const attn_job *a, int i0, int m, int Kb, const qref_real *q, const qref_real *k,
+                       const qref_real *v, qref_real *o, qref_real *S, double *mx, double *sum)
+{
+    const int D = a->D, ldq = a->Hq * D, ldk = a->Hkv * D;
+    walk_start(o, ldq, m, D, mx, sum);
     for (int j0 = 0; j0 < Kb; j0 += KB) {
         const int kb = Kb - j0 < KB ? Kb - j0 : KB;
         QREF__GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, kb, D, 1, q, ldq, k + (size_t)j0 * ldk, ldk,
@@ -265,11 +281,7 @@ static void block_walk(const attn_job *a, int i0, int m, int Kb, const qref_real
         QREF__GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, D, kb, 1, S, kb, v + (size_t)j0 * ldk, ldk,
                    1, o, ldq);
     }
-    for (int r = 0; r < m; r++) {
-        const double inv = sum[r] > 0 ? 1.0 / sum[r] : 0.0;
-        for (int d = 0; d < D; d++)
-            o[(size_t)r * ldq + d] = (qref_real)(o[(size_t)r * ldq + d] * inv);
-    }
+    walk_finish(o, ldq, m, D, sum);
 }
 
 /* The same walk through the tile kernels (float build), on keys and values packed once per
@@ -284,12 +296,7 @@ static void block_walk_tiles(const attn_job *a, int i0, int m, int Kb, int kvh, 
     const float *kt = a->kp + (size_t)kvh * packed_keys(a->Tk, D);
     const float *vt = a->vp + (size_t)kvh * a->Tk * D;
     float *S = T, *alpha = S + (size_t)8 * KB;
-    for (int r = 0; r < m; r++) {
-        mx[r] = -INFINITY;
-        sum[r] = 0;
-        for (int d = 0; d < D; d++)
-            o[(size_t)r * ldq + d] = 0;
-    }
+    walk_start(o, ldq, m, D, mx, sum);
     for (int j0 = 0; j0 < Kb; j0 += KB) {
         const int kb = Kb - j0 < KB ? Kb - j0 : KB;             /* keys of this block the rows may see */
         const int kbp = a->Tk - j0 < KB ? a->Tk - j0 : KB;      /* keys of the packed block */
@@ -305,11 +312,7 @@ static void block_walk_tiles(const attn_job *a, int i0, int m, int Kb, int kvh, 
             t->update(o + (size_t)r0 * ldq, ldq, S, KB, rows, vt + (size_t)j0 * D, kb, kbp, D, alpha);
         }
     }
-    for (int r = 0; r < m; r++) {
-        const double inv = sum[r] > 0 ? 1.0 / sum[r] : 0.0;
-        for (int d = 0; d < D; d++)
-            o[(size_t)r * ldq + d] = (qref_real)(o[(size_t)r * ldq + d] * inv);
-    }
+    walk_finish(o, ldq, m, D, sum);
 }
 
 /* Item (kv head, key block): packs that block's keys and values. */

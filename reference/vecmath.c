@@ -173,51 +173,58 @@ QREF__CLONES void qref__vexpf(float *y, const float *x, size_t n)
     OVER(y, x, none, n, A_EXP, R_EXP);
 }
 
-/* One block of LANES softmax numerators into y, their lanes added to acc (value l of the block
- * into lane l % 16). */
-static inline __attribute__((always_inline)) void softmax_block(float *y, const float *x, float m, float scale,
-                                                                vd4 *acc)
-{
-    const vf8 mv = SPLAT(m), sv = SPLAT(scale), zero = SPLAT(0.0f);
-    vf8 a[NV], e[NV];
-    EACH {
-        memcpy(&a[k], x + 8 * k, sizeof a[k]);
-        a[k] = (a[k] - mv) * sv;
+/* One block of LANES softmax numerators into y (vectors of VL floats), their values added to
+ * the 16 lanes of acc (value l of the block into lane l % 16, four doubles per vd4). */
+#define SOFTMAX_BLOCK(name, in_range_fn)                                                        \
+    static inline __attribute__((always_inline)) void name(float *y, const float *x, float m, float scale, \
+                                                           vd4 *acc)                              \
+    {                                                                                            \
+        const VF mv = SPLAT(m), sv = SPLAT(scale), zero = SPLAT(0.0f);                           \
+        VF a[NV], e[NV];                                                                         \
+        EACH {                                                                                   \
+            memcpy(&a[k], x + VL * k, sizeof a[k]);                                              \
+            a[k] = (a[k] - mv) * sv;                                                             \
+        }                                                                                        \
+        if (in_range_fn(a))                                                                      \
+            EXP_CORE(e, a);                                                                      \
+        else                                                                                     \
+            EXP_LANES(e, a);                                                                     \
+        EACH {                                                                                   \
+            e[k] = SEL(e[k] != e[k], zero, e[k]);   /* -inf - -inf: a row of no scores */        \
+            memcpy(y + VL * k, &e[k], sizeof e[k]);                                              \
+            for (int q = 0; q < VL / 4; q++) {                                                   \
+                vf4 part;                                                                        \
+                memcpy(&part, (const float *)&e[k] + 4 * q, sizeof part);                        \
+                acc[((VL * k + 4 * q) % 16) / 4] += __builtin_convertvector(part, vd4);          \
+            }                                                                                    \
+        }                                                                                        \
     }
-    if (in_range(a))
-        EXP_CORE(e, a);
-    else
-        EXP_LANES(e, a);
-    EACH {
-        e[k] = SEL(e[k] != e[k], zero, e[k]);               /* -inf - -inf: a row of no scores */
-        memcpy(y + 8 * k, &e[k], sizeof e[k]);
-        vf4 lo4, hi4;
-        memcpy(&lo4, &e[k], sizeof lo4);
-        memcpy(&hi4, (const float *)&e[k] + 4, sizeof hi4);
-        acc[(2 * k) % 4] += __builtin_convertvector(lo4, vd4);
-        acc[(2 * k + 1) % 4] += __builtin_convertvector(hi4, vd4);
-    }
-}
 
-QREF__CLONES double qref__vsoftmax_expf8(float *y, const float *x, size_t n, float m, float scale)
-{
-    vd4 acc[4] = {0};                   /* lane i % 16 of the sum */
-    size_t b = 0;
-    for (; b + LANES <= n; b += LANES)
-        softmax_block(y + b, x + b, m, scale, acc);
-    if (b < n) {                        /* padded with -inf, whose numerators are 0 */
-        float xt[LANES], yt[LANES];
-        for (int l = 0; l < LANES; l++)
-            xt[l] = b + l < n ? x[b + l] : -INFINITY;
-        softmax_block(yt, xt, m, scale, acc);
-        memcpy(y + b, yt, (n - b) * sizeof *y);
+/* The numerators of a row by blocks (the last one padded with -inf, whose numerators are 0),
+ * and their sum: the 16 lanes added in order. */
+#define SOFTMAX_FN(name, block)                                                                 \
+    QREF__CLONES double name(float *y, const float *x, size_t n, float m, float scale)         \
+    {                                                                                            \
+        vd4 acc[4] = {0};                                                                        \
+        size_t b = 0;                                                                            \
+        for (; b + LANES <= n; b += LANES)                                                       \
+            block(y + b, x + b, m, scale, acc);                                                  \
+        if (b < n) {                                                                             \
+            float xt[LANES], yt[LANES];                                                          \
+            for (int l = 0; l < LANES; l++)                                                      \
+                xt[l] = b + l < n ? x[b + l] : -INFINITY;                                        \
+            block(yt, xt, m, scale, acc);                                                        \
+            memcpy(y + b, yt, (n - b) * sizeof *y);                                              \
+        }                                                                                        \
+        double lanes[16], s = 0;                                                                 \
+        memcpy(lanes, acc, sizeof lanes);                                                        \
+        for (int l = 0; l < 16; l++)                                                             \
+            s += lanes[l];                                                                       \
+        return s;                                                                                \
     }
-    double lanes[16], s = 0;
-    memcpy(lanes, acc, sizeof lanes);
-    for (int l = 0; l < 16; l++)
-        s += lanes[l];
-    return s;
-}
+
+SOFTMAX_BLOCK(softmax_block, in_range)
+SOFTMAX_FN(qref__vsoftmax_expf8, softmax_block)
 
 QREF__CLONES void qref__vsiluf(float *y, const float *x, const float *mul, size_t n)
 {
@@ -247,8 +254,6 @@ QREF__CLONES void qref__vgelu_tanhf(float *y, const float *x, size_t n)
  * qref__vsoftmax_expf8 (test_kernels compares the two on every machine). */
 typedef float vf16 __attribute__((vector_size(64)));
 typedef int32_t vi16 __attribute__((vector_size(64)));
-typedef float vf8h __attribute__((vector_size(32)));
-typedef double vd8 __attribute__((vector_size(64)));
 #undef VF
 #undef VI
 #undef VL
@@ -259,49 +264,8 @@ typedef double vd8 __attribute__((vector_size(64)));
 #define NV 2
 IN_RANGE_FN(in_range16)
 
-static inline __attribute__((always_inline)) void softmax_block16(float *y, const float *x, float m, float scale,
-                                                                  vd8 *acc)
-{
-    const vf16 mv = SPLAT(m), sv = SPLAT(scale), zero = SPLAT(0.0f);
-    vf16 a[NV], e[NV];
-    EACH {
-        memcpy(&a[k], x + 16 * k, sizeof a[k]);
-        a[k] = (a[k] - mv) * sv;
-    }
-    if (in_range16(a))
-        EXP_CORE(e, a);
-    else
-        EXP_LANES(e, a);
-    EACH {
-        e[k] = SEL(e[k] != e[k], zero, e[k]);
-        memcpy(y + 16 * k, &e[k], sizeof e[k]);
-        vf8h lo8, hi8;
-        memcpy(&lo8, &e[k], sizeof lo8);
-        memcpy(&hi8, (const float *)&e[k] + 8, sizeof hi8);
-        acc[0] += __builtin_convertvector(lo8, vd8);
-        acc[1] += __builtin_convertvector(hi8, vd8);
-    }
-}
-
-QREF__CLONES double qref__vsoftmax_expf16(float *y, const float *x, size_t n, float m, float scale)
-{
-    vd8 acc[2] = {0};                   /* lane i % 16 of the sum */
-    size_t b = 0;
-    for (; b + LANES <= n; b += LANES)
-        softmax_block16(y + b, x + b, m, scale, acc);
-    if (b < n) {
-        float xt[LANES], yt[LANES];
-        for (int l = 0; l < LANES; l++)
-            xt[l] = b + l < n ? x[b + l] : -INFINITY;
-        softmax_block16(yt, xt, m, scale, acc);
-        memcpy(y + b, yt, (n - b) * sizeof *y);
-    }
-    double lanes[16], s = 0;
-    memcpy(lanes, acc, sizeof lanes);
-    for (int l = 0; l < 16; l++)
-        s += lanes[l];
-    return s;
-}
+SOFTMAX_BLOCK(softmax_block16, in_range16)
+SOFTMAX_FN(qref__vsoftmax_expf16, softmax_block16)
 
 double qref__vsoftmax_expf(float *y, const float *x, size_t n, float m, float scale)
 {
