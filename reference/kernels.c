@@ -71,6 +71,24 @@ typedef struct {
     int n, in, out, tb, cb, ncb;
 } linear_job;
 
+/* Output columns per block for n tokens and `out` columns (the rule above). */
+static int column_block(int n, int out)
+{
+    int cb = (out / 48 + 15) / 16 * 16;
+    cb = cb < 64 ? 64 : cb > 1024 ? 1024 : cb;
+    return n >= 4096 && cb < 256 ? 256 : cb;                /* 16+ token blocks: enough items */
+}
+
+/* y (nt, nc; row stride ldy) = x (nt, in) . w (nc, in)^T + beta y: one BLAS call. */
+static void block_product(qref_real *y, int ldy, const qref_real *x, const qref_real *w, int nt, int nc, int in,
+                          qref_real beta)
+{
+    if (nt == 1)
+        QREF__GEMV(CblasRowMajor, CblasNoTrans, nc, in, 1, w, in, x, 1, beta, y, 1);
+    else
+        QREF__GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, nt, nc, in, 1, x, in, w, in, beta, y, ldy);
+}
+
 static void linear_item(void *ctx, int item, int worker)
 {
     (void)worker;
@@ -83,12 +101,7 @@ static void linear_item(void *ctx, int item, int worker)
     if (j->b)
         for (int t = 0; t < nt; t++)                        /* y starts as b */
             memcpy(y + (size_t)t * j->out, j->b + c0, (size_t)nc * sizeof *y);
-    const qref_real beta = j->b ? 1 : 0;
-    if (nt == 1)
-        QREF__GEMV(CblasRowMajor, CblasNoTrans, nc, j->in, 1, w, j->in, x, 1, beta, y, 1);
-    else
-        QREF__GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, nt, nc, j->in, 1, x, j->in, w, j->in, beta,
-                   y, j->out);
+    block_product(y, j->out, x, w, nt, nc, j->in, j->b ? 1 : 0);
 }
 
 void qref__linear(qref_real *y, const qref_real *x, const qref_real *w, const qref_real *b,
@@ -97,10 +110,7 @@ void qref__linear(qref_real *y, const qref_real *x, const qref_real *w, const qr
     assert(n >= 0 && in > 0 && out > 0);
     if (n == 0)
         return;
-    int cb = (out / 48 + 15) / 16 * 16;
-    cb = cb < 64 ? 64 : cb > 1024 ? 1024 : cb;
-    if (n >= 4096 && cb < 256)                              /* 16+ token blocks: enough items */
-        cb = 256;
+    const int cb = column_block(n, out);
     linear_job j = {y, x, w, b, n, in, out, min_i(n, 256), cb, (out + cb - 1) / cb};
     qref__parallel((n + j.tb - 1) / j.tb * j.ncb, linear_item, &j);
 }
@@ -129,13 +139,7 @@ static void linear_bf16_item(void *ctx, int item, int worker)
     qref__bf16_to_real(wc, w, (size_t)nc * j->in);
     for (int t0 = 0; t0 < j->n; t0 += j->tb) {
         const int nt = min_i(j->tb, j->n - t0);
-        qref_real *y = j->y + (size_t)t0 * j->out + c0;
-        const qref_real *x = j->x + (size_t)t0 * j->in;
-        if (nt == 1)
-            QREF__GEMV(CblasRowMajor, CblasNoTrans, nc, j->in, 1, wc, j->in, x, 1, 0, y, 1);
-        else
-            QREF__GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, nt, nc, j->in, 1, x, j->in, wc, j->in, 0, y,
-                       j->out);
+        block_product(j->y + (size_t)t0 * j->out + c0, j->out, j->x + (size_t)t0 * j->in, wc, nt, nc, j->in, 0);
     }
 }
 
@@ -148,10 +152,7 @@ void qref__linear_m(qref_real *y, const qref_real *x, qref_matrix w, const qref_
     assert(w.bf16 && !b && n >= 0 && in > 0 && out > 0);
     if (n == 0)
         return;
-    int cb = (out / 48 + 15) / 16 * 16;                     /* as qref__linear */
-    cb = cb < 64 ? 64 : cb > 1024 ? 1024 : cb;
-    if (n >= 4096 && cb < 256)
-        cb = 256;
+    const int cb = column_block(n, out);
     linear_bf16_job j = {y, x, w.bf16, n, in, out, min_i(n, 256), cb};
     qref__parallel((out + cb - 1) / cb, linear_bf16_item, &j);
 }
