@@ -23,10 +23,16 @@
 
 #define TMP_ROOT LC_BINARY_DIR "/matrix-tmp"
 
+/* TOL_DOT: one dot product against a double one, relative to the sum of |terms|.
+ * TOL_DECODE: decode logits of the two loads, relative to the largest |logit|: 4.6x the worst
+ * measured (AMD EPYC, OpenBLAS Zen kernels: f32 2.18e-6 dense / 2.09e-6 MoE, f64 3.6e-15 /
+ * 6.5e-15; the test prints it). */
 #if defined(QREF_PRECISION_F64)
 #define TOL_DOT 1e-13           /* a double dot product of a few hundred terms */
+#define TOL_DECODE 3e-14
 #else
 #define TOL_DOT 2e-6            /* a float one */
+#define TOL_DECODE 1e-5
 #endif
 
 static uint64_t rng = 88172645463325252ull;
@@ -155,7 +161,9 @@ START_TEST(test_matrix_model_bf16_vs_real)
         worst = fmax(worst, fabs(lb[i] - lr[i]));
         scale = fmax(scale, fabs(lr[i]));
     }
-    ck_assert_msg(worst <= 50 * TOL_DOT * scale, "decode logits: max |BF16 - converted| %.3g (logit scale %.3g)",
+    printf("%s: decode logits max |BF16 - converted| %.3g, logit scale %.3g (ratio %.3g, bound %.3g)\n",
+           _i ? "moe" : "dense", worst, scale, worst / scale, TOL_DECODE);
+    ck_assert_msg(worst <= TOL_DECODE * scale, "decode logits: max |BF16 - converted| %.3g (logit scale %.3g)",
                   worst, scale);
 
     /* the gradients of a decoder layer: the same bits from either model */
