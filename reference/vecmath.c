@@ -48,23 +48,18 @@ typedef float vf8 __attribute__((vector_size(32)));
 typedef int32_t vi8 __attribute__((vector_size(32)));
 typedef float vf4 __attribute__((vector_size(16)));
 typedef double vd4 __attribute__((vector_size(32)));
-/* VF, VI: the float and int vectors the macros below work on, VL floats each, NV of them at a
- * time (32 values); the 16-wide softmax at the end of this file redefines them. */
-#define VF vf8
-#define VI vi8
-#define VL 8
 #define NV 4
-#define LANES (VL * NV)
+#define LANES (8 * NV)
 #define EACH _Pragma("GCC unroll 4") for (int k = 0; k < NV; k++)
-#define SEL(m, a, b) ((VF)(((VI)(a) & (m)) | ((VI)(b) & ~(m))))
-#define SPLAT(c) ((VF){0} + (c))    /* c + 0 in every lane: c itself (no constant here is -0) */
+#define SEL(m, a, b) ((vf8)(((vi8)(a) & (m)) | ((vi8)(b) & ~(m))))
+#define SPLAT(c) ((vf8){c, c, c, c, c, c, c, c})
 
 /* q[k] = exp of each lane of v[k], k < NV, for lanes in [EXP_LO, EXP_HI] (where the clamps
  * and selects of EXP_LANES change nothing). */
 #define EXP_CORE(q_, v_)                                                              \
     do {                                                                              \
-        const VF sh_ = SPLAT(12582912.0f);                                           \
-        VF n_[NV], r_[NV];                                                           \
+        const vf8 sh_ = SPLAT(12582912.0f);                                           \
+        vf8 n_[NV], r_[NV];                                                           \
         EACH n_[k] = (v_[k] * SPLAT(1.44269504f) + sh_) - sh_;                        \
         EACH r_[k] = v_[k] - n_[k] * SPLAT(0.693359375f);                             \
         EACH r_[k] = r_[k] - n_[k] * SPLAT(-2.12194440e-4f);                          \
@@ -75,9 +70,9 @@ typedef double vd4 __attribute__((vector_size(32)));
         EACH q_[k] = q_[k] * r_[k] + SPLAT(0.5f);                                     \
         EACH q_[k] = q_[k] * (r_[k] * r_[k]) + r_[k] + SPLAT(1.0f);                   \
         EACH {                                                                        \
-            const VI ni_ = __builtin_convertvector(n_[k], VI), n1_ = ni_ >> 1;      \
-            const VI b1_ = (n1_ + 127) << 23, b2_ = (ni_ - n1_ + 127) << 23;         \
-            (q_)[k] = (q_)[k] * (VF)b1_ * (VF)b2_;                                  \
+            const vi8 ni_ = __builtin_convertvector(n_[k], vi8), n1_ = ni_ >> 1;      \
+            const vi8 b1_ = (n1_ + 127) << 23, b2_ = (ni_ - n1_ + 127) << 23;         \
+            (q_)[k] = (q_)[k] * (vf8)b1_ * (vf8)b2_;                                  \
         }                                                                             \
     } while (0)
 
@@ -86,8 +81,8 @@ typedef double vd4 __attribute__((vector_size(32)));
  * EXP_HI, 0 below EXP_LO) and NaN substituted by selects; e may be a. */
 #define EXP_LANES(e, a)                                                               \
     do {                                                                              \
-        const VF hi_ = SPLAT(EXP_HI), lo_ = SPLAT(EXP_LO), zero_ = SPLAT(0.0f);      \
-        VF v_[NV], q_[NV];                                                           \
+        const vf8 hi_ = SPLAT(EXP_HI), lo_ = SPLAT(EXP_LO), zero_ = SPLAT(0.0f);      \
+        vf8 v_[NV], q_[NV];                                                           \
         EACH {                                                                        \
             v_[k] = SEL((a)[k] > hi_, hi_, (a)[k]);                                   \
             v_[k] = SEL(v_[k] < lo_, lo_, v_[k]);                                     \
@@ -95,27 +90,23 @@ typedef double vd4 __attribute__((vector_size(32)));
         }                                                                             \
         EXP_CORE(q_, v_);                                                             \
         EACH {                                                                        \
-            VF t_ = SEL((a)[k] > hi_, SPLAT(INFINITY), q_[k]);                       \
+            vf8 t_ = SEL((a)[k] > hi_, SPLAT(INFINITY), q_[k]);                       \
             t_ = SEL((a)[k] < lo_, zero_, t_);                                        \
             (e)[k] = SEL((a)[k] != (a)[k], (a)[k], t_);                               \
         }                                                                             \
     } while (0)
 
 /* Whether every lane of a[k], k < NV, lies in [EXP_LO, EXP_HI] (no NaN). */
-#define IN_RANGE_FN(name)                                                             \
-    static inline __attribute__((always_inline)) int name(const VF *a)                \
-    {                                                                                 \
-        const VF hi = SPLAT(EXP_HI), lo = SPLAT(EXP_LO);                              \
-        VI ok = (a[0] >= lo) & (a[0] <= hi);                                          \
-        for (int k = 1; k < NV; k++)                                                  \
-            ok &= (a[k] >= lo) & (a[k] <= hi);                                        \
-        int32_t l[VL], all = -1;                                                      \
-        memcpy(l, &ok, sizeof l);                                                     \
-        for (int i = 0; i < VL; i++)                                                  \
-            all &= l[i];                                                              \
-        return all != 0;                                                              \
-    }
-IN_RANGE_FN(in_range)
+static inline __attribute__((always_inline)) int in_range(const vf8 *a)
+{
+    const vf8 hi = SPLAT(EXP_HI), lo = SPLAT(EXP_LO);
+    vi8 ok = (a[0] >= lo) & (a[0] <= hi);
+    for (int k = 1; k < NV; k++)
+        ok &= (a[k] >= lo) & (a[k] <= hi);
+    int32_t l[8];
+    memcpy(l, &ok, sizeof l);
+    return (l[0] & l[1] & l[2] & l[3] & l[4] & l[5] & l[6] & l[7]) != 0;
+}
 
 /* y[i] = F(x[i], z[i]) over blocks of LANES values as vectors, where ARG(a, c) is the
  * exponential's argument and FIN(a, e, c) the result from it (the same operations as F, in
@@ -173,58 +164,51 @@ QREF__CLONES void qref__vexpf(float *y, const float *x, size_t n)
     OVER(y, x, none, n, A_EXP, R_EXP);
 }
 
-/* One block of LANES softmax numerators into y (vectors of VL floats), their values added to
- * the 16 lanes of acc (value l of the block into lane l % 16, four doubles per vd4). */
-#define SOFTMAX_BLOCK(name, in_range_fn)                                                        \
-    static inline __attribute__((always_inline)) void name(float *y, const float *x, float m, float scale, \
-                                                           vd4 *acc)                              \
-    {                                                                                            \
-        const VF mv = SPLAT(m), sv = SPLAT(scale), zero = SPLAT(0.0f);                           \
-        VF a[NV], e[NV];                                                                         \
-        EACH {                                                                                   \
-            memcpy(&a[k], x + VL * k, sizeof a[k]);                                              \
-            a[k] = (a[k] - mv) * sv;                                                             \
-        }                                                                                        \
-        if (in_range_fn(a))                                                                      \
-            EXP_CORE(e, a);                                                                      \
-        else                                                                                     \
-            EXP_LANES(e, a);                                                                     \
-        EACH {                                                                                   \
-            e[k] = SEL(e[k] != e[k], zero, e[k]);   /* -inf - -inf: a row of no scores */        \
-            memcpy(y + VL * k, &e[k], sizeof e[k]);                                              \
-            for (int q = 0; q < VL / 4; q++) {                                                   \
-                vf4 part;                                                                        \
-                memcpy(&part, (const float *)&e[k] + 4 * q, sizeof part);                        \
-                acc[((VL * k + 4 * q) % 16) / 4] += __builtin_convertvector(part, vd4);          \
-            }                                                                                    \
-        }                                                                                        \
+/* One block of LANES softmax numerators into y, their lanes added to acc (value l of the block
+ * into lane l % 16). */
+static inline __attribute__((always_inline)) void softmax_block(float *y, const float *x, float m, float scale,
+                                                                vd4 *acc)
+{
+    const vf8 mv = SPLAT(m), sv = SPLAT(scale), zero = SPLAT(0.0f);
+    vf8 a[NV], e[NV];
+    EACH {
+        memcpy(&a[k], x + 8 * k, sizeof a[k]);
+        a[k] = (a[k] - mv) * sv;
     }
-
-/* The numerators of a row by blocks (the last one padded with -inf, whose numerators are 0),
- * and their sum: the 16 lanes added in order. */
-#define SOFTMAX_FN(name, block)                                                                 \
-    QREF__CLONES double name(float *y, const float *x, size_t n, float m, float scale)         \
-    {                                                                                            \
-        vd4 acc[4] = {0};                                                                        \
-        size_t b = 0;                                                                            \
-        for (; b + LANES <= n; b += LANES)                                                       \
-            block(y + b, x + b, m, scale, acc);                                                  \
-        if (b < n) {                                                                             \
-            float xt[LANES], yt[LANES];                                                          \
-            for (int l = 0; l < LANES; l++)                                                      \
-                xt[l] = b + l < n ? x[b + l] : -INFINITY;                                        \
-            block(yt, xt, m, scale, acc);                                                        \
-            memcpy(y + b, yt, (n - b) * sizeof *y);                                              \
-        }                                                                                        \
-        double lanes[16], s = 0;                                                                 \
-        memcpy(lanes, acc, sizeof lanes);                                                        \
-        for (int l = 0; l < 16; l++)                                                             \
-            s += lanes[l];                                                                       \
-        return s;                                                                                \
+    if (in_range(a))
+        EXP_CORE(e, a);
+    else
+        EXP_LANES(e, a);
+    EACH {
+        e[k] = SEL(e[k] != e[k], zero, e[k]);               /* -inf - -inf: a row of no scores */
+        memcpy(y + 8 * k, &e[k], sizeof e[k]);
+        vf4 lo4, hi4;
+        memcpy(&lo4, &e[k], sizeof lo4);
+        memcpy(&hi4, (const float *)&e[k] + 4, sizeof hi4);
+        acc[(2 * k) % 4] += __builtin_convertvector(lo4, vd4);
+        acc[(2 * k + 1) % 4] += __builtin_convertvector(hi4, vd4);
     }
+}
 
-SOFTMAX_BLOCK(softmax_block, in_range)
-SOFTMAX_FN(qref__vsoftmax_expf8, softmax_block)
+QREF__CLONES double qref__vsoftmax_expf(float *y, const float *x, size_t n, float m, float scale)
+{
+    vd4 acc[4] = {0};                   /* lane i % 16 of the sum */
+    size_t b = 0;
+    for (; b + LANES <= n; b += LANES)
+        softmax_block(y + b, x + b, m, scale, acc);
+    if (b < n) {                        /* padded with -inf, whose numerators are 0 */
+        float xt[LANES], yt[LANES];
+        for (int l = 0; l < LANES; l++)
+            xt[l] = b + l < n ? x[b + l] : -INFINITY;
+        softmax_block(yt, xt, m, scale, acc);
+        memcpy(y + b, yt, (n - b) * sizeof *y);
+    }
+    double lanes[16], s = 0;
+    memcpy(lanes, acc, sizeof lanes);
+    for (int l = 0; l < 16; l++)
+        s += lanes[l];
+    return s;
+}
 
 QREF__CLONES void qref__vsiluf(float *y, const float *x, const float *mul, size_t n)
 {
@@ -244,46 +228,6 @@ QREF__CLONES void qref__vgelu_tanhf(float *y, const float *x, size_t n)
     const float *none = NULL;
     OVER(y, x, none, n, A_GELU, R_SILU);
 }
-
-/* ---------------------------------------------------------------- 16-wide softmax numerators
- *
- * The same numerators and sum on vectors of 16 floats, two per block of 32, for AVX-512 (the
- * 8-wide code keeps to 256-bit registers in every version): each lane runs the same operations
- * as above, value l of a block still goes to lane l % 16 of the sum, and a block takes the
- * clamped path exactly when the 8-wide code's would, so the results are bitwise those of
- * qref__vsoftmax_expf8 (test_kernels compares the two on every machine). */
-typedef float vf16 __attribute__((vector_size(64)));
-typedef int32_t vi16 __attribute__((vector_size(64)));
-#undef VF
-#undef VI
-#undef VL
-#undef NV
-#define VF vf16
-#define VI vi16
-#define VL 16
-#define NV 2
-IN_RANGE_FN(in_range16)
-
-SOFTMAX_BLOCK(softmax_block16, in_range16)
-SOFTMAX_FN(qref__vsoftmax_expf16, softmax_block16)
-
-double qref__vsoftmax_expf(float *y, const float *x, size_t n, float m, float scale)
-{
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    if (__builtin_cpu_supports("avx512f"))
-        return qref__vsoftmax_expf16(y, x, n, m, scale);
-#endif
-    return qref__vsoftmax_expf8(y, x, n, m, scale);
-}
-
-#undef VF
-#undef VI
-#undef VL
-#undef NV
-#define VF vf8
-#define VI vi8
-#define VL 8
-#define NV 4
 
 /* ---------------------------------------------------------------- double softmax numerators
  *

@@ -26,10 +26,6 @@ void qref__vexpf(float *y, const float *x, size_t n);
 /* y[i] = exp((x[i] - m) * scale) for a row of scores x with maximum m (x[i] <= m, -inf gives
  * 0); returns the sum of the y[i] accumulated in double (in lanes, a fixed order). */
 double qref__vsoftmax_expf(float *y, const float *x, size_t n, float m, float scale);
-/* Its two versions, bitwise the same: on 8-float vectors, and on 16-float vectors (what
- * qref__vsoftmax_expf runs on a CPU with AVX-512F). */
-double qref__vsoftmax_expf8(float *y, const float *x, size_t n, float m, float scale);
-double qref__vsoftmax_expf16(float *y, const float *x, size_t n, float m, float scale);
 
 /* The double build's softmax numerators: y[i] = exp(x[i] * scale - ms) for scores x[i] <= m,
  * ms = m * scale (-inf gives 0); returns their sum in a fixed order (16 lanes). Within 2 ulp
