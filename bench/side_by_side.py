@@ -138,7 +138,7 @@ def main():
             es = v.get("seconds", {}).get("median")
             ps = peer.get("vision", {}).get("seconds")
             rows.append((f"{a.image} image ({g[0]}x{g[1]}x{g[2]} patches) through the vision tower, {t} threads",
-                         1 / es if es else None, 1 / ps if ps else None, "images/s"))
+                         es, ps, "s"))
     core = next((e["machine"]["openblas_core"] for e in
                  (json.load(open(os.path.join(a.work, f))) for f in sorted(os.listdir(a.work))
                   if f.startswith("engine-") and f.endswith(".json"))), "?")
@@ -155,9 +155,11 @@ def main():
     print(f"| | logitcheck | {peer_name} | ratio |")
     print("|---|---|---|---|")
     for name, e, p, unit in rows:
-        fe = f"{e:.2f} {unit}" if e else "-"
-        fp = f"{p:.2f} {unit}" if p else "-"
-        fr = f"{e / p:.2f}x" if e and p else "-"
+        digits = 3 if unit == "s" else 2
+        fe = f"{e:.{digits}f} {unit}" if e else "-"
+        fp = f"{p:.{digits}f} {unit}" if p else "-"
+        # rates: engine / peer; seconds (the image): peer / engine; above 1 the engine is faster
+        fr = (f"{p / e:.2f}x" if unit == "s" else f"{e / p:.2f}x") if e and p else "-"
         print(f"| {name} | {fe} | {fp} | {fr} |")
     print()
     for x in extra:
