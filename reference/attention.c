@@ -22,8 +22,9 @@
  * The float build walks through the register-tile kernels of attention_tiles.c where the CPU
  * has AVX-512F or AVX2 with FMA (QREF_ATTENTION_TILES=0 keeps the BLAS walk): the keys and
  * values of every kv head are packed once per call (items: kv head and key block), then each
- * tile of query rows takes its scores, the same online softmax and the update of its outputs,
- * with nothing packed per block. Which path runs depends on the CPU and the shapes, never on
+ * tile of query rows takes its scores, the same online softmax (its numerators from the tile
+ * kernels: the same exponential with fused multiply-adds) and the update of its outputs, with
+ * nothing packed per block. Which path runs depends on the CPU and the shapes, never on
  * the thread count.
  *
  * Items: (head, query block), heaviest blocks first; each item is computed by one thread in
@@ -206,9 +207,11 @@ static qref_real row_max(const qref_real *x, int n)
  * the mask; vis may be <= 0), against the row's running maximum *mx of the unscaled scores:
  * updates *mx, turns s into exp((s - *mx) scale) (0 where invisible or masked) and *sum into
  * *sum * alpha + their sum; returns alpha = exp((old max - new max) scale), the factor of the
- * outputs so far (1 when the maximum did not grow, 0 while nothing was seen). */
+ * outputs so far (1 when the maximum did not grow, 0 while nothing was seen). The float build
+ * takes the numerators from the tile kernels t when the walk runs on them, else from
+ * vecmath.h. */
 static double walk_row(qref_real *s, int kb, int vis, const uint8_t *kmask, double scale, double *mx,
-                       double *sum)
+                       double *sum, const qref__tile_ops *t)
 {
     vis = vis < 0 ? 0 : vis > kb ? kb : vis;
     if (kmask)
@@ -229,8 +232,10 @@ static double walk_row(qref_real *s, int kb, int vis, const uint8_t *kmask, doub
         return 1;
     }
 #if !defined(QREF_PRECISION_F64)
-    const double bsum = qref__vsoftmax_expf(s, s, (size_t)kb, (float)*mx, (float)scale);
+    const double bsum = t ? t->numerators(s, s, kb, (float)*mx, (float)scale)
+                          : qref__vsoftmax_expf(s, s, (size_t)kb, (float)*mx, (float)scale);
 #else
+    (void)t;
     const double bsum = qref__vsoftmax_exp(s, s, (size_t)kb, *mx * scale, scale);
 #endif
     *sum = *sum * alpha + bsum;
@@ -273,7 +278,7 @@ static void block_walk(const attn_job *a, int i0, int m, int Kb, const qref_real
             int last = a->q_off + i0 + r;
             last = last < a->Tk - 1 ? last : a->Tk - 1;
             const double alpha = walk_row(S + (size_t)r * kb, kb, last + 1 - j0, a->kmask ? a->kmask + j0 : NULL,
-                                          a->scale, &mx[r], &sum[r]);
+                                          a->scale, &mx[r], &sum[r], NULL);
             if (alpha != 1)
                 for (int d = 0; d < D; d++)
                     o[(size_t)r * ldq + d] = (qref_real)(o[(size_t)r * ldq + d] * alpha);
@@ -307,7 +312,7 @@ static void block_walk_tiles(const attn_job *a, int i0, int m, int Kb, int kvh, 
                 int last = a->q_off + i0 + r0 + r;
                 last = last < a->Tk - 1 ? last : a->Tk - 1;
                 alpha[r] = (float)walk_row(S + (size_t)r * KB, kb, last + 1 - j0, a->kmask ? a->kmask + j0 : NULL,
-                                           a->scale, &mx[r0 + r], &sum[r0 + r]);
+                                           a->scale, &mx[r0 + r], &sum[r0 + r], t);
             }
             t->update(o + (size_t)r0 * ldq, ldq, S, KB, rows, vt + (size_t)j0 * D, kb, kbp, D, alpha);
         }

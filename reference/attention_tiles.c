@@ -20,6 +20,7 @@
  * so vt (D / P, kb, P); D is a multiple of P. The update may read the first keys of a block
  * packed with more.
  */
+#include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +113,72 @@ static void pack_values(float *vt, const float *v, int ldv, int kb, int D, int P
         }                                                                                              \
     }
 
+/* ---------------------------------------------------------------- softmax numerators
+ *
+ * y[i] = exp((x[i] - m) * scale) for a row of scores x[i] <= m, and their sum in double: the
+ * walk's numerators on the tile path, in AVX2 with FMA for both instruction sets (AVX-512 CPUs
+ * run it too, so the tiles' results stay the same on both). The exponential is the one of
+ * vecmath.c with fused multiply-adds: n = round(a log2 e), r = a - n ln 2 in two parts, the
+ * same degree-7 Taylor polynomial of exp(r) by Horner, times 2^n built in the exponent bits.
+ * Within 1 ulp of exp in double (test_kernels); 0 below -87.3365 (where it would be subnormal),
+ * for -inf and for NaN (as the BLAS walk's numerators). Value l of the row goes to lane l % 16
+ * of the sum, the lanes added in order at the end. */
+#define EXP_LO (-87.3365448f)
+
+__attribute__((target("avx2,fma"))) static inline __m256 exp8_fma(__m256 a)
+{
+    const __m256 lo = _mm256_set1_ps(EXP_LO), sh = _mm256_set1_ps(12582912.0f);
+    const __m256 keep = _mm256_cmp_ps(a, lo, _CMP_GE_OQ);            /* false for NaN */
+    const __m256 v = _mm256_min_ps(_mm256_max_ps(a, lo), _mm256_set1_ps(88.0f));
+    const __m256 t = _mm256_fmadd_ps(v, _mm256_set1_ps(1.44269504f), sh);   /* 1.5 2^23 + n */
+    const __m256 n = _mm256_sub_ps(t, sh);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), v);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 q = _mm256_fmadd_ps(_mm256_set1_ps(1.0f / 5040), r, _mm256_set1_ps(1.0f / 720));
+    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 120));
+    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 24));
+    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 6));
+    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(0.5f));
+    q = _mm256_add_ps(_mm256_fmadd_ps(q, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
+    /* n in [-126, 127]: its low bits in t, shifted into the exponent field, plus 127 */
+    const __m256i b = _mm256_add_epi32(_mm256_slli_epi32(_mm256_castps_si256(t), 23), _mm256_set1_epi32(0x3f800000));
+    return _mm256_and_ps(_mm256_mul_ps(q, _mm256_castsi256_ps(b)), keep);
+}
+
+__attribute__((target("avx2,fma"))) static double numerators_fma(float *y, const float *x, int n, float m,
+                                                                  float scale)
+{
+    const __m256 mv = _mm256_set1_ps(m), sv = _mm256_set1_ps(scale);
+    __m256d acc[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
+    for (int b = 0; b < n; b += 16) {
+        float xt[16], yt[16];
+        const int whole = b + 16 <= n;
+        const float *xb = x + b;
+        if (!whole) {                                       /* padded with -inf: numerators 0 */
+            for (int l = 0; l < 16; l++)
+                xt[l] = b + l < n ? x[b + l] : -INFINITY;
+            xb = xt;
+        }
+        const __m256 e0 = exp8_fma(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xb), mv), sv));
+        const __m256 e1 = exp8_fma(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xb + 8), mv), sv));
+        float *yb = whole ? y + b : yt;
+        _mm256_storeu_ps(yb, e0);
+        _mm256_storeu_ps(yb + 8, e1);
+        if (!whole)
+            memcpy(y + b, yt, (size_t)(n - b) * sizeof *y);
+        acc[0] = _mm256_add_pd(acc[0], _mm256_cvtps_pd(_mm256_castps256_ps128(e0)));
+        acc[1] = _mm256_add_pd(acc[1], _mm256_cvtps_pd(_mm256_extractf128_ps(e0, 1)));
+        acc[2] = _mm256_add_pd(acc[2], _mm256_cvtps_pd(_mm256_castps256_ps128(e1)));
+        acc[3] = _mm256_add_pd(acc[3], _mm256_cvtps_pd(_mm256_extractf128_ps(e1, 1)));
+    }
+    double lanes[16], s = 0;
+    for (int k = 0; k < 4; k++)
+        _mm256_storeu_pd(lanes + 4 * k, acc[k]);
+    for (int l = 0; l < 16; l++)
+        s += lanes[l];
+    return s;
+}
+
 #define T512 __attribute__((target("avx512f")))
 #define T256 __attribute__((target("avx2,fma")))
 #define Z512() _mm512_setzero_ps()
@@ -121,8 +188,10 @@ TILE_KERNELS(avx512, T512, __m512, 16, 8, _mm512_loadu_ps, _mm512_storeu_ps, _mm
 TILE_KERNELS(avx2, T256, __m256, 8, 4, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps,
              _mm256_mul_ps, _mm256_add_ps, Z256)
 
-static const qref__tile_ops ops512 = {"avx512f", 8, 32, pack_keys, pack_values, scores_avx512, update_avx512};
-static const qref__tile_ops ops256 = {"avx2", 4, 16, pack_keys, pack_values, scores_avx2, update_avx2};
+static const qref__tile_ops ops512 = {"avx512f", 8, 32, pack_keys, pack_values, scores_avx512, update_avx512,
+                                      numerators_fma};
+static const qref__tile_ops ops256 = {"avx2", 4, 16, pack_keys, pack_values, scores_avx2, update_avx2,
+                                      numerators_fma};
 
 const qref__tile_ops *qref__tiles(void)
 {

@@ -237,6 +237,8 @@ void qref__attention(qref_real *out, const qref_real *q, const qref_real *kc, co
  *   scores      S (rows, ldS) = q (rows, D; stride ldq) . keys^T over ceil(kb/P) P columns
  *   update      o (rows, D; stride ldo) = o * alpha[r] + p (rows, kb; stride ldp) . values,
  *               the first kb keys of a value block packed with ldv >= kb
+ *   numerators  y (n) = exp((x - m) * scale) for scores x <= m (0 for -inf and NaN), returning
+ *               their sum in double: the walk's softmax numerators (fused multiply-adds)
  * Each output element is one multiply-add chain in a fixed order: shapes alone decide it. */
 typedef struct {
     const char *isa;
@@ -246,6 +248,7 @@ typedef struct {
     void (*scores)(float *S, int ldS, const float *q, int ldq, int rows, const float *kt, int kb, int D);
     void (*update)(float *o, int ldo, const float *p, int ldp, int rows, const float *vt, int kb, int ldv,
                    int D, const float *alpha);
+    double (*numerators)(float *y, const float *x, int n, float m, float scale);
 } qref__tile_ops;
 const qref__tile_ops *qref__tiles(void);
 

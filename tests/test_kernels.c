@@ -744,6 +744,61 @@ START_TEST(test_vecmath_accuracy)
 }
 END_TEST
 
+/* The tile walk's softmax numerators (where this CPU has the tile kernels): every 997th float
+ * in [-87.33, 0] against exp in double (measured worst 1.00 ulp; bound 2), zero below
+ * -87.3365, for -inf and for NaN; the same value at every position of rows of every tail
+ * length; the sum against a double sum. */
+START_TEST(test_tile_numerators)
+{
+    const qref__tile_ops *t = qref__tiles();
+    if (!t) {
+        printf("tile numerators: no tile kernels on this CPU, skipped\n");
+        return;
+    }
+    enum { B = 4096 };
+    static float x[B], y[B];
+    double worst = 0;
+    float at = 0;
+    for (uint32_t b = 0; b <= 0x42AEAC50u;) {                       /* -0 .. -87.3365448 */
+        int m = 0;
+        for (; m < B && b <= 0x42AEAC50u; m++, b += 997) {
+            const uint32_t bits = b | 0x80000000u;
+            memcpy(&x[m], &bits, sizeof bits);
+        }
+        t->numerators(y, x, m, 0.0f, 1.0f);
+        for (int i = 0; i < m; i++) {
+            const double want = exp((double)x[i]);
+            const double e = x[i] < -87.3365448f ? (y[i] == 0 ? 0 : INFINITY) : ulps(y[i], want);
+            if (e > worst || isnan(y[i]))
+                worst = isnan(y[i]) ? INFINITY : e, at = x[i];
+        }
+    }
+    printf("tile numerators (%s): worst %.2f ulp at %.9g\n", t->isa, worst, (double)at);
+    ck_assert_msg(worst <= 2, "tile numerators: %.2f ulp at %.9g (bound 2)", worst, (double)at);
+    const float special[5] = {-INFINITY, NAN, -87.5f, -1000.0f, 0.0f};
+    float ys[5];
+    const double ssum = t->numerators(ys, special, 5, 0.0f, 1.0f);
+    ck_assert_msg(ys[0] == 0 && ys[1] == 0 && ys[2] == 0 && ys[3] == 0 && ys[4] == 1 && ssum == 1,
+                  "special scores: %g %g %g %g %g, sum %g", (double)ys[0], (double)ys[1], (double)ys[2],
+                  (double)ys[3], (double)ys[4], ssum);
+    uint64_t s = 5;
+    float row[70], out[70], one;
+    for (int i = 0; i < 70; i++)
+        row[i] = (float)(8 * rnd(&s) - 8);
+    for (int n = 1; n <= 70; n++) {
+        const double sum = t->numerators(out, row, n, 0.5f, 0.7f);
+        double want = 0;
+        for (int i = 0; i < n; i++) {
+            t->numerators(&one, &row[i], 1, 0.5f, 0.7f);
+            ck_assert_msg(memcmp(&one, &out[i], sizeof one) == 0, "n %d, value %d: %.9g alone, %.9g in the row", n,
+                          i, (double)one, (double)out[i]);
+            want += exp(((double)row[i] - 0.5) * 0.7);
+        }
+        ck_assert_msg(fabs(sum - want) <= 1e-6 * want, "n %d: sum %.12g, expected %.12g", n, sum, want);
+    }
+}
+END_TEST
+
 /* The limits, NaN, a tail shorter than a block, in place, and the softmax numerators. */
 START_TEST(test_vecmath_edges)
 {
@@ -840,6 +895,7 @@ static Suite *kernels_suite(void)
     tc = tcase_create("vecmath");
     tcase_add_test(tc, test_vecmath_accuracy);
     tcase_add_test(tc, test_vecmath_edges);
+    tcase_add_test(tc, test_tile_numerators);
     suite_add_tcase(s, tc);
     return s;
 }
