@@ -237,8 +237,9 @@ void qref__attention(qref_real *out, const qref_real *q, const qref_real *kc, co
  *   scores      S (rows, ldS) = q (rows, D; stride ldq) . keys^T over ceil(kb/P) P columns
  *   update      o (rows, D; stride ldo) = o * alpha[r] + p (rows, kb; stride ldp) . values,
  *               the first kb keys of a value block packed with ldv >= kb
- *   numerators  y (n) = exp((x - m) * scale) for scores x <= m (0 for -inf and NaN), returning
- *               their sum in double: the walk's softmax numerators (fused multiply-adds)
+ *   numerators  y (n) = exp((x - m) * scale) for scores x <= m (0 for -inf and NaN; y may be
+ *               x), returning their sum in double: the walk's softmax numerators (fused
+ *               multiply-adds)
  * Each output element is one multiply-add chain in a fixed order: shapes alone decide it. */
 typedef struct {
     const char *isa;
