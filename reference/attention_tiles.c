@@ -117,7 +117,7 @@ static void pack_values(float *vt, const float *v, int ldv, int kb, int D, int P
  *
  * y[i] = exp((x[i] - m) * scale) for a row of scores x[i] <= m, and their sum in double: the
  * walk's numerators on the tile path, in AVX2 with FMA for both instruction sets (AVX-512 CPUs
- * run it too, so the tiles' results stay the same on both). The exponential is the one of
+ * run this version too: each lane's operations are the same on both). The exponential is the one of
  * vecmath.c with fused multiply-adds: n = round(a log2 e), r = a - n ln 2 in two parts, the
  * same degree-7 Taylor polynomial of exp(r) by Horner, times 2^n built in the exponent bits.
  * Within 1 ulp of exp in double (test_kernels); 0 below -87.3365 (where it would be subnormal),
