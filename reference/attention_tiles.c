@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "qref_internal.h"
+#include "vecmath.h"
 
 #if !defined(QREF_PRECISION_F64) && defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -117,23 +118,22 @@ static void pack_values(float *vt, const float *v, int ldv, int kb, int D, int P
  *
  * y[i] = exp((x[i] - m) * scale) for a row of scores x[i] <= m, and their sum in double: the
  * walk's numerators on the tile path, in AVX2 with FMA for both instruction sets (AVX-512 CPUs
- * run this version too: each lane's operations are the same on both). The exponential is the one of
- * vecmath.c with fused multiply-adds: n = round(a log2 e), r = a - n ln 2 in two parts, the
- * same degree-7 Taylor polynomial of exp(r) by Horner, times 2^n built in the exponent bits.
+ * run this version too: each lane's operations are the same on both). The exponential is the
+ * one of vecmath.c (its constants from vecmath.h) with fused multiply-adds: n = round(a log2 e),
+ * r = a - n ln 2 in two parts, the same degree-7 Taylor polynomial of exp(r) by Horner, times
+ * 2^n built in the exponent bits.
  * Within 1 ulp of exp in double (test_kernels); 0 below -87.3365 (where it would be subnormal),
  * for -inf and for NaN (as the BLAS walk's numerators). Value l of the row goes to lane l % 16
  * of the sum, the lanes added in order at the end. */
-#define EXP_LO (-87.3365448f)
-
 __attribute__((target("avx2,fma"))) static inline __m256 exp8_fma(__m256 a)
 {
-    const __m256 lo = _mm256_set1_ps(EXP_LO), sh = _mm256_set1_ps(12582912.0f);
+    const __m256 lo = _mm256_set1_ps(QREF__EXPF_LO), sh = _mm256_set1_ps(QREF__EXPF_SHIFT);
     const __m256 keep = _mm256_cmp_ps(a, lo, _CMP_GE_OQ);            /* false for NaN */
     const __m256 v = _mm256_min_ps(_mm256_max_ps(a, lo), _mm256_set1_ps(88.0f));
-    const __m256 t = _mm256_fmadd_ps(v, _mm256_set1_ps(1.44269504f), sh);   /* 1.5 2^23 + n */
+    const __m256 t = _mm256_fmadd_ps(v, _mm256_set1_ps(QREF__EXPF_LOG2E), sh);   /* 1.5 2^23 + n */
     const __m256 n = _mm256_sub_ps(t, sh);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), v);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(QREF__EXPF_LN2_HI), v);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(QREF__EXPF_LN2_LO), r);
     __m256 q = _mm256_fmadd_ps(_mm256_set1_ps(1.0f / 5040), r, _mm256_set1_ps(1.0f / 720));
     q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 120));
     q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 24));

@@ -39,8 +39,8 @@
 #define QREF__CLONES
 #endif
 
-#define EXP_HI 88.7228391f      /* above: +inf */
-#define EXP_LO -87.3365448f     /* below: 0 (the result would be subnormal) */
+#define EXP_HI QREF__EXPF_HI   /* above: +inf */
+#define EXP_LO QREF__EXPF_LO   /* below: 0 (the result would be subnormal) */
 
 /* Four vectors of 8 floats at a time (GCC/Clang vector types), one operation at a time across
  * the four, so that the instructions of the four independent chains interleave. */
@@ -58,11 +58,11 @@ typedef double vd4 __attribute__((vector_size(32)));
  * and selects of EXP_LANES change nothing). */
 #define EXP_CORE(q_, v_)                                                              \
     do {                                                                              \
-        const vf8 sh_ = SPLAT(12582912.0f);                                           \
+        const vf8 sh_ = SPLAT(QREF__EXPF_SHIFT);                                      \
         vf8 n_[NV], r_[NV];                                                           \
-        EACH n_[k] = (v_[k] * SPLAT(1.44269504f) + sh_) - sh_;                        \
-        EACH r_[k] = v_[k] - n_[k] * SPLAT(0.693359375f);                             \
-        EACH r_[k] = r_[k] - n_[k] * SPLAT(-2.12194440e-4f);                          \
+        EACH n_[k] = (v_[k] * SPLAT(QREF__EXPF_LOG2E) + sh_) - sh_;                   \
+        EACH r_[k] = v_[k] - n_[k] * SPLAT(QREF__EXPF_LN2_HI);                        \
+        EACH r_[k] = r_[k] - n_[k] * SPLAT(QREF__EXPF_LN2_LO);                        \
         EACH q_[k] = SPLAT(1.0f / 5040) * r_[k] + SPLAT(1.0f / 720);                  \
         EACH q_[k] = q_[k] * r_[k] + SPLAT(1.0f / 120);                               \
         EACH q_[k] = q_[k] * r_[k] + SPLAT(1.0f / 24);                                \

@@ -18,6 +18,17 @@
 #ifndef QREF_VECMATH_H
 #define QREF_VECMATH_H
 
+/* The float exponential's constants, shared by vecmath.c and the attention tiles' numerators
+ * (attention_tiles.c): n = round(a log2 e) by adding and subtracting EXPF_SHIFT (1.5 2^23),
+ * r = a - n ln 2 with ln 2 in two parts (n times the first is exact), exp(r) by its Taylor
+ * polynomial of degree 7; below EXPF_LO the result would be subnormal. */
+#define QREF__EXPF_LO (-87.3365448f)
+#define QREF__EXPF_HI 88.7228391f
+#define QREF__EXPF_SHIFT 12582912.0f
+#define QREF__EXPF_LOG2E 1.44269504f
+#define QREF__EXPF_LN2_HI 0.693359375f
+#define QREF__EXPF_LN2_LO (-2.12194440e-4f)
+
 #include <stddef.h>
 
 /* y[i] = exp(x[i]); y may == x. */
