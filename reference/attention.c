@@ -66,12 +66,14 @@ static size_t scores_size(int Tk)
 }
 
 /* The tile walk's part of a slab (float build, keys beyond one key block): the score tile
- * (8, KB) and 8 output factors. */
+ * (TILE_ROWS, KB), TILE_ROWS output factors and TILE_ROWS row maxima; TILE_ROWS bounds
+ * qref__tile_ops.rows. */
+#define TILE_ROWS 16
 static size_t tiles_size(int Tk)
 {
 #if !defined(QREF_PRECISION_F64)
     if (Tk > KB)
-        return 8 * (size_t)KB + 8;
+        return TILE_ROWS * (size_t)KB + 2 * TILE_ROWS;
 #endif
     (void)Tk;
     return 0;
@@ -209,9 +211,10 @@ static qref_real row_max(const qref_real *x, int n)
  * *sum * alpha + their sum; returns alpha = exp((old max - new max) scale), the factor of the
  * outputs so far (1 when the maximum did not grow, 0 while nothing was seen). The float build
  * takes the numerators from the tile kernels t when the walk runs on them, else from
- * vecmath.h. */
+ * vecmath.h; known_max, when not NULL, is the largest of s (the tile scores kernel's), taken
+ * instead of a pass over s where every key of the block is visible and none is masked. */
 static double walk_row(qref_real *s, int kb, int vis, const uint8_t *kmask, double scale, double *mx,
-                       double *sum, const qref__tile_ops *t)
+                       double *sum, const qref__tile_ops *t, const float *known_max)
 {
     vis = vis < 0 ? 0 : vis > kb ? kb : vis;
     if (kmask)
@@ -220,7 +223,7 @@ static double walk_row(qref_real *s, int kb, int vis, const uint8_t *kmask, doub
                 s[j] = -INFINITY;
     for (int j = vis; j < kb; j++)
         s[j] = -INFINITY;
-    const qref_real bm = row_max(s, vis);
+    const qref_real bm = known_max && !kmask && vis == kb ? *known_max : row_max(s, vis);
     double alpha = 1;
     if (bm > *mx) {
         alpha = *mx == -INFINITY ? 0 : exp(((double)*mx - (double)bm) * scale);
@@ -278,7 +281,7 @@ static void block_walk(const attn_job *a, int i0, int m, int Kb, const qref_real
             int last = a->q_off + i0 + r;
             last = last < a->Tk - 1 ? last : a->Tk - 1;
             const double alpha = walk_row(S + (size_t)r * kb, kb, last + 1 - j0, a->kmask ? a->kmask + j0 : NULL,
-                                          a->scale, &mx[r], &sum[r], NULL);
+                                          a->scale, &mx[r], &sum[r], NULL, NULL);
             if (alpha != 1)
                 for (int d = 0; d < D; d++)
                     o[(size_t)r * ldq + d] = (qref_real)(o[(size_t)r * ldq + d] * alpha);
@@ -300,19 +303,19 @@ static void block_walk_tiles(const attn_job *a, int i0, int m, int Kb, int kvh, 
     const int D = a->D, ldq = a->Hq * D, R = t->rows;
     const float *kt = a->kp + (size_t)kvh * packed_keys(a->Tk, D);
     const float *vt = a->vp + (size_t)kvh * a->Tk * D;
-    float *S = T, *alpha = S + (size_t)8 * KB;
+    float *S = T, *alpha = S + (size_t)TILE_ROWS * KB, *bmax = alpha + TILE_ROWS;
     walk_start(o, ldq, m, D, mx, sum);
     for (int j0 = 0; j0 < Kb; j0 += KB) {
         const int kb = Kb - j0 < KB ? Kb - j0 : KB;             /* keys of this block the rows may see */
         const int kbp = a->Tk - j0 < KB ? a->Tk - j0 : KB;      /* keys of the packed block */
         for (int r0 = 0; r0 < m; r0 += R) {
             const int rows = m - r0 < R ? m - r0 : R;
-            t->scores(S, KB, q + (size_t)r0 * ldq, ldq, rows, kt + (size_t)j0 * D, kb, D);
+            t->scores(S, KB, q + (size_t)r0 * ldq, ldq, rows, kt + (size_t)j0 * D, kb, D, bmax);
             for (int r = 0; r < rows; r++) {
                 int last = a->q_off + i0 + r0 + r;
                 last = last < a->Tk - 1 ? last : a->Tk - 1;
                 alpha[r] = (float)walk_row(S + (size_t)r * KB, kb, last + 1 - j0, a->kmask ? a->kmask + j0 : NULL,
-                                           a->scale, &mx[r0 + r], &sum[r0 + r], t);
+                                           a->scale, &mx[r0 + r], &sum[r0 + r], t, &bmax[r]);
             }
             t->update(o + (size_t)r0 * ldq, ldq, S, KB, rows, vt + (size_t)j0 * D, kb, kbp, D, alpha);
         }
@@ -382,7 +385,7 @@ void qref__attention(qref_real *out, const qref_real *q, const qref_real *kc, co
                   scratch + packed_size(Tk, Hkv, D)};
 #if !defined(QREF_PRECISION_F64)
     a.tiles = n > 1 && Tk > KB ? qref__tiles() : NULL;       /* only a block of queries walks keys */
-    if (a.tiles && D % a.tiles->panel != 0)
+    if (a.tiles && (D % a.tiles->panel != 0 || a.tiles->rows > TILE_ROWS))
         a.tiles = NULL;
     if (a.tiles) {
         a.kp = scratch;

@@ -7,7 +7,7 @@
  * but the tile, so a walk over keys costs the two products and the softmax between them.
  *
  * One version per instruction set, chosen once at run time: AVX-512F (16 floats per vector,
- * tiles of 8 rows) and AVX2 with FMA (8 floats, tiles of 4 rows); qref__tiles() is NULL on a
+ * tiles of 12 rows) and AVX2 with FMA (8 floats, tiles of 4 rows); qref__tiles() is NULL on a
  * CPU with neither (attention.c then takes its BLAS walk) and in builds other than x86-64
  * float ones. Every output element is one fused multiply-add chain in a fixed order (scores:
  * over the head dims in order; outputs: over the block's keys in order, then added to the
@@ -57,33 +57,51 @@ static void pack_values(float *vt, const float *v, int ldv, int kb, int D, int P
 
 /* The two kernels of one instruction set. VT: vector type of W floats; R rows per tile.
  *   scores: S (R, ldS) [r][j] = q[r] . key j for j < ceil(kb / P) P; rows >= rows repeat row 0
- *           (their S rows are written and ignored).
+ *           (their S rows are written and ignored); mx[r] = the largest of S[r][0..kb) for
+ *           r < rows (NaNs passed over, -inf when there is none), taken from the accumulators
+ *           of whole panels and from S for the keys of a partial last panel. A maximum is exact,
+ *           so it is the one a pass over S finds (up to the sign of a zero maximum, which no
+ *           numerator or factor of the walk can tell apart).
  *   update: o[r][0..D) = o[r] * alpha[r] + sum_{j < kb} p[r][j] vt[j] for r < rows, the value
  *           block packed for ldv >= kb keys (its panels ldv P floats apart). */
-#define TILE_KERNELS(SFX, TARGET, VT, W, R, LOAD, STORE, SET1, FMA, MUL, ADD, ZERO)                      \
+#define TILE_KERNELS(SFX, TARGET, VT, W, R, LOAD, STORE, SET1, FMA, MUL, ADD, ZERO, MAX)                 \
     TARGET static void scores_##SFX(float *S, int ldS, const float *q, int ldq, int rows, const float *kt, \
-                                    int kb, int D)                                                     \
+                                    int kb, int D, float *mx)                                          \
     {                                                                                                  \
         enum { P = 2 * W };                                                                            \
         const float *qr[R];                                                                            \
-        for (int r = 0; r < R; r++)                                                                    \
+        float rm[R][W] __attribute__((aligned(64)));   /* running maxima of whole panels, by lane */  \
+        for (int r = 0; r < R; r++) {                                                                  \
             qr[r] = q + (size_t)(r < rows ? r : 0) * ldq;                                              \
+            STORE(rm[r], SET1(-INFINITY));                                                             \
+        }                                                                                              \
         for (int p = 0; p * P < kb; p++) {                                                             \
             const float *kp = kt + (size_t)p * D * P;                                                  \
             VT a0[R], a1[R];                                                                           \
-            _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) a0[r] = ZERO(), a1[r] = ZERO();        \
+            _Pragma("GCC unroll 16") for (int r = 0; r < R; r++) a0[r] = ZERO(), a1[r] = ZERO();        \
             for (int d = 0; d < D; d++, kp += P) {                                                     \
                 const VT k0 = LOAD(kp), k1 = LOAD(kp + W);                                             \
-                _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {                                  \
+                _Pragma("GCC unroll 16") for (int r = 0; r < R; r++) {                                  \
                     const VT qv = SET1(qr[r][d]);                                                      \
                     a0[r] = FMA(qv, k0, a0[r]);                                                        \
                     a1[r] = FMA(qv, k1, a1[r]);                                                        \
                 }                                                                                      \
             }                                                                                          \
-            _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {                                      \
+            _Pragma("GCC unroll 16") for (int r = 0; r < R; r++) {                                      \
                 STORE(S + (size_t)r * ldS + p * P, a0[r]);                                             \
                 STORE(S + (size_t)r * ldS + p * P + W, a1[r]);                                         \
             }                                                                                          \
+            if ((p + 1) * P <= kb)                     /* max(x, m) is m where x is NaN */             \
+                _Pragma("GCC unroll 16") for (int r = 0; r < R; r++)                                   \
+                    STORE(rm[r], MAX(a0[r], MAX(a1[r], LOAD(rm[r]))));                                 \
+        }                                                                                              \
+        for (int r = 0; r < rows; r++) {                                                               \
+            float m = -INFINITY;                                                                       \
+            for (int l = 0; l < W; l++)                                                                \
+                m = rm[r][l] > m ? rm[r][l] : m;                                                       \
+            for (int j = kb / P * P; j < kb; j++)                                                      \
+                m = S[(size_t)r * ldS + j] > m ? S[(size_t)r * ldS + j] : m;                           \
+            mx[r] = m;                                                                                 \
         }                                                                                              \
     }                                                                                                  \
     TARGET static void update_##SFX(float *o, int ldo, const float *pr, int ldp, int rows, const float *vt, \
@@ -96,10 +114,10 @@ static void pack_values(float *vt, const float *v, int ldv, int kb, int D, int P
         for (int c = 0; c < D / P; c++) {                                                              \
             const float *vp = vt + (size_t)c * ldv * P;                                                \
             VT a0[R], a1[R];                                                                           \
-            _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) a0[r] = ZERO(), a1[r] = ZERO();        \
+            _Pragma("GCC unroll 16") for (int r = 0; r < R; r++) a0[r] = ZERO(), a1[r] = ZERO();        \
             for (int j = 0; j < kb; j++, vp += P) {                                                    \
                 const VT v0 = LOAD(vp), v1 = LOAD(vp + W);                                             \
-                _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {                                  \
+                _Pragma("GCC unroll 16") for (int r = 0; r < R; r++) {                                  \
                     const VT pj = SET1(prow[r][j]);                                                    \
                     a0[r] = FMA(pj, v0, a0[r]);                                                        \
                     a1[r] = FMA(pj, v1, a1[r]);                                                        \
@@ -179,17 +197,59 @@ __attribute__((target("avx2,fma"))) static double numerators_fma(float *y, const
     return s;
 }
 
+/* The same numerators on 16-float vectors (AVX-512F): each lane's operations are those of
+ * exp8_fma, the row's value l goes to lane l % 16 of the same double sum, so every numerator and
+ * the sum have the bits of numerators_fma (test_kernels compares the two). */
+__attribute__((target("avx512f"))) static inline __m512 exp16(__m512 a)
+{
+    const __m512 lo = _mm512_set1_ps(QREF__EXPF_LO), sh = _mm512_set1_ps(QREF__EXPF_SHIFT);
+    const __mmask16 keep = _mm512_cmp_ps_mask(a, lo, _CMP_GE_OQ);     /* false for NaN */
+    const __m512 v = _mm512_min_ps(_mm512_max_ps(a, lo), _mm512_set1_ps(88.0f));
+    const __m512 t = _mm512_fmadd_ps(v, _mm512_set1_ps(QREF__EXPF_LOG2E), sh);
+    const __m512 n = _mm512_sub_ps(t, sh);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(QREF__EXPF_LN2_HI), v);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(QREF__EXPF_LN2_LO), r);
+    __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(1.0f / 5040), r, _mm512_set1_ps(1.0f / 720));
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 120));
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 24));
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 6));
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(0.5f));
+    q = _mm512_add_ps(_mm512_fmadd_ps(q, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+    const __m512i b = _mm512_add_epi32(_mm512_slli_epi32(_mm512_castps_si512(t), 23), _mm512_set1_epi32(0x3f800000));
+    return _mm512_maskz_mov_ps(keep, _mm512_mul_ps(q, _mm512_castsi512_ps(b)));
+}
+
+__attribute__((target("avx512f"))) static double numerators_avx512(float *y, const float *x, int n, float m,
+                                                                   float scale)
+{
+    const __m512 mv = _mm512_set1_ps(m), sv = _mm512_set1_ps(scale), ninf = _mm512_set1_ps(-INFINITY);
+    __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
+    for (int b = 0; b < n; b += 16) {
+        const __mmask16 k = n - b >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - b)) - 1);
+        const __m512 e = exp16(_mm512_mul_ps(_mm512_sub_ps(_mm512_mask_loadu_ps(ninf, k, x + b), mv), sv));
+        _mm512_mask_storeu_ps(y + b, k, e);
+        acc0 = _mm512_add_pd(acc0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        acc1 = _mm512_add_pd(acc1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+    }
+    double lanes[16], s = 0;
+    _mm512_storeu_pd(lanes, acc0);
+    _mm512_storeu_pd(lanes + 8, acc1);
+    for (int l = 0; l < 16; l++)
+        s += lanes[l];
+    return s;
+}
+
 #define T512 __attribute__((target("avx512f")))
 #define T256 __attribute__((target("avx2,fma")))
 #define Z512() _mm512_setzero_ps()
 #define Z256() _mm256_setzero_ps()
-TILE_KERNELS(avx512, T512, __m512, 16, 8, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps,
-             _mm512_mul_ps, _mm512_add_ps, Z512)
+TILE_KERNELS(avx512, T512, __m512, 16, 12, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps,
+             _mm512_mul_ps, _mm512_add_ps, Z512, _mm512_max_ps)
 TILE_KERNELS(avx2, T256, __m256, 8, 4, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps,
-             _mm256_mul_ps, _mm256_add_ps, Z256)
+             _mm256_mul_ps, _mm256_add_ps, Z256, _mm256_max_ps)
 
-static const qref__tile_ops ops512 = {"avx512f", 8, 32, pack_keys, pack_values, scores_avx512, update_avx512,
-                                      numerators_fma};
+static const qref__tile_ops ops512 = {"avx512f", 12, 32, pack_keys, pack_values, scores_avx512, update_avx512,
+                                      numerators_avx512};
 static const qref__tile_ops ops256 = {"avx2", 4, 16, pack_keys, pack_values, scores_avx2, update_avx2,
                                       numerators_fma};
 
@@ -206,8 +266,24 @@ const qref__tile_ops *qref__tiles(void)
     return NULL;
 }
 
+int qref__tile_sets(const qref__tile_ops **sets)
+{
+    int n = 0;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        sets[n++] = &ops256;
+    if (__builtin_cpu_supports("avx512f"))
+        sets[n++] = &ops512;
+    return n;
+}
+
 #else
 
 const qref__tile_ops *qref__tiles(void) { return NULL; }
+int qref__tile_sets(const qref__tile_ops **sets)
+{
+    (void)sets;
+    return 0;
+}
 
 #endif

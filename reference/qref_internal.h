@@ -234,7 +234,8 @@ void qref__attention(qref_real *out, const qref_real *q, const qref_real *kc, co
  * a packed key block and the head dims per panel of a packed value block (D % P == 0).
  *   pack_keys   kt (ceil(kb/P), D, P) from keys k (kb, D) of row stride ldk, zeros past kb
  *   pack_values vt (D/P, kb, P) from values v (kb, D) of row stride ldv
- *   scores      S (rows, ldS) = q (rows, D; stride ldq) . keys^T over ceil(kb/P) P columns
+ *   scores      S (rows, ldS) = q (rows, D; stride ldq) . keys^T over ceil(kb/P) P columns;
+ *               mx (rows) = each row's largest score of its first kb (NaNs passed over)
  *   update      o (rows, D; stride ldo) = o * alpha[r] + p (rows, kb; stride ldp) . values,
  *               the first kb keys of a value block packed with ldv >= kb
  *   numerators  y (n) = exp((x - m) * scale) for scores x <= m (0 for -inf and NaN; y may be
@@ -246,12 +247,16 @@ typedef struct {
     int rows, panel;
     void (*pack_keys)(float *kt, const float *k, int ldk, int kb, int D, int P);
     void (*pack_values)(float *vt, const float *v, int ldv, int kb, int D, int P);
-    void (*scores)(float *S, int ldS, const float *q, int ldq, int rows, const float *kt, int kb, int D);
+    void (*scores)(float *S, int ldS, const float *q, int ldq, int rows, const float *kt, int kb, int D,
+                   float *mx);
     void (*update)(float *o, int ldo, const float *p, int ldp, int rows, const float *vt, int kb, int ldv,
                    int D, const float *alpha);
     double (*numerators)(float *y, const float *x, int n, float m, float scale);
 } qref__tile_ops;
 const qref__tile_ops *qref__tiles(void);
+/* Every tile set this CPU runs, AVX2 first (at most 2, whatever QREF_ATTENTION_TILES says): for
+ * tests that compare the sets' bits. Returns how many. */
+int qref__tile_sets(const qref__tile_ops **sets);
 
 /* MoE routing: softmax over E logits (double), top-k (ties: lower index first), renormalise.
  * logits (n, E); idx (n, k) chosen experts in descending weight; w (n, k). */

@@ -534,7 +534,7 @@ static const struct { int n, Tk, q_off, Hq, Hkv, D, mask; } attn_cases[] = {
     {300, 1200, 900, 2, 1, 8, 1},   /* more than one key block: keys walked, causal, masked keys */
     {130, 1100, 1099, 2, 2, 8, 0},  /* keys walked, bidirectional, a partial last key block */
     {200, 1000, 500, 1, 1, 4, 3},   /* keys walked; queries below 600 see only masked keys */
-    /* head dims the float build's tile kernels take (multiples of 16 and 32): walks of 8 and
+    /* head dims the float build's tile kernels take (multiples of 16 and 32): walks of 12 and
      * 4 rows per tile with partial last tiles, causal and bidirectional, masked keys */
     {203, 1100, 900, 2, 1, 64, 1},  /* causal, GQA, masked keys, a partial key block */
     {130, 1100, 1099, 2, 2, 32, 0}, /* bidirectional */
@@ -799,6 +799,123 @@ START_TEST(test_tile_numerators)
 }
 END_TEST
 
+/* Every tile set this CPU runs gives the scores and updates of the AVX2 set bit for bit (each
+ * element one multiply-add chain in a fixed order, whatever the vector width and the rows per
+ * tile): 29 query rows (partial tiles in both sets) against 300 keys (a partial panel), head
+ * dim 64, the update on top of earlier outputs with per-row factors (some 0, some 1); each
+ * row's maximum from the scores kernel against a pass over its scores (a row of NaN scores, a
+ * row whose largest score lies in the partial panel). */
+START_TEST(test_tile_sets_bits)
+{
+    const qref__tile_ops *sets[2];
+    const int ns = qref__tile_sets(sets);
+    if (ns == 0) {
+        printf("tile sets: no tile kernels on this CPU, skipped\n");
+        return;
+    }
+    enum { M = 29, KN = 300, D = 64, LDS = 320 };
+    uint64_t s = 17;
+    float *q = xcalloc((size_t)M * D, sizeof *q), *k = xcalloc((size_t)KN * D, sizeof *k);
+    float *v = xcalloc((size_t)KN * D, sizeof *v), *p = xcalloc((size_t)M * LDS, sizeof *p);
+    float *kt = xcalloc((size_t)LDS * D, sizeof *kt), *vt = xcalloc((size_t)KN * D, sizeof *vt);
+    float *S = xcalloc((size_t)16 * LDS, sizeof *S), mx[16], fac[M];
+    float *sc[2], *out[2];
+    for (int i = 0; i < M * D; i++)
+        q[i] = (float)(4 * rnd(&s) - 2);
+    for (int i = 0; i < KN * D; i++)
+        k[i] = (float)(4 * rnd(&s) - 2), v[i] = (float)(4 * rnd(&s) - 2);
+    for (int i = 0; i < M * LDS; i++)
+        p[i] = (float)rnd(&s);
+    for (int r = 0; r < M; r++)
+        fac[r] = r % 5 == 0 ? 0.0f : r % 5 == 1 ? 1.0f : (float)rnd(&s);
+    for (int d = 0; d < D; d++)                          /* row 7's largest score in the partial panel */
+        k[295 * D + d] = 3 * q[7 * D + d];
+    q[3 * D + 5] = NAN;                                  /* row 3's scores are all NaN: maximum -inf */
+    for (int si = 0; si < ns; si++) {
+        const qref__tile_ops *t = sets[si];
+        const int R = t->rows;
+        ck_assert_int_le(R, 16);
+        sc[si] = xcalloc((size_t)M * KN, sizeof *sc[si]);
+        out[si] = xcalloc((size_t)M * D, sizeof *out[si]);
+        for (int i = 0; i < M * D; i++)
+            out[si][i] = (float)(i % 7) - 3;
+        t->pack_keys(kt, k, D, KN, D, t->panel);
+        t->pack_values(vt, v, D, KN, D, t->panel);
+        for (int r0 = 0; r0 < M; r0 += R) {
+            const int rows = M - r0 < R ? M - r0 : R;
+            t->scores(S, LDS, q + (size_t)r0 * D, D, rows, kt, KN, D, mx);
+            for (int r = 0; r < rows; r++) {
+                memcpy(sc[si] + (size_t)(r0 + r) * KN, S + (size_t)r * LDS, KN * sizeof *S);
+                float want = -INFINITY;                  /* the row's maximum, NaNs passed over */
+                for (int j = 0; j < KN; j++)
+                    want = S[(size_t)r * LDS + j] > want ? S[(size_t)r * LDS + j] : want;
+                ck_assert_msg(mx[r] == want, "%s, row %d: maximum %.9g, expected %.9g", t->isa, r0 + r, (double)mx[r],
+                              (double)want);
+            }
+            t->update(out[si] + (size_t)r0 * D, D, p + (size_t)r0 * LDS, LDS, rows, vt, KN, KN, D, fac + r0);
+        }
+    }
+    printf("tile sets: %s (%d rows)%s%s\n", sets[0]->isa, sets[0]->rows, ns > 1 ? " against " : " only",
+           ns > 1 ? sets[1]->isa : "");
+    for (int i = 0; i < M * KN; i++)
+        ck_assert_msg(memcmp(&sc[0][i], &sc[ns - 1][i], sizeof(float)) == 0 || (isnan(sc[0][i]) && isnan(sc[ns - 1][i])),
+                      "score %d: %.9g (%s), %.9g (%s)", i,
+                      (double)sc[0][i], sets[0]->isa, (double)sc[ns - 1][i], sets[ns - 1]->isa);
+    for (int i = 0; i < M * D; i++)
+        ck_assert_msg(memcmp(&out[0][i], &out[ns - 1][i], sizeof(float)) == 0, "output %d: %.9g (%s), %.9g (%s)", i,
+                      (double)out[0][i], sets[0]->isa, (double)out[ns - 1][i], sets[ns - 1]->isa);
+    /* and against the products in double: the tiles compute what they say */
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < KN && i != 3; j = j + 37 < KN ? j + 37 : j == 295 ? KN : 295) {
+            double want = 0, mag = 0;
+            for (int d = 0; d < D; d++) {
+                want += (double)q[(size_t)i * D + d] * k[(size_t)j * D + d];
+                mag += fabs((double)q[(size_t)i * D + d] * k[(size_t)j * D + d]);
+            }
+            ck_assert_msg(fabs(sc[0][(size_t)i * KN + j] - want) <= 1e-6 * mag, "score (%d, %d): %.9g, expected %.9g", i,
+                          j, (double)sc[0][(size_t)i * KN + j], want);
+        }
+    for (int si = 0; si < ns; si++)
+        free(sc[si]), free(out[si]);
+    free(q), free(k), free(v), free(p), free(kt), free(vt), free(S);
+}
+END_TEST
+
+/* Every tile set this CPU runs gives the numerators and sums of the AVX2 set bit for bit: rows
+ * of every length up to 70 and one of 4099 (scores, -inf, NaN and values below the range among
+ * them), at two offsets into the buffer. On a CPU with one set it compares that set with
+ * itself run again, and says so. */
+START_TEST(test_tile_numerators_sets)
+{
+    const qref__tile_ops *sets[2];
+    const int ns = qref__tile_sets(sets);
+    if (ns == 0) {
+        printf("tile numerator sets: no tile kernels on this CPU, skipped\n");
+        return;
+    }
+    printf("tile numerator sets: %s%s%s\n", sets[0]->isa, ns > 1 ? " against " : " only",
+           ns > 1 ? sets[1]->isa : "");
+    enum { N = 4099 };
+    static float row[N + 1], y0[N + 1], y1[N + 1];
+    uint64_t s = 11;
+    for (int i = 0; i <= N; i++) {
+        const double u = rnd(&s);
+        row[i] = u < 0.01 ? -INFINITY : u < 0.02 ? NAN : u < 0.03 ? -200.0f : (float)(16 * rnd(&s) - 12);
+    }
+    const qref__tile_ops *b = sets[ns - 1];
+    for (int n = 1; n <= N; n = n < 70 ? n + 1 : n < N ? N : N + 1)
+        for (int off = 0; off < 2; off++) {
+            const double s0 = sets[0]->numerators(y0, row + off, n, 4.0f, 0.9f);
+            const double s1 = b->numerators(y1, row + off, n, 4.0f, 0.9f);
+            ck_assert_msg(memcmp(&s0, &s1, sizeof s0) == 0, "n %d, offset %d: sum %.17g (%s), %.17g (%s)", n, off, s0,
+                          sets[0]->isa, s1, b->isa);
+            for (int i = 0; i < n; i++)
+                ck_assert_msg(memcmp(&y0[i], &y1[i], sizeof y0[i]) == 0, "n %d, offset %d, value %d: %.9g (%s), %.9g (%s)",
+                              n, off, i, (double)y0[i], sets[0]->isa, (double)y1[i], b->isa);
+        }
+}
+END_TEST
+
 /* The limits, NaN, a tail shorter than a block, in place, and the softmax numerators. */
 START_TEST(test_vecmath_edges)
 {
@@ -896,6 +1013,8 @@ static Suite *kernels_suite(void)
     tcase_add_test(tc, test_vecmath_accuracy);
     tcase_add_test(tc, test_vecmath_edges);
     tcase_add_test(tc, test_tile_numerators);
+    tcase_add_test(tc, test_tile_numerators_sets);
+    tcase_add_test(tc, test_tile_sets_bits);
     suite_add_tcase(s, tc);
     return s;
 }
