@@ -135,32 +135,43 @@ static void pack_values(float *vt, const float *v, int ldv, int kb, int D, int P
 /* ---------------------------------------------------------------- softmax numerators
  *
  * y[i] = exp((x[i] - m) * scale) for a row of scores x[i] <= m, and their sum in double: the
- * walk's numerators on the tile path, in AVX2 with FMA for both instruction sets (AVX-512 CPUs
- * run this version too: each lane's operations are the same on both). The exponential is the
- * one of vecmath.c (its constants from vecmath.h) with fused multiply-adds: n = round(a log2 e),
- * r = a - n ln 2 in two parts, the same degree-7 Taylor polynomial of exp(r) by Horner, times
- * 2^n built in the exponent bits.
+ * walk's numerators on the tile path, on 8-float vectors (AVX2 with FMA) and 16-float ones
+ * (AVX-512F), each lane's operations the same on both. The exponential is the one of vecmath.c
+ * (its constants from vecmath.h) with fused multiply-adds: n = round(a log2 e), r = a - n ln 2
+ * in two parts, the same degree-7 Taylor polynomial of exp(r) by Horner, times 2^n built in
+ * the exponent bits.
  * Within 1 ulp of exp in double (test_kernels); 0 below -87.3365 (where it would be subnormal),
  * for -inf and for NaN (as the BLAS walk's numerators). Value l of the row goes to lane l % 16
  * of the sum, the lanes added in order at the end. */
+
+/* exp of v, clamped to [EXPF_LO, 88], on vectors of the prefix M (_mm256, _mm512) of B bits,
+ * into out (before the mask of kept lanes, which each width applies its own way). n in [-126,
+ * 127]: its low bits in t (1.5 2^23 + n), shifted into the exponent field, plus 127. */
+#define EXP_FMA_BODY(M, B, VT, v, out)                                                                   \
+    do {                                                                                                 \
+        const VT sh_ = M##_set1_ps(QREF__EXPF_SHIFT);                                                    \
+        const VT t_ = M##_fmadd_ps(v, M##_set1_ps(QREF__EXPF_LOG2E), sh_);                               \
+        const VT n_ = M##_sub_ps(t_, sh_);                                                               \
+        VT r_ = M##_fnmadd_ps(n_, M##_set1_ps(QREF__EXPF_LN2_HI), v);                                    \
+        r_ = M##_fnmadd_ps(n_, M##_set1_ps(QREF__EXPF_LN2_LO), r_);                                      \
+        VT q_ = M##_fmadd_ps(M##_set1_ps(1.0f / 5040), r_, M##_set1_ps(1.0f / 720));                     \
+        q_ = M##_fmadd_ps(q_, r_, M##_set1_ps(1.0f / 120));                                              \
+        q_ = M##_fmadd_ps(q_, r_, M##_set1_ps(1.0f / 24));                                               \
+        q_ = M##_fmadd_ps(q_, r_, M##_set1_ps(1.0f / 6));                                                \
+        q_ = M##_fmadd_ps(q_, r_, M##_set1_ps(0.5f));                                                    \
+        q_ = M##_add_ps(M##_fmadd_ps(q_, M##_mul_ps(r_, r_), r_), M##_set1_ps(1.0f));                    \
+        (out) = M##_mul_ps(q_, M##_castsi##B##_ps(M##_add_epi32(M##_slli_epi32(M##_castps_si##B(t_), 23), \
+                                                                M##_set1_epi32(0x3f800000))));           \
+    } while (0)
+
 __attribute__((target("avx2,fma"))) static inline __m256 exp8_fma(__m256 a)
 {
-    const __m256 lo = _mm256_set1_ps(QREF__EXPF_LO), sh = _mm256_set1_ps(QREF__EXPF_SHIFT);
+    const __m256 lo = _mm256_set1_ps(QREF__EXPF_LO);
     const __m256 keep = _mm256_cmp_ps(a, lo, _CMP_GE_OQ);            /* false for NaN */
     const __m256 v = _mm256_min_ps(_mm256_max_ps(a, lo), _mm256_set1_ps(88.0f));
-    const __m256 t = _mm256_fmadd_ps(v, _mm256_set1_ps(QREF__EXPF_LOG2E), sh);   /* 1.5 2^23 + n */
-    const __m256 n = _mm256_sub_ps(t, sh);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(QREF__EXPF_LN2_HI), v);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(QREF__EXPF_LN2_LO), r);
-    __m256 q = _mm256_fmadd_ps(_mm256_set1_ps(1.0f / 5040), r, _mm256_set1_ps(1.0f / 720));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 120));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 24));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 6));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(0.5f));
-    q = _mm256_add_ps(_mm256_fmadd_ps(q, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
-    /* n in [-126, 127]: its low bits in t, shifted into the exponent field, plus 127 */
-    const __m256i b = _mm256_add_epi32(_mm256_slli_epi32(_mm256_castps_si256(t), 23), _mm256_set1_epi32(0x3f800000));
-    return _mm256_and_ps(_mm256_mul_ps(q, _mm256_castsi256_ps(b)), keep);
+    __m256 e;
+    EXP_FMA_BODY(_mm256, 256, __m256, v, e);
+    return _mm256_and_ps(e, keep);
 }
 
 __attribute__((target("avx2,fma"))) static double numerators_fma(float *y, const float *x, int n, float m,
@@ -202,21 +213,12 @@ __attribute__((target("avx2,fma"))) static double numerators_fma(float *y, const
  * the sum have the bits of numerators_fma (test_kernels compares the two). */
 __attribute__((target("avx512f"))) static inline __m512 exp16(__m512 a)
 {
-    const __m512 lo = _mm512_set1_ps(QREF__EXPF_LO), sh = _mm512_set1_ps(QREF__EXPF_SHIFT);
+    const __m512 lo = _mm512_set1_ps(QREF__EXPF_LO);
     const __mmask16 keep = _mm512_cmp_ps_mask(a, lo, _CMP_GE_OQ);     /* false for NaN */
     const __m512 v = _mm512_min_ps(_mm512_max_ps(a, lo), _mm512_set1_ps(88.0f));
-    const __m512 t = _mm512_fmadd_ps(v, _mm512_set1_ps(QREF__EXPF_LOG2E), sh);
-    const __m512 n = _mm512_sub_ps(t, sh);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(QREF__EXPF_LN2_HI), v);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(QREF__EXPF_LN2_LO), r);
-    __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(1.0f / 5040), r, _mm512_set1_ps(1.0f / 720));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 120));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 24));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 6));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(0.5f));
-    q = _mm512_add_ps(_mm512_fmadd_ps(q, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
-    const __m512i b = _mm512_add_epi32(_mm512_slli_epi32(_mm512_castps_si512(t), 23), _mm512_set1_epi32(0x3f800000));
-    return _mm512_maskz_mov_ps(keep, _mm512_mul_ps(q, _mm512_castsi512_ps(b)));
+    __m512 e;
+    EXP_FMA_BODY(_mm512, 512, __m512, v, e);
+    return _mm512_maskz_mov_ps(keep, e);
 }
 
 __attribute__((target("avx512f"))) static double numerators_avx512(float *y, const float *x, int n, float m,
