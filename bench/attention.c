@@ -51,23 +51,6 @@ static double uniform(uint64_t *s)
     return (double)(*s >> 11) / 9007199254740992.0;
 }
 
-/* The largest of x[0..n), NaNs passed over, in 16 partial maxima: attention.c's pass. */
-static float row_max(const float *x, int n)
-{
-    float l[16], m = -INFINITY;
-    for (int i = 0; i < 16; i++)
-        l[i] = -INFINITY;
-    int j = 0;
-    for (; j + 16 <= n; j += 16)
-        for (int i = 0; i < 16; i++)
-            l[i] = x[j + i] > l[i] ? x[j + i] : l[i];
-    for (int i = 0; j + i < n; i++)
-        l[i] = x[j + i] > l[i] ? x[j + i] : l[i];
-    for (int i = 0; i < 16; i++)
-        m = l[i] > m ? l[i] : m;
-    return m;
-}
-
 static void report(const char *what, double best, double pairs, double flops_per_pair)
 {
     printf("%-34s %8.3f s  %6.3f ns%s", what, best, best / pairs * 1e9, flops_per_pair > 0 ? "" : "\n");
@@ -75,7 +58,8 @@ static void report(const char *what, double best, double pairs, double flops_per
         printf("  %7.1f GFLOP/s\n", flops_per_pair * pairs / best * 1e-9);
 }
 
-/* One tile set's kernels over n queries and keys of one head (float). */
+#if !defined(QREF_PRECISION_F64)
+/* One tile set's kernels over n queries and keys of one head (the float build). */
 static void bench_set(const qref__tile_ops *t, int n, int D, int repeat, const float *q, const float *k,
                       const float *v, uint64_t *seed)
 {
@@ -124,7 +108,7 @@ static void bench_set(const qref__tile_ops *t, int n, int D, int repeat, const f
         for (int r0 = 0; r0 < n; r0 += R)
             for (int j0 = 0; j0 < n; j0 += KB)
                 for (int r = 0; r < R; r++)
-                    sink += row_max(S + (size_t)r * KB, n - j0 < KB ? n - j0 : KB);
+                    sink += qref__row_max(S + (size_t)r * KB, n - j0 < KB ? n - j0 : KB);
         t1 = now();
         best[3] = fmin(best[3], t1 - t0);
     }
@@ -142,6 +126,30 @@ static void bench_set(const qref__tile_ops *t, int n, int D, int repeat, const f
         printf("\n");
     free(kt), free(vt), free(o), free(S), free(Y);
 }
+
+/* Every tile set this CPU runs, on head 0 of q, k, v. */
+static void bench_sets(int n, int H, int D, int repeat, const float *q, const float *k, const float *v,
+                       uint64_t *seed)
+{
+    const qref__tile_ops *sets[2];
+    const int ns = qref__tile_sets(sets);
+    if (ns == 0)
+        printf("no tile kernels on this CPU\n");
+    for (int s = 0; s < ns; s++) {
+        if (D % sets[s]->panel) {
+            printf("tile set %s: head dim %d is not a multiple of its panel (%d), skipped\n", sets[s]->isa, D,
+                   sets[s]->panel);
+            continue;
+        }
+        float *q1 = alloc((size_t)n * D * sizeof *q1), *k1 = alloc((size_t)n * D * sizeof *k1);
+        float *v1 = alloc((size_t)n * D * sizeof *v1);
+        for (size_t i = 0; i < (size_t)n * D; i++)      /* head 0 of each, packed rows */
+            q1[i] = q[i / D * H * D + i % D], k1[i] = k[i / D * H * D + i % D], v1[i] = v[i / D * H * D + i % D];
+        bench_set(sets[s], n, D, repeat, q1, k1, v1, seed);
+        free(q1), free(k1), free(v1);
+    }
+}
+#endif
 
 static int arg_int(int argc, char **argv, int *i, const char *name, int lo)
 {
@@ -187,24 +195,11 @@ int main(int argc, char **argv)
         v[i] = (qref_real)(uniform(&seed) - 0.5);
     }
     printf("shape: %d queries against %d keys, head dim %d, blocks of %d keys\n", n, n, D, KB);
-    const qref__tile_ops *sets[2];
-    const int ns = qref__tile_sets(sets);
-    if (ns == 0)
-        printf("no tile kernels in this build or on this CPU\n");
-    for (int s = 0; s < ns; s++) {
-        if (D % sets[s]->panel) {
-            printf("tile set %s: head dim %d is not a multiple of its panel (%d), skipped\n", sets[s]->isa, D,
-                   sets[s]->panel);
-            continue;
-        }
-        float *q1 = alloc((size_t)n * D * sizeof *q1), *k1 = alloc((size_t)n * D * sizeof *k1);
-        float *v1 = alloc((size_t)n * D * sizeof *v1);
-        for (size_t i = 0; i < (size_t)n * D; i++)      /* head 0 of each, packed rows */
-            q1[i] = (float)q[i / D * H * D + i % D], k1[i] = (float)k[i / D * H * D + i % D],
-            v1[i] = (float)v[i / D * H * D + i % D];
-        bench_set(sets[s], n, D, repeat, q1, k1, v1, &seed);
-        free(q1), free(k1), free(v1);
-    }
+#if !defined(QREF_PRECISION_F64)
+    bench_sets(n, H, D, repeat, q, k, v, &seed);
+#else
+    printf("no tile kernels in the double build\n");
+#endif
     qref_set_threads(threads);
     qref_real *scratch = alloc(qref__attention_scratch(n, H, D) * sizeof *scratch);
     double best = INFINITY;

@@ -188,7 +188,7 @@ static void block_whole(const attn_job *a, int i0, int m, int Kb, const qref_rea
 
 /* The largest of x[0..n) (-inf when n == 0; NaNs are passed over), in 16 partial maxima that
  * the compiler keeps in vector registers. The maximum is exact, so the order does not matter. */
-static qref_real row_max(const qref_real *x, int n)
+qref_real qref__row_max(const qref_real *x, int n)
 {
     qref_real l[16];
     for (int i = 0; i < 16; i++)
@@ -223,7 +223,7 @@ static double walk_row(qref_real *s, int kb, int vis, const uint8_t *kmask, doub
                 s[j] = -INFINITY;
     for (int j = vis; j < kb; j++)
         s[j] = -INFINITY;
-    const qref_real bm = known_max && !kmask && vis == kb ? *known_max : row_max(s, vis);
+    const qref_real bm = known_max && !kmask && vis == kb ? *known_max : qref__row_max(s, vis);
     double alpha = 1;
     if (bm > *mx) {
         alpha = *mx == -INFINITY ? 0 : exp(((double)*mx - (double)bm) * scale);

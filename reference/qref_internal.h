@@ -254,6 +254,9 @@ typedef struct {
     double (*numerators)(float *y, const float *x, int n, float m, float scale);
 } qref__tile_ops;
 const qref__tile_ops *qref__tiles(void);
+/* The largest of x[0..n) (-inf when n == 0; NaNs passed over): the walk's pass over a block's
+ * scores where the tile scores kernel's maximum does not apply (causal or masked keys). */
+qref_real qref__row_max(const qref_real *x, int n);
 /* Every tile set this CPU runs, AVX2 first (at most 2, whatever QREF_ATTENTION_TILES says): for
  * tests that compare the sets' bits. Returns how many. */
 int qref__tile_sets(const qref__tile_ops **sets);
